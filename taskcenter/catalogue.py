@@ -1,0 +1,119 @@
+"""The catalogue: the allowlist of tasks operators may launch.
+
+A task is launchable only when it is registered with Celery *and* entered in
+this catalogue, so the UI can never be used to send an arbitrary task name
+(``celery.*`` built-ins included). Declare a task with ``launchable_task``::
+
+    @launchable_task(name="billing.send_invoices", queue="low", priority=Priority.LOW)
+    def send_invoices(day: str) -> int:
+        "Send the invoices of one day."
+
+The decorator creates a Celery ``shared_task`` whose messages go to the
+declared queue with the declared priority, whoever sends them.
+"""
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from celery import shared_task
+from django.conf import settings
+
+from taskcenter.priorities import Priority
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """What the catalogue knows about one launchable task."""
+
+    name: str
+    func: Callable
+    description: str
+    queue: str | None  # None: the default queue at launch time
+    priority: Priority
+    bound: bool = False  # bind=True tasks take ``self`` first; operators never fill it
+
+    @property
+    def summary(self) -> str:
+        """The first line of the description."""
+        return self.description.strip().splitlines()[0] if self.description.strip() else self.name
+
+    @property
+    def default_queue(self) -> str:
+        return self.queue or settings.TASKCENTER_DEFAULT_QUEUE
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The call signature operators fill in."""
+        signature = inspect.signature(self.func)
+        if self.bound:
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        return signature
+
+    @property
+    def signature_text(self) -> str:
+        return f"{self.func.__name__}{self.signature}"
+
+
+_entries: dict[str, CatalogueEntry] = {}
+
+
+def register(
+    name: str,
+    func: Callable,
+    *,
+    description: str | None = None,
+    queue: str | None = None,
+    priority: Priority = Priority.NORMAL,
+    bound: bool = False,
+) -> CatalogueEntry:
+    """Add a task, already registered with Celery under ``name``, to the catalogue."""
+    entry = CatalogueEntry(
+        name=name,
+        func=func,
+        description=inspect.cleandoc(description or func.__doc__ or ""),
+        queue=queue,
+        priority=Priority(priority),
+        bound=bound,
+    )
+    _entries[name] = entry
+    return entry
+
+
+def launchable_task(
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    priority: Priority = Priority.NORMAL,
+    description: str | None = None,
+    **task_options,
+):
+    """Declare a Celery task and enter it in the catalogue in one step."""
+
+    def decorate(func: Callable):
+        task_name = name or f"{func.__module__}.{func.__name__}"
+        options = dict(task_options, priority=Priority(priority).broker_priority)
+        if queue:
+            options["queue"] = queue
+        task = shared_task(name=task_name, **options)(func)
+        register(
+            task_name,
+            func,
+            description=description,
+            queue=queue,
+            priority=priority,
+            bound=bool(task_options.get("bind")),
+        )
+        return task
+
+    return decorate
+
+
+def get_entry(name: str) -> CatalogueEntry | None:
+    """Return the catalogue entry for ``name``, or None when it is not launchable."""
+    return _entries.get(name)
+
+
+def all_entries() -> list[CatalogueEntry]:
+    """Every launchable task, sorted by name."""
+    return sorted(_entries.values(), key=lambda entry: entry.name)

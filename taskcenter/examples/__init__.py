@@ -1,0 +1,1 @@
+"""Example launchable tasks, installed unless TASKCENTER_EXAMPLES=false."""

@@ -1,0 +1,45 @@
+"""Example tasks: one quick, one long, one that fails. Try them from the catalogue."""
+
+import time
+
+from celery.utils.log import get_task_logger
+
+from taskcenter.catalogue import launchable_task
+from taskcenter.priorities import Priority
+
+logger = get_task_logger(__name__)
+
+
+@launchable_task(name="examples.add", queue="high", priority=Priority.HIGH)
+def add(x: int, y: int) -> int:
+    """Add two numbers and return the sum.
+
+    A quick task, handy to check that workers answer.
+    """
+    return x + y
+
+
+@launchable_task(name="examples.process_items", queue="low", priority=Priority.LOW)
+def process_items(items: int = 10, seconds_per_item: float = 1.0) -> dict:
+    """Process a number of items, sleeping a while for each.
+
+    A long task, for watching a run move from PENDING to STARTED to SUCCESS.
+    """
+    for done in range(1, items + 1):
+        time.sleep(seconds_per_item)
+        logger.info("Processed item %s of %s", done, items)
+    return {"processed": items}
+
+
+class ExampleFailure(RuntimeError):
+    """Raised on purpose by ``examples.fail``."""
+
+
+@launchable_task(name="examples.fail")
+def fail(message: str = "This task fails on purpose.") -> None:
+    """Raise an error, to see how a failed run and its traceback are shown."""
+    _check_input(message)
+
+
+def _check_input(message: str) -> None:
+    raise ExampleFailure(message)

@@ -1,0 +1,1 @@
+"""Selectors: read-only queries used by pages, commands and the API."""

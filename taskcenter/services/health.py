@@ -1,0 +1,126 @@
+"""Checks of the broker, the database and the Celery settings taskcenter relies on."""
+
+from dataclasses import dataclass
+
+from celery import current_app
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    message: str
+
+
+def check_broker(*, timeout: float = 2.0) -> CheckResult:
+    """Connect to the broker and ping it, giving up after ``timeout`` seconds."""
+    conn = current_app.connection_for_write()
+    url = conn.as_uri()
+    try:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+        client = conn.default_channel.client
+        client.ping()
+    except Exception as exc:  # any failure here means "does not answer"
+        return CheckResult("broker", False, f"Broker {url} does not answer: {exc}")
+    finally:
+        conn.release()
+    return CheckResult("broker", True, f"Broker {url} answers.")
+
+
+def check_database() -> CheckResult:
+    """Run ``SELECT 1`` on the default database."""
+    vendor = connection.vendor
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        return CheckResult("database", False, f"Database ({vendor}) does not answer: {exc}")
+    return CheckResult("database", True, f"Database ({vendor}) answers.")
+
+
+def check_celery_settings() -> list[CheckResult]:
+    """Compare the running Celery configuration with what taskcenter requires."""
+    conf = current_app.conf
+    results = []
+
+    def expect(name: str, ok: bool, good: str, bad: str) -> None:
+        results.append(CheckResult(name, ok, good if ok else bad))
+
+    accepted = set(conf.accept_content or ()) | set(conf.result_accept_content or ())
+    expect(
+        "serialization",
+        conf.task_serializer == "json"
+        and conf.result_serializer == "json"
+        and accepted <= {"json", "application/json"},
+        "JSON serialization only.",
+        f"Serialization must be JSON only (task={conf.task_serializer}, result={conf.result_serializer}, "
+        f"accepted={sorted(accepted)}); pickle lets the broker run code on workers.",
+    )
+    expect(
+        "result_backend",
+        bool(conf.result_backend) and conf.result_extended,
+        f"Results stored in {conf.result_backend} with result_extended on.",
+        "Results need a backend (CELERY_RESULT_BACKEND=django-db) and result_extended on for history.",
+    )
+    expect(
+        "acks_late",
+        conf.task_acks_late and conf.task_reject_on_worker_lost,
+        "Tasks acknowledged after running; given back if the worker dies.",
+        "task_acks_late and task_reject_on_worker_lost must both be on, or a killed worker loses its task.",
+    )
+    expect(
+        "prefetch",
+        conf.worker_prefetch_multiplier == 1,
+        "Workers prefetch one message per process.",
+        f"worker_prefetch_multiplier is {conf.worker_prefetch_multiplier}; 1 keeps long tasks from holding others.",
+    )
+    expect(
+        "events",
+        conf.worker_send_task_events and conf.task_send_sent_event and conf.task_track_started,
+        "Task events, sent events and started tracking on.",
+        "Monitoring needs worker_send_task_events, task_send_sent_event and task_track_started on.",
+    )
+    expect(
+        "time_limits",
+        bool(conf.task_time_limit)
+        and bool(conf.task_soft_time_limit)
+        and conf.task_soft_time_limit < conf.task_time_limit,
+        f"Time limits: soft {conf.task_soft_time_limit}s, hard {conf.task_time_limit}s.",
+        "Set CELERY_TASK_SOFT_TIME_LIMIT below CELERY_TASK_TIME_LIMIT.",
+    )
+    visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)
+    expect(
+        "visibility_timeout",
+        visibility > settings.TASKCENTER_MAX_COUNTDOWN,
+        f"Redis visibility timeout {visibility}s exceeds the longest countdown ({settings.TASKCENTER_MAX_COUNTDOWN}s).",
+        f"Redis visibility timeout {visibility}s must exceed TASKCENTER_MAX_COUNTDOWN "
+        f"({settings.TASKCENTER_MAX_COUNTDOWN}s), or delayed tasks run repeatedly.",
+    )
+    policy = conf.task_publish_retry_policy or {}
+    bounded = policy.get("max_retries") is not None and policy.get("max_retries", 99) <= 3
+    expect(
+        "publish_retry",
+        bounded,
+        "Publishing gives up after a bounded number of retries.",
+        "task_publish_retry_policy needs a small max_retries so a down broker fails fast.",
+    )
+    declared = {queue.name for queue in (conf.task_queues or ())}
+    missing = [name for name in settings.TASKCENTER_QUEUES if name not in declared]
+    expect(
+        "queues",
+        not missing and conf.task_default_queue in declared,
+        f"Queues: {', '.join(sorted(declared))} (default {conf.task_default_queue}).",
+        f"Queues {missing or [conf.task_default_queue]} are configured but not declared to Celery.",
+    )
+    return results
+
+
+def run_all_checks(*, connectivity: bool = True) -> list[CheckResult]:
+    """Every check, settings first; ``connectivity=False`` skips broker and database."""
+    results = check_celery_settings()
+    if connectivity:
+        results = [check_database(), check_broker(), *results]
+    return results

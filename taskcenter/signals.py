@@ -1,0 +1,61 @@
+"""Celery signal receivers, connected in ``TaskcenterConfig.ready()``."""
+
+import logging
+
+from celery import signals
+
+from taskcenter.services.launch import RECORDED_HEADER
+from taskcenter.services.recording import PRIORITY_HEADER, run_record_published
+
+logger = logging.getLogger("taskcenter.worker")
+
+
+def carry_priority(sender=None, headers=None, properties=None, **_):
+    """Copy the message priority into a header so ``record_publish`` can read it."""
+    if headers is not None and properties:
+        headers[PRIORITY_HEADER] = properties.get("priority")
+
+
+def record_publish(sender=None, headers=None, body=None, routing_key=None, **_):
+    """Record a run for every task published by beat or by code, not by taskcenter."""
+    headers = headers or {}
+    if headers.get(RECORDED_HEADER) or not headers.get("id"):
+        return
+    run_record_published(
+        task_id=headers["id"],
+        task_name=headers.get("task") or sender,
+        queue=routing_key,
+        headers=headers,
+        body=body,
+    )
+
+
+def log_worker_banner(sender=None, **_):
+    """Log the queues and key settings a worker starts with."""
+    consumer = sender  # the worker's Consumer
+    app = consumer.app
+    conf = app.conf
+    queues = sorted(queue.name for queue in app.amqp.queues.consume_from.values())
+    logger.info(
+        "taskcenter worker %s ready: queues=%s concurrency=%s prefetch_multiplier=%s acks_late=%s "
+        "reject_on_worker_lost=%s time_limit=%ss soft_time_limit=%ss max_tasks_per_child=%s "
+        "broker=%s result_backend=%s serializer=%s",
+        getattr(sender, "hostname", "?"),
+        ",".join(queues),
+        conf.worker_concurrency,
+        conf.worker_prefetch_multiplier,
+        conf.task_acks_late,
+        conf.task_reject_on_worker_lost,
+        conf.task_time_limit,
+        conf.task_soft_time_limit,
+        conf.worker_max_tasks_per_child,
+        app.connection_for_write().as_uri(),  # as_uri() hides the password
+        conf.result_backend,
+        conf.task_serializer,
+    )
+
+
+def connect() -> None:
+    signals.before_task_publish.connect(carry_priority, dispatch_uid="taskcenter.carry_priority")
+    signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
+    signals.worker_ready.connect(log_worker_banner, dispatch_uid="taskcenter.worker_banner")
