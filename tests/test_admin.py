@@ -1,0 +1,25 @@
+"""The admin reaches schedules, results and runs."""
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "admin:django_celery_beat_periodictask_changelist",
+        "admin:django_celery_beat_periodictask_add",
+        "admin:django_celery_results_taskresult_changelist",
+        "admin:taskcenter_run_changelist",
+    ],
+)
+def test_admin_pages_open(staff_client, name):
+    assert staff_client.get(reverse(name)).status_code == 200
+
+
+def test_navigation_links_pages_and_admin(staff_client):
+    page = staff_client.get(reverse("taskcenter:catalogue")).content.decode()
+    for name in ("taskcenter:catalogue", "taskcenter:run_list", "admin:index"):
+        assert f'href="{reverse(name)}"' in page

@@ -1,0 +1,88 @@
+"""Settings are read from the environment once and refuse unsafe or inconsistent values."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_settings(**env) -> subprocess.CompletedProcess:
+    """Import config.settings in a fresh interpreter with exactly these variables."""
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", "import config.settings as s; print(s.TIME_ZONE, s.CELERY_BROKER_URL)"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_without_secret_key_stops_with_a_clear_message():
+    result = load_settings(DEBUG="false", ALLOWED_HOSTS="tasks.example.com")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_without_allowed_hosts_stops_with_a_clear_message():
+    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50)
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS is not set" in result.stderr
+
+
+def test_production_with_secret_and_hosts_starts():
+    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="tasks.example.com")
+    assert result.returncode == 0, result.stderr
+
+
+def test_development_defaults_use_shanghai_time_and_the_embedded_redis_socket(tmp_path):
+    result = load_settings(DEBUG="true", TASKCENTER_STATE_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Asia/Shanghai", f"redis+socket://{tmp_path}/redis/redis.sock"]
+
+
+def test_redis_url_replaces_the_embedded_server():
+    result = load_settings(DEBUG="true", REDIS_URL="redis://redis.internal:6379/3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1] == "redis://redis.internal:6379/3"
+
+
+def test_soft_time_limit_must_be_below_the_hard_limit():
+    result = load_settings(DEBUG="true", CELERY_TASK_TIME_LIMIT="60", CELERY_TASK_SOFT_TIME_LIMIT="60")
+    assert result.returncode != 0
+    assert "CELERY_TASK_SOFT_TIME_LIMIT (60s) must be below" in result.stderr
+
+
+def test_countdown_limit_must_stay_below_the_visibility_timeout():
+    result = load_settings(DEBUG="true", CELERY_VISIBILITY_TIMEOUT="600", TASKCENTER_MAX_COUNTDOWN="600")
+    assert result.returncode != 0
+    assert "TASKCENTER_MAX_COUNTDOWN (600s) must be below" in result.stderr
+
+
+def test_default_queue_must_be_a_configured_queue():
+    result = load_settings(DEBUG="true", TASKCENTER_QUEUES="a,b", TASKCENTER_DEFAULT_QUEUE="c")
+    assert result.returncode != 0
+    assert "TASKCENTER_DEFAULT_QUEUE='c' must be one of" in result.stderr
+
+
+def test_database_url_switches_to_postgresql():
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.settings as s; print(s.DATABASES['default']['ENGINE'])"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "DEBUG": "true", "DATABASE_URL": "postgres://u:p@db:5432/tc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "django.db.backends.postgresql", result.stderr
+
+
+def test_sqlite_is_tuned_for_concurrent_writers(settings):
+    options = settings.DATABASES["default"]["OPTIONS"]
+    assert options["transaction_mode"] == "IMMEDIATE"
+    assert options["timeout"] >= 5
+    assert "journal_mode=WAL" in options["init_command"]
