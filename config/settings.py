@@ -232,28 +232,23 @@ if TASKCENTER_MAX_COUNTDOWN >= CELERY_VISIBILITY_TIMEOUT:
         f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}s)."
     )
 
-# A broker that is down must fail a publish within about two seconds, not hang.
-BROKER_SOCKET_TIMEOUT = 5  # above the 1 s BRPOP the worker blocks in
-BROKER_CONNECT_TIMEOUT = 2
+# A broker that is down must fail a publish within seconds, not hang a request.
+# A refused or missing socket fails at once; a server that accepts but does not
+# answer costs one socket timeout per attempt, two attempts in all. The timeout
+# stays above the 1 s BRPOP the worker blocks in.
+BROKER_SOCKET_TIMEOUT = env_int("CELERY_BROKER_SOCKET_TIMEOUT", 2, minimum=2)
+BROKER_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     "priority_steps": REDIS_PRIORITY_STEPS,
     "socket_timeout": BROKER_SOCKET_TIMEOUT,
-    "socket_connect_timeout": BROKER_CONNECT_TIMEOUT,
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
+    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
+    **BROKER_RETRY_POLICY,
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
-CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_CONNECT_TIMEOUT
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY = True
-CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
+CELERY_TASK_PUBLISH_RETRY_POLICY = BROKER_RETRY_POLICY
 
 # Beat keeps its schedule in the database (django-celery-beat).
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -3,6 +3,7 @@
 A Valkey server and a worker of the project's own app run as subprocesses.
 """
 
+import signal
 import time
 
 import pytest
@@ -133,21 +134,42 @@ def test_periodic_task_created_in_the_admin_is_sent_by_beat_and_recorded(staff_c
     assert run.task_id in history
 
 
+def post_launch_timed(client) -> tuple:
+    began = time.monotonic()
+    response = client.post(
+        reverse("taskcenter:launch", args=["examples.add"]),
+        {"args": "[1, 2]", "kwargs": "{}", "queue": "high", "priority": "NORMAL", "countdown": ""},
+    )
+    return response, time.monotonic() - began
+
+
 def test_launch_with_the_broker_stopped_fails_fast_with_a_clear_message(staff_client, tmp_path, redis_server):
     stopped = RedisServer(tmp_path)
     stopped.start()
     stopped.stop()  # a real server that was there and is gone: its socket file is removed
     use_broker(stopped.url)
     try:
-        began = time.monotonic()
-        response = staff_client.post(
-            reverse("taskcenter:launch", args=["examples.add"]),
-            {"args": "[1, 2]", "kwargs": "{}", "queue": "high", "priority": "NORMAL", "countdown": ""},
-        )
-        elapsed = time.monotonic() - began
+        response, elapsed = post_launch_timed(staff_client)
     finally:
         use_broker(redis_server.url)
     assert response.status_code == 503
     assert "broker (Redis) is not reachable" in response.content.decode()
-    assert elapsed < 5, f"the request took {elapsed:.1f}s"
+    assert elapsed < 3, f"the request took {elapsed:.1f}s"
+    assert not Run.objects.exists()
+
+
+def test_launch_with_a_frozen_broker_gives_up_within_seconds(staff_client, tmp_path, redis_server):
+    frozen = RedisServer(tmp_path)
+    frozen.start()
+    use_broker(frozen.url)
+    frozen.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        response, elapsed = post_launch_timed(staff_client)
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+        use_broker(redis_server.url)
+        frozen.stop()
+    assert response.status_code == 503
+    assert "broker (Redis) is not reachable" in response.content.decode()
+    assert elapsed < 10, f"the request took {elapsed:.1f}s"
     assert not Run.objects.exists()
