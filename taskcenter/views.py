@@ -5,6 +5,7 @@ Views only parse input and call services or selectors.
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -100,6 +101,7 @@ def _history_context(form, *, page):
         "page": page,
         "filter_query": query,
         "task_names": [entry.name for entry in catalogue.all_entries()],
+        "queue_names": settings.TASKCENTER_QUEUES,
     }
 
 

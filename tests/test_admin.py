@@ -23,3 +23,12 @@ def test_navigation_links_pages_and_admin(staff_client):
     page = staff_client.get(reverse("taskcenter:catalogue")).content.decode()
     for name in ("taskcenter:catalogue", "taskcenter:run_list", "admin:index"):
         assert f'href="{reverse(name)}"' in page
+
+
+def test_run_admin_finds_a_pending_run_by_task_id(staff_client):
+    from taskcenter.models import Run
+
+    Run.objects.create(task_result_id="abc-123", task_name="examples.add", queue="high")
+    response = staff_client.get(reverse("admin:taskcenter_run_changelist"), {"q": "abc-123"})
+    assert response.status_code == 200
+    assert "abc-123" in response.content.decode()
