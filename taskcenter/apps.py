@@ -10,9 +10,13 @@ class TaskcenterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
+
         from taskcenter import checks, signals  # noqa: F401  (checks register on import)
+        from taskcenter.permissions import ensure_task_permissions
 
         signals.connect()
+        post_migrate.connect(ensure_task_permissions, sender=self, dispatch_uid="taskcenter.task_permissions")
         # Import every app's tasks module so the catalogue is complete in every
         # process (web, commands), not only in workers where Celery imports them.
         autodiscover_modules("tasks")

@@ -9,8 +9,11 @@ from taskcenter.priorities import Priority
 
 #: State shown for a run that no worker has reported on yet.
 PENDING = "PENDING"
+REVOKED = "REVOKED"
 #: States after which a run will not change any more.
 READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")
+#: States of a run that waits or runs.
+ACTIVE_STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY")
 #: Every state a run can be listed under, in the order a run passes through them.
 RUN_STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 
@@ -56,9 +59,31 @@ class Run(models.Model):
     )
     periodic_task_name = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField(null=True, blank=True, help_text="Dropped if not started by this time.")
+
+    # Lineage: a re-run points to the run it repeats; the original lists its re-runs.
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    # Optional de-duplication key; see services.dedup.
+    dedup_key = models.CharField(max_length=255, blank=True, default="")
+    # Membership of a batch or a workflow (chain, group, chord) launched together.
+    batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    workflow = models.ForeignKey("Workflow", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+
+    # Cancellation as asked by an operator; the worker later reports REVOKED itself.
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancel_reason = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("launch_any_task", "Can launch every catalogued task"),
+            ("control_run", "Can cancel, terminate and retry runs"),
+            ("manage_queues", "Can pause, resume and purge queues"),
+            ("manage_workers", "Can resize worker pools and set rate limits"),
+        ]
         indexes = [
             # History pages page through runs newest first by id (keyset).
             models.Index(fields=["task_name", "-id"], name="run_task_name_id"),
@@ -84,7 +109,18 @@ class Run(models.Model):
     @property
     def state(self) -> str:
         result = self.result_row
-        return result.status if result is not None else PENDING
+        if result is not None:
+            return result.status
+        return REVOKED if self.cancelled_at else PENDING
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in READY_STATES
+
+    @property
+    def is_active(self) -> bool:
+        """Waiting or running: can be cancelled, blocks a duplicate."""
+        return self.state in ACTIVE_STATES
 
     @property
     def started_at(self):
@@ -99,3 +135,140 @@ class Run(models.Model):
         if result is None or result.status not in READY_STATES:
             return None
         return result.date_done
+
+
+class DedupLock(models.Model):
+    """The run that currently holds a de-duplication key.
+
+    One row per key; a launch takes the key with an INSERT, or with a
+    compare-and-swap UPDATE when the holder has finished, so two concurrent
+    launches with the same key cannot both succeed.
+    """
+
+    key = models.CharField(max_length=255, primary_key=True)
+    task_id = models.CharField(max_length=255)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.task_id}"
+
+
+class Batch(models.Model):
+    """Items launched as one Celery group, one task per slice of ``batch_size`` items."""
+
+    task_name = models.CharField(max_length=255)
+    item_count = models.PositiveIntegerField()
+    batch_size = models.PositiveIntegerField()
+    group_id = models.CharField(max_length=255, blank=True, default="")
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} of {self.task_name} ({self.item_count} items)"
+
+
+class Workflow(models.Model):
+    """A chain, group or chord of catalogued tasks launched together.
+
+    ``stages`` lists the task ids stage by stage: every task of a stage runs
+    after all tasks of the stage before (chain: one task per stage; group: one
+    stage; chord: the group, then the callback).
+    """
+
+    class Kind(models.TextChoices):
+        CHAIN = "chain", "Chain"
+        GROUP = "group", "Group"
+        CHORD = "chord", "Chord"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    stages = models.JSONField(default=list)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.pk}"
+
+
+class QueueState(models.Model):
+    """Operator settings of a queue that must outlive pages and worker restarts."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    paused = models.BooleanField(default=False)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'paused' if self.paused else 'consuming'})"
+
+
+class TaskRateLimit(models.Model):
+    """A rate limit per task type, applied to every worker and re-applied when one starts."""
+
+    task_name = models.CharField(max_length=255, primary_key=True)
+    rate = models.CharField(max_length=20, help_text='e.g. "10/s", "100/m", "1000/h"; empty removes the limit.')
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.task_name}: {self.rate}"
+
+
+class AuditEntry(models.Model):
+    """Who did what, when, to which target, and how it ended."""
+
+    class Action(models.TextChoices):
+        LAUNCH = "launch", "Launch"
+        BATCH = "batch", "Batch launch"
+        WORKFLOW = "workflow", "Workflow launch"
+        CANCEL = "cancel", "Cancel"
+        TERMINATE = "terminate", "Terminate"
+        RETRY = "retry", "Retry"
+        PURGE = "purge", "Purge queue"
+        PAUSE = "pause", "Pause queue"
+        RESUME = "resume", "Resume queue"
+        POOL_GROW = "pool_grow", "Grow pool"
+        POOL_SHRINK = "pool_shrink", "Shrink pool"
+        RATE_LIMIT = "rate_limit", "Set rate limit"
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Done"
+        REFUSED = "refused", "Refused"
+        ERROR = "error", "Failed"
+
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    target = models.CharField(max_length=255, help_text="Task id, queue, worker or task name.")
+    task_id = models.CharField(max_length=255, blank=True, default="")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK)
+    message = models.TextField(blank=True, default="")
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["task_id"], name="audit_task_id"),
+            models.Index(fields=["action", "-id"], name="audit_action_id"),
+            models.Index(fields=["at"], name="audit_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} {self.outcome}"

@@ -1,18 +1,22 @@
 """Celery signal receivers, connected in ``TaskcenterConfig.ready()``."""
 
 import logging
+import time
 
 from celery import signals
 
 from taskcenter.services.launch import RECORDED_HEADER
-from taskcenter.services.recording import PRIORITY_HEADER, run_record_published
+from taskcenter.services.recording import PRIORITY_HEADER, SENT_AT_HEADER, run_record_published
 
 logger = logging.getLogger("taskcenter.worker")
 
 
-def carry_priority(sender=None, headers=None, properties=None, **_):
-    """Copy the message priority into a header so ``record_publish`` can read it."""
-    if headers is not None and properties:
+def annotate_message(sender=None, headers=None, properties=None, **_):
+    """Stamp the send time (for queue age) and copy the priority for ``record_publish``."""
+    if headers is None:
+        return
+    headers[SENT_AT_HEADER] = time.time()
+    if properties:
         headers[PRIORITY_HEADER] = properties.get("priority")
 
 
@@ -56,6 +60,6 @@ def log_worker_banner(sender=None, **_):
 
 
 def connect() -> None:
-    signals.before_task_publish.connect(carry_priority, dispatch_uid="taskcenter.carry_priority")
+    signals.before_task_publish.connect(annotate_message, dispatch_uid="taskcenter.annotate_message")
     signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
     signals.worker_ready.connect(log_worker_banner, dispatch_uid="taskcenter.worker_banner")

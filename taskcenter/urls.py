@@ -2,13 +2,27 @@
 
 from django.urls import path
 
-from taskcenter import views
+from taskcenter.views import audit, launch, queues, runs, workers
 
 app_name = "taskcenter"
 
 urlpatterns = [
-    path("", views.catalogue_list, name="catalogue"),
-    path("tasks/<str:task_name>/launch/", views.launch, name="launch"),
-    path("runs/", views.run_list, name="run_list"),
-    path("runs/<str:task_id>/", views.run_detail, name="run_detail"),
+    path("", launch.catalogue_list, name="catalogue"),
+    path("tasks/<str:task_name>/launch/", launch.launch, name="launch"),
+    path("tasks/<str:task_name>/batch/", launch.batch_launch, name="batch_launch"),
+    path("workflows/new/", launch.workflow_launch, name="workflow_launch"),
+    path("batches/<int:batch_id>/", runs.batch_detail, name="batch_detail"),
+    path("runs/", runs.run_list, name="run_list"),
+    path("runs/retry/", runs.bulk_retry, name="bulk_retry"),
+    path("runs/<str:task_id>/", runs.run_detail, name="run_detail"),
+    path("runs/<str:task_id>/cancel/", runs.run_cancel, name="run_cancel"),
+    path("runs/<str:task_id>/retry/", runs.run_retry, name="run_retry"),
+    path("queues/", queues.queue_list, name="queue_list"),
+    path("queues/<str:name>/pause/", queues.queue_pause, name="queue_pause"),
+    path("queues/<str:name>/resume/", queues.queue_resume, name="queue_resume"),
+    path("queues/<str:name>/purge/", queues.queue_purge, name="queue_purge"),
+    path("workers/", workers.worker_list, name="worker_list"),
+    path("workers/<str:hostname>/pool/", workers.worker_pool, name="worker_pool"),
+    path("workers/rate-limits/", workers.rate_limit, name="rate_limit"),
+    path("audit/", audit.audit_list, name="audit_list"),
 ]

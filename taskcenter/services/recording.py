@@ -11,6 +11,8 @@ logger = logging.getLogger(__name__)
 
 #: Header the publish signal adds so the priority reaches the after-publish hook.
 PRIORITY_HEADER = "taskcenter_priority"
+#: Header with the publisher's clock (Unix seconds) when the message was sent.
+SENT_AT_HEADER = "taskcenter_sent_at"
 
 
 def run_record_published(*, task_id: str, task_name: str, queue: str, headers: dict, body) -> None:

@@ -1,0 +1,70 @@
+"""Who may do what. Pages ask these functions; services do not (they trust their caller).
+
+Permissions (app label ``taskcenter``):
+
+- ``view_run``: see the pages (staff users only);
+- ``launch_any_task`` or ``launch_task:<task name>``: launch catalogued tasks;
+- ``control_run``: cancel, terminate and retry runs;
+- ``manage_queues``: pause, resume and purge queues;
+- ``manage_workers``: resize pools and set rate limits.
+
+Per-task launch permissions are created for every catalogued task after
+``migrate`` (see ``ensure_task_permissions``).
+"""
+
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+
+from taskcenter import catalogue
+
+APP = "taskcenter"
+TASK_PERMISSION_PREFIX = "launch_task:"
+
+
+def can_view(user) -> bool:
+    return bool(user.is_active and user.is_staff and user.has_perm(f"{APP}.view_run"))
+
+
+def can_launch(user, task_name: str) -> bool:
+    return can_view(user) and (
+        user.has_perm(f"{APP}.launch_any_task") or user.has_perm(f"{APP}.{TASK_PERMISSION_PREFIX}{task_name}")
+    )
+
+
+def can_launch_something(user) -> bool:
+    return any(can_launch(user, entry.name) for entry in catalogue.all_entries())
+
+
+def can_control(user) -> bool:
+    return can_view(user) and user.has_perm(f"{APP}.control_run")
+
+
+def can_manage_queues(user) -> bool:
+    return can_view(user) and user.has_perm(f"{APP}.manage_queues")
+
+
+def can_manage_workers(user) -> bool:
+    return can_view(user) and user.has_perm(f"{APP}.manage_workers")
+
+
+def ensure_task_permissions(**_kwargs) -> int:
+    """Create a ``launch_task:<name>`` permission for every catalogued task; return how many were new."""
+    from taskcenter.models import Run
+
+    content_type = ContentType.objects.get_for_model(Run)
+    existing = set(
+        Permission.objects.filter(content_type=content_type, codename__startswith=TASK_PERMISSION_PREFIX).values_list(
+            "codename", flat=True
+        )
+    )
+    new = [
+        Permission(
+            content_type=content_type,
+            codename=f"{TASK_PERMISSION_PREFIX}{entry.name}"[:100],
+            name=f"Can launch {entry.name}"[:255],
+        )
+        for entry in catalogue.all_entries()
+        if f"{TASK_PERMISSION_PREFIX}{entry.name}"[:100] not in existing
+    ]
+    Permission.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
