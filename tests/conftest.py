@@ -209,3 +209,15 @@ def staff_client(client, django_user_model):
     client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture
+def viewer_client(client, django_user_model):
+    """A client logged in as a staff user who may only view (the 'view run' permission)."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username="viewer", password="pw-viewer-1", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_run", content_type__app_label="taskcenter"))
+    client.force_login(user)
+    client.user = user
+    return client
