@@ -253,3 +253,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = BROKER_RETRY_POLICY
 # Beat keeps its schedule in the database (django-celery-beat).
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600, minimum=0) or None
+
+# Signal sent to the process of a started run when an operator terminates it.
+TASKCENTER_TERMINATE_SIGNAL = env_str("TASKCENTER_TERMINATE_SIGNAL", "SIGTERM")
+# Most runs one bulk retry may launch; a wider filter is refused with a message.
+TASKCENTER_BULK_RETRY_LIMIT = env_int("TASKCENTER_BULK_RETRY_LIMIT", 500, minimum=1)
+# Most runs one batch launch may create.
+TASKCENTER_MAX_BATCHES = env_int("TASKCENTER_MAX_BATCHES", 1000, minimum=1)

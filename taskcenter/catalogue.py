@@ -12,7 +12,9 @@ The decorator creates a Celery ``shared_task`` whose messages go to the
 declared queue with the declared priority, whoever sends them.
 """
 
+import hashlib
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +34,8 @@ class CatalogueEntry:
     queue: str | None  # None: the default queue at launch time
     priority: Priority
     bound: bool = False  # bind=True tasks take ``self`` first; operators never fill it
+    dedup: bool = False  # derive a de-duplication key from the arguments of every launch
+    batch_argument: str | None = None  # parameter that takes a list of items in a batch launch
 
     @property
     def summary(self) -> str:
@@ -54,6 +58,13 @@ class CatalogueEntry:
     def signature_text(self) -> str:
         return f"{self.func.__name__}{self.signature}"
 
+    def dedup_key_for(self, args: list, kwargs: dict) -> str:
+        """A key equal for every launch with the same arguments, however they are passed."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        canonical = json.dumps(bound.arguments, sort_keys=True, separators=(",", ":"), default=str)
+        return f"{self.name}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+
 
 _entries: dict[str, CatalogueEntry] = {}
 
@@ -66,6 +77,8 @@ def register(
     queue: str | None = None,
     priority: Priority = Priority.NORMAL,
     bound: bool = False,
+    dedup: bool = False,
+    batch_argument: str | None = None,
 ) -> CatalogueEntry:
     """Add a task, already registered with Celery under ``name``, to the catalogue."""
     entry = CatalogueEntry(
@@ -75,6 +88,8 @@ def register(
         queue=queue,
         priority=Priority(priority),
         bound=bound,
+        dedup=dedup,
+        batch_argument=batch_argument,
     )
     _entries[name] = entry
     return entry
@@ -86,9 +101,15 @@ def launchable_task(
     queue: str | None = None,
     priority: Priority = Priority.NORMAL,
     description: str | None = None,
+    dedup: bool = False,
+    batch_argument: str | None = None,
     **task_options,
 ):
-    """Declare a Celery task and enter it in the catalogue in one step."""
+    """Declare a Celery task and enter it in the catalogue in one step.
+
+    ``dedup=True`` refuses a launch while a run with the same arguments waits or
+    runs; ``batch_argument`` names the list parameter a batch launch fills.
+    """
 
     def decorate(func: Callable):
         task_name = name or f"{func.__module__}.{func.__name__}"
@@ -103,6 +124,8 @@ def launchable_task(
             queue=queue,
             priority=priority,
             bound=bool(task_options.get("bind")),
+            dedup=dedup,
+            batch_argument=batch_argument,
         )
         return task
 

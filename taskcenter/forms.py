@@ -54,6 +54,24 @@ class LaunchForm(forms.Form):
         label="Countdown (seconds)",
         help_text="Leave empty to run as soon as a worker is free.",
     )
+    eta = forms.DateTimeField(
+        required=False,
+        label="Or run at (ETA)",
+        help_text="A time in the site's time zone; instead of a countdown.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    expires = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Expires after (seconds)",
+        help_text="A run not started within this time is dropped. Leave empty to keep it until it runs.",
+    )
+    dedup_key = forms.CharField(
+        required=False,
+        max_length=255,
+        label="De-duplication key",
+        help_text="Refuse this launch while a run with the same key is pending or running.",
+    )
 
     def __init__(self, *args, entry, **kwargs):
         super().__init__(*args, **kwargs)
@@ -67,6 +85,10 @@ class LaunchForm(forms.Form):
             for name, param in entry.signature.parameters.items()
             if param.default is not param.empty and _is_json(param.default)
         }
+
+    def arguments(self) -> tuple[list, dict]:
+        """The task's positional and keyword arguments from the cleaned form."""
+        return self.cleaned_data["args"], self.cleaned_data["kwargs"]
 
 
 class RunFilterForm(forms.Form):
@@ -98,3 +120,70 @@ def _is_json(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+class RetryForm(forms.Form):
+    """The arguments of a re-run, prefilled with the original run's."""
+
+    args = JSONTextField(expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)")
+    kwargs = JSONTextField(
+        expected_type=dict, example='{"x": 1}', required=False, label="Keyword arguments (JSON object)"
+    )
+
+
+class BulkRetryForm(forms.Form):
+    """Runs to re-run: explicit task ids, or the history filter they were shown under."""
+
+    task_ids = forms.MultipleChoiceField(required=False)
+    confirm = forms.BooleanField(required=False)
+    scope = forms.ChoiceField(choices=[("selected", "Selected runs"), ("filter", "Every run matching the filter")])
+    filter_fields = ("state", "task_name", "queue", "created_from", "created_to")
+
+    def __init__(self, data=None, **kwargs):
+        super().__init__(data, **kwargs)
+        # Any string is a candidate id; unknown ids simply match no run.
+        ids = data.getlist("task_ids") if data is not None and hasattr(data, "getlist") else []
+        self.fields["task_ids"].choices = [(i, i) for i in ids]
+        for name in self.filter_fields:
+            self.fields[name] = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("scope") == "selected" and not cleaned.get("task_ids"):
+            raise forms.ValidationError("Select at least one run.")
+        if cleaned.get("scope") == "filter":
+            cleaned["task_ids"] = []
+        return cleaned
+
+    def filter_data(self) -> dict:
+        return {name: self.cleaned_data.get(name, "") for name in self.filter_fields}
+
+
+class BatchLaunchForm(forms.Form):
+    """Items to split into batches, one run per batch."""
+
+    items = JSONTextField(expected_type=list, example="[1, 2, 3, 4]", label="Items (JSON list)")
+    batch_size = forms.IntegerField(min_value=1, initial=10, label="Batch size")
+    kwargs = JSONTextField(
+        expected_type=dict, example='{"x": 1}', required=False, label="Other keyword arguments (JSON object)"
+    )
+    queue = forms.ChoiceField(choices=())
+    priority = forms.ChoiceField(choices=Priority.choices())
+
+    def __init__(self, *args, entry, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["queue"].choices = [(name, name) for name in settings.TASKCENTER_QUEUES]
+        self.fields["queue"].initial = entry.default_queue
+        self.fields["priority"].initial = entry.priority.value
+        self.fields["items"].help_text = f"Each batch is passed as {entry.batch_argument!r}."
+
+
+class WorkflowForm(forms.Form):
+    """A chain, group or chord written as JSON."""
+
+    spec = JSONTextField(
+        expected_type=dict,
+        example='{"kind": "chain", "steps": [{"task": "examples.add", "args": [1, 2]}]}',
+        label="Workflow (JSON)",
+        widget=forms.Textarea(attrs={"rows": 14, "class": "mono", "spellcheck": "false"}),
+    )

@@ -59,7 +59,23 @@ def log_worker_banner(sender=None, **_):
     )
 
 
+def prepare_worker(sender=None, **_):
+    """Before the worker consumes: load revokes that must survive worker restarts."""
+    from taskcenter.services.control import revoked_store_load_into_worker
+
+    revoked_store_load_into_worker()
+
+
+def on_worker_ready(sender=None, **_):
+    """Once connected: load revokes again (the broker may have been down at start-up)."""
+    from taskcenter.services.control import revoked_store_load_into_worker
+
+    revoked_store_load_into_worker()
+    log_worker_banner(sender)
+
+
 def connect() -> None:
     signals.before_task_publish.connect(annotate_message, dispatch_uid="taskcenter.annotate_message")
     signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
-    signals.worker_ready.connect(log_worker_banner, dispatch_uid="taskcenter.worker_banner")
+    signals.worker_init.connect(prepare_worker, dispatch_uid="taskcenter.prepare_worker")
+    signals.worker_ready.connect(on_worker_ready, dispatch_uid="taskcenter.worker_ready")

@@ -31,6 +31,25 @@ def process_items(items: int = 10, seconds_per_item: float = 1.0) -> dict:
     return {"processed": items}
 
 
+@launchable_task(name="examples.sum_batch", queue="default", batch_argument="numbers")
+def sum_batch(numbers: list[int]) -> int:
+    """Add up a list of numbers.
+
+    Made for batch launches: each batch of items becomes one run.
+    """
+    return sum(numbers)
+
+
+@launchable_task(name="examples.sync_account", queue="default", dedup=True)
+def sync_account(account_id: int, seconds: float = 2.0) -> str:
+    """Pretend to synchronise one account.
+
+    De-duplicated: a second launch for the same account is refused while one waits or runs.
+    """
+    time.sleep(seconds)
+    return f"account {account_id} synchronised"
+
+
 class ExampleFailure(RuntimeError):
     """Raised on purpose by ``examples.fail``."""
 

@@ -8,9 +8,9 @@ the whole table.
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from taskcenter.models import PENDING, Run
+from taskcenter.models import PENDING, READY_STATES, REVOKED, Batch, Run, Workflow
 
 DEFAULT_PAGE_SIZE = 50
 
@@ -36,7 +36,11 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
     """Runs matching ``filters``, with their results joined in, newest first."""
     runs = Run.objects.select_related("task_result", "launched_by")
     if filters.state == PENDING:
-        runs = runs.filter(task_result__status__isnull=True)
+        runs = runs.filter(task_result__status__isnull=True, cancelled_at__isnull=True)
+    elif filters.state == REVOKED:
+        runs = runs.filter(
+            Q(task_result__status=REVOKED) | Q(task_result__status__isnull=True, cancelled_at__isnull=False)
+        )
     elif filters.state:
         runs = runs.filter(task_result__status=filters.state)
     if filters.task_name:
@@ -83,3 +87,51 @@ def runs_page(
 def run_by_task_id(task_id: str) -> Run | None:
     """The run with this Celery task id, with its result, or None."""
     return Run.objects.select_related("task_result", "launched_by").filter(task_result_id=task_id).first()
+
+
+def runs_for_retry(*, task_ids: list[str], filters: RunFilters, limit: int) -> list[Run]:
+    """Finished runs to re-run: the ``task_ids`` given, or else those matching ``filters``."""
+    runs = runs_filtered(filters) if not task_ids else Run.objects.select_related("task_result")
+    if task_ids:
+        runs = runs.filter(task_result_id__in=task_ids).order_by("-id")
+    finished = Q(task_result__status__in=READY_STATES) | Q(task_result__status__isnull=True, cancelled_at__isnull=False)
+    return list(runs.filter(finished)[:limit])
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int
+    failed: int
+    running: int
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.finished / self.total) if self.total else 0
+
+
+def _progress(runs) -> Progress:
+    states = [run.state for run in runs]
+    return Progress(
+        total=len(states),
+        done=states.count("SUCCESS"),
+        failed=sum(state in ("FAILURE", REVOKED) for state in states),
+        running=states.count("STARTED"),
+    )
+
+
+def batch_progress(batch: Batch) -> dict:
+    """Counts of a batch's runs by outcome, and the runs themselves."""
+    runs = list(batch.runs.select_related("task_result").order_by("id"))
+    return {"batch": batch, "runs": runs, "progress": _progress(runs)}
+
+
+def workflow_graph(workflow: Workflow) -> dict:
+    """The workflow's stages with each node's run (and state), for drawing the graph."""
+    runs = {run.task_id: run for run in workflow.runs.select_related("task_result")}
+    stages = [[runs.get(task_id) or task_id for task_id in stage] for stage in workflow.stages]
+    return {"workflow": workflow, "stages": stages, "progress": _progress(runs.values())}

@@ -1,10 +1,45 @@
-"""Audit trail page (being written)."""
+"""The audit trail page."""
 
-from django.http import HttpResponse
+from django import forms
+from django.shortcuts import render
 
+from taskcenter.models import AuditEntry
+from taskcenter.selectors.audit import AuditFilters, audit_page
 from taskcenter.views.common import staff_required
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(choices=[("", "Any action"), *AuditEntry.Action.choices], required=False)
+    outcome = forms.ChoiceField(choices=[("", "Any outcome"), *AuditEntry.Outcome.choices], required=False)
+    actor = forms.CharField(required=False, max_length=150)
+    target = forms.CharField(required=False, max_length=255)
+    task_id = forms.CharField(required=False, max_length=255)
+    at_from = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    at_to = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
 @staff_required
 def audit_list(request):
-    return HttpResponse("Not yet available.", status=501)
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return render(request, "taskcenter/audit_list.html", {"form": form, "entries": []}, status=400)
+    data = form.cleaned_data if form.is_bound else {}
+    filters = AuditFilters(
+        action=data.get("action") or "",
+        outcome=data.get("outcome") or "",
+        actor=data.get("actor") or "",
+        target=data.get("target") or "",
+        task_id=data.get("task_id") or "",
+        at_from=data.get("at_from"),
+        at_to=data.get("at_to"),
+    )
+    entries, older = audit_page(filters, before=data.get("before"))
+    params = form.data.copy() if form.is_bound else None
+    if params is not None:
+        params.pop("before", None)
+    return render(
+        request,
+        "taskcenter/audit_list.html",
+        {"form": form, "entries": entries, "older": older, "filter_query": params.urlencode() if params else ""},
+    )

@@ -1,51 +1,91 @@
-"""Catalogue and launch pages."""
+"""Catalogue, launch, batch launch and workflow launch pages."""
+
+import json
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
-from taskcenter import catalogue
-from taskcenter.forms import LaunchForm
+from taskcenter import catalogue, permissions
+from taskcenter.forms import BatchLaunchForm, LaunchForm, WorkflowForm
 from taskcenter.models import RunSource
-from taskcenter.services.launch import BrokerUnavailable, InvalidLaunch, NotLaunchable, run_launch
-from taskcenter.views.common import staff_required
+from taskcenter.services.batches import batch_launch as batch_launch_service
+from taskcenter.services.launch import DuplicateRun, LaunchError, run_launch
+from taskcenter.services.workflows import steps_from_json
+from taskcenter.services.workflows import workflow_launch as workflow_launch_service
+from taskcenter.views.common import allowed, staff_required
+
+LAUNCH_REFUSED = "You may not launch this task."
 
 
 @staff_required
 def catalogue_list(request):
-    return render(request, "taskcenter/catalogue.html", {"entries": catalogue.all_entries()})
+    entries = [
+        {"entry": entry, "can_launch": permissions.can_launch(request.user, entry.name)}
+        for entry in catalogue.all_entries()
+    ]
+    return render(
+        request,
+        "taskcenter/catalogue.html",
+        {"entries": entries, "can_launch_something": any(e["can_launch"] for e in entries)},
+    )
+
+
+def _entry_or_404(task_name):
+    entry = catalogue.get_entry(task_name)
+    if entry is None:
+        raise Http404(f"No launchable task is named {task_name!r}.")
+    return entry
+
+
+def _require_launch(user, task_name) -> None:
+    if not permissions.can_launch(user, task_name):
+        raise PermissionDenied(f"You may not launch {task_name}.")
+
+
+def _show_launch_error(request, form, exc: LaunchError) -> None:
+    """Put a refused launch's reasons on the form, linking to a duplicate's run."""
+    if isinstance(exc, DuplicateRun) and exc.existing is not None:
+        url = reverse("taskcenter:run_detail", args=[exc.existing.task_id])
+        form.add_error(None, format_html('{} <a href="{}">Open that run</a>.', str(exc), url))
+        return
+    for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
+        for error in errors:
+            form.add_error(field if field in form.fields else None, error)
 
 
 @staff_required
 @require_http_methods(["GET", "POST"])
 def launch(request, task_name):
-    entry = catalogue.get_entry(task_name)
-    if entry is None:
-        raise Http404(f"No launchable task is named {task_name!r}.")
-
+    entry = _entry_or_404(task_name)
+    _require_launch(request.user, entry.name)
     form = LaunchForm(request.POST or None, entry=entry)
     status = 200
     if request.method == "POST":
         status = 400
         if form.is_valid():
+            data = form.cleaned_data
             try:
+                args, kwargs = form.arguments()
                 run = run_launch(
                     task_name=entry.name,
-                    args=form.cleaned_data["args"],
-                    kwargs=form.cleaned_data["kwargs"],
-                    queue=form.cleaned_data["queue"],
-                    priority=form.cleaned_data["priority"],
-                    countdown=form.cleaned_data["countdown"],
+                    args=args,
+                    kwargs=kwargs,
+                    queue=data["queue"],
+                    priority=data["priority"],
+                    countdown=data["countdown"],
+                    eta=data["eta"],
+                    expires=data["expires"],
+                    dedup_key=data["dedup_key"],
                     launched_by=request.user,
                     source=RunSource.WEB,
                 )
-            except InvalidLaunch as exc:
-                for field, errors in exc.errors.items():
-                    for error in errors:
-                        form.add_error(field if field in form.fields else None, error)
-            except (NotLaunchable, BrokerUnavailable) as exc:
-                form.add_error(None, str(exc))
+            except LaunchError as exc:
+                _show_launch_error(request, form, exc)
                 status = exc.status_code
             else:
                 messages.success(request, f"Launched {entry.name}; it waits for a worker as PENDING.")
@@ -53,12 +93,65 @@ def launch(request, task_name):
     return render(request, "taskcenter/launch.html", {"entry": entry, "form": form}, status=status)
 
 
-from django.http import HttpResponse  # noqa: E402
-
-
 @staff_required
-def _later(request, *args, **kwargs):
-    return HttpResponse("Not yet available.", status=501)
+@require_http_methods(["GET", "POST"])
+def batch_launch(request, task_name):
+    entry = _entry_or_404(task_name)
+    _require_launch(request.user, entry.name)
+    if not entry.batch_argument:
+        raise Http404(f"{entry.name} does not take batches.")
+    form = BatchLaunchForm(request.POST or None, entry=entry)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                batch = batch_launch_service(
+                    task_name=entry.name,
+                    items=data["items"],
+                    batch_size=data["batch_size"],
+                    kwargs=data["kwargs"],
+                    queue=data["queue"],
+                    priority=data["priority"],
+                    launched_by=request.user,
+                )
+            except LaunchError as exc:
+                _show_launch_error(request, form, exc)
+                status = exc.status_code
+            else:
+                messages.success(request, f"Launched batch {batch.pk} of {entry.name}.")
+                return redirect("taskcenter:batch_detail", batch_id=batch.pk)
+    return render(request, "taskcenter/batch_launch.html", {"entry": entry, "form": form}, status=status)
 
 
-batch_launch = workflow_launch = _later
+@allowed(permissions.can_launch_something, LAUNCH_REFUSED)
+@require_http_methods(["GET", "POST"])
+def workflow_launch(request):
+    form = WorkflowForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                kind, steps, callback = steps_from_json(form.cleaned_data["spec"])
+                for name in {s.task for s in steps} | ({callback.task} if callback else set()):
+                    if catalogue.get_entry(name) is not None and not permissions.can_launch(request.user, name):
+                        raise PermissionDenied(f"You may not launch {name}.")
+                workflow = workflow_launch_service(kind=kind, steps=steps, callback=callback, launched_by=request.user)
+            except LaunchError as exc:
+                _show_launch_error(request, form, exc)
+                status = exc.status_code
+            else:
+                first = workflow.stages[0][0]
+                messages.success(request, f"Launched {workflow.get_kind_display().lower()} workflow {workflow.pk}.")
+                return redirect("taskcenter:run_detail", task_id=first)
+    example = json.dumps(
+        {
+            "kind": "chord",
+            "steps": [{"task": "examples.add", "args": [1, 2]}, {"task": "examples.add", "args": [3, 4]}],
+            "callback": {"task": "examples.sum_batch"},
+        },
+        indent=2,
+    )
+    return render(request, "taskcenter/workflow_launch.html", {"form": form, "example": example}, status=status)

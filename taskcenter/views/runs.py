@@ -1,43 +1,65 @@
-"""Run history and run detail pages."""
+"""Run history, run detail, and the actions on runs: cancel, terminate, retry."""
 
 from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
-from taskcenter import catalogue
-from taskcenter.forms import RunFilterForm
-from taskcenter.selectors.runs import RunFilters, run_by_task_id, runs_page
-from taskcenter.views.common import staff_required
+from taskcenter import catalogue, permissions
+from taskcenter.forms import BulkRetryForm, RetryForm, RunFilterForm
+from taskcenter.models import Batch, Run
+from taskcenter.selectors.audit import audit_for_task
+from taskcenter.selectors.runs import (
+    RunFilters,
+    batch_progress,
+    run_by_task_id,
+    runs_for_retry,
+    runs_page,
+    workflow_graph,
+)
+from taskcenter.services import control
+from taskcenter.services.launch import LaunchError
+from taskcenter.views.common import allowed, staff_required, user_abilities
+
+CONTROL_REFUSED = "You need the 'cancel, terminate and retry runs' permission."
 
 
 @staff_required
 def run_list(request):
     form = RunFilterForm(request.GET or None)
     if form.is_bound and not form.is_valid():
-        return render(request, "taskcenter/run_list.html", _history_context(form, page=None), status=400)
+        return render(request, "taskcenter/run_list.html", _history_context(request, form, page=None), status=400)
+    filters = _filters(form)
     data = form.cleaned_data if form.is_bound else {}
-    filters = RunFilters(
+    page = runs_page(filters, before=data.get("before"), after=data.get("after"))
+    return render(request, "taskcenter/run_list.html", _history_context(request, form, page=page))
+
+
+def _filters(form) -> RunFilters:
+    data = form.cleaned_data if form.is_bound else {}
+    return RunFilters(
         state=data.get("state") or "",
         task_name=data.get("task_name") or "",
         queue=data.get("queue") or "",
         created_from=data.get("created_from"),
         created_to=data.get("created_to"),
     )
-    page = runs_page(filters, before=data.get("before"), after=data.get("after"))
-    return render(request, "taskcenter/run_list.html", _history_context(form, page=page))
 
 
-def _history_context(form, *, page):
+def _history_context(request, form, *, page):
     params = form.data.copy() if form.is_bound else {}
     for key in ("before", "after"):
         params.pop(key, None)
-    query = params.urlencode() if params else ""
     return {
         "form": form,
         "page": page,
-        "filter_query": query,
+        "filter_query": params.urlencode() if params else "",
         "task_names": [entry.name for entry in catalogue.all_entries()],
         "queue_names": settings.TASKCENTER_QUEUES,
+        **user_abilities(request.user),
     }
 
 
@@ -46,15 +68,125 @@ def run_detail(request, task_id):
     run = run_by_task_id(task_id)
     if run is None:
         raise Http404(f"No run with task id {task_id!r}.")
-    return render(request, "taskcenter/run_detail.html", {"run": run, "result": run.result_row})
+    return render(
+        request,
+        "taskcenter/run_detail.html",
+        {
+            "run": run,
+            "result": run.result_row,
+            "reruns": run.reruns.select_related("task_result").order_by("-id")[:50],
+            "audit_entries": audit_for_task(run.task_id),
+            "graph": workflow_graph(run.workflow) if run.workflow_id else None,
+            "batch": batch_progress(run.batch) if run.batch_id else None,
+            **user_abilities(request.user),
+        },
+    )
 
 
-from django.http import HttpResponse  # noqa: E402
+def _run_or_404(task_id) -> Run:
+    run = run_by_task_id(task_id)
+    if run is None:
+        raise Http404(f"No run with task id {task_id!r}.")
+    return run
+
+
+@allowed(permissions.can_control, CONTROL_REFUSED)
+@require_http_methods(["GET", "POST"])
+def run_cancel(request, task_id):
+    """Confirm, then cancel a waiting run or terminate a started one."""
+    run = _run_or_404(task_id)
+    terminate = run.state == "STARTED"
+    if request.method == "POST":
+        action = control.run_terminate if terminate else control.run_cancel
+        try:
+            action(run=run, actor=request.user)
+        except LaunchError as exc:
+            messages.error(request, str(exc))
+            context = {"run": run, "terminate": terminate}
+            return render(request, "taskcenter/run_cancel.html", context, status=exc.status_code)
+        verb = "Terminated" if terminate else "Cancelled"
+        messages.success(request, f"{verb} {run.task_name} [{run.task_id}].")
+        return redirect("taskcenter:run_detail", task_id=run.task_id)
+    return render(
+        request,
+        "taskcenter/run_cancel.html",
+        {"run": run, "terminate": terminate, "signal": settings.TASKCENTER_TERMINATE_SIGNAL},
+    )
+
+
+@allowed(permissions.can_control, CONTROL_REFUSED)
+@require_http_methods(["GET", "POST"])
+def run_retry(request, task_id):
+    """Re-run a finished run with its arguments, edited or not."""
+    run = _run_or_404(task_id)
+    if not permissions.can_launch(request.user, run.task_name):
+        raise PermissionDenied(f"You may not launch {run.task_name}.")
+    form = RetryForm(request.POST or None, initial={"args": run.args, "kwargs": run.kwargs})
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                new_run = control.run_retry(
+                    run=run, actor=request.user, args=form.cleaned_data["args"], kwargs=form.cleaned_data["kwargs"]
+                )
+            except LaunchError as exc:
+                _form_errors(form, exc)
+                status = exc.status_code
+            else:
+                messages.success(request, f"Re-ran {run.task_name}; the new run is linked to the original.")
+                return redirect("taskcenter:run_detail", task_id=new_run.task_id)
+    return render(request, "taskcenter/run_retry.html", {"run": run, "form": form}, status=status)
+
+
+def _form_errors(form, exc: LaunchError) -> None:
+    for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
+        for error in errors:
+            form.add_error(field if field in form.fields else None, error)
+
+
+@allowed(permissions.can_control, CONTROL_REFUSED)
+@require_POST
+def bulk_retry(request):
+    """Re-run the selected runs, or every finished run matching the history filter.
+
+    The first POST shows a confirmation with the count; the second, with
+    ``confirm``, launches them.
+    """
+    form = BulkRetryForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Nothing to retry: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("taskcenter:run_list")
+    filter_form = RunFilterForm(form.filter_data())
+    if not filter_form.is_valid():
+        messages.error(request, "The history filter is not valid.")
+        return redirect("taskcenter:run_list")
+    limit = settings.TASKCENTER_BULK_RETRY_LIMIT
+    runs = runs_for_retry(task_ids=form.cleaned_data["task_ids"], filters=_filters(filter_form), limit=limit + 1)
+    too_many = len(runs) > limit
+    if not form.cleaned_data["confirm"] or too_many:
+        return render(
+            request,
+            "taskcenter/bulk_retry_confirm.html",
+            {"runs": runs[:limit], "count": len(runs[:limit]), "too_many": too_many, "limit": limit, "form": form},
+            status=400 if too_many else 200,
+        )
+    allowed_runs = [r for r in runs if permissions.can_launch(request.user, r.task_name)]
+    result = control.runs_retry_bulk(runs=allowed_runs, actor=request.user)
+    refused = len(result.refused) + len(runs) - len(allowed_runs)
+    messages.success(request, f"Re-ran {len(result.launched)} run(s); {refused} refused.")
+    for run, reason in result.refused[:10]:
+        messages.warning(request, f"{run.task_id}: {reason}")
+    return redirect(reverse("taskcenter:run_list") + "?" + filter_query_string(form.filter_data()))
+
+
+def filter_query_string(data: dict) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({k: v for k, v in data.items() if v})
 
 
 @staff_required
-def _later(request, *args, **kwargs):
-    return HttpResponse("Not yet available.", status=501)
-
-
-run_cancel = run_retry = bulk_retry = batch_detail = _later
+def batch_detail(request, batch_id):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    return render(request, "taskcenter/batch_detail.html", {"batch": batch, "progress": batch_progress(batch)})

@@ -1,0 +1,165 @@
+"""Cancel, terminate and re-run runs.
+
+Cancelling a waiting run broadcasts a revoke to the workers online *and* keeps
+the task id in a Redis sorted set that every worker loads into its revoked list
+when it starts, so the run never runs even if the worker that would have taken
+it restarts (worker revokes live in memory only).
+"""
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from celery import current_app
+from django.conf import settings
+from django.utils import timezone
+
+from taskcenter.models import Run, RunSource
+from taskcenter.services.audit import Action, Outcome, audit_record
+from taskcenter.services.launch import BROKER_ERRORS, BrokerUnavailable, LaunchError, run_launch
+
+logger = logging.getLogger(__name__)
+
+#: Redis sorted set of revoked task ids, scored by the time of the revoke.
+REVOKED_KEY = "taskcenter:revoked"
+WAITING_STATES = ("PENDING", "RECEIVED", "RETRY")
+
+
+class ControlError(LaunchError):
+    """An action on a run was refused; the message says why."""
+
+    status_code = 409
+
+
+def run_cancel(*, run: Run, actor) -> None:
+    """Revoke a run that has not started: it is dropped by whichever worker receives it."""
+    state = run.state
+    audit = {"actor": actor, "action": Action.CANCEL, "target": run.task_name, "task_id": run.task_id}
+    if state not in WAITING_STATES or run.cancelled_at:
+        error = ControlError(
+            f"Run {run.task_id} is {state}; only waiting runs can be cancelled"
+            + (" (terminate a started run instead)." if state == "STARTED" else ".")
+        )
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    try:
+        revoked_store_add(run.task_id)
+        current_app.control.revoke(run.task_id)
+    except BROKER_ERRORS as exc:
+        audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
+        raise BrokerUnavailable("The broker (Redis) is not reachable, so the run was not cancelled.") from exc
+    _mark_cancelled(run, actor, "cancelled before it started")
+    audit_record(**audit, message="Revoked before it started.")
+
+
+def run_terminate(*, run: Run, actor) -> None:
+    """Stop a started run by signalling the process that runs it."""
+    state = run.state
+    signal_name = settings.TASKCENTER_TERMINATE_SIGNAL
+    audit = {"actor": actor, "action": Action.TERMINATE, "target": run.task_name, "task_id": run.task_id}
+    if state != "STARTED":
+        error = ControlError(f"Run {run.task_id} is {state}; only started runs can be terminated.")
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    try:
+        revoked_store_add(run.task_id)  # a redelivered copy must not run again either
+        current_app.control.revoke(run.task_id, terminate=True, signal=signal_name)
+    except BROKER_ERRORS as exc:
+        audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
+        raise BrokerUnavailable("The broker (Redis) is not reachable, so the run was not terminated.") from exc
+    _mark_cancelled(run, actor, f"terminated with {signal_name}")
+    audit_record(**audit, message=f"Terminated with {signal_name}.", detail={"signal": signal_name})
+
+
+def run_retry(*, run: Run, actor, args: list | None = None, kwargs: dict | None = None) -> Run:
+    """Launch a finished run again, with its own or edited arguments; link the two."""
+    if not run.is_finished:
+        error = ControlError(f"Run {run.task_id} is {run.state}; only finished runs can be re-run.")
+        audit_record(
+            actor=actor,
+            action=Action.RETRY,
+            target=run.task_name,
+            task_id=run.task_id,
+            outcome=Outcome.REFUSED,
+            message=str(error),
+        )
+        raise error
+    return run_launch(
+        task_name=run.task_name,
+        args=run.args if args is None else args,
+        kwargs=run.kwargs if kwargs is None else kwargs,
+        queue=run.queue,
+        priority=run.priority,
+        launched_by=actor,
+        source=RunSource.WEB,
+        retry_of=run,
+    )
+
+
+@dataclass
+class BulkRetryResult:
+    launched: list[Run] = field(default_factory=list)
+    refused: list[tuple[Run, str]] = field(default_factory=list)
+
+
+def runs_retry_bulk(*, runs: Iterable[Run], actor) -> BulkRetryResult:
+    """Re-run each finished run with its own arguments; report what was refused and why."""
+    result = BulkRetryResult()
+    for run in runs:
+        try:
+            result.launched.append(run_retry(run=run, actor=actor))
+        except BrokerUnavailable:
+            raise
+        except LaunchError as exc:
+            result.refused.append((run, str(exc)))
+    return result
+
+
+def _mark_cancelled(run: Run, actor, reason: str) -> None:
+    run.cancelled_at = timezone.now()
+    run.cancelled_by = actor if getattr(actor, "pk", None) else None
+    run.cancel_reason = reason
+    run.save(update_fields=["cancelled_at", "cancelled_by", "cancel_reason"])
+
+
+# --- The persistent revoked list -------------------------------------------------
+
+
+def _revoke_retention() -> int:
+    """Seconds a revoke is kept: as long as its message can still be delivered."""
+    return settings.CELERY_VISIBILITY_TIMEOUT + settings.TASKCENTER_MAX_COUNTDOWN
+
+
+def revoked_store_add(task_id: str) -> None:
+    """Remember a revoked task id in Redis (survives worker restarts)."""
+    with current_app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        now = time.time()
+        pipe = client.pipeline()
+        pipe.zadd(REVOKED_KEY, {task_id: now})
+        pipe.zremrangebyscore(REVOKED_KEY, "-inf", now - _revoke_retention())
+        pipe.execute()
+
+
+def revoked_store_ids() -> list[str]:
+    """Task ids revoked within the retention period."""
+    with current_app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        ids = client.zrangebyscore(REVOKED_KEY, time.time() - _revoke_retention(), "+inf")
+    return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+
+def revoked_store_load_into_worker() -> int:
+    """Add every stored revoke to this worker's revoked list; called when a worker starts."""
+    from celery.worker import state as worker_state
+
+    try:
+        ids = revoked_store_ids()
+    except BROKER_ERRORS:
+        logger.exception("Could not load revoked task ids from the broker")
+        return 0
+    for task_id in ids:
+        worker_state.revoked.add(task_id)
+    logger.info("Loaded %d revoked task id(s) from %s", len(ids), REVOKED_KEY)
+    return len(ids)

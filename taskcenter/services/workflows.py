@@ -1,0 +1,150 @@
+"""Workflows: chains, groups and chords of catalogued tasks, launched in one go.
+
+Every node's task id is fixed before publishing, so all runs are recorded as
+PENDING at once and the workflow's stages can be drawn before any step runs.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+from celery import chain, chord, group
+from django.db import transaction
+
+from taskcenter.models import Run, RunSource, Workflow
+from taskcenter.services.audit import Action, Outcome, audit_record
+from taskcenter.services.launch import (
+    BROKER_ERRORS,
+    BrokerUnavailable,
+    InvalidLaunch,
+    LaunchError,
+    PreparedLaunch,
+    launch_prepare,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_STEPS = 100
+
+
+@dataclass
+class Step:
+    """One task of a workflow: a catalogued task name and its own arguments."""
+
+    task: str
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    queue: str | None = None
+    priority: str | None = None
+
+
+def workflow_launch(
+    *,
+    kind: str,
+    steps: list[Step],
+    callback: Step | None = None,
+    launched_by=None,
+) -> Workflow:
+    """Launch a chain, group or chord; return the Workflow with its runs recorded.
+
+    In a chain each step after the first receives the previous result as its
+    first argument; a chord's ``callback`` receives the list of its group's results.
+    """
+    errors = {}
+    if kind not in Workflow.Kind.values:
+        errors["kind"] = [f"Unknown workflow kind {kind!r}; use chain, group or chord."]
+    if not steps or len(steps) > MAX_STEPS:
+        errors["steps"] = [f"Give between 1 and {MAX_STEPS} steps."]
+    if kind == Workflow.Kind.CHORD and callback is None:
+        errors["callback"] = ["A chord needs a callback task."]
+    if kind != Workflow.Kind.CHORD and callback is not None:
+        errors["callback"] = ["Only a chord takes a callback."]
+    if errors:
+        raise InvalidLaunch(errors)
+
+    prepared = []
+    for index, step in enumerate(steps):
+        leading = 1 if kind == Workflow.Kind.CHAIN and index > 0 else 0
+        prepared.append(_prepare(step, leading, f"step {index + 1}"))
+    prepared_callback = _prepare(callback, 1, "callback") if callback else None
+
+    if kind == Workflow.Kind.CHAIN:
+        stages = [[p.task_id] for p in prepared]
+    elif kind == Workflow.Kind.GROUP:
+        stages = [[p.task_id for p in prepared]]
+    else:
+        stages = [[p.task_id for p in prepared], [prepared_callback.task_id]]
+    every = prepared + ([prepared_callback] if prepared_callback else [])
+
+    user = launched_by if getattr(launched_by, "pk", None) else None
+    with transaction.atomic():
+        workflow = Workflow.objects.create(kind=kind, stages=stages, launched_by=user)
+        Run.objects.bulk_create([p.new_run(source=RunSource.WEB, launched_by=user, workflow=workflow) for p in every])
+
+    canvas = _canvas(kind, prepared, prepared_callback)
+    audit = {"actor": launched_by, "action": Action.WORKFLOW, "target": f"{kind} of {len(every)} tasks"}
+    try:
+        canvas.apply_async()
+    except BROKER_ERRORS as exc:
+        workflow.runs.all().delete()
+        workflow.delete()
+        audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
+        raise BrokerUnavailable() from exc
+    for p in every:
+        audit_record(**audit, task_id=p.task_id, message=f"Workflow {workflow.pk}: {p.entry.name}")
+    return workflow
+
+
+def _prepare(step: Step, leading: int, label: str) -> PreparedLaunch:
+    try:
+        return launch_prepare(
+            task_name=step.task,
+            args=step.args,
+            kwargs=step.kwargs,
+            queue=step.queue,
+            priority=step.priority,
+            leading_arguments=leading,
+        )
+    except InvalidLaunch as exc:
+        raise InvalidLaunch({f"{label} ({step.task})": [m for msgs in exc.errors.values() for m in msgs]}) from None
+    except LaunchError as exc:
+        raise InvalidLaunch({label: [str(exc)]}) from None
+
+
+def _signature(p: PreparedLaunch):
+    return p.task.signature(args=p.args, kwargs=p.kwargs, **p.message_options())
+
+
+def _canvas(kind, prepared, prepared_callback):
+    if kind == Workflow.Kind.CHAIN:
+        return chain(*[_signature(p) for p in prepared])
+    if kind == Workflow.Kind.GROUP:
+        return group([_signature(p) for p in prepared])
+    return chord([_signature(p) for p in prepared], _signature(prepared_callback))
+
+
+def steps_from_json(data) -> tuple[str, list[Step], Step | None]:
+    """Parse ``{"kind": ..., "steps": [{"task": ..., "args": [...], "kwargs": {...}}], "callback": {...}}``."""
+    if not isinstance(data, dict):
+        raise InvalidLaunch({"spec": ['The workflow must be a JSON object like {"kind": "chain", "steps": [...]}.']})
+    kind = data.get("kind", "")
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list):
+        raise InvalidLaunch({"spec": ['"steps" must be a list of {"task": ..., "args": [...], "kwargs": {...}}.']})
+    steps = [_step(raw, f"step {i + 1}") for i, raw in enumerate(raw_steps)]
+    callback = _step(data["callback"], "callback") if data.get("callback") is not None else None
+    return kind, steps, callback
+
+
+def _step(raw, label: str) -> Step:
+    if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
+        raise InvalidLaunch({"spec": [f'{label} must be an object with a "task" name.']})
+    unknown = set(raw) - {"task", "args", "kwargs", "queue", "priority"}
+    if unknown:
+        raise InvalidLaunch({"spec": [f"{label} has unknown keys: {', '.join(sorted(unknown))}."]})
+    return Step(
+        task=raw["task"],
+        args=raw.get("args", []),
+        kwargs=raw.get("kwargs", {}),
+        queue=raw.get("queue"),
+        priority=raw.get("priority"),
+    )
