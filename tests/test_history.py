@@ -127,3 +127,10 @@ def test_pages_refuse_non_staff_users(client, django_user_model):
 
 def test_login_page_is_public(client):
     assert client.get(reverse("login")).status_code == 200
+
+
+def test_detail_of_a_run_no_worker_has_reported_on_shows_it_pending(staff_client):
+    run = make_run(8)  # no TaskResult row yet
+    response = staff_client.get(reverse("taskcenter:run_detail", args=[run.task_id]))
+    assert response.status_code == 200
+    assert "PENDING" in response.content.decode()

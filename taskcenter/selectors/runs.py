@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
+from django_celery_results.models import TaskResult
 
 from taskcenter.models import PENDING, READY_STATES, REVOKED, Batch, Run, Workflow
 
@@ -85,15 +86,24 @@ def runs_page(
 
 
 def run_by_task_id(task_id: str) -> Run | None:
-    """The run with this Celery task id, with its result, or None."""
-    return Run.objects.select_related("task_result", "launched_by").filter(task_result_id=task_id).first()
+    """The run with this Celery task id, with its result, or None.
+
+    Not ``select_related("task_result")``: a filter on the link column makes Django
+    turn the LEFT JOIN into an INNER JOIN, which would hide runs with no result yet.
+    """
+    run = Run.objects.select_related("launched_by").filter(task_result_id=task_id).first()
+    if run is not None:
+        # Cache the result (or its absence) without touching the task id column.
+        Run.task_result.field.set_cached_value(run, TaskResult.objects.filter(task_id=task_id).first())
+    return run
 
 
 def runs_for_retry(*, task_ids: list[str], filters: RunFilters, limit: int) -> list[Run]:
     """Finished runs to re-run: the ``task_ids`` given, or else those matching ``filters``."""
-    runs = runs_filtered(filters) if not task_ids else Run.objects.select_related("task_result")
+    runs = runs_filtered(filters)
     if task_ids:
-        runs = runs.filter(task_result_id__in=task_ids).order_by("-id")
+        # By primary key, so the result join stays a LEFT JOIN (see run_by_task_id).
+        runs = runs_filtered(RunFilters()).filter(pk__in=Run.objects.filter(task_result_id__in=task_ids).values("pk"))
     finished = Q(task_result__status__in=READY_STATES) | Q(task_result__status__isnull=True, cancelled_at__isnull=False)
     return list(runs.filter(finished)[:limit])
 

@@ -10,6 +10,7 @@ visible to a competing launch.
 from django.db import IntegrityError, transaction
 
 from taskcenter.models import DedupLock, Run
+from taskcenter.selectors.runs import run_by_task_id
 
 #: Attempts before giving up when the key changes hands under us.
 CLAIM_ATTEMPTS = 5
@@ -35,7 +36,7 @@ def dedup_claim(*, key: str, task_id: str) -> None:
         lock = DedupLock.objects.filter(key=key).first()
         if lock is None:
             continue  # released meanwhile: try the INSERT again
-        holder = Run.objects.select_related("task_result").filter(task_result_id=lock.task_id).first()
+        holder = run_by_task_id(lock.task_id)
         if holder is not None and holder.is_active:
             raise KeyHeld(holder)
         if DedupLock.objects.filter(key=key, task_id=lock.task_id).update(task_id=task_id):
