@@ -60,10 +60,12 @@ def log_worker_banner(sender=None, **_):
 
 
 def prepare_worker(sender=None, **_):
-    """Before the worker consumes: load revokes that must survive worker restarts."""
+    """Before the worker consumes: revokes, paused queues and rate limits that outlive workers."""
     from taskcenter.services.control import revoked_store_load_into_worker
+    from taskcenter.services.workers import worker_apply_saved_state
 
     revoked_store_load_into_worker()
+    worker_apply_saved_state(sender)
 
 
 def on_worker_ready(sender=None, **_):

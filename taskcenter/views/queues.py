@@ -1,13 +1,60 @@
-"""Queues page (being written)."""
+"""Queues page: depth per priority, oldest message, consumers; pause, resume and purge."""
 
-from django.http import HttpResponse
+from collections.abc import Callable
 
-from taskcenter.views.common import staff_required
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from taskcenter import permissions
+from taskcenter.services import queues
+from taskcenter.services.workers import ActionError, ActionReport
+from taskcenter.views.common import allowed, staff_required, user_abilities
+
+manage_queues_required = allowed(
+    permissions.can_manage_queues, "You need the 'manage queues' permission to pause, resume or purge queues."
+)
 
 
 @staff_required
-def placeholder(request, *args, **kwargs):
-    return HttpResponse("Not yet available.", status=501)
+def queue_list(request):
+    return _queues_page(request)
 
 
-queue_list = queue_pause = queue_resume = queue_purge = placeholder
+@manage_queues_required
+@require_POST
+def queue_pause(request, name):
+    return _perform(request, lambda: queues.queue_pause(name=name, actor=request.user))
+
+
+@manage_queues_required
+@require_POST
+def queue_resume(request, name):
+    return _perform(request, lambda: queues.queue_resume(name=name, actor=request.user))
+
+
+@manage_queues_required
+@require_POST
+def queue_purge(request, name):
+    confirmation = request.POST.get("confirm", "")
+    return _perform(request, lambda: queues.queue_purge(name=name, confirmation=confirmation, actor=request.user))
+
+
+def perform_action(request, action: Callable[[], ActionReport], *, page: Callable, page_url: str):
+    """Run a service action; report success and go back to ``page_url``, or show ``page`` with the error."""
+    try:
+        report = action()
+    except ActionError as exc:
+        messages.error(request, str(exc))
+        return page(request, status=exc.status_code)
+    messages.success(request, report.message)
+    return redirect(page_url)
+
+
+def _perform(request, action: Callable[[], ActionReport]):
+    return perform_action(request, action, page=_queues_page, page_url="taskcenter:queue_list")
+
+
+def _queues_page(request, *, status: int = 200):
+    context = {"overview": queues.queues_overview(), **user_abilities(request.user)}
+    return render(request, "taskcenter/queues.html", context, status=status)

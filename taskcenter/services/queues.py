@@ -1,0 +1,302 @@
+"""Queues: what waits in them and who consumes them; pause, resume and purge.
+
+On Redis a queue is one list per priority step, named by kombu: the queue name
+for step 0 and ``<queue>\\x06\\x16<step>`` for the others. Messages are pushed on
+the left and consumed from the right, so the right end of a list holds its
+oldest message. A paused queue is saved in ``QueueState`` and every worker is
+told to stop consuming it; workers that start later read the saved state
+(``services.workers.worker_apply_saved_state``).
+"""
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from taskcenter.models import QueueState, Run
+from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
+from taskcenter.services.audit import Action
+from taskcenter.services.recording import SENT_AT_HEADER
+from taskcenter.services.workers import (
+    BROKER_ERRORS,
+    ActionRefused,
+    ActionReport,
+    BrokerDown,
+    as_user,
+    broker_down_message,
+    no_reply_message,
+    run_audited,
+    workers_broadcast,
+    workers_inspect,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Priority name of each broker priority step (0 is served first).
+PRIORITY_NAMES = {priority.broker_priority: priority.value for priority in Priority}
+#: Task ids per UPDATE when purged runs are marked cancelled (SQLite limits query parameters).
+CANCEL_BATCH_SIZE = 500
+
+
+class UnknownQueue(ActionRefused):
+    """The queue is not one of ``TASKCENTER_QUEUES``."""
+
+    status_code = 404
+
+
+@dataclass(frozen=True)
+class PriorityDepth:
+    priority: str
+    count: int
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """One configured queue; broker figures are None when the broker cannot be reached."""
+
+    name: str
+    depth: int | None
+    by_priority: list[PriorityDepth]
+    oldest_age: float | None
+    consumers: list[str]
+    state: QueueState | None
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.state and self.state.paused)
+
+
+@dataclass(frozen=True)
+class QueuesOverview:
+    """The queues page: every configured queue, and notices when something could not be read."""
+
+    queues: list[QueueInfo]
+    priorities: list[str]
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class _Backlog:
+    """What the broker holds for one queue: messages per priority step and the oldest of each list."""
+
+    by_step: dict[int, int]
+    oldest_messages: list[bytes]
+
+
+# --- The queues page -------------------------------------------------------------
+
+
+def queues_overview() -> QueuesOverview:
+    """Depth, oldest message, consumers and paused state of every configured queue."""
+    names = list(settings.TASKCENTER_QUEUES)
+    states = {state.name: state for state in QueueState.objects.select_related("changed_by").filter(name__in=names)}
+    problems: list[str] = []
+    backlogs: dict[str, _Backlog] = {}
+    consumers: dict[str, list[str]] = {}
+    try:
+        backlogs = _backlogs(names)
+        queues_by_worker = workers_inspect("active_queues")["active_queues"]
+    except BrokerDown as exc:
+        problems.append(str(exc))
+    else:
+        consumers = _consumers_by_queue(queues_by_worker)
+        if not queues_by_worker:
+            problems.append(no_reply_message(None))
+    ages = _oldest_ages({name: backlog.oldest_messages for name, backlog in backlogs.items()})
+    queues = [
+        _queue_info(name, backlogs.get(name), ages.get(name), consumers.get(name, []), states.get(name))
+        for name in names
+    ]
+    return QueuesOverview(
+        queues=queues, priorities=[PRIORITY_NAMES[step] for step in REDIS_PRIORITY_STEPS], problems=problems
+    )
+
+
+def _queue_info(name, backlog: _Backlog | None, age, consumers, state) -> QueueInfo:
+    by_step = backlog.by_step if backlog else {}
+    return QueueInfo(
+        name=name,
+        depth=sum(by_step.values()) if backlog else None,
+        by_priority=[PriorityDepth(PRIORITY_NAMES[step], by_step.get(step, 0)) for step in REDIS_PRIORITY_STEPS],
+        oldest_age=age,
+        consumers=sorted(consumers),
+        state=state,
+    )
+
+
+def _backlogs(names: list[str]) -> dict[str, _Backlog]:
+    """Read the length and the oldest message of every priority list of ``names`` in one round trip."""
+    with _broker_channel("the queues could not be read") as channel:
+        keys = {name: _priority_lists(channel, name) for name in names}
+        pipe = channel.client.pipeline(transaction=False)
+        for lists in keys.values():
+            for key in lists.values():
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+        replies = iter(pipe.execute())
+    backlogs = {}
+    for name, lists in keys.items():
+        by_step, oldest = {}, []
+        for step in lists:
+            by_step[step] = int(next(replies))
+            tail = next(replies)
+            if tail is not None:
+                oldest.append(tail)
+        backlogs[name] = _Backlog(by_step=by_step, oldest_messages=oldest)
+    return backlogs
+
+
+def _consumers_by_queue(queues_by_worker: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """Hostnames of the workers consuming each queue, from the workers' ``active_queues`` replies."""
+    consumers = defaultdict(list)
+    for hostname, queues in queues_by_worker.items():
+        for queue in queues or []:
+            consumers[queue["name"]].append(hostname)
+    return dict(consumers)
+
+
+def _oldest_ages(oldest_messages: dict[str, list[bytes]]) -> dict[str, float | None]:
+    """Seconds since the oldest of each queue's messages was sent (None for an empty queue).
+
+    The send time is the ``taskcenter_sent_at`` header; messages without it fall
+    back to the creation time of their run.
+    """
+    headers = {name: [_message_headers(raw) for raw in raws] for name, raws in oldest_messages.items()}
+    unstamped = {h.get("id") for hs in headers.values() for h in hs if not _is_number(h.get(SENT_AT_HEADER))}
+    created = dict(
+        Run.objects.filter(task_result_id__in=unstamped - {None}).values_list("task_result_id", "created_at")
+    )
+
+    def sent_at(h: dict) -> float | None:
+        if _is_number(h.get(SENT_AT_HEADER)):
+            return float(h[SENT_AT_HEADER])
+        run_created = created.get(h.get("id"))
+        return run_created.timestamp() if run_created else None
+
+    now = time.time()
+    ages = {}
+    for name, hs in headers.items():
+        times = [t for t in map(sent_at, hs) if t is not None]
+        ages[name] = max(0.0, now - min(times)) if times else None
+    return ages
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- Pause and resume ------------------------------------------------------------
+
+
+def queue_pause(*, name: str, actor) -> ActionReport:
+    """Stop every worker consuming ``name``, now and whenever a worker starts."""
+    return _queue_set_paused(name=name, paused=True, actor=actor)
+
+
+def queue_resume(*, name: str, actor) -> ActionReport:
+    """Let every worker consume ``name`` again."""
+    return _queue_set_paused(name=name, paused=False, actor=actor)
+
+
+def _queue_set_paused(*, name: str, paused: bool, actor) -> ActionReport:
+    action, command, verb = (
+        (Action.PAUSE, "cancel_consumer", "paused") if paused else (Action.RESUME, "add_consumer", "resumed")
+    )
+
+    def perform() -> ActionReport:
+        _require_configured(name)
+        QueueState.objects.update_or_create(name=name, defaults={"paused": paused, "changed_by": as_user(actor)})
+        note = f"Queue {name} is saved as {verb}; workers apply that when they start."
+        workers = workers_broadcast(command, note=note, queue=name)
+        return ActionReport(f"Queue {name} {verb} on {len(workers)} worker(s).", {"workers": workers})
+
+    return run_audited(actor=actor, action=action, target=name, perform=perform)
+
+
+# --- Purge -----------------------------------------------------------------------
+
+
+def queue_purge(*, name: str, confirmation: str, actor) -> ActionReport:
+    """Delete every waiting message of ``name`` and mark their runs cancelled; ``confirmation`` must be the name."""
+
+    def perform() -> ActionReport:
+        _require_configured(name)
+        if confirmation.strip() != name:
+            raise ActionRefused(f"Type the queue name {name!r} to confirm the purge; nothing was purged.")
+        messages = _remove_all_messages(name)
+        task_ids = [task_id for task_id in (_message_headers(raw).get("id") for raw in messages) if task_id]
+        cancelled = _mark_runs_purged(task_ids, queue=name, actor=actor)
+        return ActionReport(
+            f"Purged {len(messages)} messages from queue {name}; {cancelled} run(s) marked cancelled.",
+            {"purged": len(messages), "runs_cancelled": cancelled},
+        )
+
+    return run_audited(actor=actor, action=Action.PURGE, target=name, perform=perform)
+
+
+def _remove_all_messages(name: str) -> list[bytes]:
+    """Take every message off all priority lists of ``name`` in one MULTI/EXEC transaction."""
+    with _broker_channel("nothing was purged") as channel:
+        pipe = channel.client.pipeline(transaction=True)
+        for key in _priority_lists(channel, name).values():
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+        replies = pipe.execute()
+    return [raw for messages in replies[::2] for raw in messages]
+
+
+def _mark_runs_purged(task_ids: list[str], *, queue: str, actor) -> int:
+    """Mark the runs of purged messages cancelled (unless they already were); return how many."""
+    changes = {
+        "cancelled_at": timezone.now(),
+        "cancelled_by": as_user(actor),
+        "cancel_reason": f"purged from queue {queue}"[:200],
+    }
+    cancelled = 0
+    with transaction.atomic():
+        for start in range(0, len(task_ids), CANCEL_BATCH_SIZE):
+            batch = task_ids[start : start + CANCEL_BATCH_SIZE]
+            cancelled += Run.objects.filter(task_result_id__in=batch, cancelled_at__isnull=True).update(**changes)
+    return cancelled
+
+
+# --- Helpers ---------------------------------------------------------------------
+
+
+def _require_configured(name: str) -> None:
+    if name not in settings.TASKCENTER_QUEUES:
+        raise UnknownQueue(f"No queue is named {name!r}; configured queues: {', '.join(settings.TASKCENTER_QUEUES)}.")
+
+
+@contextmanager
+def _broker_channel(consequence: str) -> Iterator:
+    """A kombu channel of the broker; raises ``BrokerDown`` saying ``consequence`` when it fails."""
+    try:
+        with current_app.connection_for_write() as conn:
+            yield conn.default_channel
+    except BROKER_ERRORS as exc:
+        logger.warning("Broker unavailable: %s (%s)", consequence, exc)
+        raise BrokerDown(broker_down_message(consequence)) from exc
+
+
+def _priority_lists(channel, name: str) -> dict[int, str]:
+    """The Redis list of each priority step of queue ``name``, named by kombu itself."""
+    return {step: channel._q_for_pri(name, step) for step in channel.priority_steps}
+
+
+def _message_headers(raw: bytes) -> dict:
+    """The headers of a message as kombu stores it (a JSON envelope); {} when unreadable."""
+    try:
+        headers = json.loads(raw).get("headers")
+    except (ValueError, TypeError, AttributeError):
+        logger.warning("Unreadable message in the broker: %.200r", raw)
+        return {}
+    return headers if isinstance(headers, dict) else {}

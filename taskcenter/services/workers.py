@@ -1,0 +1,360 @@
+"""See and steer the workers online: inspect them, resize pools, set rate limits.
+
+Every remote call waits at most ``CONTROL_TIMEOUT`` for replies, so a page or an
+action answers within about a second even when no worker is online, and a broker
+that is down is reported at once. Operator actions go through ``run_audited``,
+which writes one audit entry per attempt, whatever its outcome.
+
+Paused queues and rate limits are kept in the database; ``worker_apply_saved_state``
+re-applies them to every worker that starts.
+"""
+
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import current_app
+from celery.app.control import flatten_reply
+from celery.utils.time import rate as rate_per_second
+from redis.exceptions import RedisError
+
+from taskcenter import catalogue
+from taskcenter.models import QueueState, TaskRateLimit
+from taskcenter.services.audit import Action, Outcome, audit_record
+from taskcenter.services.launch import BROKER_ERRORS as PUBLISH_ERRORS
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to wait for workers to answer a control or inspect command.
+CONTROL_TIMEOUT = 1.0
+#: Errors of an unreachable or failing broker; raw Redis client calls raise RedisError.
+BROKER_ERRORS = (*PUBLISH_ERRORS, RedisError)
+#: "10/s", "100/m", "1000/h", or a plain number of tasks per second.
+RATE_PATTERN = re.compile(r"\d+(\.\d+)?(/[smh])?")
+#: What the workers page asks every worker, all at once.
+INSPECTIONS = ("ping", "stats", "active", "reserved", "active_queues")
+
+
+class ActionError(Exception):
+    """An operator action on queues or workers did not happen; ``str(error)`` says why."""
+
+    status_code = 400
+    outcome = Outcome.REFUSED
+
+
+class ActionRefused(ActionError):
+    """The request is invalid (bad input, unknown target); nothing was changed."""
+
+
+class ActionFailed(ActionError):
+    """The broker or the workers did not do what was asked."""
+
+    status_code = 503
+    outcome = Outcome.ERROR
+
+
+class BrokerDown(ActionFailed):
+    """The broker (Redis) is not reachable."""
+
+
+class NoWorkerReplied(ActionFailed):
+    """No worker confirmed within ``CONTROL_TIMEOUT``."""
+
+    status_code = 504
+
+
+@dataclass(frozen=True)
+class ActionReport:
+    """What an action did: a message for the operator and details for the audit trail."""
+
+    message: str
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActiveTask:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker online, as it described itself."""
+
+    hostname: str
+    queues: list[str]
+    pool_implementation: str
+    pool_max_concurrency: int | None
+    pool_processes: int | None
+    active: list[ActiveTask]
+    reserved_count: int
+    processed_by_task: dict[str, int]
+
+    @property
+    def processed(self) -> int:
+        return sum(self.processed_by_task.values())
+
+
+@dataclass(frozen=True)
+class WorkersOverview:
+    """The workers page: workers online, saved rate limits, and a notice when something is wrong."""
+
+    workers: list[WorkerInfo]
+    rate_limits: list[TaskRateLimit]
+    problem: str = ""
+
+
+# --- Talking to workers -------------------------------------------------------------
+
+
+def run_audited(*, actor, action: str, target: str, perform: Callable[[], ActionReport]) -> ActionReport:
+    """Call ``perform`` and audit how it ended: its report, or the refusal or failure it raised."""
+    try:
+        report = perform()
+    except ActionError as exc:
+        audit_record(actor=actor, action=action, target=target, outcome=exc.outcome, message=str(exc))
+        raise
+    except Exception as exc:
+        audit_record(actor=actor, action=action, target=target, outcome=Outcome.ERROR, message=f"Unexpected: {exc!r}")
+        raise
+    audit_record(actor=actor, action=action, target=target, message=report.message, detail=report.detail)
+    return report
+
+
+def workers_broadcast(command: str, *, destination: list[str] | None = None, note: str = "", **arguments) -> list[str]:
+    """Send a control command; return the hostnames that confirmed it.
+
+    Raises ``BrokerDown``, ``NoWorkerReplied`` or ``ActionFailed`` (a worker
+    answered with an error); ``note`` is appended to those messages.
+    """
+    try:
+        replies = current_app.control.broadcast(
+            command,
+            arguments=arguments,
+            destination=destination,
+            reply=True,
+            timeout=CONTROL_TIMEOUT,
+            limit=len(destination) if destination else None,
+        )
+    except BROKER_ERRORS as exc:
+        logger.warning("Control command %s not sent: broker unavailable (%s)", command, exc)
+        raise BrokerDown(_with_note(broker_down_message("no worker was told"), note)) from exc
+    by_host = flatten_reply(replies or [])
+    if not by_host:
+        raise NoWorkerReplied(_with_note(no_reply_message(destination), note))
+    errors = {host: reply["error"] for host, reply in by_host.items() if "error" in reply}
+    if errors:
+        details = "; ".join(f"{host}: {error}" for host, error in sorted(errors.items()))
+        raise ActionFailed(_with_note(f"Worker error ({details}).", note))
+    return sorted(by_host)
+
+
+def workers_inspect(*methods: str, destination: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Ask the workers ``methods`` (e.g. "stats") concurrently; return ``{method: {hostname: reply}}``.
+
+    Takes about ``CONTROL_TIMEOUT`` in all. Raises ``BrokerDown``.
+    """
+
+    def ask(method: str) -> dict[str, Any]:
+        inspector = current_app.control.inspect(
+            destination=destination, timeout=CONTROL_TIMEOUT, limit=len(destination) if destination else None
+        )
+        return getattr(inspector, method)() or {}
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(methods), thread_name_prefix="inspect") as executor:
+            futures = {method: executor.submit(ask, method) for method in methods}
+            return {method: future.result() for method, future in futures.items()}
+    except BROKER_ERRORS as exc:
+        logger.warning("Inspect %s failed: broker unavailable (%s)", ",".join(methods), exc)
+        raise BrokerDown(broker_down_message("no worker was asked")) from exc
+
+
+def broker_down_message(consequence: str) -> str:
+    """The operator's message for a broker that cannot be reached."""
+    return f"The message broker (Redis) is not reachable, so {consequence}. Check that Redis is running."
+
+
+def no_reply_message(destination: list[str] | None) -> str:
+    """The operator's message when the workers asked (all when ``destination`` is None) did not answer."""
+    if destination:
+        return f"Worker {', '.join(destination)} did not answer within {CONTROL_TIMEOUT:g} s; is it online?"
+    return f"No worker answered within {CONTROL_TIMEOUT:g} s; are workers running?"
+
+
+def as_user(actor):
+    """The actor to store in a user field: None for the system or an anonymous user."""
+    return actor if getattr(actor, "pk", None) else None
+
+
+def _with_note(message: str, note: str) -> str:
+    return f"{message} {note}" if note else message
+
+
+# --- The workers page -------------------------------------------------------------
+
+
+def workers_overview() -> WorkersOverview:
+    """Every worker that answers within a second, with its pool, queues and tasks."""
+    rate_limits = rate_limits_list()
+    try:
+        answers = workers_inspect(*INSPECTIONS)
+    except BrokerDown as exc:
+        return WorkersOverview(workers=[], rate_limits=rate_limits, problem=str(exc))
+    hostnames = sorted(set().union(*answers.values()))
+    workers = [_worker_info(hostname, answers) for hostname in hostnames]
+    problem = "" if workers else no_reply_message(None)
+    return WorkersOverview(workers=workers, rate_limits=rate_limits, problem=problem)
+
+
+def _worker_info(hostname: str, answers: dict[str, dict[str, Any]]) -> WorkerInfo:
+    stats = answers["stats"].get(hostname) or {}
+    pool = stats.get("pool") or {}
+    return WorkerInfo(
+        hostname=hostname,
+        queues=sorted(queue["name"] for queue in answers["active_queues"].get(hostname) or []),
+        pool_implementation=str(pool.get("implementation", "?")).rsplit(".", 1)[-1],
+        pool_max_concurrency=pool.get("max-concurrency"),
+        pool_processes=_process_count(pool),
+        active=[
+            ActiveTask(id=task["id"], name=task.get("name") or "?") for task in answers["active"].get(hostname) or []
+        ],
+        reserved_count=len(answers["reserved"].get(hostname) or []),
+        processed_by_task=dict(stats.get("total") or {}),
+    )
+
+
+# --- Pool size --------------------------------------------------------------------
+
+
+def worker_pool_grow(*, hostname: str, n: int, actor) -> ActionReport:
+    """Add ``n`` processes to the pool of one worker."""
+
+    def perform() -> ActionReport:
+        _require_positive(n)
+        return _pool_resize(hostname=hostname, n=n, command="pool_grow")
+
+    return run_audited(actor=actor, action=Action.POOL_GROW, target=hostname, perform=perform)
+
+
+def worker_pool_shrink(*, hostname: str, n: int, actor) -> ActionReport:
+    """Remove ``n`` idle processes from the pool of one worker, keeping at least one."""
+
+    def perform() -> ActionReport:
+        _require_positive(n)
+        size = worker_pool_size(hostname=hostname)
+        if size - n < 1:
+            raise ActionRefused(f"Worker {hostname} has {size} process(es); shrinking by {n} would leave none.")
+        return _pool_resize(hostname=hostname, n=n, command="pool_shrink")
+
+    return run_audited(actor=actor, action=Action.POOL_SHRINK, target=hostname, perform=perform)
+
+
+def worker_pool_size(*, hostname: str) -> int:
+    """The number of pool processes of one worker, as it reports it."""
+    stats = workers_inspect("stats", destination=[hostname])["stats"].get(hostname)
+    if not stats:
+        raise NoWorkerReplied(no_reply_message([hostname]))
+    return _process_count(stats.get("pool") or {}) or 0
+
+
+def _process_count(pool: dict) -> int | None:
+    """Processes running in a pool (prefork); other pools report only their concurrency."""
+    processes = pool.get("processes")
+    return len(processes) if isinstance(processes, list) else pool.get("max-concurrency")
+
+
+def _pool_resize(*, hostname: str, n: int, command: str) -> ActionReport:
+    workers_broadcast(command, destination=[hostname], n=n)
+    verb = "grows" if command == "pool_grow" else "shrinks"
+    return ActionReport(f"The pool of {hostname} {verb} by {n} process(es).", {"n": n})
+
+
+def _require_positive(n: int) -> None:
+    if n < 1:
+        raise ActionRefused(f"The number of processes must be at least 1 (got {n}).")
+
+
+# --- Rate limits -----------------------------------------------------------------
+
+
+def rate_limit_set(*, task_name: str, rate: str, actor) -> ActionReport:
+    """Save a rate limit for a catalogued task (empty ``rate`` removes it) and tell every worker."""
+
+    def perform() -> ActionReport:
+        if catalogue.get_entry(task_name) is None:
+            raise ActionRefused(f"{task_name!r} is not a catalogued task; rate limits apply to catalogued tasks only.")
+        cleaned = _validated_rate(rate)
+        _save_rate_limit(task_name=task_name, rate=cleaned, actor=actor)
+        saved = "The limit is saved; workers apply it when they start."
+        workers = workers_broadcast("rate_limit", note=saved, task_name=task_name, rate_limit=cleaned or None)
+        what = f"Rate limit of {task_name} set to {cleaned}" if cleaned else f"Rate limit of {task_name} removed"
+        return ActionReport(f"{what} on {len(workers)} worker(s).", {"rate": cleaned, "workers": workers})
+
+    return run_audited(actor=actor, action=Action.RATE_LIMIT, target=task_name, perform=perform)
+
+
+def rate_limits_list() -> list[TaskRateLimit]:
+    """The saved rate limits, by task name."""
+    return list(TaskRateLimit.objects.select_related("changed_by").order_by("task_name"))
+
+
+def _validated_rate(rate: str) -> str:
+    rate = rate.strip()
+    if not rate:
+        return ""
+    if not RATE_PATTERN.fullmatch(rate):
+        raise ActionRefused(
+            f"Rate limit {rate!r} is not valid; use e.g. 10/s, 100/m or 1000/h, or leave it empty to remove the limit."
+        )
+    if rate_per_second(rate) == 0:
+        raise ActionRefused("A rate of 0 means no limit to Celery; leave the field empty to remove the limit.")
+    return rate
+
+
+def _save_rate_limit(*, task_name: str, rate: str, actor) -> None:
+    if not rate:
+        TaskRateLimit.objects.filter(task_name=task_name).delete()
+        return
+    TaskRateLimit.objects.update_or_create(task_name=task_name, defaults={"rate": rate, "changed_by": as_user(actor)})
+
+
+# --- Worker start-up -------------------------------------------------------------
+
+
+def worker_apply_saved_state(worker) -> None:
+    """Apply saved paused queues and rate limits to a worker before it consumes.
+
+    Called from Celery's ``worker_init`` signal with the WorkController: its
+    queues are chosen but nothing is consumed yet, so a paused queue is never
+    read, not even once. Logs what it applied and never raises.
+    """
+    for apply in (_apply_paused_queues, _apply_rate_limits):
+        try:
+            apply(worker)
+        except Exception:
+            logger.exception("Worker %s: %s failed", getattr(worker, "hostname", "?"), apply.__name__)
+
+
+def _apply_paused_queues(worker) -> None:
+    queues = worker.app.amqp.queues
+    consumed = set(queues.consume_from or ())
+    paused = sorted(set(QueueState.objects.filter(paused=True).values_list("name", flat=True)) & consumed)
+    for name in paused:
+        queues.deselect(name)
+    logger.info("Worker %s: paused queues not consumed: %s", worker.hostname, ", ".join(paused) or "none")
+
+
+def _apply_rate_limits(worker) -> None:
+    applied = []
+    for limit in TaskRateLimit.objects.order_by("task_name"):
+        task = worker.app.tasks.get(limit.task_name)
+        if task is None:
+            logger.warning("Worker %s: saved rate limit for unknown task %s ignored", worker.hostname, limit.task_name)
+            continue
+        task.rate_limit = limit.rate  # read when the consumer builds its rate-limit buckets
+        applied.append(f"{limit.task_name}={limit.rate}")
+    logger.info("Worker %s: saved rate limits applied: %s", worker.hostname, ", ".join(applied) or "none")
