@@ -23,6 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "test-output" / "logs"
 
 
+def _die_with_parent() -> None:
+    """Make a child process get SIGTERM if pytest dies, so no server or worker outlives a run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -52,7 +60,9 @@ class RedisServer:
     def start(self) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = open(LOG_DIR / "redis.log", "ab")  # noqa: SIM115 (closed with the process)
-        self.process = subprocess.Popen(server_command(self.folder, self.socket), stdout=log, stderr=log)
+        self.process = subprocess.Popen(
+            server_command(self.folder, self.socket), stdout=log, stderr=log, preexec_fn=_die_with_parent
+        )
         wait_for(self._answers, timeout=10, message="the Redis server to answer")
 
     def stop(self) -> None:
@@ -135,6 +145,7 @@ class CeleryProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
 
     def stop(self, timeout: float = 15) -> None:
