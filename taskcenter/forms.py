@@ -5,6 +5,7 @@ import json
 from django import forms
 from django.conf import settings
 
+from taskcenter import arguments
 from taskcenter.models import RUN_STATES
 from taskcenter.priorities import Priority
 
@@ -40,8 +41,16 @@ class JSONTextField(forms.CharField):
 
 
 class LaunchForm(forms.Form):
-    """Arguments and options of one launch of a catalogued task."""
+    """Arguments and options of one launch of a catalogued task.
 
+    Tasks whose parameters can all be shown as fields get a typed form built
+    from their signature (``mode=typed``); every task can also be launched
+    with raw JSON arguments (``mode=json``).
+    """
+
+    mode = forms.ChoiceField(
+        choices=[("typed", "Form"), ("json", "Raw JSON")], initial="typed", widget=forms.RadioSelect, required=False
+    )
     args = JSONTextField(expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)")
     kwargs = JSONTextField(
         expected_type=dict, example='{"x": 1}', required=False, label="Keyword arguments (JSON object)"
@@ -72,9 +81,10 @@ class LaunchForm(forms.Form):
         label="De-duplication key",
         help_text="Refuse this launch while a run with the same key is pending or running.",
     )
+    option_names = ("queue", "priority", "countdown", "eta", "expires", "dedup_key")
 
-    def __init__(self, *args, entry, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, data=None, *, entry, **kwargs):
+        super().__init__(data, **kwargs)
         self.entry = entry
         self.fields["queue"].choices = [(name, name) for name in settings.TASKCENTER_QUEUES]
         self.fields["queue"].initial = entry.default_queue
@@ -85,9 +95,38 @@ class LaunchForm(forms.Form):
             for name, param in entry.signature.parameters.items()
             if param.default is not param.empty and _is_json(param.default)
         }
+        self.typed_available = arguments.has_typed_form(entry.signature)
+        self.mode = self._mode(data)
+        typed_fields = arguments.argument_fields(entry.signature, arguments.type_hints(entry.func))
+        if self.typed_available and not (self.is_bound and self.mode == "json"):
+            self.fields.update(typed_fields)
+        if self.is_bound and self.mode == "typed":
+            del self.fields["args"], self.fields["kwargs"]
+        if not self.typed_available:
+            del self.fields["mode"]
+
+    def _mode(self, data) -> str:
+        if not self.typed_available:
+            return "json"
+        if data is None:
+            return "typed"
+        # A post without a mode is typed when it carries typed fields (API clients send JSON).
+        explicit = data.get("mode")
+        return explicit or ("typed" if any(key.startswith(arguments.PREFIX) for key in data) else "json")
+
+    def argument_fields(self):
+        return [self[name] for name in self.fields if name.startswith(arguments.PREFIX)]
+
+    def json_fields(self):
+        return [self[name] for name in ("args", "kwargs") if name in self.fields]
+
+    def option_fields(self):
+        return [self[name] for name in self.option_names]
 
     def arguments(self) -> tuple[list, dict]:
         """The task's positional and keyword arguments from the cleaned form."""
+        if self.mode == "typed":
+            return arguments.arguments_from_cleaned(self.entry.signature, self.cleaned_data)
         return self.cleaned_data["args"], self.cleaned_data["kwargs"]
 
 
