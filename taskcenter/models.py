@@ -244,6 +244,14 @@ class AuditEntry(models.Model):
         POOL_GROW = "pool_grow", "Grow pool"
         POOL_SHRINK = "pool_shrink", "Shrink pool"
         RATE_LIMIT = "rate_limit", "Set rate limit"
+        SCHEDULE_CREATE = "schedule_create", "Create schedule"
+        SCHEDULE_UPDATE = "schedule_update", "Change schedule"
+        SCHEDULE_DELETE = "schedule_delete", "Delete schedule"
+        SCHEDULE_ENABLE = "schedule_enable", "Enable schedule"
+        SCHEDULE_DISABLE = "schedule_disable", "Disable schedule"
+        SCHEDULE_DUPLICATE = "schedule_duplicate", "Duplicate schedule"
+        SCHEDULE_RUN_NOW = "schedule_run_now", "Run schedule now"
+        SCHEDULE_SKIP = "schedule_skip", "Skip a due run"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -272,3 +280,29 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} {self.outcome}"
+
+
+class SchedulePolicy(models.Model):
+    """taskcenter's policy for one periodic task: misfires, jitter, overlapping runs.
+
+    A periodic task without a policy row behaves as with the defaults below.
+    """
+
+    class Misfire(models.TextChoices):
+        RUN_ONCE = "run_once", "Run once (coalesce missed runs)"
+        SKIP = "skip", "Skip missed runs"
+
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.CASCADE, primary_key=True, related_name="taskcenter_policy"
+    )
+    misfire = models.CharField(max_length=10, choices=Misfire.choices, default=Misfire.RUN_ONCE)
+    grace_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A run missed by more than this many seconds is skipped; empty: no limit."
+    )
+    jitter_seconds = models.PositiveIntegerField(default=0, help_text="Delay each run by a random 0..N seconds.")
+    max_instances = models.PositiveIntegerField(
+        default=0, help_text="Skip a due run while this many runs of the schedule wait or run; 0: no limit."
+    )
+
+    def __str__(self) -> str:
+        return f"policy of {self.periodic_task_id}"

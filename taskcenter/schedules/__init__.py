@@ -1,0 +1,1 @@
+"""Schedule logic that does not depend on Django: crontab fire times across DST."""
