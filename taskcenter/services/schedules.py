@@ -1,12 +1,275 @@
-"""Services on periodic tasks (django-celery-beat schedules)."""
+"""Periodic tasks (django-celery-beat schedules): create, change, enable, run now.
+
+Every entry point (schedule pages, admin, ``manage.py schedule``) calls these
+functions. Bulk changes use ``QuerySet.update``, which skips django-celery-beat's
+signals, so they call ``PeriodicTasks.update_changed()`` to make beat reload.
+"""
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django_celery_beat.models import PeriodicTask
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_celery_beat.models import (
+    SOLAR_SCHEDULES,
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    PeriodicTasks,
+    SolarSchedule,
+)
 
-from taskcenter.models import Run, RunSource
+from taskcenter.models import Run, RunSource, SchedulePolicy
 from taskcenter.priorities import Priority
-from taskcenter.services.launch import InvalidLaunch, run_launch
+from taskcenter.schedules.timing import CronFields, FireTime, next_fire_times
+from taskcenter.services.audit import Action, audit_record
+from taskcenter.services.launch import FieldErrors, InvalidLaunch, LaunchError, launch_prepare, run_launch
+
+KINDS = ("interval", "crontab", "clocked", "solar")
+PERIODS = ("seconds", "minutes", "hours", "days")
+
+
+class InvalidSchedule(LaunchError):
+    """A schedule's input is wrong; ``errors`` maps field to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
+
+
+@dataclass
+class ScheduleSpec:
+    """Everything that defines a periodic task, in plain values."""
+
+    name: str
+    task: str
+    kind: str  # one of KINDS
+    every: int | None = None  # interval
+    period: str = "minutes"  # interval: one of PERIODS
+    cron: str = ""  # crontab: "minute hour day-of-month month day-of-week"
+    timezone: str = ""  # crontab; empty: settings.TIME_ZONE
+    clocked_time: datetime | None = None  # clocked (one-off)
+    solar_event: str = ""  # solar, e.g. "sunrise"
+    latitude: float | None = None
+    longitude: float | None = None
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    queue: str = ""
+    priority: str = ""  # a Priority name; empty: the task's own
+    expire_seconds: int | None = None
+    enabled: bool = True
+    description: str = ""
+    misfire: str = SchedulePolicy.Misfire.RUN_ONCE
+    grace_seconds: int | None = None
+    jitter_seconds: int = 0
+    max_instances: int = 0
+
+    @classmethod
+    def from_periodic_task(cls, task: PeriodicTask) -> "ScheduleSpec":
+        """The spec of an existing periodic task (to edit or duplicate it)."""
+        policy = SchedulePolicy.objects.filter(periodic_task=task).first() or SchedulePolicy()
+        spec = cls(
+            name=task.name,
+            task=task.task,
+            kind=schedule_kind(task),
+            args=json.loads(task.args or "[]"),
+            kwargs=json.loads(task.kwargs or "{}"),
+            queue=task.queue or "",
+            priority=Priority.from_broker(task.priority).value if task.priority is not None else "",
+            expire_seconds=task.expire_seconds,
+            enabled=task.enabled,
+            description=task.description,
+            misfire=policy.misfire,
+            grace_seconds=policy.grace_seconds,
+            jitter_seconds=policy.jitter_seconds,
+            max_instances=policy.max_instances,
+        )
+        if task.interval_id:
+            spec.every, spec.period = task.interval.every, task.interval.period
+        elif task.crontab_id:
+            c = task.crontab
+            spec.cron = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+            spec.timezone = str(c.timezone)
+        elif task.clocked_id:
+            spec.clocked_time = task.clocked.clocked_time
+        elif task.solar_id:
+            s = task.solar
+            spec.solar_event, spec.latitude, spec.longitude = s.event, float(s.latitude), float(s.longitude)
+        return spec
+
+
+def schedule_kind(task: PeriodicTask) -> str:
+    for kind in KINDS:
+        if getattr(task, f"{kind}_id", None):
+            return kind
+    return ""
+
+
+def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = None) -> PeriodicTask:
+    """Create a periodic task from ``spec``, or change ``existing``; raise ``InvalidSchedule``."""
+    errors = FieldErrors()
+    _check_spec(spec, errors, creating=existing is None)
+    if errors:
+        raise InvalidSchedule(dict(errors))
+    try:
+        with transaction.atomic():
+            task = existing or PeriodicTask()
+            task.name = spec.name
+            task.task = spec.task
+            task.args, task.kwargs = json.dumps(spec.args), json.dumps(spec.kwargs)
+            task.queue = spec.queue or None
+            task.priority = Priority(spec.priority).broker_priority if spec.priority else None
+            task.expire_seconds = spec.expire_seconds
+            task.enabled = spec.enabled
+            task.description = spec.description
+            task.one_off = spec.kind == "clocked"
+            task.interval = task.crontab = task.clocked = task.solar = None
+            setattr(task, spec.kind, _schedule_row(spec))
+            task.save()
+            SchedulePolicy.objects.update_or_create(
+                periodic_task=task,
+                defaults={
+                    "misfire": spec.misfire,
+                    "grace_seconds": spec.grace_seconds,
+                    "jitter_seconds": spec.jitter_seconds,
+                    "max_instances": spec.max_instances,
+                },
+            )
+    except IntegrityError:
+        raise InvalidSchedule({"name": [f"A schedule named {spec.name!r} already exists."]}) from None
+    action = Action.SCHEDULE_UPDATE if existing else Action.SCHEDULE_CREATE
+    audit_record(actor=actor, action=action, target=task.name, message=schedule_describe(task))
+    return task
+
+
+def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> None:
+    if not spec.name.strip():
+        errors.add("name", "Give the schedule a name.")
+    if spec.kind not in KINDS:
+        errors.add("kind", f"Unknown schedule kind {spec.kind!r}; use {', '.join(KINDS)}.")
+    elif spec.kind == "interval":
+        if isinstance(spec.every, bool) or not isinstance(spec.every, int) or spec.every < 1:
+            errors.add("every", "Run every N units, with N a whole number of at least 1.")
+        if spec.period not in PERIODS:
+            errors.add("period", f"Unknown period {spec.period!r}; use {', '.join(PERIODS)}.")
+    elif spec.kind == "crontab":
+        _check_cron(spec, errors)
+    elif spec.kind == "clocked":
+        if spec.clocked_time is None:
+            errors.add("clocked_time", "Give the date and time of the one-off run.")
+        elif creating and spec.clocked_time <= timezone.now():
+            errors.add("clocked_time", "The time of a new one-off run must be in the future.")
+    elif spec.kind == "solar":
+        if spec.solar_event not in dict(SOLAR_SCHEDULES):
+            errors.add("solar_event", f"Unknown solar event; use one of {', '.join(dict(SOLAR_SCHEDULES))}.")
+        if spec.latitude is None or not -90 <= spec.latitude <= 90:
+            errors.add("latitude", "Latitude must be between -90 and 90.")
+        if spec.longitude is None or not -180 <= spec.longitude <= 180:
+            errors.add("longitude", "Longitude must be between -180 and 180.")
+    if spec.misfire not in SchedulePolicy.Misfire.values:
+        errors.add("misfire", "Choose run_once or skip.")
+    for name in ("grace_seconds", "expire_seconds"):
+        value = getattr(spec, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            errors.add(name, "Must be a whole number of seconds, at least 1.")
+    for name in ("jitter_seconds", "max_instances"):
+        value = getattr(spec, name)
+        if not isinstance(value, int) or value < 0:
+            errors.add(name, "Must be a whole number, 0 or more.")
+    if spec.priority and spec.priority not in Priority.__members__:
+        errors.add("priority", f"Unknown priority {spec.priority!r}; use one of {', '.join(Priority.__members__)}.")
+    try:
+        launch_prepare(task_name=spec.task, args=spec.args, kwargs=spec.kwargs, queue=spec.queue or None)
+    except InvalidLaunch as exc:
+        for name, messages in exc.errors.items():
+            for message in messages:
+                errors.add(name, message)
+    except LaunchError as exc:
+        errors.add("task", f"{exc} Only catalogued tasks can be scheduled.")
+
+
+def _check_cron(spec: ScheduleSpec, errors: FieldErrors) -> None:
+    parts = spec.cron.split()
+    if len(parts) != 5:
+        errors.add("cron", 'A crontab has five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *".')
+    else:
+        try:
+            CronFields.parse(*_cron_order(parts))
+        except (ValueError, TypeError) as exc:
+            errors.add("cron", f"Not a valid crontab: {exc}.")
+    try:
+        ZoneInfo(spec.timezone or settings.TIME_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors.add("timezone", f"Unknown time zone {spec.timezone!r}, e.g. Europe/Berlin.")
+
+
+def _cron_order(parts: list[str]) -> tuple[str, str, str, str, str]:
+    minute, hour, day_of_month, month_of_year, day_of_week = parts
+    return minute, hour, day_of_month, month_of_year, day_of_week
+
+
+def _schedule_row(spec: ScheduleSpec):
+    if spec.kind == "interval":
+        return IntervalSchedule.objects.get_or_create(every=spec.every, period=spec.period)[0]
+    if spec.kind == "crontab":
+        minute, hour, day_of_month, month_of_year, day_of_week = spec.cron.split()
+        return CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+            timezone=spec.timezone or settings.TIME_ZONE,
+        )[0]
+    if spec.kind == "clocked":
+        return ClockedSchedule.objects.create(clocked_time=spec.clocked_time)
+    return SolarSchedule.objects.get_or_create(
+        event=spec.solar_event, latitude=round(spec.latitude, 6), longitude=round(spec.longitude, 6)
+    )[0]
+
+
+def schedules_set_enabled(*, periodic_tasks: Iterable[PeriodicTask], enabled: bool, actor) -> int:
+    """Enable or disable periodic tasks in one update, and make beat reload."""
+    tasks = list(periodic_tasks)
+    changes = {"enabled": enabled} if enabled else {"enabled": False, "last_run_at": None}
+    count = PeriodicTask.objects.filter(pk__in=[t.pk for t in tasks]).update(**changes)
+    PeriodicTasks.update_changed()
+    action = Action.SCHEDULE_ENABLE if enabled else Action.SCHEDULE_DISABLE
+    for task in tasks:
+        audit_record(actor=actor, action=action, target=task.name)
+    return count
+
+
+def schedule_duplicate(*, periodic_task: PeriodicTask, actor, name: str | None = None) -> PeriodicTask:
+    """Copy a schedule under a new name, disabled, so it can be reviewed before it fires."""
+    spec = ScheduleSpec.from_periodic_task(periodic_task)
+    spec.name = name or _free_copy_name(periodic_task.name)
+    spec.enabled = False
+    if spec.kind == "clocked" and spec.clocked_time and spec.clocked_time <= timezone.now():
+        raise InvalidSchedule({"clocked_time": ["A one-off schedule in the past cannot be duplicated."]})
+    copy = schedule_save(spec=spec, actor=actor)
+    audit_record(actor=actor, action=Action.SCHEDULE_DUPLICATE, target=periodic_task.name, message=f"as {copy.name}")
+    return copy
+
+
+def _free_copy_name(name: str) -> str:
+    for n in range(1, 1000):
+        candidate = f"{name} (copy{'' if n == 1 else f' {n}'})"[:200]
+        if not PeriodicTask.objects.filter(name=candidate).exists():
+            return candidate
+    raise InvalidSchedule({"name": ["Too many copies of this schedule."]})
+
+
+def schedule_delete(*, periodic_task: PeriodicTask, actor) -> None:
+    """Delete a schedule (its past runs stay in the history)."""
+    name = periodic_task.name
+    periodic_task.delete()
+    audit_record(actor=actor, action=Action.SCHEDULE_DELETE, target=name)
 
 
 def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
@@ -17,7 +280,7 @@ def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
     except json.JSONDecodeError as exc:
         raise InvalidLaunch({"args": [f"The schedule's arguments are not valid JSON: {exc}."]}) from None
     priority = Priority.from_broker(periodic_task.priority) if periodic_task.priority is not None else None
-    return run_launch(
+    run = run_launch(
         task_name=periodic_task.task,
         args=args,
         kwargs=kwargs,
@@ -28,3 +291,54 @@ def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
         source=RunSource.SCHEDULE,
         periodic_task_name=periodic_task.name,
     )
+    audit_record(actor=actor, action=Action.SCHEDULE_RUN_NOW, target=periodic_task.name, task_id=run.task_id)
+    return run
+
+
+def schedule_describe(task: PeriodicTask) -> str:
+    """The schedule in words, e.g. "At 02:00 AM (Asia/Shanghai)" or "every 5 minutes"."""
+    if task.crontab_id:
+        from cron_descriptor import get_description
+
+        c = task.crontab
+        expression = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+        try:
+            return f"{get_description(expression)} ({c.timezone})"
+        except Exception:  # cron-descriptor cannot describe every Celery crontab
+            return f"{expression} ({c.timezone})"
+    if task.interval_id:
+        return str(task.interval)
+    if task.clocked_id:
+        return f"once at {timezone.localtime(task.clocked.clocked_time):%Y-%m-%d %H:%M:%S %Z}"
+    if task.solar_id:
+        return str(task.solar)
+    return "no schedule"
+
+
+def schedule_timezone(task: PeriodicTask) -> ZoneInfo:
+    if task.crontab_id:
+        return ZoneInfo(str(task.crontab.timezone))
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def schedule_next_runs(task: PeriodicTask, *, count: int = 10, now: datetime | None = None) -> list[FireTime]:
+    """The next ``count`` run times in the schedule's time zone (DST changes flagged)."""
+    now = now or timezone.now()
+    tz = schedule_timezone(task)
+    if not task.enabled:
+        return []
+    if task.crontab_id:
+        c = task.crontab
+        fields = CronFields.parse(c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week)
+        return next_fire_times(fields, tz, now, count)
+    if task.interval_id:
+        step = task.interval.schedule.run_every
+        start = task.last_run_at or task.start_time or now
+        first = start + step
+        while first < now:
+            first += step * max(1, int((now - first) / step))
+        return [FireTime((first + step * i).astimezone(tz)) for i in range(count)]
+    if task.clocked_id:
+        at = task.clocked.clocked_time
+        return [FireTime(at.astimezone(tz))] if at > now or task.last_run_at is None else []
+    return []
