@@ -89,6 +89,9 @@ class Run(models.Model):
             models.Index(fields=["task_name", "-id"], name="run_task_name_id"),
             models.Index(fields=["queue", "-id"], name="run_queue_id"),
             models.Index(fields=["created_at"], name="run_created_at"),
+            # A schedule's runs (schedule page, last run, counts over a window).
+            models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id"),
+            models.Index(fields=["periodic_task_name", "created_at"], name="run_schedule_created"),
         ]
 
     def __str__(self) -> str:
@@ -128,6 +131,13 @@ class Run(models.Model):
         if result is None:
             return None
         return result.date_started or result.date_created
+
+    @property
+    def duration(self):
+        """Run time, from start to finish; None while not finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
     @property
     def finished_at(self):

@@ -68,3 +68,19 @@ def ensure_task_permissions(**_kwargs) -> int:
     ]
     Permission.objects.bulk_create(new, ignore_conflicts=True)
     return len(new)
+
+
+def can_add_schedule(user, task_name: str | None = None) -> bool:
+    """Create (or duplicate) periodic tasks; with a task, also be allowed to launch it."""
+    allowed = can_view(user) and user.has_perm("django_celery_beat.add_periodictask")
+    return allowed and (task_name is None or can_launch(user, task_name))
+
+
+def can_change_schedule(user, task_name: str | None = None) -> bool:
+    """Edit, enable and disable periodic tasks; with a task, also be allowed to launch it."""
+    allowed = can_view(user) and user.has_perm("django_celery_beat.change_periodictask")
+    return allowed and (task_name is None or can_launch(user, task_name))
+
+
+def can_delete_schedule(user) -> bool:
+    return can_view(user) and user.has_perm("django_celery_beat.delete_periodictask")

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from taskcenter.views import audit, launch, queues, runs, workers
+from taskcenter.views import audit, launch, queues, runs, schedules, workers
 
 app_name = "taskcenter"
 
@@ -24,5 +24,10 @@ urlpatterns = [
     path("workers/", workers.worker_list, name="worker_list"),
     path("workers/<str:hostname>/pool/", workers.worker_pool, name="worker_pool"),
     path("workers/rate-limits/", workers.rate_limit, name="rate_limit"),
+    path("schedules/", schedules.schedule_list, name="schedule_list"),
+    path("schedules/new/", schedules.schedule_new, name="schedule_new"),
+    path("schedules/actions/", schedules.schedule_action, name="schedule_action"),
+    path("schedules/<int:pk>/", schedules.schedule_detail, name="schedule_detail"),
+    path("schedules/<int:pk>/edit/", schedules.schedule_edit, name="schedule_edit"),
     path("audit/", audit.audit_list, name="audit_list"),
 ]

@@ -23,6 +23,7 @@ class RunFilters:
     queue: str = ""
     created_from: datetime | None = None
     created_to: datetime | None = None
+    periodic_task_name: str = ""
 
 
 @dataclass
@@ -48,6 +49,8 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(task_name=filters.task_name)
     if filters.queue:
         runs = runs.filter(queue=filters.queue)
+    if filters.periodic_task_name:
+        runs = runs.filter(periodic_task_name=filters.periodic_task_name)
     if filters.created_from:
         runs = runs.filter(created_at__gte=filters.created_from)
     if filters.created_to:

@@ -12,6 +12,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_celery_beat.models import (
@@ -142,6 +143,12 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
             )
     except IntegrityError:
         raise InvalidSchedule({"name": [f"A schedule named {spec.name!r} already exists."]}) from None
+    except ValidationError as exc:  # PeriodicTask.save() validates uniqueness and the schedule itself
+        raise InvalidSchedule(
+            {field: list(messages) for field, messages in exc.message_dict.items()}
+            if hasattr(exc, "error_dict")
+            else {"name": exc.messages}
+        ) from None
     action = Action.SCHEDULE_UPDATE if existing else Action.SCHEDULE_CREATE
     audit_record(actor=actor, action=action, target=task.name, message=schedule_describe(task))
     return task

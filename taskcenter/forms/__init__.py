@@ -40,21 +40,72 @@ class JSONTextField(forms.CharField):
         return value
 
 
-class LaunchForm(forms.Form):
-    """Arguments and options of one launch of a catalogued task.
+class TaskArgumentsMixin:
+    """Arguments of a catalogued task: a typed form from its signature, or raw JSON.
 
-    Tasks whose parameters can all be shown as fields get a typed form built
-    from their signature (``mode=typed``); every task can also be launched
-    with raw JSON arguments (``mode=json``).
+    Tasks whose parameters can all be shown as fields get typed fields
+    (``mode=typed``); every task can also take raw JSON arguments (``mode=json``).
+    Call ``add_argument_fields(entry, data, initial_args, initial_kwargs)`` in ``__init__``.
     """
 
-    mode = forms.ChoiceField(
-        choices=[("typed", "Form"), ("json", "Raw JSON")], initial="typed", widget=forms.RadioSelect, required=False
-    )
-    args = JSONTextField(expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)")
-    kwargs = JSONTextField(
-        expected_type=dict, example='{"x": 1}', required=False, label="Keyword arguments (JSON object)"
-    )
+    def add_argument_fields(self, entry, data, *, args=None, kwargs=None) -> None:
+        self.entry = entry
+        self.fields["mode"] = forms.ChoiceField(
+            choices=[("typed", "Form"), ("json", "Raw JSON")], initial="typed", widget=forms.RadioSelect, required=False
+        )
+        self.fields["args"] = JSONTextField(
+            expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)"
+        )
+        self.fields["kwargs"] = JSONTextField(
+            expected_type=dict, example='{"x": 1}', required=False, label="Keyword arguments (JSON object)"
+        )
+        defaults = {
+            name: param.default
+            for name, param in entry.signature.parameters.items()
+            if param.default is not param.empty and _is_json(param.default)
+        }
+        self.fields["args"].initial = args or []
+        self.fields["kwargs"].initial = kwargs if kwargs is not None else defaults
+        self.typed_available = arguments.has_typed_form(entry.signature)
+        self.mode = self._mode(data)
+        if self.typed_available and not (self.is_bound and self.mode == "json"):
+            hints = arguments.type_hints(entry.func)
+            self.fields.update(arguments.argument_fields(entry.signature, hints))
+            if args or kwargs:
+                for name, value in arguments.field_initial_from_arguments(
+                    entry.signature, hints, args or [], kwargs or {}
+                ).items():
+                    self.fields[name].initial = value
+        if self.is_bound and self.mode == "typed":
+            del self.fields["args"], self.fields["kwargs"]
+        if not self.typed_available:
+            del self.fields["mode"]
+
+    def _mode(self, data) -> str:
+        if not self.typed_available:
+            return "json"
+        if data is None:
+            return "typed"
+        # A post without a mode is typed when it carries typed fields (API clients send JSON).
+        explicit = data.get("mode")
+        return explicit or ("typed" if any(key.startswith(arguments.PREFIX) for key in data) else "json")
+
+    def argument_fields(self):
+        return [self[name] for name in self.fields if name.startswith(arguments.PREFIX)]
+
+    def json_fields(self):
+        return [self[name] for name in ("args", "kwargs") if name in self.fields]
+
+    def arguments(self) -> tuple[list, dict]:
+        """The task's positional and keyword arguments from the cleaned form."""
+        if self.mode == "typed":
+            return arguments.arguments_from_cleaned(self.entry.signature, self.cleaned_data)
+        return self.cleaned_data["args"], self.cleaned_data["kwargs"]
+
+
+class LaunchForm(TaskArgumentsMixin, forms.Form):
+    """Arguments and options of one launch of a catalogued task."""
+
     queue = forms.ChoiceField(choices=())
     priority = forms.ChoiceField(choices=Priority.choices())
     countdown = forms.IntegerField(
@@ -85,49 +136,14 @@ class LaunchForm(forms.Form):
 
     def __init__(self, data=None, *, entry, **kwargs):
         super().__init__(data, **kwargs)
-        self.entry = entry
         self.fields["queue"].choices = [(name, name) for name in settings.TASKCENTER_QUEUES]
         self.fields["queue"].initial = entry.default_queue
         self.fields["priority"].initial = entry.priority.value
         self.fields["countdown"].widget.attrs.update({"min": 0, "max": settings.TASKCENTER_MAX_COUNTDOWN})
-        self.fields["kwargs"].initial = {
-            name: param.default
-            for name, param in entry.signature.parameters.items()
-            if param.default is not param.empty and _is_json(param.default)
-        }
-        self.typed_available = arguments.has_typed_form(entry.signature)
-        self.mode = self._mode(data)
-        typed_fields = arguments.argument_fields(entry.signature, arguments.type_hints(entry.func))
-        if self.typed_available and not (self.is_bound and self.mode == "json"):
-            self.fields.update(typed_fields)
-        if self.is_bound and self.mode == "typed":
-            del self.fields["args"], self.fields["kwargs"]
-        if not self.typed_available:
-            del self.fields["mode"]
-
-    def _mode(self, data) -> str:
-        if not self.typed_available:
-            return "json"
-        if data is None:
-            return "typed"
-        # A post without a mode is typed when it carries typed fields (API clients send JSON).
-        explicit = data.get("mode")
-        return explicit or ("typed" if any(key.startswith(arguments.PREFIX) for key in data) else "json")
-
-    def argument_fields(self):
-        return [self[name] for name in self.fields if name.startswith(arguments.PREFIX)]
-
-    def json_fields(self):
-        return [self[name] for name in ("args", "kwargs") if name in self.fields]
+        self.add_argument_fields(entry, data)
 
     def option_fields(self):
         return [self[name] for name in self.option_names]
-
-    def arguments(self) -> tuple[list, dict]:
-        """The task's positional and keyword arguments from the cleaned form."""
-        if self.mode == "typed":
-            return arguments.arguments_from_cleaned(self.entry.signature, self.cleaned_data)
-        return self.cleaned_data["args"], self.cleaned_data["kwargs"]
 
 
 class RunFilterForm(forms.Form):

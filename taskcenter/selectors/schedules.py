@@ -1,0 +1,68 @@
+"""Queries over periodic tasks, with what an operator needs to judge each one."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from taskcenter.models import Run
+from taskcenter.schedules.timing import FireTime
+from taskcenter.services.schedules import schedule_describe, schedule_next_runs, schedule_timezone
+
+#: Window of the run and failure counts shown per schedule (bounded, so cheap at any history size).
+COUNT_WINDOW = timedelta(days=7)
+PAGE_SIZE = 100
+
+
+@dataclass
+class ScheduleRow:
+    task: PeriodicTask
+    description: str
+    timezone: str
+    next_run: FireTime | None
+    last_state: str | None
+    last_task_id: str | None
+    runs: int
+    failures: int
+
+
+def schedules_overview(*, search: str = "", offset: int = 0, limit: int = PAGE_SIZE) -> list[ScheduleRow]:
+    """A page of schedules by name, with last run state, next run and counts over ``COUNT_WINDOW``."""
+    latest = Run.objects.filter(periodic_task_name=OuterRef("name")).order_by("-id")
+    tasks = (
+        PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar")
+        .annotate(
+            last_task_id=Subquery(latest.values("task_result_id")[:1]),
+            last_state=Subquery(latest.values("task_result__status")[:1]),
+        )
+        .order_by("name")
+    )
+    if search:
+        tasks = tasks.filter(Q(name__icontains=search) | Q(task__icontains=search))
+    tasks = list(tasks[offset : offset + limit])
+    counts = _counts([t.name for t in tasks])
+    return [
+        ScheduleRow(
+            task=t,
+            description=schedule_describe(t),
+            timezone=str(schedule_timezone(t)),
+            next_run=next(iter(schedule_next_runs(t, count=1)), None),
+            last_state=t.last_state or ("PENDING" if t.last_task_id else None),
+            last_task_id=t.last_task_id,
+            runs=counts.get(t.name, (0, 0))[0],
+            failures=counts.get(t.name, (0, 0))[1],
+        )
+        for t in tasks
+    ]
+
+
+def _counts(names: list[str]) -> dict[str, tuple[int, int]]:
+    since = timezone.now() - COUNT_WINDOW
+    rows = (
+        Run.objects.filter(periodic_task_name__in=names, created_at__gte=since)
+        .values("periodic_task_name")
+        .annotate(total=Count("id"), failed=Count("id", filter=Q(task_result__status="FAILURE")))
+    )
+    return {row["periodic_task_name"]: (row["total"], row["failed"]) for row in rows}

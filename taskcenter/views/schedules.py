@@ -1,0 +1,181 @@
+"""Schedules: periodic tasks with their health, next runs and history; create, edit, act."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+from django_celery_beat.models import PeriodicTask
+
+from taskcenter import catalogue, permissions
+from taskcenter.forms.schedules import ScheduleForm
+from taskcenter.models import AuditEntry
+from taskcenter.schedules.timing import AMBIGUOUS, DST_DAY, SHIFTED
+from taskcenter.selectors.runs import RunFilters, runs_page
+from taskcenter.selectors.schedules import schedules_overview
+from taskcenter.services import schedules as service
+from taskcenter.services.launch import LaunchError
+from taskcenter.views.common import staff_required
+
+DST_NOTES = {
+    SHIFTED: "clocks jump forward: runs right after the jump",
+    AMBIGUOUS: "clocks fall back: runs at the first of the two",
+    DST_DAY: "on a day the clocks change",
+}
+
+
+def _beat_status():
+    try:
+        from taskcenter.services.beat import beat_status
+    except ImportError:  # the scheduler module is optional until installed
+        return None
+    return beat_status()
+
+
+@staff_required
+def schedule_list(request):
+    search = request.GET.get("q", "").strip()
+    return render(
+        request,
+        "taskcenter/schedule_list.html",
+        {
+            "rows": schedules_overview(search=search),
+            "search": search,
+            "beat": _beat_status(),
+            "can_add": permissions.can_add_schedule(request.user),
+            "can_change": permissions.can_change_schedule(request.user),
+            "entries": [e for e in catalogue.all_entries() if permissions.can_add_schedule(request.user, e.name)],
+        },
+    )
+
+
+def _task_or_404(pk) -> PeriodicTask:
+    return get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar"), pk=pk)
+
+
+@staff_required
+def schedule_detail(request, pk):
+    task = _task_or_404(pk)
+    page = runs_page(RunFilters(periodic_task_name=task.name), before=_int(request.GET.get("before")))
+    next_runs = [(fire, DST_NOTES.get(fire.note, "")) for fire in service.schedule_next_runs(task, count=10)]
+    skips = AuditEntry.objects.filter(action=AuditEntry.Action.SCHEDULE_SKIP, target=task.name).order_by("-id")[:20]
+    return render(
+        request,
+        "taskcenter/schedule_detail.html",
+        {
+            "task": task,
+            "spec": service.ScheduleSpec.from_periodic_task(task),
+            "description": service.schedule_describe(task),
+            "timezone": service.schedule_timezone(task),
+            "next_runs": next_runs,
+            "page": page,
+            "skips": skips,
+            "catalogued": catalogue.get_entry(task.task) is not None,
+            "can_change": permissions.can_change_schedule(request.user, task.task),
+            "can_add": permissions.can_add_schedule(request.user, task.task),
+            "can_delete": permissions.can_delete_schedule(request.user),
+            "can_run": permissions.can_launch(request.user, task.task),
+        },
+    )
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def schedule_new(request):
+    task_name = request.GET.get("task") or request.POST.get("task") or ""
+    entry = catalogue.get_entry(task_name)
+    if entry is None:
+        if task_name:
+            raise Http404(f"No launchable task is named {task_name!r}; only catalogued tasks can be scheduled.")
+        return redirect("taskcenter:schedule_list")
+    if not permissions.can_add_schedule(request.user, entry.name):
+        raise PermissionDenied(f"You may not schedule {entry.name}.")
+    return _schedule_form(request, entry=entry, existing=None)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def schedule_edit(request, pk):
+    task = _task_or_404(pk)
+    entry = catalogue.get_entry(task.task)
+    if entry is None:
+        raise Http404(f"{task.task} is not a catalogued task; edit or delete this schedule in the admin.")
+    if not permissions.can_change_schedule(request.user, task.task):
+        raise PermissionDenied("You may not change this schedule.")
+    return _schedule_form(request, entry=entry, existing=task)
+
+
+def _schedule_form(request, *, entry, existing):
+    spec = service.ScheduleSpec.from_periodic_task(existing) if existing else None
+    form = ScheduleForm(request.POST or None, entry=entry, spec=spec)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                task = service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)
+            except LaunchError as exc:
+                for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
+                    for error in errors:
+                        form.add_error(field if field in form.fields else None, error)
+            else:
+                messages.success(request, f"Saved schedule {task.name}: {service.schedule_describe(task)}.")
+                return redirect("taskcenter:schedule_detail", pk=task.pk)
+    context = {"form": form, "entry": entry, "existing": existing}
+    return render(request, "taskcenter/schedule_form.html", context, status=status)
+
+
+ACTIONS = {
+    "run_now": permissions.can_launch,
+    "enable": permissions.can_change_schedule,
+    "disable": permissions.can_change_schedule,
+    "duplicate": permissions.can_add_schedule,
+    "delete": lambda user, _task: permissions.can_delete_schedule(user),
+}
+
+
+@staff_required
+@require_POST
+def schedule_action(request):
+    """Run now, enable, disable, duplicate or delete one or several schedules."""
+    action = request.POST.get("action", "")
+    tasks = list(PeriodicTask.objects.filter(pk__in=[_int(pk) for pk in request.POST.getlist("ids") if _int(pk)]))
+    if action not in ACTIONS or not tasks:
+        messages.error(request, "Choose an action and at least one schedule.")
+        return redirect("taskcenter:schedule_list")
+    refused = [t.name for t in tasks if not ACTIONS[action](request.user, t.task)]
+    if refused:
+        raise PermissionDenied(f"You may not {action.replace('_', ' ')} {', '.join(refused)}.")
+    try:
+        _perform(request, action, tasks)
+    except LaunchError as exc:
+        messages.error(request, str(exc))
+    if len(tasks) == 1 and action != "delete":
+        return redirect("taskcenter:schedule_detail", pk=tasks[0].pk)
+    return redirect("taskcenter:schedule_list")
+
+
+def _perform(request, action: str, tasks: list[PeriodicTask]) -> None:
+    user = request.user
+    if action in ("enable", "disable"):
+        count = service.schedules_set_enabled(periodic_tasks=tasks, enabled=action == "enable", actor=user)
+        messages.success(request, f"{action.capitalize()}d {count} schedule(s).")
+    elif action == "run_now":
+        for task in tasks:
+            run = service.schedule_run_now(periodic_task=task, actor=user)
+            messages.success(request, f"Launched {task.name} now ({run.task_id}).")
+    elif action == "duplicate":
+        for task in tasks:
+            copy = service.schedule_duplicate(periodic_task=task, actor=user)
+            messages.success(request, f"Duplicated {task.name} as {copy.name} (disabled until you enable it).")
+    elif action == "delete":
+        for task in tasks:
+            service.schedule_delete(periodic_task=task, actor=user)
+        messages.success(request, f"Deleted {len(tasks)} schedule(s); their runs stay in the history.")

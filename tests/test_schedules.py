@@ -1,0 +1,189 @@
+"""Schedule pages and services: create every kind inline, see health and next runs, act."""
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask, PeriodicTasks
+from django_celery_results.models import TaskResult
+
+from taskcenter.models import AuditEntry, Run, SchedulePolicy
+from taskcenter.schedules.timing import AMBIGUOUS, SHIFTED
+from taskcenter.services.schedules import InvalidSchedule, ScheduleSpec, schedule_next_runs, schedule_save
+
+pytestmark = pytest.mark.django_db
+
+BASE = {"enabled": "on", "misfire": "run_once", "jitter_seconds": "0", "max_instances": "0", "timezone": ""}
+
+
+def post_new(client, task="examples.add", **data):
+    form = {**BASE, "task": task, "name": "nightly add", "kind": "crontab", "cron": "0 2 * * *",
+            "timezone": "Asia/Shanghai", "mode": "typed", "arg_x": "1", "arg_y": "2", "period": "minutes"}  # fmt: skip
+    form.update(data)
+    return client.post(reverse("taskcenter:schedule_new") + f"?task={task}", form)
+
+
+def test_crontab_schedule_is_created_inline_with_typed_arguments(staff_client):
+    response = post_new(staff_client)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    task = PeriodicTask.objects.get(name="nightly add")
+    assert task.crontab.hour == "2" and str(task.crontab.timezone) == "Asia/Shanghai"
+    assert task.kwargs == '{"x": 1, "y": 2}'
+    assert SchedulePolicy.objects.get(periodic_task=task).misfire == "run_once"
+    assert AuditEntry.objects.filter(action="schedule_create", target="nightly add").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "check"),
+    [
+        ({"kind": "interval", "every": "5", "period": "minutes"}, lambda t: t.interval.every == 5),
+        (
+            {"kind": "clocked", "clocked_time": (timezone.localtime() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")},
+            lambda t: t.one_off and t.clocked is not None,
+        ),
+        ({"kind": "solar", "solar_event": "sunrise", "latitude": "31.23", "longitude": "121.47"},
+         lambda t: t.solar.event == "sunrise"),
+    ],
+)  # fmt: skip
+def test_every_kind_of_schedule_is_created_without_a_schedule_row_first(staff_client, data, check):
+    response = post_new(staff_client, **data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert check(PeriodicTask.objects.get(name="nightly add"))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"cron": "61 2 * * *"}, "Not a valid crontab"),
+        ({"cron": "0 2 * *"}, "five fields"),
+        ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "Select a valid choice"),
+        ({"kind": "interval", "every": "0"}, "greater than or equal to 1"),
+        ({"kind": "interval", "every": ""}, "whole number of at least 1"),
+        ({"kind": "clocked", "clocked_time": "2020-01-01T00:00"}, "must be in the future"),
+        ({"kind": "solar", "solar_event": "", "latitude": "95"}, "less than or equal to 90"),
+        ({"arg_x": "one"}, "Enter a whole number"),
+        ({"mode": "json", "args": "[1]", "kwargs": "{}"}, "Arguments do not fit"),
+    ],
+)
+def test_bad_schedule_input_is_a_form_error_and_saves_nothing(staff_client, data, message):
+    response = post_new(staff_client, **data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not PeriodicTask.objects.filter(name="nightly add").exists()
+
+
+def test_uncatalogued_task_cannot_be_scheduled(staff_client):
+    assert post_new(staff_client, task="celery.backend_cleanup").status_code == 404
+    with pytest.raises(InvalidSchedule, match="Only catalogued tasks can be scheduled"):
+        schedule_save(spec=ScheduleSpec(name="x", task="os.system", kind="interval", every=1), actor=None)
+
+
+def test_duplicate_name_is_a_form_error(staff_client):
+    assert post_new(staff_client).status_code == 302
+    response = post_new(staff_client)
+    assert response.status_code == 400 and "already exists" in response.content.decode()
+
+
+def make_schedule(name="tick", cron="30 2 * * *", tz="Europe/Berlin", **extra) -> PeriodicTask:
+    spec = ScheduleSpec(name=name, task="examples.add", kind="crontab", cron=cron, timezone=tz, args=[1, 2], **extra)
+    return schedule_save(spec=spec, actor=None)
+
+
+def test_list_shows_schedule_in_words_timezone_last_state_next_run_and_counts(staff_client):
+    task = make_schedule()
+    TaskResult.objects.create(task_id="r1", task_name="examples.add", status="FAILURE")
+    Run.objects.create(task_result_id="r1", task_name="examples.add", queue="high", periodic_task_name="tick")
+    Run.objects.create(task_result_id="r2", task_name="examples.add", queue="high", periodic_task_name="tick")
+    page = staff_client.get(reverse("taskcenter:schedule_list")).content.decode()
+    assert "At 02:30 AM (Europe/Berlin)" in page
+    assert reverse("taskcenter:run_detail", args=["r2"]) in page  # the last run, linked
+    assert "PENDING" in page
+    assert '<span class="bad">1</span>' in page  # one failure in 7 days
+    assert reverse("taskcenter:schedule_detail", args=[task.pk]) in page
+
+
+def test_next_runs_are_in_the_schedule_time_zone_and_flag_dst_changes():
+    berlin = make_schedule()
+    fires = schedule_next_runs(berlin, count=10, now=datetime(2026, 3, 25, tzinfo=ZoneInfo("UTC")))
+    assert [f.at.strftime("%m-%d %H:%M %Z") for f in fires[:5]] == [
+        "03-25 02:30 CET", "03-26 02:30 CET", "03-27 02:30 CET", "03-28 02:30 CET", "03-29 03:00 CEST",
+    ]  # fmt: skip
+    assert fires[4].note == SHIFTED
+    new_york = make_schedule(name="ny", cron="30 1 * * *", tz="America/New_York")
+    fires = schedule_next_runs(new_york, count=3, now=datetime(2026, 10, 31, 12, tzinfo=ZoneInfo("UTC")))
+    assert [f.at.isoformat() for f in fires] == [
+        "2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00", "2026-11-03T01:30:00-05:00",
+    ]  # fmt: skip
+    assert fires[0].note == AMBIGUOUS
+    shanghai = make_schedule(name="sh", tz="Asia/Shanghai")
+    fires = schedule_next_runs(shanghai, count=3, now=datetime(2026, 3, 28, tzinfo=ZoneInfo("UTC")))
+    assert all(f.note == "" and f.at.strftime("%H:%M") == "02:30" for f in fires)
+
+
+def test_detail_page_lists_next_runs_and_runs_with_durations(staff_client):
+    task = make_schedule()
+    TaskResult.objects.create(
+        task_id="r9", status="SUCCESS", date_started=timezone.now() - timedelta(seconds=3), date_done=timezone.now()
+    )
+    Run.objects.create(task_result_id="r9", task_name="examples.add", queue="high", periodic_task_name="tick")
+    page = staff_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    assert "Next runs" in page and page.count('<li><span class="mono">') == 10
+    assert "3.0" in page and "SUCCESS" in page  # duration of the run
+
+
+def test_bulk_disable_and_enable_notify_beat_and_are_audited(staff_client):
+    a, b = make_schedule(name="a"), make_schedule(name="b")
+    before = PeriodicTasks.last_change()
+    response = staff_client.post(reverse("taskcenter:schedule_action"), {"action": "disable", "ids": [a.pk, b.pk]})
+    assert response.status_code == 302
+    assert not PeriodicTask.objects.filter(name__in=["a", "b"], enabled=True).exists()
+    assert PeriodicTasks.last_change() != before
+    assert AuditEntry.objects.filter(action="schedule_disable").count() == 2
+    staff_client.post(reverse("taskcenter:schedule_action"), {"action": "enable", "ids": [a.pk]})
+    assert PeriodicTask.objects.get(name="a").enabled
+
+
+def test_duplicate_makes_a_disabled_copy_with_the_same_policy(staff_client):
+    task = make_schedule(misfire="skip", max_instances=1)
+    staff_client.post(reverse("taskcenter:schedule_action"), {"action": "duplicate", "ids": [task.pk]})
+    copy = PeriodicTask.objects.get(name="tick (copy)")
+    assert not copy.enabled and copy.crontab_id == task.crontab_id
+    assert copy.taskcenter_policy.misfire == "skip" and copy.taskcenter_policy.max_instances == 1
+
+
+def test_run_now_carries_the_schedule_options_through_the_launch_service(staff_client, redis_server):
+    task = make_schedule(queue="low", priority="HIGH", expire_seconds=120)
+    response = staff_client.post(reverse("taskcenter:schedule_action"), {"action": "run_now", "ids": [task.pk]})
+    assert response.status_code == 302
+    run = Run.objects.get()
+    assert (run.queue, run.priority, run.args, run.source) == ("low", "HIGH", [1, 2], "schedule")
+    assert run.periodic_task_name == "tick" and run.launched_by == staff_client.user
+    assert run.expires is not None and timedelta(seconds=100) < run.expires - run.created_at <= timedelta(seconds=121)
+    assert AuditEntry.objects.filter(action="schedule_run_now", task_id=run.task_id).exists()
+
+
+def test_view_only_user_sees_schedules_but_cannot_act(viewer_client):
+    task = make_schedule()
+    page = viewer_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    assert "Run now" not in page and "Disable" not in page and "Edit…" not in page
+    for action in ("run_now", "disable", "duplicate", "delete"):
+        response = viewer_client.post(reverse("taskcenter:schedule_action"), {"action": action, "ids": [task.pk]})
+        assert response.status_code == 403
+    assert viewer_client.get(reverse("taskcenter:schedule_edit", args=[task.pk])).status_code == 403
+    assert viewer_client.get(reverse("taskcenter:schedule_new") + "?task=examples.add").status_code == 403
+    task.refresh_from_db()
+    assert task.enabled and not Run.objects.exists()
+
+
+def test_edit_changes_the_schedule_in_place(staff_client):
+    task = make_schedule()
+    response = staff_client.post(
+        reverse("taskcenter:schedule_edit", args=[task.pk]),
+        {**BASE, "task": "examples.add", "name": "tick", "kind": "interval", "every": "10", "period": "seconds",
+         "mode": "typed", "arg_x": "5", "arg_y": "6"},
+    )  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:3000]
+    task.refresh_from_db()
+    assert task.interval.every == 10 and task.crontab is None and task.kwargs == '{"x": 5, "y": 6}'
