@@ -51,9 +51,7 @@ class CronFields:
 
     def matches_day(self, day: date) -> bool:
         return (
-            day.month in self.months
-            and day.day in self.days_of_month
-            and (day.isoweekday() % 7) in self.days_of_week
+            day.month in self.months and day.day in self.days_of_month and (day.isoweekday() % 7) in self.days_of_week
         )
 
 
