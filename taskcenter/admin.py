@@ -9,6 +9,10 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
@@ -16,7 +20,7 @@ from django_celery_beat.models import PeriodicTask
 from taskcenter import catalogue, permissions
 from taskcenter.models import AuditEntry, Run
 from taskcenter.services.launch import InvalidLaunch, LaunchError, launch_prepare
-from taskcenter.services.schedules import schedule_run_now
+from taskcenter.services.schedules import schedule_describe, schedule_next_runs, schedule_run_now, schedule_timezone
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -100,6 +104,53 @@ admin.site.unregister(PeriodicTask)
 class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     form = CataloguedPeriodicTaskForm
     actions = ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
+    list_display = (
+        "name",
+        "enabled",
+        "schedule_in_words",
+        "time_zone",
+        "last_run_at",
+        "last_state",
+        "next_run",
+        "open",
+    )
+
+    def get_queryset(self, request):
+        latest = Run.objects.filter(periodic_task_name=OuterRef("name")).order_by("-id")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_state_value=Subquery(latest.values("task_result__status")[:1]),
+                last_task_id=Subquery(latest.values("task_result_id")[:1]),
+            )
+        )
+
+    @admin.display(description="Schedule")
+    def schedule_in_words(self, obj):
+        return schedule_describe(obj)
+
+    @admin.display(description="Time zone")
+    def time_zone(self, obj):
+        return str(schedule_timezone(obj))
+
+    @admin.display(description="Last state")
+    def last_state(self, obj):
+        if not obj.last_task_id:
+            return "–"
+        url = reverse("taskcenter:run_detail", args=[obj.last_task_id])
+        return format_html('<a href="{}">{}</a>', url, obj.last_state_value or "PENDING")
+
+    @admin.display(description="Next run")
+    def next_run(self, obj):
+        fire = next(iter(schedule_next_runs(obj, count=1)), None)
+        return timezone.localtime(fire.at).strftime("%Y-%m-%d %H:%M:%S") if fire else "–"
+
+    @admin.display(description="")
+    def open(self, obj):
+        return format_html(
+            '<a href="{}">history and next runs</a>', reverse("taskcenter:schedule_detail", args=[obj.pk])
+        )
 
     def has_launch_permission(self, request) -> bool:
         return permissions.can_launch_something(request.user)
