@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,30 @@ def redis_server(tmp_path_factory):
     yield server
     use_broker(previous)
     server.stop()
+
+
+@contextmanager
+def broker_down(folder: Path, redis_server: RedisServer, *, frozen: bool = False):
+    """Point the app, for a block, at a real Redis server that is stopped or frozen.
+
+    Stopped: the server ran and exited, its socket is gone (connections are refused).
+    Frozen: the process is stopped with SIGSTOP, so it accepts connections and never answers.
+    """
+    server = RedisServer(folder)
+    server.start()
+    if frozen:
+        use_broker(server.url)
+        server.process.send_signal(signal.SIGSTOP)
+    else:
+        server.stop()
+        use_broker(server.url)
+    try:
+        yield server
+    finally:
+        if frozen:
+            server.process.send_signal(signal.SIGCONT)
+        use_broker(redis_server.url)
+        server.stop()
 
 
 def _database_url() -> str:

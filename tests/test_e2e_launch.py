@@ -3,7 +3,6 @@
 A Valkey server and a worker of the project's own app run as subprocesses.
 """
 
-import signal
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from django_celery_results.models import TaskResult
 from taskcenter.models import Run
 from taskcenter.priorities import Priority
 from taskcenter.services.launch import run_launch
-from tests.conftest import RedisServer, use_broker, wait_for
+from tests.conftest import broker_down, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -144,14 +143,8 @@ def post_launch_timed(client) -> tuple:
 
 
 def test_launch_with_the_broker_stopped_fails_fast_with_a_clear_message(staff_client, tmp_path, redis_server):
-    stopped = RedisServer(tmp_path)
-    stopped.start()
-    stopped.stop()  # a real server that was there and is gone: its socket file is removed
-    use_broker(stopped.url)
-    try:
+    with broker_down(tmp_path, redis_server):
         response, elapsed = post_launch_timed(staff_client)
-    finally:
-        use_broker(redis_server.url)
     assert response.status_code == 503
     assert "broker (Redis) is not reachable" in response.content.decode()
     assert elapsed < 3, f"the request took {elapsed:.1f}s"
@@ -159,16 +152,8 @@ def test_launch_with_the_broker_stopped_fails_fast_with_a_clear_message(staff_cl
 
 
 def test_launch_with_a_frozen_broker_gives_up_within_seconds(staff_client, tmp_path, redis_server):
-    frozen = RedisServer(tmp_path)
-    frozen.start()
-    use_broker(frozen.url)
-    frozen.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
-    try:
+    with broker_down(tmp_path, redis_server, frozen=True):
         response, elapsed = post_launch_timed(staff_client)
-    finally:
-        frozen.process.send_signal(signal.SIGCONT)
-        use_broker(redis_server.url)
-        frozen.stop()
     assert response.status_code == 503
     assert "broker (Redis) is not reachable" in response.content.decode()
     assert elapsed < 10, f"the request took {elapsed:.1f}s"

@@ -4,7 +4,6 @@ The session worker is shared with other tests: every test that pauses a queue
 resumes it through the page at the end (the ``paused_queue`` fixture).
 """
 
-import signal
 import time
 from contextlib import contextmanager
 
@@ -14,7 +13,7 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, QueueState, Run
 from taskcenter.services.launch import run_launch
-from tests.conftest import RedisServer, use_broker, wait_for
+from tests.conftest import broker_down, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -189,18 +188,12 @@ def test_actions_are_post_only(staff_client, celery_worker):
 
 
 def test_stopped_broker_gives_a_notice_and_a_clear_error_fast(staff_client, tmp_path, redis_server):
-    stopped = RedisServer(tmp_path)
-    stopped.start()
-    stopped.stop()
-    use_broker(stopped.url)
-    try:
+    with broker_down(tmp_path, redis_server):
         began = time.monotonic()
         page = staff_client.get(reverse("taskcenter:queue_list"))
         pause = post(staff_client, "queue_pause")
         purge = post(staff_client, "queue_purge", confirm=QUEUE)
         elapsed = time.monotonic() - began
-    finally:
-        use_broker(redis_server.url)
 
     assert page.status_code == 200
     assert "broker (Redis) is not reachable" in page.content.decode()
@@ -213,18 +206,10 @@ def test_stopped_broker_gives_a_notice_and_a_clear_error_fast(staff_client, tmp_
 
 
 def test_frozen_broker_does_not_hang_the_page(staff_client, tmp_path, redis_server):
-    frozen = RedisServer(tmp_path)
-    frozen.start()
-    use_broker(frozen.url)
-    frozen.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
-    try:
+    with broker_down(tmp_path, redis_server, frozen=True):
         began = time.monotonic()
         response = staff_client.get(reverse("taskcenter:queue_list"))
         elapsed = time.monotonic() - began
-    finally:
-        frozen.process.send_signal(signal.SIGCONT)
-        use_broker(redis_server.url)
-        frozen.stop()
     assert response.status_code == 200
     assert "broker (Redis) is not reachable" in response.content.decode()
     assert elapsed < 10, f"the page took {elapsed:.1f}s"

@@ -5,7 +5,6 @@ restored in ``finally`` blocks.
 """
 
 import os
-import signal
 import time
 from contextlib import contextmanager
 
@@ -16,7 +15,7 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, QueueState, TaskRateLimit
 from taskcenter.services.launch import run_launch
-from tests.conftest import CeleryProcess, RedisServer, process_env, use_broker, wait_for
+from tests.conftest import CeleryProcess, broker_down, process_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -179,17 +178,11 @@ def test_viewer_sees_the_page_without_actions_and_may_not_act(viewer_client, cel
 
 
 def test_stopped_broker_gives_a_notice_and_a_clear_error_fast(staff_client, tmp_path, redis_server):
-    stopped = RedisServer(tmp_path)
-    stopped.start()
-    stopped.stop()
-    use_broker(stopped.url)
-    try:
+    with broker_down(tmp_path, redis_server):
         began = time.monotonic()
         page = staff_client.get(reverse("taskcenter:worker_list"))
         rate = post_rate(staff_client, "examples.add", "5/s")
         elapsed = time.monotonic() - began
-    finally:
-        use_broker(redis_server.url)
 
     assert page.status_code == 200
     assert "broker (Redis) is not reachable" in page.content.decode()
@@ -201,18 +194,10 @@ def test_stopped_broker_gives_a_notice_and_a_clear_error_fast(staff_client, tmp_
 
 
 def test_frozen_broker_does_not_hang_the_page(staff_client, tmp_path, redis_server):
-    frozen = RedisServer(tmp_path)
-    frozen.start()
-    use_broker(frozen.url)
-    frozen.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
-    try:
+    with broker_down(tmp_path, redis_server, frozen=True):
         began = time.monotonic()
         response = staff_client.get(reverse("taskcenter:worker_list"))
         elapsed = time.monotonic() - began
-    finally:
-        frozen.process.send_signal(signal.SIGCONT)
-        use_broker(redis_server.url)
-        frozen.stop()
     assert response.status_code == 200
     assert "broker (Redis) is not reachable" in response.content.decode()
     assert elapsed < 10, f"the page took {elapsed:.1f}s"

@@ -44,3 +44,38 @@ def user_abilities(user) -> dict:
         "can_manage_queues": permissions.can_manage_queues(user),
         "can_manage_workers": permissions.can_manage_workers(user),
     }
+
+
+def show_refusal(form, exc) -> None:
+    """Put a refused action's reasons on the form: per field where it names one."""
+    from django.urls import reverse
+    from django.utils.html import format_html
+
+    from taskcenter.services.launch import DuplicateRun
+
+    if isinstance(exc, DuplicateRun) and exc.existing is not None:
+        url = reverse("taskcenter:run_detail", args=[exc.existing.task_id])
+        form.add_error(None, format_html('{} <a href="{}">Open that run</a>.', str(exc), url))
+        return
+    for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
+        for error in errors:
+            form.add_error(field if field in form.fields else None, error)
+
+
+def submit(request, form, action):
+    """Call ``action(cleaned_data)`` for a valid POSTed form; return ``(result, status)``.
+
+    ``result`` is None when the form must be shown again: not posted (200),
+    invalid (400), or refused by the service (its status, reasons on the form).
+    """
+    from taskcenter.services.launch import LaunchError
+
+    if request.method != "POST":
+        return None, 200
+    if not form.is_valid():
+        return None, 400
+    try:
+        return action(form.cleaned_data), 200
+    except LaunchError as exc:
+        show_refusal(form, exc)
+        return None, exc.status_code

@@ -6,18 +6,16 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
 from taskcenter import catalogue, permissions
 from taskcenter.forms import BatchLaunchForm, LaunchForm, WorkflowForm
 from taskcenter.models import RunSource
 from taskcenter.services.batches import batch_launch as batch_launch_service
-from taskcenter.services.launch import DuplicateRun, LaunchError, run_launch
+from taskcenter.services.launch import run_launch
 from taskcenter.services.workflows import steps_from_json
 from taskcenter.services.workflows import workflow_launch as workflow_launch_service
-from taskcenter.views.common import allowed, staff_required
+from taskcenter.views.common import allowed, staff_required, submit
 
 LAUNCH_REFUSED = "You may not launch this task."
 
@@ -47,49 +45,33 @@ def _require_launch(user, task_name) -> None:
         raise PermissionDenied(f"You may not launch {task_name}.")
 
 
-def _show_launch_error(request, form, exc: LaunchError) -> None:
-    """Put a refused launch's reasons on the form, linking to a duplicate's run."""
-    if isinstance(exc, DuplicateRun) and exc.existing is not None:
-        url = reverse("taskcenter:run_detail", args=[exc.existing.task_id])
-        form.add_error(None, format_html('{} <a href="{}">Open that run</a>.', str(exc), url))
-        return
-    for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
-        for error in errors:
-            form.add_error(field if field in form.fields else None, error)
-
-
 @staff_required
 @require_http_methods(["GET", "POST"])
 def launch(request, task_name):
     entry = _entry_or_404(task_name)
     _require_launch(request.user, entry.name)
     form = LaunchForm(request.POST or None, entry=entry)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                args, kwargs = form.arguments()
-                run = run_launch(
-                    task_name=entry.name,
-                    args=args,
-                    kwargs=kwargs,
-                    queue=data["queue"],
-                    priority=data["priority"],
-                    countdown=data["countdown"],
-                    eta=data["eta"],
-                    expires=data["expires"],
-                    dedup_key=data["dedup_key"],
-                    launched_by=request.user,
-                    source=RunSource.WEB,
-                )
-            except LaunchError as exc:
-                _show_launch_error(request, form, exc)
-                status = exc.status_code
-            else:
-                messages.success(request, f"Launched {entry.name}; it waits for a worker as PENDING.")
-                return redirect("taskcenter:run_detail", task_id=run.task_id)
+
+    def launch_it(data):
+        args, kwargs = form.arguments()
+        return run_launch(
+            task_name=entry.name,
+            args=args,
+            kwargs=kwargs,
+            queue=data["queue"],
+            priority=data["priority"],
+            countdown=data["countdown"],
+            eta=data["eta"],
+            expires=data["expires"],
+            dedup_key=data["dedup_key"],
+            launched_by=request.user,
+            source=RunSource.WEB,
+        )
+
+    run, status = submit(request, form, launch_it)
+    if run is not None:
+        messages.success(request, f"Launched {entry.name}; it waits for a worker as PENDING.")
+        return redirect("taskcenter:run_detail", task_id=run.task_id)
     return render(request, "taskcenter/launch.html", {"entry": entry, "form": form}, status=status)
 
 
@@ -101,27 +83,22 @@ def batch_launch(request, task_name):
     if not entry.batch_argument:
         raise Http404(f"{entry.name} does not take batches.")
     form = BatchLaunchForm(request.POST or None, entry=entry)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                batch = batch_launch_service(
-                    task_name=entry.name,
-                    items=data["items"],
-                    batch_size=data["batch_size"],
-                    kwargs=data["kwargs"],
-                    queue=data["queue"],
-                    priority=data["priority"],
-                    launched_by=request.user,
-                )
-            except LaunchError as exc:
-                _show_launch_error(request, form, exc)
-                status = exc.status_code
-            else:
-                messages.success(request, f"Launched batch {batch.pk} of {entry.name}.")
-                return redirect("taskcenter:batch_detail", batch_id=batch.pk)
+    batch, status = submit(
+        request,
+        form,
+        lambda data: batch_launch_service(
+            task_name=entry.name,
+            items=data["items"],
+            batch_size=data["batch_size"],
+            kwargs=data["kwargs"],
+            queue=data["queue"],
+            priority=data["priority"],
+            launched_by=request.user,
+        ),
+    )
+    if batch is not None:
+        messages.success(request, f"Launched batch {batch.pk} of {entry.name}.")
+        return redirect("taskcenter:batch_detail", batch_id=batch.pk)
     return render(request, "taskcenter/batch_launch.html", {"entry": entry, "form": form}, status=status)
 
 
@@ -129,23 +106,18 @@ def batch_launch(request, task_name):
 @require_http_methods(["GET", "POST"])
 def workflow_launch(request):
     form = WorkflowForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                kind, steps, callback = steps_from_json(form.cleaned_data["spec"])
-                for name in {s.task for s in steps} | ({callback.task} if callback else set()):
-                    if catalogue.get_entry(name) is not None and not permissions.can_launch(request.user, name):
-                        raise PermissionDenied(f"You may not launch {name}.")
-                workflow = workflow_launch_service(kind=kind, steps=steps, callback=callback, launched_by=request.user)
-            except LaunchError as exc:
-                _show_launch_error(request, form, exc)
-                status = exc.status_code
-            else:
-                first = workflow.stages[0][0]
-                messages.success(request, f"Launched {workflow.get_kind_display().lower()} workflow {workflow.pk}.")
-                return redirect("taskcenter:run_detail", task_id=first)
+
+    def launch_workflow(data):
+        kind, steps, callback = steps_from_json(data["spec"])
+        for name in {s.task for s in steps} | ({callback.task} if callback else set()):
+            if catalogue.get_entry(name) is not None and not permissions.can_launch(request.user, name):
+                raise PermissionDenied(f"You may not launch {name}.")
+        return workflow_launch_service(kind=kind, steps=steps, callback=callback, launched_by=request.user)
+
+    workflow, status = submit(request, form, launch_workflow)
+    if workflow is not None:
+        messages.success(request, f"Launched {workflow.get_kind_display().lower()} workflow {workflow.pk}.")
+        return redirect("taskcenter:run_detail", task_id=workflow.stages[0][0])
     example = json.dumps(
         {
             "kind": "chord",

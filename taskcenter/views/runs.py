@@ -22,7 +22,7 @@ from taskcenter.selectors.runs import (
 )
 from taskcenter.services import control
 from taskcenter.services.launch import LaunchError
-from taskcenter.views.common import allowed, staff_required, user_abilities
+from taskcenter.views.common import allowed, staff_required, submit, user_abilities
 
 CONTROL_REFUSED = "You need the 'cancel, terminate and retry runs' permission."
 
@@ -122,27 +122,15 @@ def run_retry(request, task_id):
     if not permissions.can_launch(request.user, run.task_name):
         raise PermissionDenied(f"You may not launch {run.task_name}.")
     form = RetryForm(request.POST or None, initial={"args": run.args, "kwargs": run.kwargs})
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                new_run = control.run_retry(
-                    run=run, actor=request.user, args=form.cleaned_data["args"], kwargs=form.cleaned_data["kwargs"]
-                )
-            except LaunchError as exc:
-                _form_errors(form, exc)
-                status = exc.status_code
-            else:
-                messages.success(request, f"Re-ran {run.task_name}; the new run is linked to the original.")
-                return redirect("taskcenter:run_detail", task_id=new_run.task_id)
+    new_run, status = submit(
+        request,
+        form,
+        lambda data: control.run_retry(run=run, actor=request.user, args=data["args"], kwargs=data["kwargs"]),
+    )
+    if new_run is not None:
+        messages.success(request, f"Re-ran {run.task_name}; the new run is linked to the original.")
+        return redirect("taskcenter:run_detail", task_id=new_run.task_id)
     return render(request, "taskcenter/run_retry.html", {"run": run, "form": form}, status=status)
-
-
-def _form_errors(form, exc: LaunchError) -> None:
-    for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
-        for error in errors:
-            form.add_error(field if field in form.fields else None, error)
 
 
 @allowed(permissions.can_control, CONTROL_REFUSED)

@@ -15,7 +15,7 @@ from taskcenter.selectors.runs import RunFilters, runs_page
 from taskcenter.selectors.schedules import schedules_overview
 from taskcenter.services import schedules as service
 from taskcenter.services.launch import LaunchError
-from taskcenter.views.common import staff_required
+from taskcenter.views.common import staff_required, submit
 
 DST_NOTES = {
     SHIFTED: "clocks jump forward: runs right after the jump",
@@ -115,19 +115,12 @@ def schedule_edit(request, pk):
 def _schedule_form(request, *, entry, existing):
     spec = service.ScheduleSpec.from_periodic_task(existing) if existing else None
     form = ScheduleForm(request.POST or None, entry=entry, spec=spec)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                task = service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)
-            except LaunchError as exc:
-                for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
-                    for error in errors:
-                        form.add_error(field if field in form.fields else None, error)
-            else:
-                messages.success(request, f"Saved schedule {task.name}: {service.schedule_describe(task)}.")
-                return redirect("taskcenter:schedule_detail", pk=task.pk)
+    task, status = submit(
+        request, form, lambda data: service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)
+    )
+    if task is not None:
+        messages.success(request, f"Saved schedule {task.name}: {service.schedule_describe(task)}.")
+        return redirect("taskcenter:schedule_detail", pk=task.pk)
     context = {"form": form, "entry": entry, "existing": existing}
     return render(request, "taskcenter/schedule_form.html", context, status=status)
 
