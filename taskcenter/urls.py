@@ -14,6 +14,7 @@ urlpatterns = [
     path("batches/<int:batch_id>/", runs.batch_detail, name="batch_detail"),
     path("runs/", runs.run_list, name="run_list"),
     path("runs/retry/", runs.bulk_retry, name="bulk_retry"),
+    path("runs/progress/", runs.run_progress, name="run_progress"),
     path("runs/<str:task_id>/", runs.run_detail, name="run_detail"),
     path("runs/<str:task_id>/cancel/", runs.run_cancel, name="run_cancel"),
     path("runs/<str:task_id>/retry/", runs.run_retry, name="run_retry"),

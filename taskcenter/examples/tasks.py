@@ -6,6 +6,7 @@ from celery.utils.log import get_task_logger
 
 from taskcenter.catalogue import launchable_task
 from taskcenter.priorities import Priority
+from taskcenter.progress import report_progress
 
 logger = get_task_logger(__name__)
 
@@ -19,14 +20,17 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-@launchable_task(name="examples.process_items", queue="low", priority=Priority.LOW)
-def process_items(items: int = 10, seconds_per_item: float = 1.0) -> dict:
+@launchable_task(name="examples.process_items", queue="low", priority=Priority.LOW, bind=True)
+def process_items(self, items: int = 10, seconds_per_item: float = 1.0) -> dict:
     """Process a number of items, sleeping a while for each.
 
-    A long task, for watching a run move from PENDING to STARTED to SUCCESS.
+    A long task that reports its progress, for watching a run move from PENDING
+    to STARTED to SUCCESS with a progress bar, speed and ETA.
     """
+    report_progress(self, done=0, total=items, message="starting")
     for done in range(1, items + 1):
         time.sleep(seconds_per_item)
+        report_progress(self, done=done, total=items, message=f"item {done} of {items}")
         logger.info("Processed item %s of %s", done, items)
     return {"processed": items}
 

@@ -101,6 +101,15 @@ def run_by_task_id(task_id: str) -> Run | None:
     return run
 
 
+def runs_by_task_ids(task_ids: list[str]) -> list[Run]:
+    """The runs with these task ids, with their results (two queries, whatever the count)."""
+    runs = list(Run.objects.filter(task_result_id__in=task_ids))
+    results = {r.task_id: r for r in TaskResult.objects.filter(task_id__in=task_ids)}
+    for run in runs:
+        Run.task_result.field.set_cached_value(run, results.get(run.task_result_id))
+    return runs
+
+
 def runs_for_retry(*, task_ids: list[str], filters: RunFilters, limit: int) -> list[Run]:
     """Finished runs to re-run: the ``task_ids`` given, or else those matching ``filters``."""
     runs = runs_filtered(filters)

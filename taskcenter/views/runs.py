@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -11,17 +11,19 @@ from django.views.decorators.http import require_http_methods, require_POST
 from taskcenter import catalogue, permissions
 from taskcenter.forms import BulkRetryForm, RetryForm, RunFilterForm
 from taskcenter.models import Batch, Run
+from taskcenter.progress import progress_of
 from taskcenter.selectors.audit import audit_for_task
 from taskcenter.selectors.runs import (
     RunFilters,
     batch_progress,
     run_by_task_id,
+    runs_by_task_ids,
     runs_for_retry,
     runs_page,
     workflow_graph,
 )
 from taskcenter.services import control
-from taskcenter.services.launch import LaunchError
+from taskcenter.services.launch import BROKER_ERRORS, LaunchError
 from taskcenter.views.common import allowed, staff_required, submit, user_abilities
 
 CONTROL_REFUSED = "You need the 'cancel, terminate and retry runs' permission."
@@ -178,3 +180,24 @@ def filter_query_string(data: dict) -> str:
 def batch_detail(request, batch_id):
     batch = get_object_or_404(Batch, pk=batch_id)
     return render(request, "taskcenter/batch_detail.html", {"batch": batch, "progress": batch_progress(batch)})
+
+
+@staff_required
+def run_progress(request):
+    """State and progress of up to 100 runs, as JSON, for pages that update themselves."""
+    ids = [i for i in request.GET.get("ids", "").split(",") if i][:100]
+    runs = {run.task_id: run for run in runs_by_task_ids(ids)}
+    try:
+        progress = progress_of(list(runs))
+    except BROKER_ERRORS:
+        progress = {}
+    return JsonResponse(
+        {
+            task_id: {
+                "state": run.state,
+                "finished": run.is_finished,
+                "progress": progress[task_id].as_dict() if task_id in progress else None,
+            }
+            for task_id, run in runs.items()
+        }
+    )
