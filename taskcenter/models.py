@@ -316,3 +316,78 @@ class SchedulePolicy(models.Model):
 
     def __str__(self) -> str:
         return f"policy of {self.periodic_task_id}"
+
+
+#: Upper bounds (seconds) of the runtime and wait-time histograms, as in Prometheus.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class TaskMinute(models.Model):
+    """What happened to one task type on one queue in one minute, written by the monitor.
+
+    Charts and percentiles read these rows (a day is 1,440 rows per task and queue)
+    instead of scanning the run history. Histograms count durations per bucket of
+    ``DURATION_BUCKETS`` plus one overflow bucket.
+    """
+
+    minute = models.DateTimeField()  # start of the minute, UTC
+    task_name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=200)
+    sent = models.PositiveIntegerField(default=0)
+    started = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    retried = models.PositiveIntegerField(default=0)
+    revoked = models.PositiveIntegerField(default=0)
+    runtime_sum = models.FloatField(default=0)
+    runtime_buckets = models.JSONField(default=list)
+    wait_sum = models.FloatField(default=0)
+    wait_buckets = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "task_name", "queue"], name="taskminute_unique"),
+        ]
+        indexes = [models.Index(fields=["minute"], name="taskminute_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.task_name}@{self.queue}"
+
+
+class TaskTotals(models.Model):
+    """Counts since the monitor started counting, per task type and queue (Prometheus counters)."""
+
+    task_name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=200)
+    sent = models.PositiveBigIntegerField(default=0)
+    started = models.PositiveBigIntegerField(default=0)
+    succeeded = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    retried = models.PositiveBigIntegerField(default=0)
+    revoked = models.PositiveBigIntegerField(default=0)
+    runtime_sum = models.FloatField(default=0)
+    runtime_buckets = models.JSONField(default=list)
+    wait_sum = models.FloatField(default=0)
+    wait_buckets = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task_name", "queue"], name="tasktotals_unique")]
+        verbose_name_plural = "task totals"
+
+    def __str__(self) -> str:
+        return f"{self.task_name}@{self.queue}"
+
+
+class QueueSample(models.Model):
+    """Depth and oldest-message age of a queue, sampled by the monitor (for charts)."""
+
+    at = models.DateTimeField()
+    queue = models.CharField(max_length=200)
+    depth = models.PositiveIntegerField()
+    oldest_age = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["at"], name="queuesample_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.queue}={self.depth}"
