@@ -260,3 +260,13 @@ TASKCENTER_TERMINATE_SIGNAL = env_str("TASKCENTER_TERMINATE_SIGNAL", "SIGTERM")
 TASKCENTER_BULK_RETRY_LIMIT = env_int("TASKCENTER_BULK_RETRY_LIMIT", 500, minimum=1)
 # Most runs one batch launch may create.
 TASKCENTER_MAX_BATCHES = env_int("TASKCENTER_MAX_BATCHES", 1000, minimum=1)
+
+# --- Monitoring ------------------------------------------------------------------------
+# /metrics answers only requests with "Authorization: Bearer <token>"; empty: refused.
+TASKCENTER_METRICS_TOKEN = env_str("TASKCENTER_METRICS_TOKEN", "")
+# Thresholds of the alerts page (the Prometheus rules in deploy/prometheus use the same).
+TASKCENTER_ALERT_FAILURE_RATE = float(env_str("TASKCENTER_ALERT_FAILURE_RATE", "0.10"))  # over 5 minutes
+TASKCENTER_ALERT_QUEUE_DEPTH = env_int("TASKCENTER_ALERT_QUEUE_DEPTH", 1000, minimum=1)
+TASKCENTER_ALERT_QUEUE_AGE = env_int("TASKCENTER_ALERT_QUEUE_AGE", 300, minimum=1)  # seconds
+TASKCENTER_ALERT_BEAT_STALE = env_int("TASKCENTER_ALERT_BEAT_STALE", 60, minimum=1)  # seconds since the last tick
+TASKCENTER_ALERT_STUCK_RUNS = env_int("TASKCENTER_ALERT_STUCK_RUNS", 1, minimum=1)
