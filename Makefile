@@ -33,6 +33,7 @@ run: setup
 	PORT=$(PORT) VENV=$(VENV) bin/run
 
 test: install-dev
+	bin/install-test-tools
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,0 +1,106 @@
+"""End-to-end tests in a real headless browser (Playwright driving the system's Chromium).
+
+Chromium comes from Debian's ``chromium`` package (installed by .ci/run), so no
+browser is downloaded. Without it these tests skip locally and fail in CI.
+Screenshots of the main pages are saved in test-output/screenshots/.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from taskcenter.models import Run
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
+PASSWORD = "pw-browser-123"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("Debian's chromium is required for the browser tests in CI (apt-get install chromium)")
+    pytest.skip("no system Chromium (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator(".userbox")).to_contain_text(username)
+
+
+@pytest.fixture
+def operator(django_user_model):
+    return django_user_model.objects.create_superuser(username="op", password=PASSWORD)
+
+
+def test_operator_launches_the_long_task_and_watches_its_progress_reach_100(page, live_server, operator, celery_worker):
+    log_in(page, live_server, "op")
+    shot(page, "catalogue")
+    page.goto(f"{live_server.url}/tasks/examples.process_items/launch/")
+    page.fill("#id_arg_items", "5")
+    page.fill("#id_arg_seconds_per_item", "0.5")
+    shot(page, "launch-form")
+    page.click("button.primary")
+
+    live = page.locator("[data-progress-for]")
+    expect(live.locator(".progress-text")).to_contain_text("items/s", timeout=30_000)  # moving, with a speed
+    shot(page, "run-in-progress")
+    expect(page.locator("h1 .state")).to_have_text("SUCCESS", timeout=30_000)  # the page reloads when done
+    assert Run.objects.get().state == "SUCCESS"
+    shot(page, "run-detail")
+    page.goto(f"{live_server.url}/runs/")
+    expect(page.locator("table.grid")).to_contain_text("examples.process_items")
+    shot(page, "history")
+    for name, path in [("queues", "/queues/"), ("workers", "/workers/"), ("schedules", "/schedules/"),
+                       ("audit", "/audit/")]:  # fmt: skip
+        page.goto(f"{live_server.url}{path}")
+        shot(page, name)
+
+
+def test_view_only_operator_sees_pages_without_any_action_button(page, live_server, django_user_model, celery_worker):
+    viewer = django_user_model.objects.create_user(username="viewer", password=PASSWORD, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
+    run = Run.objects.create(task_result_id="browser-1", task_name="examples.add", queue="high", args=[1, 2])
+    log_in(page, live_server, "viewer")
+    for path in ["/", f"/runs/{run.task_id}/", "/runs/", "/queues/", "/workers/", "/schedules/"]:
+        page.goto(f"{live_server.url}{path}")
+        expect(page.locator("main")).to_be_visible()
+        for label in ["Launch…", "Re-run…", "Cancel…", "Pause", "Purge", "Grow", "Run now", "New schedule…"]:
+            assert page.get_by_role("button", name=label).count() == 0, f"{label!r} shown on {path}"
+            assert page.get_by_role("link", name=label).count() == 0, f"{label!r} shown on {path}"
+    shot(page, "view-only-schedules")
