@@ -1,5 +1,7 @@
 """Run history, run detail, and the actions on runs: cancel, terminate, retry."""
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -171,8 +173,6 @@ def bulk_retry(request):
 
 
 def filter_query_string(data: dict) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({k: v for k, v in data.items() if v})
 
 
