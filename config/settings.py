@@ -250,8 +250,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = BROKER_RETRY_POLICY
 
-# Beat keeps its schedule in the database (django-celery-beat).
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat keeps its schedule in the database (django-celery-beat). taskcenter's scheduler adds
+# a leader lock in Redis (several beats may run; one sends), DST-correct crontabs and
+# per-schedule misfire, jitter and max-instances policies.
+CELERY_BEAT_SCHEDULER = env_str("CELERY_BEAT_SCHEDULER", "taskcenter.scheduler:TaskcenterScheduler")
+# Seconds the active beat holds its lock without renewing it; a standby takes over after that.
+TASKCENTER_BEAT_LOCK_SECONDS = env_int("TASKCENTER_BEAT_LOCK_SECONDS", 30, minimum=1)
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600, minimum=0) or None
 
 # Signal sent to the process of a started run when an operator terminates it.

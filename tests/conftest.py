@@ -224,7 +224,7 @@ def celery_beat(django_db_blocker, redis_server, celery_worker):
 
     def start(max_interval: int = 1) -> CeleryProcess:
         with django_db_blocker.unblock():
-            env = process_env(redis_server)
+            env = process_env(redis_server, TASKCENTER_BEAT_LOCK_SECONDS="3")
         beat = CeleryProcess(
             "beat",
             ["beat", "--loglevel=INFO", f"--max-interval={max_interval}", "--pidfile="],
@@ -236,6 +236,9 @@ def celery_beat(django_db_blocker, redis_server, celery_worker):
     yield start
     for beat in started:
         beat.stop()
+    client = redis_server.client()
+    for key in client.scan_iter("taskcenter:beat:*"):  # the next test's beat must not wait for this lock
+        client.delete(key)
 
 
 @pytest.fixture

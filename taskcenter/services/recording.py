@@ -1,8 +1,10 @@
 """Record runs that were published outside the launch service (beat, application code)."""
 
 import logging
+from datetime import UTC, datetime
 
 from django.db import DatabaseError
+from django.utils import timezone
 
 from taskcenter.models import Run, RunSource
 from taskcenter.priorities import Priority
@@ -33,6 +35,8 @@ def run_record_published(*, task_id: str, task_name: str, queue: str, headers: d
                     priority=Priority.from_broker(headers.get(PRIORITY_HEADER)),
                     args=args,
                     kwargs=kwargs,
+                    eta=_parse_time(headers.get("eta")),
+                    expires=_parse_time(headers.get("expires")),
                     source=RunSource.SCHEDULE if periodic_task_name else RunSource.CODE,
                     periodic_task_name=periodic_task_name,
                 )
@@ -50,3 +54,14 @@ def _arguments(body) -> tuple[list, dict]:
         args, kwargs = body[0], body[1]
         return (list(args) if isinstance(args, (list, tuple)) else []), (kwargs if isinstance(kwargs, dict) else {})
     return [], {}
+
+
+def _parse_time(value):
+    """An ISO 8601 time from a message header, or None."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)

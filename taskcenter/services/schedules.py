@@ -188,6 +188,8 @@ def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> N
         value = getattr(spec, name)
         if not isinstance(value, int) or value < 0:
             errors.add(name, "Must be a whole number, 0 or more.")
+    if isinstance(spec.jitter_seconds, int) and spec.jitter_seconds > settings.TASKCENTER_MAX_COUNTDOWN:
+        errors.add("jitter_seconds", f"Jitter cannot exceed {settings.TASKCENTER_MAX_COUNTDOWN} seconds.")
     if spec.priority and spec.priority not in Priority.__members__:
         errors.add("priority", f"Unknown priority {spec.priority!r}; use one of {', '.join(Priority.__members__)}.")
     try:
