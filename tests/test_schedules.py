@@ -187,3 +187,21 @@ def test_edit_changes_the_schedule_in_place(staff_client):
     assert response.status_code == 302, response.content.decode()[:3000]
     task.refresh_from_db()
     assert task.interval.every == 10 and task.crontab is None and task.kwargs == '{"x": 5, "y": 6}'
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_schedules_page_shows_the_active_beat_and_its_last_tick(staff_client, celery_beat):
+    from tests.conftest import wait_for
+
+    page = staff_client.get(reverse("taskcenter:schedule_list")).content.decode()
+    assert "No beat" in page or "not" in page  # nothing ticking yet
+    beat = celery_beat()
+    page = wait_for(
+        lambda: (
+            (p := staff_client.get(reverse("taskcenter:schedule_list")).content.decode()) and "is active" in p and p
+        ),
+        timeout=30,
+        message="the beat to take the lock",
+    )
+    assert f"(pid {beat.process.pid})" in page and "last tick" in page
