@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from taskcenter.urls_monitoring import page_urlpatterns
 from taskcenter.views import audit, launch, queues, runs, schedules, workers
 
 app_name = "taskcenter"
@@ -32,3 +33,5 @@ urlpatterns = [
     path("schedules/<int:pk>/edit/", schedules.schedule_edit, name="schedule_edit"),
     path("audit/", audit.audit_list, name="audit_list"),
 ]
+
+urlpatterns += page_urlpatterns  # dashboard and alerts

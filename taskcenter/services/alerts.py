@@ -1,0 +1,429 @@
+"""What is wrong right now: the alerts page, the readiness checks and the metrics read from here.
+
+``current_alerts()`` gathers a ``Snapshot`` (bounded reads: the minute table for
+the last 5 minutes, Redis for queues, workers, beat and the monitor, one bounded
+query for stuck runs) and ``evaluate()`` compares it with the
+``TASKCENTER_ALERT_*`` thresholds. The alert names are those of the Prometheus
+rules in ``deploy/prometheus/alerts.yml``, which use the same default thresholds.
+
+Live queue figures come from the broker, counted over every priority list of a
+queue, the same way as the queues page, without asking the workers anything.
+"""
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from taskcenter.services.health import CheckResult, check_broker, check_database
+
+logger = logging.getLogger(__name__)
+
+#: Window of the failure-rate alert (the Prometheus rule uses the same 5 minutes).
+FAILURE_WINDOW = timedelta(minutes=5)
+#: Seconds without a flush after which the monitor counts as down.
+MONITOR_MAX_AGE = 30
+#: Seconds the broker gets to answer a ping before live figures are given up for this request.
+BROKER_PROBE_TIMEOUT = 1.0
+#: Most stuck runs read at once; counts at this size are shown as "N+".
+STUCK_LIMIT = 100
+
+CRITICAL = "critical"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    severity: str
+    message: str
+    value: float | None
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One alert threshold as shown on the alerts page."""
+
+    alert: str
+    setting: str
+    value: float | None
+    meaning: str
+
+
+@dataclass(frozen=True)
+class LiveQueue:
+    """Waiting messages of one queue (all priority lists) and the age of the oldest; None when unknown."""
+
+    name: str
+    depth: int | None
+    oldest_age: float | None
+
+
+@dataclass(frozen=True)
+class LiveQueues:
+    queues: list[LiveQueue]
+    problem: str = ""
+
+    @property
+    def reachable(self) -> bool:
+        return not self.problem
+
+
+@dataclass(frozen=True)
+class BeatSummary:
+    """The active beat, normalised from ``services.beat.beat_status()`` (absent keys are None)."""
+
+    available: bool
+    reachable: bool
+    leader: dict | None
+    last_tick: float | None  # Unix seconds
+    last_tick_age: float | None  # seconds
+    standbys: int
+    message: str
+
+    def ticking(self, stale_after: float) -> bool:
+        return self.leader is not None and self.last_tick_age is not None and self.last_tick_age < stale_after
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the alerts are computed from."""
+
+    failed: int
+    finished: int
+    failure_rate: float | None
+    queues: LiveQueues
+    workers_online: int
+    beat: BeatSummary
+    stuck_runs: int
+    monitor_alive: bool
+    taken_at: datetime = field(default_factory=timezone.now)
+
+
+# --- Reading the current state -------------------------------------------------------
+
+
+def live_queues() -> LiveQueues:
+    """Depth and oldest-message age of every configured queue, read from the broker in one round trip."""
+    from taskcenter.services import queues as queue_service
+
+    names = list(settings.TASKCENTER_QUEUES)
+    try:
+        backlogs = queue_service._backlogs(names)
+    except queue_service.BrokerDown as exc:
+        return LiveQueues([LiveQueue(name, None, None) for name in names], problem=str(exc))
+    ages = queue_service._oldest_ages({name: backlog.oldest_messages for name, backlog in backlogs.items()})
+    return LiveQueues(
+        [
+            LiveQueue(name, sum(backlogs[name].by_step.values()), ages.get(name) if backlogs[name].by_step else None)
+            for name in names
+        ]
+    )
+
+
+def beat_summary(*, timeout: float = 2.0) -> BeatSummary:
+    """The active beat and its last tick; never raises."""
+    try:
+        from taskcenter.services.beat import beat_status
+    except ImportError:
+        return BeatSummary(False, False, None, None, None, 0, "Beat status is not available in this version.")
+    try:
+        status = beat_status(timeout=timeout)
+    except Exception as exc:  # a status page must not fail because of it
+        logger.warning("Beat status could not be read: %s", exc)
+        return BeatSummary(True, False, None, None, None, 0, f"Beat status could not be read: {exc}")
+    status = status if isinstance(status, dict) else {}
+    leader = status.get("leader") if isinstance(status.get("leader"), dict) else None
+    last_tick = _unix(status.get("last_tick"))
+    age = status.get("last_tick_age")
+    if not isinstance(age, int | float) and last_tick is not None:
+        age = max(0.0, time.time() - last_tick)
+    return BeatSummary(
+        available=True,
+        reachable=bool(status.get("reachable", True)),
+        leader=leader,
+        last_tick=last_tick,
+        last_tick_age=float(age) if isinstance(age, int | float) else None,
+        standbys=len(status.get("standbys") or []),
+        message=str(status.get("message") or ""),
+    )
+
+
+def _unix(value) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def stuck_run_list(limit: int = STUCK_LIMIT) -> list:
+    from taskcenter.selectors import monitoring
+
+    return list(monitoring.stuck_runs(limit=limit))
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What Redis says now (queues, workers, beat, monitor) and the stuck runs; ``problem`` when Redis is down."""
+
+    queues: LiveQueues
+    workers: list
+    beat: BeatSummary
+    stuck: list | None  # None: could not be read
+    monitor_alive: bool
+
+    @property
+    def problem(self) -> str:
+        return self.queues.problem
+
+    @property
+    def workers_online(self) -> int:
+        return sum(1 for worker in self.workers if worker.online)
+
+
+def broker_problem(*, timeout: float = BROKER_PROBE_TIMEOUT) -> str:
+    """An empty string when the broker answers a ping within about ``timeout`` s, else the operator's message."""
+    from taskcenter.services.workers import broker_down_message
+
+    result = check_broker(timeout=timeout)
+    if result.ok:
+        return ""
+    logger.warning("Live figures not read: %s", result.message)
+    return broker_down_message("live figures (queues, workers, beat) could not be read")
+
+
+def live_state(*, stuck_limit: int = STUCK_LIMIT) -> LiveState:
+    """Every live figure, after one ping of the broker.
+
+    A broker that is down or frozen costs one timeout, not one per read.
+    """
+    from taskcenter.selectors import monitoring
+
+    problem = broker_problem()
+    if problem:
+        unknown = [LiveQueue(name, None, None) for name in settings.TASKCENTER_QUEUES]
+        beat = BeatSummary(True, False, None, None, None, 0, "Beat status unknown: the broker is not reachable.")
+        return LiveState(LiveQueues(unknown, problem), [], beat, [], False)
+    try:
+        stuck = stuck_run_list(stuck_limit)
+    except DatabaseError as exc:
+        logger.warning("Stuck runs not read: %s", exc)
+        stuck = None
+    return LiveState(
+        queues=live_queues(),
+        workers=monitoring.workers_state(),
+        beat=beat_summary(),
+        stuck=stuck,
+        monitor_alive=monitoring.monitor_alive(max_age=MONITOR_MAX_AGE),
+    )
+
+
+def snapshot() -> Snapshot:
+    """Read what the alerts need; every read is bounded and survives a broker outage."""
+    from taskcenter.selectors import monitoring
+
+    recent = monitoring.summary(since=timezone.now() - FAILURE_WINDOW)
+    failed = int(recent.get("failed") or 0)
+    finished = failed + int(recent.get("succeeded") or 0)
+    live = live_state(stuck_limit=max(STUCK_LIMIT, settings.TASKCENTER_ALERT_STUCK_RUNS))
+    return Snapshot(
+        failed=failed,
+        finished=finished,
+        failure_rate=(failed / finished) if finished else None,
+        queues=live.queues,
+        workers_online=live.workers_online,
+        beat=live.beat,
+        stuck_runs=len(live.stuck or []),
+        monitor_alive=live.monitor_alive,
+    )
+
+
+# --- Alerts ---------------------------------------------------------------------------
+
+
+def thresholds() -> list[Threshold]:
+    """The configured thresholds, as the alerts page lists them."""
+    return [
+        Threshold(
+            "TaskFailureRateHigh",
+            "TASKCENTER_ALERT_FAILURE_RATE",
+            settings.TASKCENTER_ALERT_FAILURE_RATE,
+            "share of finished tasks that failed over the last 5 minutes, above",
+        ),
+        Threshold(
+            "QueueBacklogHigh",
+            "TASKCENTER_ALERT_QUEUE_DEPTH",
+            settings.TASKCENTER_ALERT_QUEUE_DEPTH,
+            "messages waiting in a queue, above",
+        ),
+        Threshold(
+            "QueueMessagesTooOld",
+            "TASKCENTER_ALERT_QUEUE_AGE",
+            settings.TASKCENTER_ALERT_QUEUE_AGE,
+            "seconds the oldest message of a queue has waited, above",
+        ),
+        Threshold("NoWorkersOnline", "", 0, "workers online, equal to"),
+        Threshold(
+            "BeatNotTicking",
+            "TASKCENTER_ALERT_BEAT_STALE",
+            settings.TASKCENTER_ALERT_BEAT_STALE,
+            "seconds since the active beat last ticked, at least",
+        ),
+        Threshold(
+            "StuckRuns", "TASKCENTER_ALERT_STUCK_RUNS", settings.TASKCENTER_ALERT_STUCK_RUNS, "stuck runs, at least"
+        ),
+        Threshold(
+            "MonitorDown", "", MONITOR_MAX_AGE, "seconds since the event monitor last wrote its figures, at least"
+        ),
+        Threshold("BrokerUnreachable", "", None, "the broker (Redis) does not answer"),
+    ]
+
+
+def current_alerts() -> list[Alert]:
+    """Every alert that fires now, most severe first."""
+    return evaluate(snapshot())
+
+
+def evaluate(state: Snapshot) -> list[Alert]:
+    """The alerts ``state`` fires under the configured thresholds."""
+    alerts: list[Alert] = []
+    rate_limit = settings.TASKCENTER_ALERT_FAILURE_RATE
+    if state.failure_rate is not None and state.failure_rate > rate_limit:
+        alerts.append(
+            Alert(
+                "TaskFailureRateHigh",
+                WARNING,
+                f"{state.failed} of {state.finished} tasks finished in the last 5 minutes failed "
+                f"({state.failure_rate:.0%}, threshold {rate_limit:.0%}).",
+                round(state.failure_rate, 4),
+                rate_limit,
+            )
+        )
+    if not state.queues.reachable:
+        alerts.append(Alert("BrokerUnreachable", CRITICAL, state.queues.problem, None, None))
+    depth_limit = settings.TASKCENTER_ALERT_QUEUE_DEPTH
+    age_limit = settings.TASKCENTER_ALERT_QUEUE_AGE
+    for queue in state.queues.queues:
+        if queue.depth is not None and queue.depth > depth_limit:
+            alerts.append(
+                Alert(
+                    "QueueBacklogHigh",
+                    WARNING,
+                    f"Queue {queue.name} holds {queue.depth} messages (threshold {depth_limit}).",
+                    queue.depth,
+                    depth_limit,
+                )
+            )
+        if queue.oldest_age is not None and queue.oldest_age > age_limit:
+            alerts.append(
+                Alert(
+                    "QueueMessagesTooOld",
+                    WARNING,
+                    f"The oldest message of queue {queue.name} has waited {queue.oldest_age:.0f} s "
+                    f"(threshold {age_limit} s).",
+                    round(queue.oldest_age, 1),
+                    age_limit,
+                )
+            )
+    if state.workers_online == 0:
+        alerts.append(Alert("NoWorkersOnline", CRITICAL, "No worker is online: nothing is being run.", 0, 0))
+    stale = settings.TASKCENTER_ALERT_BEAT_STALE
+    if state.beat.available and not state.beat.ticking(stale):
+        if state.beat.leader is None:
+            message = state.beat.message or "No beat holds the leader lock: no schedule is being sent."
+        elif state.beat.last_tick_age is None:
+            message = "The active beat never ticked."
+        else:
+            message = f"The active beat last ticked {state.beat.last_tick_age:.0f} s ago (threshold {stale} s)."
+        alerts.append(Alert("BeatNotTicking", CRITICAL, message, state.beat.last_tick_age, stale))
+    stuck_limit = settings.TASKCENTER_ALERT_STUCK_RUNS
+    if state.stuck_runs >= stuck_limit:
+        alerts.append(
+            Alert(
+                "StuckRuns",
+                WARNING,
+                f"{state.stuck_runs} run(s) look stuck (threshold {stuck_limit}).",
+                state.stuck_runs,
+                stuck_limit,
+            )
+        )
+    if not state.monitor_alive:
+        alerts.append(
+            Alert(
+                "MonitorDown",
+                WARNING,
+                "The event monitor is not running: counts, charts and metrics are not being updated.",
+                0,
+                None,
+            )
+        )
+    return sorted(alerts, key=lambda alert: alert.severity != CRITICAL)
+
+
+# --- Readiness -------------------------------------------------------------------------
+
+#: Seconds each readiness check may take; a check without an answer by then fails.
+CHECK_TIMEOUT = 2.0
+#: Threads that run the readiness checks; a hung check holds one until its own socket timeout.
+_CHECK_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="taskcenter-ready")
+
+
+def readiness_checks(*, timeout: float = CHECK_TIMEOUT) -> list[CheckResult]:
+    """Database, broker, workers online, beat ticking: run at once in threads, none longer than ``timeout``."""
+    checks = {
+        "database": check_database,
+        "broker": lambda: check_broker(timeout=max(0.5, timeout - 0.5)),
+        "workers": check_workers,
+        "beat": lambda: check_beat(timeout=max(0.5, timeout - 0.5)),
+    }
+    futures = {name: _CHECK_EXECUTOR.submit(_closing_connections, check) for name, check in checks.items()}
+    deadline = time.monotonic() + timeout
+    results = []
+    for name, future in futures.items():
+        try:
+            results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+        except FutureTimeout:
+            logger.warning("Readiness check %s did not answer within %s s", name, timeout)
+            results.append(CheckResult(name, False, f"No answer within {timeout:g} s."))
+        except Exception as exc:
+            logger.warning("Readiness check %s failed: %r", name, exc)
+            results.append(CheckResult(name, False, f"Check failed: {exc}"))
+    return results
+
+
+def check_workers() -> CheckResult:
+    from taskcenter.selectors import monitoring
+
+    online = sorted(worker.hostname for worker in monitoring.workers_state() if worker.online)
+    if not online:
+        return CheckResult("workers", False, "No worker is online.")
+    return CheckResult("workers", True, f"{len(online)} worker(s) online: {', '.join(online[:5])}.")
+
+
+def check_beat(*, timeout: float = 1.5) -> CheckResult:
+    beat = beat_summary(timeout=timeout)
+    stale = settings.TASKCENTER_ALERT_BEAT_STALE
+    if not beat.available:
+        return CheckResult("beat", False, beat.message)
+    if beat.ticking(stale):
+        who = beat.leader.get("hostname") or beat.leader.get("id") or "?"
+        return CheckResult("beat", True, f"Beat {who} is active; last tick {beat.last_tick_age:.1f} s ago.")
+    if beat.leader is not None and beat.last_tick_age is not None:
+        return CheckResult("beat", False, f"Beat last ticked {beat.last_tick_age:.0f} s ago (limit {stale} s).")
+    return CheckResult("beat", False, beat.message or "No beat is running.")
+
+
+def _closing_connections(check):
+    """Run ``check`` in a pool thread and close the database connections that thread opened."""
+    try:
+        return check()
+    finally:
+        connections.close_all()
