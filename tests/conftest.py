@@ -158,14 +158,17 @@ def process_env(redis_server: RedisServer, **extra) -> dict:
 
 
 class CeleryProcess:
-    """A ``celery -A config <command>`` subprocess with its output in test-output/logs."""
+    """A ``celery -A config <command>`` (or ``manage.py`` command) subprocess, output in test-output/logs."""
 
-    def __init__(self, name: str, args: list[str], env: dict):
+    CELERY = ("-m", "celery", "-A", "config")
+    MANAGE = ("manage.py",)
+
+    def __init__(self, name: str, args: list[str], env: dict, *, program: tuple = CELERY):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *args],
+            [sys.executable, *program, *args],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -260,3 +263,18 @@ def viewer_client(client, django_user_model):
     client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture
+def celery_monitor(django_db_blocker, redis_server, celery_worker):
+    """A real ``manage.py taskcenter_monitor`` process, flushing every half second."""
+    with django_db_blocker.unblock():
+        env = process_env(redis_server)
+    monitor = CeleryProcess(
+        "monitor", ["taskcenter_monitor", "--flush-interval=0.5", "--sample-interval=2"], env,
+        program=CeleryProcess.MANAGE,
+    )  # fmt: skip
+    client = redis_server.client()
+    wait_for(lambda: client.exists("taskcenter:monitor:tick"), timeout=30, message="the monitor to start")
+    yield monitor
+    monitor.stop()

@@ -16,14 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib import admin
-from django.contrib.auth import views as auth_views
-from django.urls import NoReverseMatch, include, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from taskcenter import urls as taskcenter_urls
-from taskcenter import urls_monitoring
 from taskcenter.models import DURATION_BUCKETS, Run, TaskMinute, TaskTotals
 from taskcenter.services import alerts
 from tests.conftest import RedisServer, broker_down, use_broker
@@ -45,34 +41,6 @@ RULE_NAMES = {
     "StuckRuns",
     "MonitorDown",
 }
-
-_known = {pattern.name for pattern in taskcenter_urls.urlpatterns}
-#: Used only when the project does not route the monitoring endpoints and pages yet.
-urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/", admin.site.urls),
-    *urls_monitoring.urlpatterns,
-    path(
-        "",
-        include(
-            (
-                [*taskcenter_urls.urlpatterns, *(p for p in urls_monitoring.page_urlpatterns if p.name not in _known)],
-                "taskcenter",
-            )
-        ),
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def routes(settings):
-    try:
-        reverse("metrics")
-        reverse("taskcenter:alerts")
-    except NoReverseMatch:
-        settings.ROOT_URLCONF = __name__
-
 
 # --- promtool ---------------------------------------------------------------------------
 

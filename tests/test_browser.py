@@ -92,12 +92,34 @@ def test_operator_launches_the_long_task_and_watches_its_progress_reach_100(page
         shot(page, name)
 
 
+def test_dashboard_shows_counts_and_charts_of_what_ran(page, live_server, operator, celery_monitor):
+    from taskcenter.services.launch import run_launch
+    from tests.conftest import wait_for
+
+    runs = [run_launch(task_name="examples.add", args=[i, i]) for i in range(3)]
+    runs.append(run_launch(task_name="examples.fail"))
+    wait_for(lambda: all(Run.objects.get(pk=r.pk).is_finished for r in runs), timeout=30, message="the runs")
+    log_in(page, live_server, "op")
+
+    def dashboard_counts():
+        page.goto(f"{live_server.url}/dashboard/?refresh=0")
+        return page.locator("[data-stat=succeeded]").inner_text().strip() == "3"
+
+    wait_for(dashboard_counts, timeout=30, message="the dashboard to count the runs")
+    assert page.locator("[data-stat=failed]").inner_text().strip() == "1"
+    assert page.locator("svg").count() >= 3  # throughput, runtime and queue charts
+    assert "online" in page.locator("main").inner_text()  # the worker, seen by the monitor
+    shot(page, "dashboard")
+    page.goto(f"{live_server.url}/alerts/")
+    shot(page, "alerts")
+
+
 def test_view_only_operator_sees_pages_without_any_action_button(page, live_server, django_user_model, celery_worker):
     viewer = django_user_model.objects.create_user(username="viewer", password=PASSWORD, is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
     run = Run.objects.create(task_result_id="browser-1", task_name="examples.add", queue="high", args=[1, 2])
     log_in(page, live_server, "viewer")
-    for path in ["/", f"/runs/{run.task_id}/", "/runs/", "/queues/", "/workers/", "/schedules/"]:
+    for path in ["/", f"/runs/{run.task_id}/", "/runs/", "/queues/", "/workers/", "/schedules/", "/dashboard/"]:
         page.goto(f"{live_server.url}{path}")
         expect(page.locator("main")).to_be_visible()
         for label in ["Launch…", "Re-run…", "Cancel…", "Pause", "Purge", "Grow", "Run now", "New schedule…"]:

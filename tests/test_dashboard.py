@@ -13,14 +13,10 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib import admin
-from django.contrib.auth import views as auth_views
-from django.urls import NoReverseMatch, include, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from taskcenter import urls as taskcenter_urls
-from taskcenter import urls_monitoring
 from taskcenter.charts import line_chart
 from taskcenter.models import DURATION_BUCKETS, QueueSample, Run, TaskMinute
 from tests.conftest import RedisServer, use_broker
@@ -29,34 +25,6 @@ SVG = "{http://www.w3.org/2000/svg}"
 QUEUE = "dashboard-test"
 PRIORITY_SEPARATOR = "\x06\x16"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-
-_known = {pattern.name for pattern in taskcenter_urls.urlpatterns}
-#: Used only when the project does not route the monitoring pages yet.
-urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/", admin.site.urls),
-    *urls_monitoring.urlpatterns,
-    path(
-        "",
-        include(
-            (
-                [*taskcenter_urls.urlpatterns, *(p for p in urls_monitoring.page_urlpatterns if p.name not in _known)],
-                "taskcenter",
-            )
-        ),
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def routes(settings):
-    try:
-        reverse("taskcenter:dashboard")
-        reverse("taskcenter:alerts")
-    except NoReverseMatch:
-        settings.ROOT_URLCONF = __name__
-
 
 # --- Charts (pure) ---------------------------------------------------------------------
 

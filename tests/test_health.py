@@ -14,23 +14,10 @@ import time
 
 import pytest
 from django.core.management import call_command
-from django.urls import NoReverseMatch, reverse
 
-from config.urls import urlpatterns as project_urlpatterns
-from taskcenter import urls_monitoring
 from tests.conftest import LOG_DIR, ROOT, RedisServer, _die_with_parent, broker_down, process_env, use_broker, wait_for
 
-#: Used only when the project does not route the monitoring endpoints yet.
-urlpatterns = [*urls_monitoring.urlpatterns, *project_urlpatterns]
 CHECKS = {"database", "broker", "workers", "beat"}
-
-
-@pytest.fixture(autouse=True)
-def routes(settings):
-    try:
-        reverse("readyz")
-    except NoReverseMatch:
-        settings.ROOT_URLCONF = __name__
 
 
 @pytest.fixture(scope="module")

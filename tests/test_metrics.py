@@ -9,12 +9,9 @@ import json
 import time
 
 import pytest
-from django.urls import NoReverseMatch, reverse
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from config.urls import urlpatterns as project_urlpatterns
-from taskcenter import urls_monitoring
 from taskcenter.metrics import cumulative_buckets
 from taskcenter.models import DURATION_BUCKETS, TaskTotals
 from tests.conftest import broker_down
@@ -25,17 +22,6 @@ PRIORITY_SEPARATOR = "\x06\x16"
 WORKERS_KEY = "taskcenter:monitor:workers"
 MONITOR_KEYS = ("taskcenter:monitor:tick", "taskcenter:monitor:last_event")
 BEAT_KEYS = ("taskcenter:beat:leader", "taskcenter:beat:last_tick")
-
-#: Used only when the project does not route the monitoring endpoints yet.
-urlpatterns = [*urls_monitoring.urlpatterns, *project_urlpatterns]
-
-
-@pytest.fixture(autouse=True)
-def routes(settings):
-    try:
-        reverse("metrics")
-    except NoReverseMatch:
-        settings.ROOT_URLCONF = __name__
 
 
 @pytest.fixture

@@ -355,3 +355,10 @@ def test_restored_states_are_kept_until_they_change():
     assert tracker.due() == {}
     tracker.handle(heartbeat(host="old@h", ts=T0))
     assert tracker.due()["old@h"]["online_since"] == T0 - 500
+
+
+def test_overlong_names_are_cut_to_the_column_widths():
+    agg = Aggregator(clock=Clock())
+    agg.handle(sent("long", T0, name="n" * 300, queue="q" * 300))
+    ((name, queue),) = agg.totals
+    assert (len(name), len(queue)) == (255, 200)
