@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from celery import current_app
+from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -194,7 +195,9 @@ def test_the_monitor_counts_tasks_and_continues_after_a_restart(start_monitor, c
     assert monitoring.queue_series(since=since)[QUEUE]
 
 
-def test_a_run_started_on_a_worker_that_died_is_reported_stuck(start_monitor, celery_worker, redis_server):
+def test_a_run_started_on_a_worker_that_died_is_reported_stuck(
+    start_monitor, celery_worker, redis_server, staff_client
+):
     start_monitor()
     hostname = f"doomed-{os.getpid()}@localhost"
     replies = current_app.control.cancel_consumer(QUEUE, destination=[celery_worker.hostname], reply=True)
@@ -238,6 +241,9 @@ def test_a_run_started_on_a_worker_that_died_is_reported_stuck(start_monitor, ce
         assert stuck[0].state == "STARTED" and stuck[0].result_row.worker == hostname
         state = {w.hostname: w for w in monitoring.workers_state()}[hostname]
         assert not state.online
+        run_url = reverse("taskcenter:run_detail", args=[run.task_id])
+        assert "Stuck:" in staff_client.get(run_url).content.decode()  # flagged on the run page
+        assert run_url in staff_client.get(reverse("taskcenter:dashboard")).content.decode()  # and the dashboard
         assert celery_worker.hostname in {w.hostname for w in monitoring.workers_state() if w.online}
     finally:
         if doomed is not None:

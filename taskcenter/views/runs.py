@@ -15,6 +15,7 @@ from taskcenter.forms import BulkRetryForm, RetryForm, RunFilterForm
 from taskcenter.models import Batch, Run
 from taskcenter.progress import progress_of
 from taskcenter.selectors.audit import audit_for_task
+from taskcenter.selectors.monitoring import stuck_runs
 from taskcenter.selectors.runs import (
     RunFilters,
     batch_progress,
@@ -82,6 +83,7 @@ def run_detail(request, task_id):
             "audit_entries": audit_for_task(run.task_id),
             "graph": workflow_graph(run.workflow) if run.workflow_id else None,
             "batch": batch_progress(run.batch) if run.batch_id else None,
+            "stuck": run.state == "STARTED" and any(r.task_id == run.task_id for r in stuck_runs(limit=1000)),
             **user_abilities(request.user),
         },
     )
