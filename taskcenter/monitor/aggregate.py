@@ -35,6 +35,8 @@ COUNTED_EVENTS = {
     "task-retried": "retried",
     "task-revoked": "revoked",
 }
+#: Column widths of ``task_name`` and ``queue``: longer values are cut so a row can always be written.
+NAME_LENGTH, QUEUE_LENGTH = 255, 200
 WORKER_EVENTS = ("worker-online", "worker-heartbeat", "worker-offline")
 
 
@@ -206,7 +208,7 @@ class Aggregator:
         return info
 
     def _apply(self, kind: str, info: TaskInfo, timestamp: float, runtime: float | None) -> None:
-        key = (info.name or UNKNOWN, info.queue or UNKNOWN)
+        key = ((info.name or UNKNOWN)[:NAME_LENGTH], (info.queue or UNKNOWN)[:QUEUE_LENGTH])
         minute = minute_start(timestamp)
         per_minute = self.minutes.setdefault(minute, {}).get(key)
         if per_minute is None:
