@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import QueueSample, TaskMinute, TaskTotals
-from taskcenter.monitor.redis_state import STARTED_KEY
+from taskcenter.monitor.redis_state import STARTED_KEY, WORKERS_KEY
 from taskcenter.selectors import monitoring
 from taskcenter.services.launch import run_launch
 from tests.conftest import (
@@ -79,9 +79,12 @@ def start_monitor(transactional_db, redis_server):
     """Start a monitor on a broker (the session's by default); every one started is stopped afterwards."""
     started: list[MonitorProcess] = []
 
-    def start(server: RedisServer = redis_server) -> MonitorProcess:
+    def start(server: RedisServer = redis_server, *, standby: bool = False) -> MonitorProcess:
         monitor = MonitorProcess(process_env(server))
         started.append(monitor)
+        if standby:
+            wait_for(lambda: "standing by" in monitor.log(), timeout=30, message="the monitor to stand by")
+            return monitor
         wait_for(monitor.consuming, timeout=30, message="the monitor to consume events")
         client = server.client()
         wait_for(
@@ -172,6 +175,7 @@ def test_the_monitor_counts_tasks_and_continues_after_a_restart(start_monitor, c
 
     assert monitor.stop() == 0
     assert "stopped after" in monitor.log()
+    assert not monitoring.monitor_alive()  # a monitor that stopped cleanly says so at once
 
     # Counted before the restart stays; the new process continues (same minute rows included).
     start_monitor()
@@ -193,6 +197,23 @@ def test_the_monitor_counts_tasks_and_continues_after_a_restart(start_monitor, c
     # Queue samples are taken every 2 s here.
     wait_for(lambda: QueueSample.objects.filter(queue=QUEUE).exists(), timeout=10, message="a queue sample")
     assert monitoring.queue_series(since=since)[QUEUE]
+
+
+def test_a_second_monitor_stands_by_until_the_first_one_stops(start_monitor, celery_worker):
+    first = start_monitor()
+    second = start_monitor(standby=True)
+    assert "holds the lock" in second.log()
+    finished(launch(add=2, fail=0))
+    wait_for(lambda: (t := totals_of("examples.add")) and t.succeeded == 2, timeout=20, message="2 successes")
+
+    assert first.stop() == 0
+    wait_for(lambda: "took the lock" in second.log(), timeout=15, message="the second monitor to take over")
+    wait_for(second.consuming, timeout=10, message="the second monitor to consume events")
+    finished(launch(add=1, fail=0))
+    wait_for(lambda: totals_of("examples.add").succeeded == 3, timeout=20, message="3 successes")
+    time.sleep(1.5)
+    totals = totals_of("examples.add")
+    assert (totals.sent, totals.started, totals.succeeded) == (3, 3, 3)  # counted once, by one monitor at a time
 
 
 def test_a_run_started_on_a_worker_that_died_is_reported_stuck(
@@ -248,6 +269,7 @@ def test_a_run_started_on_a_worker_that_died_is_reported_stuck(
     finally:
         if doomed is not None:
             doomed.stop()
+        redis_server.client().hdel(WORKERS_KEY, hostname)
         if run is not None:
             current_app.control.revoke(run.task_id)
         current_app.control.add_consumer(QUEUE, destination=[celery_worker.hostname], reply=True)

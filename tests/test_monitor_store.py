@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from taskcenter.models import DURATION_BUCKETS, QueueSample, Run, TaskMinute, TaskTotals
 from taskcenter.monitor.aggregate import Aggregator
@@ -108,6 +109,10 @@ def test_runs_lookup_batches_and_skips_missing_ids():
     found = runs_lookup([f"id-{i}" for i in range(0, 1200, 2)] + ["missing"])
     assert len(found) == 600 and "missing" not in found
     assert found["id-2"].task_name == "examples.add" and found["id-2"].queue == "high"
+    assert found["id-2"].started_at is None
+    started = timezone.now() - timedelta(seconds=5)
+    TaskResult.objects.create(task_id="id-4", status="STARTED", date_started=started)
+    assert runs_lookup(["id-4"])["id-4"].started_at == pytest.approx(started.timestamp())
 
 
 def test_old_rows_are_deleted_after_their_retention(settings):

@@ -362,3 +362,12 @@ def test_overlong_names_are_cut_to_the_column_widths():
     agg.handle(sent("long", T0, name="n" * 300, queue="q" * 300))
     ((name, queue),) = agg.totals
     assert (len(name), len(queue)) == (255, 200)
+
+
+def test_a_failure_of_a_task_started_before_the_monitor_ran_takes_its_start_from_the_result():
+    agg = Aggregator(clock=Clock())
+    agg.handle(ev("failed", "old", T0 + 9))
+    facts = RunFacts(task_name="examples.fail", queue="default", created_at=T0, eta=None, started_at=T0 + 1)
+    agg.resolve({"old": facts})
+    counts = minute_counts(agg, T0, "examples.fail", "default")
+    assert counts.failed == 1 and counts.runtime_sum == pytest.approx(8.0)

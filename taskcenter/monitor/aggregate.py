@@ -125,6 +125,7 @@ class RunFacts:
     queue: str
     created_at: float | None
     eta: float | None
+    started_at: float | None = None  # from the task's result, when a worker reported STARTED
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,8 @@ class Aggregator:
                         info.sent_at = facts.created_at
                     if info.eta is None:
                         info.eta = facts.eta
+                    if info.started_at is None:  # started before this monitor ran: a failure's run time
+                        info.started_at = facts.started_at
                 elif not final and now - event.seen_at < self.resolve_grace:
                     kept.append(event)
                     continue

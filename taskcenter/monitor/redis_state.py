@@ -158,13 +158,10 @@ class MonitorRedis:
         return holder.decode() if isinstance(holder, bytes) else (holder or "")
 
     def release_lock(self) -> None:
-        if self._client is None:
-            try:
-                self._redis()
-            except REDIS_ERRORS:
-                return
+        """Give the lock up (if still ours) and remove the tick, so pages see at once that no monitor runs."""
         with self._calls() as client:
-            self._release(keys=[LOCK_KEY], args=[self.identity], client=client)
+            if self._release(keys=[LOCK_KEY], args=[self.identity], client=client):
+                client.delete(TICK_KEY)
 
     def write(
         self,

@@ -81,7 +81,7 @@ class Monitor:
         self.aggregator = Aggregator(max_tasks=max_tasks)
         self.workers = WorkerTracker()
         self.redis = MonitorRedis(app, identity=self.identity, lock_seconds=max(30.0, 10 * self.flush_interval))
-        self.stopping = False
+        self.stopping: str | bool = False
         self.lost_lock = False
         now = time.monotonic()
         self._next = {"workers": now, "flush": now + self.flush_interval, "sample": now, "cleanup": now}
@@ -101,23 +101,27 @@ class Monitor:
             "Monitor %s starting: flush every %gs, queue samples every %gs", self.identity, self.flush_interval,
             self.sample_interval,
         )  # fmt: skip
+        holding = False
         while not self.stopping:
             if not self._acquire_lock():
                 break
-            self.lost_lock = False
+            holding, self.lost_lock = True, False
             try:
                 self.workers.restore(self.redis.read_workers())
                 self.redis.write(started=time.time(), tick=time.time())
             except REDIS_ERRORS as exc:
                 self._redis_problem(exc)
             self._consume_with_reconnects()
-            if self.lost_lock and not self.stopping:
+            if self.lost_lock:
+                holding = False
                 logger.error(
                     "Monitor %s lost its lock to %s; dropping counts not written and standing by",
                     self.identity, self._holder(),
                 )  # fmt: skip
                 self.aggregator.forget_counts()
-        if not self.lost_lock:
+        if self.stopping:
+            logger.info("Monitor %s: %s received, flushing and stopping", self.identity, self.stopping)
+        if holding:
             self._flush(final=True)
             try:
                 self.redis.release_lock()
@@ -127,8 +131,7 @@ class Monitor:
         logger.info("Monitor %s stopped after %d events", self.identity, self.aggregator.events_seen)
 
     def _on_signal(self, signum, frame) -> None:
-        logger.info("Monitor %s: %s received, flushing and stopping", self.identity, signal.Signals(signum).name)
-        self.stopping = True
+        self.stopping = signal.Signals(signum).name  # truthy; logged once the loop has stopped
 
     def _acquire_lock(self) -> bool:
         announced = False

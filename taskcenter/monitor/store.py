@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from taskcenter.models import QueueSample, Run, TaskMinute, TaskTotals
 from taskcenter.monitor.aggregate import COUNTERS, Counts, MinuteRow, RunFacts
@@ -28,19 +29,36 @@ _MINUTE_FIELDS = [*COUNTERS, "runtime_sum", "runtime_buckets", "wait_sum", "wait
 
 
 def runs_lookup(task_ids: Iterable[str]) -> dict[str, RunFacts]:
-    """Name, queue, creation time and ETA of the runs of ``task_ids`` (missing ids are left out)."""
+    """Name, queue, creation time, ETA and start time (from its result) of the runs of ``task_ids``.
+
+    Missing ids are left out. Two queries per ``LOOKUP_BATCH_SIZE`` ids, both on
+    a unique task id index (runs, then their results).
+    """
     task_ids = list(task_ids)
     found: dict[str, RunFacts] = {}
     for start in range(0, len(task_ids), LOOKUP_BATCH_SIZE):
-        rows = Run.objects.filter(task_result_id__in=task_ids[start : start + LOOKUP_BATCH_SIZE]).values_list(
-            "task_result_id", "task_name", "queue", "created_at", "eta"
+        batch = task_ids[start : start + LOOKUP_BATCH_SIZE]
+        rows = (
+            Run.objects.filter(task_result_id__in=batch)
+            .order_by()
+            .values_list("task_result_id", "task_name", "queue", "created_at", "eta")
         )
-        for task_id, task_name, queue, created_at, eta in rows:
+        runs = {row[0]: row[1:] for row in rows}
+        if not runs:
+            continue
+        # A separate query: a join would be made INNER by the filter and drop runs without a result.
+        started = dict(
+            TaskResult.objects.filter(task_id__in=list(runs), date_started__isnull=False)
+            .order_by()
+            .values_list("task_id", "date_started")
+        )
+        for task_id, (task_name, queue, created_at, eta) in runs.items():
             found[task_id] = RunFacts(
                 task_name=task_name,
                 queue=queue,
                 created_at=created_at.timestamp() if created_at else None,
                 eta=eta.timestamp() if eta else None,
+                started_at=started[task_id].timestamp() if task_id in started else None,
             )
     return found
 
