@@ -84,6 +84,9 @@ def _read_monitor_keys() -> dict | None:
     except REDIS_ERRORS as exc:
         logger.warning("Monitoring state not read, broker unreachable: %s", exc)
         return None
+    except Exception:  # pages and /metrics must answer whatever Redis holds
+        logger.exception("Monitoring state not read")
+        return None
     return {
         "workers": decode_workers(workers),
         "tick": as_float(tick),
