@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every run reported in docs/benchmarks.md, one after the other (about 25 minutes in all,
+# more if the machine is busy: each run first waits for idle CPUs). Results: bench/results/.
+#   bench/run_beat_benchmarks.sh            # all runs
+#   bench/run_beat_benchmarks.sh stock-1000 taskcenter-1000  # only the runs with these labels
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+STOCK=django_celery_beat.schedulers:DatabaseScheduler
+TASKCENTER=taskcenter.scheduler:TaskcenterScheduler
+EXPERIMENT=bench.experimental_scheduler:ConstantCompareScheduler
+only=" $* "
+
+run() {
+  local label=$1
+  shift
+  if [[ $only != "  " && $only != *" $label "* ]]; then return; fi
+  echo "=== $label"
+  "$PY" bench/beat_lateness.py --label "$label" "$@"
+}
+
+run stock-10000 --schedules 10000 --duration 60 --scheduler "$STOCK"
+run taskcenter-10000 --schedules 10000 --duration 60 --scheduler "$TASKCENTER"
+run stock-1000 --schedules 1000 --duration 60 --scheduler "$STOCK"
+run taskcenter-1000 --schedules 1000 --duration 60 --scheduler "$TASKCENTER"
+run stock-10000-every600s --schedules 10000 --period 600 --duration 60 --scheduler "$STOCK"
+run taskcenter-10000-every600s --schedules 10000 --period 600 --duration 60 --scheduler "$TASKCENTER"
+run experiment-constantcompare-10000 --schedules 10000 --duration 60 --scheduler "$EXPERIMENT"
+run profile-stock-10000 --schedules 10000 --duration 30 --tail 5 --profile --scheduler "$STOCK"
+run profile-taskcenter-10000 --schedules 10000 --duration 30 --tail 5 --profile --scheduler "$TASKCENTER"
