@@ -448,6 +448,22 @@ def profile_top(path: Path, count: int = 20) -> dict:
 # --- report ------------------------------------------------------------------------------
 
 
+def scheduler_source(path: str) -> dict:
+    """File, checksum and modification time of the scheduler's module (it may be work in progress)."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec(path.split(":", 1)[0])
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return {}
+    origin = Path(spec.origin)
+    return {
+        "file": str(origin).replace(str(ROOT) + "/", ""),
+        "md5": hashlib.md5(origin.read_bytes()).hexdigest(),
+        "modified": datetime.fromtimestamp(origin.stat().st_mtime, UTC).isoformat(timespec="seconds"),
+    }
+
+
 def versions(client) -> dict:
     from importlib.metadata import version
 
@@ -555,6 +571,7 @@ def main(argv=None) -> int:
         first_due = min(due.values()) - 0.5 * args.period / len(due)
         window = (first_due, first_due + args.duration)
         say(f"created {args.schedules} schedules in {time.time() - created_at:.1f} s; starting beat")
+        source = scheduler_source(args.scheduler)  # the file beat is about to load
         beat_started = time.time()
         beat = start_beat(args, env, beat_log)
 
@@ -590,6 +607,7 @@ def main(argv=None) -> int:
         report = {
             "label": label,
             "scheduler": args.scheduler,
+            "scheduler_source": source,
             "schedules": args.schedules,
             "crontab_share": args.crontab_share,
             "period_seconds": args.period,
