@@ -15,7 +15,7 @@ def test_configuration_check_passes_with_a_live_broker_and_database(db, redis_se
 
 
 def test_configuration_check_names_each_broken_setting(db, redis_server, capsys, celery_conf):
-    celery_conf(worker_prefetch_multiplier=4, accept_content=["json", "pickle"])
+    celery_conf(worker_prefetch_multiplier=4, accept_content=["json", "yaml"])  # anything but JSON is refused
     with pytest.raises(CommandError, match="2 check\\(s\\) failed: serialization, prefetch"):
         call_command("taskcenter_check", "--no-connect")
     out = capsys.readouterr().out
