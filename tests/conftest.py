@@ -278,3 +278,22 @@ def celery_monitor(django_db_blocker, redis_server, celery_worker):
     wait_for(lambda: client.exists("taskcenter:monitor:tick"), timeout=30, message="the monitor to start")
     yield monitor
     monitor.stop()
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory, redis_server):
+    """A Redis server of one test module's own, so nothing else writes to it."""
+    server = RedisServer(tmp_path_factory.mktemp("private-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_broker(private_redis, redis_server):
+    """The module's own Redis, emptied, as this process's broker for one test; yields a client."""
+    client = private_redis.client()
+    client.flushall()
+    use_broker(private_redis.url)
+    yield client
+    use_broker(redis_server.url)

@@ -22,7 +22,7 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import DURATION_BUCKETS, Run, TaskMinute, TaskTotals
 from taskcenter.services import alerts
-from tests.conftest import RedisServer, broker_down, use_broker
+from tests.conftest import broker_down
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -118,23 +118,11 @@ def test_metrics_output_passes_promtool_check_metrics(promtool, client, settings
 # --- The alerts page's rules (crafted data) ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory, redis_server):
-    server = RedisServer(tmp_path_factory.mktemp("alerts-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def broker(own_redis, redis_server, settings):
-    """A Redis of this module's own as the broker (nothing else writes to it), with a queue no worker consumes."""
+def broker(private_broker, settings):
+    """This module's own Redis as the broker, with a queue no worker consumes."""
     settings.TASKCENTER_QUEUES = [*settings.TASKCENTER_QUEUES, QUEUE]
-    client = own_redis.client()
-    client.flushall()
-    use_broker(own_redis.url)
-    yield client
-    use_broker(redis_server.url)
+    return private_broker
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.charts import line_chart
 from taskcenter.models import DURATION_BUCKETS, QueueSample, Run, TaskMinute
-from tests.conftest import RedisServer, use_broker
 
 SVG = "{http://www.w3.org/2000/svg}"
 QUEUE = "dashboard-test"
@@ -118,23 +117,11 @@ def test_chart_handles_large_small_and_constant_values():
 # --- The page ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory, redis_server):
-    server = RedisServer(tmp_path_factory.mktemp("dashboard-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def broker(own_redis, redis_server, settings):
-    """This module's Redis as the broker, emptied, with one more configured queue that no worker consumes."""
+def broker(private_broker, settings):
+    """This module's own Redis as the broker, with a queue no worker consumes."""
     settings.TASKCENTER_QUEUES = [*settings.TASKCENTER_QUEUES, QUEUE]
-    client = own_redis.client()
-    client.flushall()
-    use_broker(own_redis.url)
-    yield client
-    use_broker(redis_server.url)
+    return private_broker
 
 
 def write_live_state(client, *, now: float, monitor_started: float | None = None) -> None:

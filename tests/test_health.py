@@ -15,26 +15,14 @@ import time
 import pytest
 from django.core.management import call_command
 
-from tests.conftest import LOG_DIR, ROOT, RedisServer, _die_with_parent, broker_down, process_env, use_broker, wait_for
+from tests.conftest import LOG_DIR, ROOT, _die_with_parent, broker_down, process_env, wait_for
 
 CHECKS = {"database", "broker", "workers", "beat"}
 
 
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory, redis_server):
-    server = RedisServer(tmp_path_factory.mktemp("health-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def broker(own_redis, redis_server):
-    client = own_redis.client()
-    client.flushall()
-    use_broker(own_redis.url)
-    yield client
-    use_broker(redis_server.url)
+def broker(private_broker):
+    return private_broker
 
 
 def set_worker(client, *, age: float = 0.5) -> None:
