@@ -97,6 +97,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=300,
         help="wait up to this many seconds for other processes to leave the CPUs mostly idle (default 300)",
     )
+    parser.add_argument(
+        "--hold-connection",
+        action="store_true",
+        help="keep one idle SQLite connection open during the run, as a web or worker process with "
+        "persistent connections would",
+    )
     parser.add_argument("--state-dir", default=None, help="state folder (default: a new /tmp/tcb-<pid>)")
     parser.add_argument("--keep", action="store_true", help="keep the state folder (database, Redis data, beat log)")
     parser.add_argument("--out", default=None, help="JSON results file (default: bench/results/<scheduler>-<N>.json)")
@@ -552,7 +558,7 @@ def main(argv=None) -> int:
     label = args.label or f"{short}-{args.schedules}"
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"{label}.json"
     beat_log = state_dir / "beat.log"
-    redis_process = beat = None
+    redis_process = beat = holder = None
     try:
         env = prepare_environment(state_dir)
         say(f"state folder {state_dir}; migrating ...")
@@ -568,6 +574,16 @@ def main(argv=None) -> int:
 
         created_at = time.time()
         due = create_schedules(args, first_due=created_at + args.lead)
+        # This process keeps no SQLite connection open while beat runs (the edit opens and
+        # closes its own), unless --hold-connection asks for one open all along: SQLite
+        # checkpoints and removes the WAL whenever the last connection closes, which beat,
+        # closing its connection on every tick (CONN_MAX_AGE 0), then does each time.
+        from django.db import connections
+
+        connections.close_all()
+        holder = sqlite3.connect(state_dir / "taskcenter.sqlite3") if args.hold_connection else None
+        if holder is not None:
+            holder.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the file and the WAL
         first_due = min(due.values()) - 0.5 * args.period / len(due)
         window = (first_due, first_due + args.duration)
         say(f"created {args.schedules} schedules in {time.time() - created_at:.1f} s; starting beat")
@@ -610,6 +626,7 @@ def main(argv=None) -> int:
             "scheduler_source": source,
             "schedules": args.schedules,
             "crontab_share": args.crontab_share,
+            "other_connection_held": args.hold_connection,
             "period_seconds": args.period,
             "lead_seconds": args.lead,
             "seconds_from_beat_start_to_window": window[0] - beat_started,
@@ -630,6 +647,8 @@ def main(argv=None) -> int:
         say(f"results written to {out}")
         return 0
     finally:
+        if holder is not None:
+            holder.close()
         stop(beat, timeout=10)
         stop(redis_process)
         if not args.keep:
