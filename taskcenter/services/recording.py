@@ -1,6 +1,8 @@
 """Record runs that were published outside the launch service (beat, application code)."""
 
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from django.db import DatabaseError
@@ -16,33 +18,55 @@ PRIORITY_HEADER = "taskcenter_priority"
 #: Header with the publisher's clock (Unix seconds) when the message was sent.
 SENT_AT_HEADER = "taskcenter_sent_at"
 
+#: While set (``runs_collected``), published runs are appended here instead of written one by one.
+_collector: ContextVar[list | None] = ContextVar("taskcenter_run_collector", default=None)
+
+
+@contextmanager
+def runs_collected(into: list):
+    """Collect the Run rows of the publishes in this block in ``into`` instead of writing each.
+
+    Beat sends many runs per tick; it writes them with ``runs_write()`` in the same
+    transaction as the schedules' ``last_run_at``, instead of one commit per run.
+    """
+    token = _collector.set(into)
+    try:
+        yield into
+    finally:
+        _collector.reset(token)
+
+
+def runs_write(runs: list[Run]) -> None:
+    """Insert collected runs in batches; rows the launch service already wrote are kept. Raises DatabaseError."""
+    Run.objects.bulk_create(runs, batch_size=500, ignore_conflicts=True)
+
 
 def run_record_published(*, task_id: str, task_name: str, queue: str, headers: dict, body) -> None:
-    """Write the Run of a task someone else published, in one INSERT.
+    """Write the Run of a task someone else published, in one INSERT (or collect it, see ``runs_collected``).
 
     Called after the broker accepted the message, so a failed publish leaves no
     trace. A conflicting row (the launch service already wrote it) is ignored.
     """
     args, kwargs = _arguments(body)
     periodic_task_name = headers.get("periodic_task_name") or ""
+    run = Run(
+        task_result_id=task_id,
+        task_name=task_name,
+        queue=queue or "",
+        priority=Priority.from_broker(headers.get(PRIORITY_HEADER)),
+        args=args,
+        kwargs=kwargs,
+        eta=_parse_time(headers.get("eta")),
+        expires=_parse_time(headers.get("expires")),
+        source=RunSource.SCHEDULE if periodic_task_name else RunSource.CODE,
+        periodic_task_name=periodic_task_name,
+    )
+    collector = _collector.get()
+    if collector is not None:
+        collector.append(run)
+        return
     try:
-        Run.objects.bulk_create(
-            [
-                Run(
-                    task_result_id=task_id,
-                    task_name=task_name,
-                    queue=queue or "",
-                    priority=Priority.from_broker(headers.get(PRIORITY_HEADER)),
-                    args=args,
-                    kwargs=kwargs,
-                    eta=_parse_time(headers.get("eta")),
-                    expires=_parse_time(headers.get("expires")),
-                    source=RunSource.SCHEDULE if periodic_task_name else RunSource.CODE,
-                    periodic_task_name=periodic_task_name,
-                )
-            ],
-            ignore_conflicts=True,
-        )
+        runs_write([run])
     except DatabaseError:
         # The task is already on its way; failing the publisher would not unsend it.
         logger.exception("Could not record run %s of %s", task_id, task_name)
