@@ -1,15 +1,20 @@
 """Admin: read-only runs and audit entries, and periodic tasks limited to the catalogue.
 
 django-celery-beat's own admin lets anyone who may view periodic tasks run them,
-with any registered task name. Here the form accepts only catalogued tasks,
-and every action is permission-checked; "run now" goes through the launch service.
+with any registered task name, and its form needs a schedule row chosen first. Here
+adding (and changing a catalogued schedule) opens taskcenter's schedule form, which
+takes the schedule inline; the admin form that remains accepts only catalogued tasks.
+Every action goes through ``taskcenter.services.schedules``: permission-checked per
+task, audited, and "run now" through the launch service.
 """
 
 import json
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -19,8 +24,15 @@ from django_celery_beat.models import PeriodicTask
 
 from taskcenter import catalogue, permissions
 from taskcenter.models import AuditEntry, Run
+from taskcenter.selectors.schedules import COUNT_WINDOW
 from taskcenter.services.launch import InvalidLaunch, LaunchError, launch_prepare
-from taskcenter.services.schedules import schedule_describe, schedule_next_runs, schedule_run_now, schedule_timezone
+from taskcenter.services.schedules import (
+    schedule_delete,
+    schedule_describe,
+    schedule_next_runs,
+    schedule_timezone,
+    schedules_act,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -103,7 +115,7 @@ admin.site.unregister(PeriodicTask)
 @admin.register(PeriodicTask)
 class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     form = CataloguedPeriodicTaskForm
-    actions = ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
+    actions = ("run_tasks", "enable_tasks", "disable_tasks", "duplicate_tasks")
     list_display = (
         "name",
         "enabled",
@@ -112,19 +124,46 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
         "last_run_at",
         "last_state",
         "next_run",
+        "runs_7d",
+        "failures_7d",
         "open",
     )
 
     def get_queryset(self, request):
         latest = Run.objects.filter(periodic_task_name=OuterRef("name")).order_by("-id")
+        recent = (
+            Run.objects.filter(periodic_task_name=OuterRef("name"), created_at__gte=timezone.now() - COUNT_WINDOW)
+            .order_by()
+            .values("periodic_task_name")
+        )
         return (
             super()
             .get_queryset(request)
             .annotate(
                 last_state_value=Subquery(latest.values("task_result__status")[:1]),
                 last_task_id=Subquery(latest.values("task_result_id")[:1]),
+                recent_runs=Subquery(recent.annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()),
+                recent_failures=Subquery(
+                    recent.filter(task_result__status="FAILURE").annotate(n=Count("pk")).values("n")[:1],
+                    output_field=IntegerField(),
+                ),
             )
         )
+
+    @admin.display(description="Runs (7 days)")
+    def runs_7d(self, obj):
+        return obj.recent_runs or 0
+
+    @admin.display(description="Failures (7 days)")
+    def failures_7d(self, obj):
+        return obj.recent_failures or 0
+
+    def delete_model(self, request, obj):
+        schedule_delete(periodic_task=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for task in queryset:
+            schedule_delete(periodic_task=task, actor=request.user)
 
     @admin.display(description="Schedule")
     def schedule_in_words(self, obj):
@@ -155,32 +194,51 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     def has_launch_permission(self, request) -> bool:
         return permissions.can_launch_something(request.user)
 
-    # The parent's actions carry no permission check: anyone who can view could use them.
-    @admin.action(description="Enable selected tasks", permissions=["change"])
+    # One form for schedules: the schedules pages take the schedule inline (a crontab
+    # expression, "every N minutes", a time) and typed arguments. The admin's own form,
+    # which needs a schedule row chosen first, stays for tasks outside the catalogue.
+    def add_view(self, request, form_url="", extra_context=None):
+        task = request.GET.get("task", "")
+        if catalogue.get_entry(task) is not None:
+            return redirect(f"{reverse('taskcenter:schedule_new')}?{urlencode({'task': task})}")
+        return redirect(f"{reverse('taskcenter:schedule_list')}#new-schedule")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        task = PeriodicTask.objects.filter(pk=object_id).only("pk", "task").first() if object_id.isdigit() else None
+        if task is not None and catalogue.get_entry(task.task) is not None and request.method == "GET":
+            if permissions.can_change_schedule(request.user, task.task):
+                return redirect("taskcenter:schedule_edit", pk=task.pk)
+            return redirect("taskcenter:schedule_detail", pk=task.pk)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # The parent's actions neither check permissions per task nor write the audit trail:
+    # these call the same service as the schedules pages.
+    def _act(self, request, queryset, action: str):
+        tasks = list(queryset)
+        refused = [t.name for t in tasks if not permissions.can_act_on_schedule(request.user, action, t.task)]
+        if refused:
+            self.message_user(
+                request, f"You may not {action.replace('_', ' ')} {', '.join(refused)}; nothing done.", messages.ERROR
+            )
+            return
+        done, failed = schedules_act(action=action, periodic_tasks=tasks, actor=request.user)
+        for line in done:
+            self.message_user(request, line, messages.SUCCESS)
+        for line in failed:
+            self.message_user(request, line, messages.ERROR)
+
+    @admin.action(description="Enable selected schedules", permissions=["change"])
     def enable_tasks(self, request, queryset):
-        return super().enable_tasks(request, queryset)
+        self._act(request, queryset, "enable")
 
-    @admin.action(description="Disable selected tasks", permissions=["change"])
+    @admin.action(description="Disable selected schedules", permissions=["change"])
     def disable_tasks(self, request, queryset):
-        return super().disable_tasks(request, queryset)
+        self._act(request, queryset, "disable")
 
-    @admin.action(description="Toggle activity of selected tasks", permissions=["change"])
-    def toggle_tasks(self, request, queryset):
-        return super().toggle_tasks(request, queryset)
+    @admin.action(description="Duplicate selected schedules (disabled copies)", permissions=["add"])
+    def duplicate_tasks(self, request, queryset):
+        self._act(request, queryset, "duplicate")
 
-    @admin.action(description="Run selected tasks now", permissions=["launch"])
+    @admin.action(description="Run selected schedules now", permissions=["launch"])
     def run_tasks(self, request, queryset):
-        launched = 0
-        for periodic_task in queryset:
-            if not permissions.can_launch(request.user, periodic_task.task):
-                self.message_user(
-                    request, f"{periodic_task.name}: you may not launch {periodic_task.task}.", messages.ERROR
-                )
-                continue
-            try:
-                schedule_run_now(periodic_task=periodic_task, actor=request.user)
-                launched += 1
-            except LaunchError as exc:
-                self.message_user(request, f"{periodic_task.name}: {exc}", messages.ERROR)
-        if launched:
-            self.message_user(request, f"Launched {launched} task(s) now.", messages.SUCCESS)
+        self._act(request, queryset, "run_now")

@@ -84,3 +84,16 @@ def can_change_schedule(user, task_name: str | None = None) -> bool:
 
 def can_delete_schedule(user) -> bool:
     return can_view(user) and user.has_perm("django_celery_beat.delete_periodictask")
+
+
+def can_act_on_schedule(user, action: str, task_name: str) -> bool:
+    """May ``user`` apply a schedule action ("run_now", "enable", ...) to a schedule of ``task_name``?"""
+    if action == "run_now":
+        return can_launch(user, task_name)
+    if action in ("enable", "disable"):
+        return can_change_schedule(user, task_name)
+    if action == "duplicate":
+        return can_add_schedule(user, task_name)
+    if action == "delete":
+        return can_delete_schedule(user)
+    return False

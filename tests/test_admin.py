@@ -1,7 +1,12 @@
 """The admin reaches schedules, results and runs."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+from django_celery_results.models import TaskResult
+
+from taskcenter.models import AuditEntry, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -10,7 +15,6 @@ pytestmark = pytest.mark.django_db
     "name",
     [
         "admin:django_celery_beat_periodictask_changelist",
-        "admin:django_celery_beat_periodictask_add",
         "admin:django_celery_results_taskresult_changelist",
         "admin:taskcenter_run_changelist",
     ],
@@ -26,9 +30,96 @@ def test_navigation_links_pages_and_admin(staff_client):
 
 
 def test_run_admin_finds_a_pending_run_by_task_id(staff_client):
-    from taskcenter.models import Run
-
     Run.objects.create(task_result_id="abc-123", task_name="examples.add", queue="high")
     response = staff_client.get(reverse("admin:taskcenter_run_changelist"), {"q": "abc-123"})
     assert response.status_code == 200
     assert "abc-123" in response.content.decode()
+
+
+CHANGELIST = "admin:django_celery_beat_periodictask_changelist"
+
+
+@pytest.fixture
+def schedules():
+    every = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    return [
+        PeriodicTask.objects.create(name=name, task="examples.add", kwargs='{"x": 1, "y": 2}', interval=every)
+        for name in ("first", "second")
+    ]
+
+
+def test_admin_add_opens_the_schedule_form_that_takes_the_schedule_inline(staff_client):
+    add = reverse("admin:django_celery_beat_periodictask_add")
+    assert staff_client.get(add)["Location"] == reverse("taskcenter:schedule_list") + "#new-schedule"
+    response = staff_client.get(add, {"task": "examples.add"}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("taskcenter:schedule_new") + "?task=examples.add"
+    page = response.content.decode()
+    assert 'name="cron"' in page and 'name="every"' in page and 'name="clocked_time"' in page
+    # A task outside the catalogue gets no form.
+    assert staff_client.get(add, {"task": "os.system"})["Location"].startswith(reverse("taskcenter:schedule_list"))
+
+
+def test_admin_change_of_a_catalogued_schedule_opens_the_inline_form(staff_client, schedules):
+    change = reverse("admin:django_celery_beat_periodictask_change", args=[schedules[0].pk])
+    assert staff_client.get(change)["Location"] == reverse("taskcenter:schedule_edit", args=[schedules[0].pk])
+
+
+def test_admin_change_for_a_view_only_user_opens_the_schedule_page(viewer_client, schedules):
+    change = reverse("admin:django_celery_beat_periodictask_change", args=[schedules[0].pk])
+    viewer_client.user.user_permissions.add(Permission.objects.get(codename="view_periodictask"))
+    assert viewer_client.get(change)["Location"] == reverse("taskcenter:schedule_detail", args=[schedules[0].pk])
+
+
+def test_admin_keeps_its_own_form_for_a_schedule_outside_the_catalogue(staff_client):
+    every = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.DAYS)
+    cleanup = PeriodicTask.objects.create(name="cleanup", task="celery.backend_cleanup", interval=every)
+    response = staff_client.get(reverse("admin:django_celery_beat_periodictask_change", args=[cleanup.pk]))
+    assert response.status_code == 200
+    assert "celery.backend_cleanup" in response.content.decode()
+
+
+def test_admin_bulk_actions_go_through_the_schedule_service_audited_and_tell_beat(staff_client, schedules):
+    ids = [task.pk for task in schedules]
+    changed_before = PeriodicTasks.last_change()
+
+    staff_client.post(reverse(CHANGELIST), {"action": "disable_tasks", "_selected_action": ids})
+    assert not PeriodicTask.objects.filter(pk__in=ids, enabled=True).exists()
+    assert PeriodicTasks.last_change() != changed_before
+    staff_client.post(reverse(CHANGELIST), {"action": "enable_tasks", "_selected_action": ids})
+    assert PeriodicTask.objects.filter(pk__in=ids, enabled=True).count() == 2
+    staff_client.post(reverse(CHANGELIST), {"action": "duplicate_tasks", "_selected_action": ids[:1]})
+    copy = PeriodicTask.objects.get(name="first (copy)")
+    assert not copy.enabled and copy.kwargs == schedules[0].kwargs
+
+    audited = list(AuditEntry.objects.filter(actor=staff_client.user).values_list("action", "target"))
+    assert audited.count(("schedule_disable", "first")) == 1 and ("schedule_enable", "second") in audited
+    assert ("schedule_duplicate", "first") in audited
+
+
+def test_admin_actions_are_refused_for_tasks_the_user_may_not_launch(client, django_user_model, schedules):
+    user = django_user_model.objects.create_user(username="scheduler", password="pw-sched-1", is_staff=True)
+    for codename in ("view_run", "view_periodictask", "change_periodictask"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(user)
+
+    response = client.post(reverse(CHANGELIST), {"action": "disable_tasks", "_selected_action": [schedules[0].pk]})
+    assert response.status_code == 302
+    assert PeriodicTask.objects.get(pk=schedules[0].pk).enabled
+    assert not AuditEntry.objects.exists()
+
+
+def test_admin_list_shows_runs_and_failures_of_the_last_seven_days(staff_client, schedules):
+    for i, status in enumerate(["SUCCESS", "FAILURE", "FAILURE"]):
+        result = TaskResult.objects.create(task_id=f"run-{i}", task_name="examples.add", status=status)
+        Run.objects.create(task_result_id=result.task_id, task_name="examples.add", periodic_task_name="first")
+    page = staff_client.get(reverse(CHANGELIST)).content.decode()
+    assert "Runs (7 days)" in page and "Failures (7 days)" in page
+    assert '<td class="field-runs_7d">3</td><td class="field-failures_7d">2</td>' in page
+
+
+def test_admin_delete_is_audited(staff_client, schedules):
+    staff_client.post(
+        reverse(CHANGELIST), {"action": "delete_selected", "_selected_action": [schedules[0].pk], "post": "yes"}
+    )
+    assert not PeriodicTask.objects.filter(name="first").exists()
+    assert AuditEntry.objects.filter(action="schedule_delete", target="first", actor=staff_client.user).exists()

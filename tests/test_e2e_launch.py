@@ -93,27 +93,25 @@ def test_urgent_task_queued_behind_low_ones_runs_first(celery_worker):
     assert start_order.index(urgent.task_id) < 2, start_order
 
 
-def test_periodic_task_created_in_the_admin_is_sent_by_beat_and_recorded(staff_client, celery_beat):
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+def test_periodic_task_created_on_the_schedules_page_is_sent_by_beat_and_recorded(staff_client, celery_beat):
+    from django_celery_beat.models import PeriodicTask
 
-    every_second = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
     response = staff_client.post(
-        reverse("admin:django_celery_beat_periodictask_add"),
+        reverse("taskcenter:schedule_new") + "?task=examples.add",
         {
+            "task": "examples.add",
             "name": "add every second",
-            "regtask": "examples.add",
-            "task": "",
-            "interval": every_second.pk,
-            "args": "[2, 3]",
-            "kwargs": "{}",
             "enabled": "on",
-            "expire_seconds": "",
-            "priority": "",
-            "queue": "",
-            "exchange": "",
-            "routing_key": "",
-            "headers": "{}",
-            "description": "",
+            "kind": "interval",
+            "every": "1",
+            "period": "seconds",
+            "timezone": "",
+            "mode": "typed",
+            "arg_x": "2",
+            "arg_y": "3",
+            "misfire": "run_once",
+            "jitter_seconds": "0",
+            "max_instances": "0",
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]

@@ -102,10 +102,11 @@ def test_view_only_user_cannot_run_or_toggle_periodic_tasks_from_the_admin(viewe
     page = viewer_client.get(changelist)
     assert page.status_code == 200
     assert "run_tasks" not in page.content.decode() and "disable_tasks" not in page.content.decode()
-    for action in ("run_tasks", "disable_tasks", "toggle_tasks"):
+    for action in ("run_tasks", "disable_tasks", "duplicate_tasks", "delete_selected"):
         viewer_client.post(changelist, {"action": action, "_selected_action": [schedule.pk]})
     schedule.refresh_from_db()
     assert schedule.enabled
+    assert PeriodicTask.objects.count() == 1
     assert not Run.objects.exists()
 
 
@@ -119,27 +120,27 @@ def test_run_now_from_the_admin_goes_through_the_launch_service(staff_client, sc
 
 
 @pytest.mark.parametrize("task_name", ["celery.backend_cleanup", "os.system", "examples.not_there"])
-def test_admin_refuses_to_schedule_an_uncatalogued_task(staff_client, task_name):
-    every = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.MINUTES)
+def test_admin_refuses_to_change_a_schedule_to_an_uncatalogued_task(staff_client, schedule, task_name):
     response = staff_client.post(
-        reverse("admin:django_celery_beat_periodictask_add"),
-        {"name": "sneaky", "regtask": "", "task": task_name, "interval": every.pk, "args": "[]", "kwargs": "{}",
-         "enabled": "on", "headers": "{}"},
+        reverse("admin:django_celery_beat_periodictask_change", args=[schedule.pk]),
+        {"name": "tick", "regtask": "", "task": task_name, "interval": schedule.interval_id, "args": "[]",
+         "kwargs": "{}", "enabled": "on", "headers": "{}"},
     )  # fmt: skip
     assert response.status_code == 200  # the form again, with the error
     assert "is not a catalogued task" in response.content.decode()
-    assert not PeriodicTask.objects.filter(name="sneaky").exists()
+    schedule.refresh_from_db()
+    assert schedule.task == "examples.add"
 
 
-def test_admin_refuses_schedule_arguments_that_do_not_fit_the_task(staff_client):
-    every = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.MINUTES)
+def test_admin_refuses_schedule_arguments_that_do_not_fit_the_task(staff_client, schedule):
     response = staff_client.post(
-        reverse("admin:django_celery_beat_periodictask_add"),
-        {"name": "bad args", "regtask": "examples.add", "task": "", "interval": every.pk, "args": "[1]",
+        reverse("admin:django_celery_beat_periodictask_change", args=[schedule.pk]),
+        {"name": "tick", "regtask": "examples.add", "task": "", "interval": schedule.interval_id, "args": "[1]",
          "kwargs": "{}", "enabled": "on", "headers": "{}"},
     )  # fmt: skip
     assert "Arguments do not fit" in response.content.decode()
-    assert not PeriodicTask.objects.filter(name="bad args").exists()
+    schedule.refresh_from_db()
+    assert schedule.args == "[1, 2]"
 
 
 def test_audit_page_filters_by_action_and_user(staff_client, django_user_model):

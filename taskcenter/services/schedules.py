@@ -304,6 +304,39 @@ def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
     return run
 
 
+SCHEDULE_ACTIONS = ("run_now", "enable", "disable", "duplicate", "delete")
+
+
+def schedules_act(*, action: str, periodic_tasks: list[PeriodicTask], actor) -> tuple[list[str], list[str]]:
+    """Apply one action to several schedules (the pages' and the admin's bulk actions).
+
+    Returns ``(done, failed)``: what was done and what was refused, one line each, for
+    the operator. A schedule that fails (a broker that is down, a one-off in the past)
+    does not stop the others. Permissions are the caller's to check
+    (``permissions.can_act_on_schedule``).
+    """
+    if action not in SCHEDULE_ACTIONS:
+        raise ValueError(f"unknown schedule action {action!r}")
+    if action in ("enable", "disable"):
+        count = schedules_set_enabled(periodic_tasks=periodic_tasks, enabled=action == "enable", actor=actor)
+        return [f"{action.capitalize()}d {count} schedule(s)."], []
+    done, failed = [], []
+    for task in periodic_tasks:
+        try:
+            if action == "run_now":
+                run = schedule_run_now(periodic_task=task, actor=actor)
+                done.append(f"Launched {task.name} now ({run.task_id}).")
+            elif action == "duplicate":
+                copy = schedule_duplicate(periodic_task=task, actor=actor)
+                done.append(f"Duplicated {task.name} as {copy.name} (disabled until you enable it).")
+            else:
+                schedule_delete(periodic_task=task, actor=actor)
+                done.append(f"Deleted {task.name}; its runs stay in the history.")
+        except LaunchError as exc:
+            failed.append(f"{task.name}: {exc}")
+    return done, failed
+
+
 def schedule_describe(task: PeriodicTask) -> str:
     """The schedule in words, e.g. "At 02:00 AM (Asia/Shanghai)" or "every 5 minutes"."""
     if task.crontab_id:

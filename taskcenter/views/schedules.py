@@ -14,7 +14,6 @@ from taskcenter.schedules.timing import AMBIGUOUS, DST_DAY, SHIFTED
 from taskcenter.selectors.runs import RunFilters, runs_page
 from taskcenter.selectors.schedules import schedules_overview
 from taskcenter.services import schedules as service
-from taskcenter.services.launch import LaunchError
 from taskcenter.views.common import staff_required, submit
 
 DST_NOTES = {
@@ -125,50 +124,23 @@ def _schedule_form(request, *, entry, existing):
     return render(request, "taskcenter/schedule_form.html", context, status=status)
 
 
-ACTIONS = {
-    "run_now": permissions.can_launch,
-    "enable": permissions.can_change_schedule,
-    "disable": permissions.can_change_schedule,
-    "duplicate": permissions.can_add_schedule,
-    "delete": lambda user, _task: permissions.can_delete_schedule(user),
-}
-
-
 @staff_required
 @require_POST
 def schedule_action(request):
     """Run now, enable, disable, duplicate or delete one or several schedules."""
     action = request.POST.get("action", "")
     tasks = list(PeriodicTask.objects.filter(pk__in=[_int(pk) for pk in request.POST.getlist("ids") if _int(pk)]))
-    if action not in ACTIONS or not tasks:
+    if action not in service.SCHEDULE_ACTIONS or not tasks:
         messages.error(request, "Choose an action and at least one schedule.")
         return redirect("taskcenter:schedule_list")
-    refused = [t.name for t in tasks if not ACTIONS[action](request.user, t.task)]
+    refused = [t.name for t in tasks if not permissions.can_act_on_schedule(request.user, action, t.task)]
     if refused:
         raise PermissionDenied(f"You may not {action.replace('_', ' ')} {', '.join(refused)}.")
-    try:
-        _perform(request, action, tasks)
-    except LaunchError as exc:
-        messages.error(request, str(exc))
+    done, failed = service.schedules_act(action=action, periodic_tasks=tasks, actor=request.user)
+    for line in done:
+        messages.success(request, line)
+    for line in failed:
+        messages.error(request, line)
     if len(tasks) == 1 and action != "delete":
         return redirect("taskcenter:schedule_detail", pk=tasks[0].pk)
     return redirect("taskcenter:schedule_list")
-
-
-def _perform(request, action: str, tasks: list[PeriodicTask]) -> None:
-    user = request.user
-    if action in ("enable", "disable"):
-        count = service.schedules_set_enabled(periodic_tasks=tasks, enabled=action == "enable", actor=user)
-        messages.success(request, f"{action.capitalize()}d {count} schedule(s).")
-    elif action == "run_now":
-        for task in tasks:
-            run = service.schedule_run_now(periodic_task=task, actor=user)
-            messages.success(request, f"Launched {task.name} now ({run.task_id}).")
-    elif action == "duplicate":
-        for task in tasks:
-            copy = service.schedule_duplicate(periodic_task=task, actor=user)
-            messages.success(request, f"Duplicated {task.name} as {copy.name} (disabled until you enable it).")
-    elif action == "delete":
-        for task in tasks:
-            service.schedule_delete(periodic_task=task, actor=user)
-        messages.success(request, f"Deleted {len(tasks)} schedule(s); their runs stay in the history.")
