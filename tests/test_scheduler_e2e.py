@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from config.celery import app as celery_app
 from taskcenter.models import AuditEntry, Run, SchedulePolicy
@@ -121,6 +121,29 @@ def test_disabled_schedule_does_not_fire(start_beat):
     wait_for(lambda: runs("enabled add").count() >= 3, timeout=60, message=f"runs of the enabled one\n{tail(beat)}")
     assert not runs("disabled add").exists()
     assert sent_by(beat, "disabled add") == 0
+
+
+def test_edits_while_beat_runs_take_effect_without_a_restart(start_beat):
+    task = interval_task("edited add", 1)
+    other = interval_task("untouched add", 1)
+    beat = start_beat()
+    wait_for(lambda: runs("edited add").count() >= 2, timeout=60, message=f"runs before the edit\n{tail(beat)}")
+
+    task.kwargs = '{"x": 40, "y": 2}'
+    task.save()
+    wait_for(
+        lambda: runs("edited add").filter(kwargs={"x": 40, "y": 2}).exists(),
+        timeout=30,
+        message=f"a run with the new arguments\n{tail(beat)}",
+    )
+    PeriodicTask.objects.filter(pk=other.pk).update(enabled=False)  # a bulk change, as the pages make
+    PeriodicTasks.update_changed()
+    time.sleep(3)  # beat looks for changes once a second
+    stopped_at = runs("untouched add").count()
+    time.sleep(3)
+    assert runs("untouched add").count() == stopped_at
+    assert runs("edited add").filter(kwargs={"x": 40, "y": 2}).count() >= 2
+    assert "schedule changed" in log_of(beat)
 
 
 def test_two_beats_send_each_due_run_once_and_one_of_them_leads(start_beat):

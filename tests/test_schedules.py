@@ -205,3 +205,24 @@ def test_schedules_page_shows_the_active_beat_and_its_last_tick(staff_client, ce
         message="the beat to take the lock",
     )
     assert f"(pid {beat.process.pid})" in page and "last tick" in page
+
+
+def test_schedule_list_pages_by_name_and_filters_enabled_ones(staff_client):
+    from django_celery_beat.models import IntervalSchedule
+
+    from taskcenter.selectors.schedules import PAGE_SIZE
+
+    every = IntervalSchedule.objects.create(every=5, period=IntervalSchedule.MINUTES)
+    PeriodicTask.objects.bulk_create(
+        PeriodicTask(name=f"s{i:04d}", task="examples.add", interval=every, enabled=i % 2 == 0)
+        for i in range(PAGE_SIZE + 20)
+    )
+    first = staff_client.get(reverse("taskcenter:schedule_list")).content.decode()
+    assert "s0000" in first and f"s{PAGE_SIZE - 1:04d}" in first and f"s{PAGE_SIZE:04d}" not in first
+    assert f"after=s{PAGE_SIZE - 1:04d}" in first
+    second = staff_client.get(reverse("taskcenter:schedule_list"), {"after": f"s{PAGE_SIZE - 1:04d}"}).content.decode()
+    assert f"s{PAGE_SIZE:04d}" in second and f"s{PAGE_SIZE + 19:04d}" in second and "s0000" not in second
+    assert "after=" not in second  # the last page
+
+    disabled = staff_client.get(reverse("taskcenter:schedule_list"), {"show": "disabled"}).content.decode()
+    assert "s0001" in disabled and "s0000<" not in disabled and ">s0000" not in disabled

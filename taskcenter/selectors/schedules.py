@@ -28,8 +28,14 @@ class ScheduleRow:
     failures: int
 
 
-def schedules_overview(*, search: str = "", offset: int = 0, limit: int = PAGE_SIZE) -> list[ScheduleRow]:
-    """A page of schedules by name, with last run state, next run and counts over ``COUNT_WINDOW``."""
+def schedules_overview(
+    *, search: str = "", enabled: bool | None = None, after: str = "", offset: int = 0, limit: int = PAGE_SIZE
+) -> list[ScheduleRow]:
+    """A page of schedules by name, with last run state, next run and counts over ``COUNT_WINDOW``.
+
+    ``after`` pages by name (keyset: the names are unique and indexed), so any page of
+    10,000 schedules costs the same; ``offset`` is for the command line's full listing.
+    """
     latest = Run.objects.filter(periodic_task_name=OuterRef("name")).order_by("-id")
     tasks = (
         PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar")
@@ -41,6 +47,10 @@ def schedules_overview(*, search: str = "", offset: int = 0, limit: int = PAGE_S
     )
     if search:
         tasks = tasks.filter(Q(name__icontains=search) | Q(task__icontains=search))
+    if enabled is not None:
+        tasks = tasks.filter(enabled=enabled)
+    if after:
+        tasks = tasks.filter(name__gt=after)
     tasks = list(tasks[offset : offset + limit])
     counts = _counts([t.name for t in tasks])
     return [

@@ -12,7 +12,7 @@ from taskcenter.forms.schedules import ScheduleForm
 from taskcenter.models import AuditEntry
 from taskcenter.schedules.timing import AMBIGUOUS, DST_DAY, SHIFTED
 from taskcenter.selectors.runs import RunFilters, runs_page
-from taskcenter.selectors.schedules import schedules_overview
+from taskcenter.selectors.schedules import PAGE_SIZE, schedules_overview
 from taskcenter.services import schedules as service
 from taskcenter.views.common import staff_required, submit
 
@@ -34,12 +34,21 @@ def _beat_status():
 @staff_required
 def schedule_list(request):
     search = request.GET.get("q", "").strip()
+    show = request.GET.get("show", "")
+    enabled = {"enabled": True, "disabled": False}.get(show)
+    after = request.GET.get("after", "")
+    rows = schedules_overview(search=search, enabled=enabled, after=after, limit=PAGE_SIZE + 1)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
     return render(
         request,
         "taskcenter/schedule_list.html",
         {
-            "rows": schedules_overview(search=search),
+            "rows": rows,
             "search": search,
+            "show": show if enabled is not None else "",
+            "after": after,
+            "next_after": rows[-1].task.name if more else "",
             "beat": _beat_status(),
             "can_add": permissions.can_add_schedule(request.user),
             "can_change": permissions.can_change_schedule(request.user),
