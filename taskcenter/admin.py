@@ -150,11 +150,11 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
             )
         )
 
-    @admin.display(description="Runs (7 days)")
+    @admin.display(description="Runs 7 d")
     def runs_7d(self, obj):
         return obj.recent_runs or 0
 
-    @admin.display(description="Failures (7 days)")
+    @admin.display(description="Failures 7 d")
     def failures_7d(self, obj):
         return obj.recent_failures or 0
 
@@ -183,7 +183,8 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     @admin.display(description="Next run")
     def next_run(self, obj):
         fire = next(iter(schedule_next_runs(obj, count=1)), None)
-        return timezone.localtime(fire.at).strftime("%Y-%m-%d %H:%M:%S") if fire else "–"
+        # In the schedule's own time zone, as on the schedules pages.
+        return fire.at.astimezone(schedule_timezone(obj)).strftime("%Y-%m-%d %H:%M %Z") if fire else "–"
 
     @admin.display(description="")
     def open(self, obj):

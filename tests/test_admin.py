@@ -113,7 +113,7 @@ def test_admin_list_shows_runs_and_failures_of_the_last_seven_days(staff_client,
         result = TaskResult.objects.create(task_id=f"run-{i}", task_name="examples.add", status=status)
         Run.objects.create(task_result_id=result.task_id, task_name="examples.add", periodic_task_name="first")
     page = staff_client.get(reverse(CHANGELIST)).content.decode()
-    assert "Runs (7 days)" in page and "Failures (7 days)" in page
+    assert "Runs 7 d" in page and "Failures 7 d" in page
     assert '<td class="field-runs_7d">3</td><td class="field-failures_7d">2</td>' in page
 
 
@@ -123,3 +123,12 @@ def test_admin_delete_is_audited(staff_client, schedules):
     )
     assert not PeriodicTask.objects.filter(name="first").exists()
     assert AuditEntry.objects.filter(action="schedule_delete", target="first", actor=staff_client.user).exists()
+
+
+def test_admin_next_run_is_in_the_schedules_own_time_zone(staff_client):
+    from django_celery_beat.models import CrontabSchedule
+
+    cron = CrontabSchedule.objects.create(minute="0", hour="2", timezone="Europe/Berlin")
+    PeriodicTask.objects.create(name="berlin nightly", task="examples.add", crontab=cron)
+    page = staff_client.get(reverse(CHANGELIST)).content.decode()
+    assert " 02:00 CE" in page  # CET or CEST, not the site's Asia/Shanghai 08:00 or 09:00
