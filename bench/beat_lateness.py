@@ -103,6 +103,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="keep one idle SQLite connection open during the run, as a web or worker process with "
         "persistent connections would",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="run on this database (e.g. postgres://user@host/bench) instead of a new SQLite file; "
+        "it must be a database of its own: the script empties it first",
+    )
     parser.add_argument("--state-dir", default=None, help="state folder (default: a new /tmp/tcb-<pid>)")
     parser.add_argument("--keep", action="store_true", help="keep the state folder (database, Redis data, beat log)")
     parser.add_argument("--out", default=None, help="JSON results file (default: bench/results/<scheduler>-<N>.json)")
@@ -122,11 +128,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def prepare_environment(state_dir: Path) -> dict:
+def prepare_environment(state_dir: Path, database_url: str | None = None) -> dict:
     """Environment of this process and its children: own database and broker, nothing shared."""
     redis_socket = state_dir / "redis" / "redis.sock"
     for key in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         os.environ.pop(key, None)
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
     os.environ.update(
         DEBUG="true",
         TASKCENTER_STATE_DIR=str(state_dir),
@@ -143,6 +151,8 @@ def prepare_environment(state_dir: Path) -> dict:
 
 def migrate(env: dict) -> None:
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    if env.get("DATABASE_URL"):  # a database given with --database-url: start from empty tables
+        subprocess.run([PYTHON, "manage.py", "flush", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
 
 
 def start_redis(state_dir: Path):
@@ -482,10 +492,19 @@ def versions(client) -> dict:
         **{name: version(name) for name in ("Django", "celery", "kombu", "django-celery-beat", "redis")},
         "valkey": info.get("valkey_version") or info.get("redis_version"),
         "sqlite": sqlite3.sqlite_version,
+        "database": _database_version(),
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "platform": platform.platform(),
     }
+
+
+def _database_version() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sqlite_version()" if connection.vendor == "sqlite" else "SELECT version()")
+        return f"{connection.vendor} {cursor.fetchone()[0]}"
 
 
 def fmt(seconds: float | None, lower_bound: bool = False) -> str:
@@ -500,7 +519,8 @@ def summary(report: dict) -> str:
     censored = r["runs_not_sent_by_stop"] > 0
     lines = [
         f"{report['label']}: {report['schedules']} schedules, {r['due_per_second']:.0f} due/s, "
-        f"{r['window_seconds']:.0f} s window, scheduler {report['scheduler']}",
+        f"{r['window_seconds']:.0f} s window, scheduler {report['scheduler']}, "
+        f"database {report['versions']['database'].split(' (')[0][:40]}",
         f"  beat started {report['seconds_from_beat_start_to_window']:.1f} s before the first due run; "
         f"beat CPU {report['beat'].get('cpu_seconds')} s, peak RSS {report['beat'].get('peak_rss_mb')} MB",
         f"  during window+tail: beat used {report['cpu_during_window']['beat_cpu_seconds']} CPU s, everything else "
@@ -560,7 +580,9 @@ def main(argv=None) -> int:
     beat_log = state_dir / "beat.log"
     redis_process = beat = holder = None
     try:
-        env = prepare_environment(state_dir)
+        if args.database_url and args.hold_connection:
+            raise SystemExit("--hold-connection is about SQLite; leave it out with --database-url.")
+        env = prepare_environment(state_dir, args.database_url)
         say(f"state folder {state_dir}; migrating ...")
         migrate(env)
         redis_process, client = start_redis(state_dir)

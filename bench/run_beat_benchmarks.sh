@@ -26,6 +26,11 @@ run taskcenter-1000 --schedules 1000 --duration 60 --scheduler "$TASKCENTER"
 run stock-10000-every600s --schedules 10000 --period 600 --duration 60 --scheduler "$STOCK"
 run taskcenter-10000-every600s --schedules 10000 --period 600 --duration 60 --scheduler "$TASKCENTER"
 run taskcenter-10000-every20s --schedules 10000 --period 20 --duration 60 --scheduler "$TASKCENTER"
+# PostgreSQL runs only when BENCH_DATABASE_URL names a database of their own (it is emptied first).
+if [[ -n ${BENCH_DATABASE_URL:-} ]]; then
+  run stock-10000-postgres --schedules 10000 --duration 60 --database-url "$BENCH_DATABASE_URL" --scheduler "$STOCK"
+  run taskcenter-10000-postgres --schedules 10000 --duration 60 --database-url "$BENCH_DATABASE_URL" --scheduler "$TASKCENTER"
+fi
 run experiment-constantcompare-10000 --schedules 10000 --duration 60 --scheduler "$EXPERIMENT"
 # The same with one more SQLite connection open all along (as a web or worker process with
 # persistent connections): beat's per-tick close then no longer checkpoints the WAL.
