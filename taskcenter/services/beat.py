@@ -5,9 +5,10 @@ one holding the leader lock in Redis sends due tasks (see
 ``taskcenter.scheduler.TaskcenterScheduler``). The keys, all in the broker:
 
 - ``taskcenter:beat:leader``: the id (``hostname:pid:uuid``) of the leading beat,
-  with an expiry of ``lock_seconds()``, renewed by the leader on every tick;
+  with an expiry of ``lock_seconds()``, renewed by the leader every
+  ``min(lock_seconds() / 3, max_interval)`` seconds;
 - ``taskcenter:beat:last_tick``: JSON ``{"id", "hostname", "pid", "time", "max_interval"}``
-  written by the leader on every tick (``time`` in Unix seconds, the leader's clock);
+  written by the leader at each renewal (``time`` in Unix seconds, the leader's clock);
 - ``taskcenter:beat:standby:<id>``: the same JSON for each beat waiting as standby,
   expiring after ``lock_seconds()`` unless the standby refreshes it.
 
