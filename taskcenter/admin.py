@@ -54,7 +54,7 @@ class RunAdmin(ReadOnlyAdmin):
     search_fields = ("task_id",)  # see get_search_results
     search_help_text = "Exact task id."
     list_select_related = ("launched_by",)
-    readonly_fields = [field.name for field in Run._meta.fields]
+    readonly_fields = [field.name for field in Run._meta.fields if field.name != "secrets"]  # sealed, never shown
 
     def get_search_results(self, request, queryset, search_term):
         # An exact match on the unique task id column: no LIKE scan, no join.

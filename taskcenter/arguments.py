@@ -6,6 +6,7 @@ any of these; parameters without a usable hint get a JSON field. Cleaned values
 are JSON-safe (dates as ISO strings, enums as their values), ready to publish.
 """
 
+import collections.abc
 import datetime as dt
 import enum
 import inspect
@@ -15,6 +16,8 @@ import typing
 
 from django import forms
 from django.utils import timezone
+
+from taskcenter.safe_input import INT_MAX, INT_MIN, JSONInputError, SafeDateTimeField, parse_json
 
 PREFIX = "arg_"
 _MISSING = inspect.Parameter.empty
@@ -113,7 +116,7 @@ def _typed_field(hint, required: bool) -> tuple[forms.Field, str]:
     if hint is bool:
         return BooleanChoiceField(), "bool"
     if hint is int:
-        return forms.IntegerField(), "int"
+        return forms.IntegerField(min_value=INT_MIN, max_value=INT_MAX), "int"
     if hint is float:
         return forms.FloatField(), "float"  # refuses NaN and infinity
     if hint is str:
@@ -155,7 +158,7 @@ class BooleanChoiceField(forms.TypedChoiceField):
         )
 
 
-class IsoDateTimeField(forms.DateTimeField):
+class IsoDateTimeField(SafeDateTimeField):
     """A date and time in the site's time zone, passed on as an ISO 8601 string."""
 
     def clean(self, value):
@@ -194,9 +197,9 @@ class JSONValueField(forms.CharField):
         if not text:
             return None
         try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+            parsed = parse_json(text)
+        except JSONInputError as exc:
+            raise forms.ValidationError(str(exc)) from None
         if self.expected is list and not isinstance(parsed, list):
             raise forms.ValidationError("Must be a JSON list, e.g. [1, 2].")
         if self.expected is dict and not isinstance(parsed, dict):
@@ -209,3 +212,173 @@ class JSONValueField(forms.CharField):
 
     def prepare_value(self, value):
         return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+# --- Checking values against type hints -------------------------------------------
+
+_SEQUENCES = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Iterable,
+    collections.abc.Collection,
+    collections.abc.Set,
+)
+_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def check_arguments(
+    signature: inspect.Signature,
+    hints: dict,
+    args: list,
+    kwargs: dict,
+    *,
+    leading: int = 0,
+    secret: tuple[str, ...] = (),
+) -> list[tuple[str, str]]:
+    """Arguments whose JSON value does not fit the parameter's type hint: ``(parameter, message)``.
+
+    The arguments must already bind to ``signature``. The first ``leading``
+    parameters are filled by Celery at run time and not checked. Unannotated
+    parameters take any JSON value. Messages never repeat the value of a
+    ``secret`` parameter.
+    """
+    bound = signature.bind(*([None] * leading), *args, **kwargs)
+    skipped = set(list(signature.parameters)[:leading])
+    problems = []
+    for name, value in bound.arguments.items():
+        if name in skipped:
+            continue
+        param = signature.parameters[name]
+        hint = hints.get(name, param.annotation)
+        if param.kind == inspect.Parameter.VAR_POSITIONAL:
+            values = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        elif param.kind == inspect.Parameter.VAR_KEYWORD:
+            values = [(key, v) for key, v in value.items()]
+        else:
+            values = [(name, value)]
+        for label, item in values:
+            if item is None and param.default is None:
+                continue  # ``x: int = None`` takes None
+            message = type_error(hint, item)
+            if not message:
+                continue
+            if name in secret:  # say what is expected, never what was given
+                message = type_text(hints.get(name, param.annotation))
+            elif "; " not in message:  # a list or object's message already names the wrong item
+                message = f"{message}, got {_describe(item)}"
+            problems.append((label, f"Argument {label!r} must be {message}."))
+    return problems
+
+
+def type_error(hint, value) -> str | None:
+    """What ``value`` (decoded JSON) should be to fit ``hint``, or None when it fits."""
+    if hint in (_MISSING, typing.Any, object) or isinstance(hint, str | typing.TypeVar):
+        return None
+    if hint is None or hint is type(None):
+        return None if value is None else "null"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(hint)
+        if any(type_error(member, value) is None for member in members):
+            return None
+        return " or ".join(type_text(member) for member in members)
+    if origin is typing.Annotated:
+        return type_error(typing.get_args(hint)[0], value)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if any(type(value) is type(choice) and value == choice for choice in choices):
+            return None
+        return type_text(hint)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number (int)"
+    if hint is float:
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else "a number (float)"
+    if hint is str:
+        return None if isinstance(value, str) else "a string (str)"
+    if hint is dt.datetime:
+        return None if isinstance(value, str) and _parses(dt.datetime.fromisoformat, value) else type_text(hint)
+    if hint is dt.date:
+        return None if isinstance(value, str) and _parses(dt.date.fromisoformat, value) else type_text(hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        values = [member.value for member in hint]
+        return None if any(type(value) is type(v) and value == v for v in values) else type_text(hint)
+    container = origin or hint
+    if container in _SEQUENCES:
+        if not isinstance(value, list):
+            return type_text(hint)
+        return _items_error(hint, container, value)
+    if container in _MAPPINGS:
+        if not isinstance(value, dict):
+            return type_text(hint)
+        members = typing.get_args(hint)
+        if len(members) == 2:
+            for key, item in value.items():
+                if type_error(members[1], item):
+                    return f"{type_text(hint)}; at key {key!r}: {type_error(members[1], item)}, got {_describe(item)}"
+        return None
+    return None  # a class JSON cannot express: the task decodes it itself
+
+
+def _items_error(hint, container, value: list) -> str | None:
+    members = typing.get_args(hint)
+    if not members:
+        return None
+    if container is tuple and not (len(members) == 2 and members[1] is Ellipsis):
+        if len(value) != len(members):
+            return f"{type_text(hint)} (a list of {len(members)} items)"
+        pairs = list(zip(members, value, strict=True))
+    else:
+        pairs = [(members[0], item) for item in value]
+    for index, (member, item) in enumerate(pairs):
+        problem = type_error(member, item)
+        if problem:
+            return f"{type_text(hint)}; item {index} must be {problem}, got {_describe(item)}"
+    return None
+
+
+def type_text(hint) -> str:
+    """A type hint in words, as JSON sees it."""
+    origin = typing.get_origin(hint)
+    if hint is None or hint is type(None):
+        return "null"
+    if origin is typing.Literal or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        values = typing.get_args(hint) if origin is typing.Literal else [m.value for m in hint]
+        return "one of " + ", ".join(json.dumps(v) for v in values)
+    simple = {
+        bool: "true or false",
+        int: "a whole number (int)",
+        float: "a number (float)",
+        str: "a string (str)",
+        dt.datetime: "an ISO 8601 date and time string",
+        dt.date: "an ISO 8601 date string (YYYY-MM-DD)",
+    }
+    if hint in simple:
+        return simple[hint]
+    container = origin or hint
+    members = typing.get_args(hint)
+    if container in _SEQUENCES:
+        if members and (len(members) == 1 or (len(members) == 2 and members[1] is Ellipsis)):
+            return f"a JSON list (items: {type_text(members[0])})"
+        return "a JSON list"
+    if container in _MAPPINGS:
+        return "a JSON object" + (f" (values: {type_text(members[1])})" if len(members) == 2 else "")
+    return getattr(hint, "__name__", str(hint))
+
+
+def _parses(parse, value: str) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _describe(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."

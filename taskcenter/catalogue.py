@@ -9,17 +9,19 @@ this catalogue, so the UI can never be used to send an arbitrary task name
         "Send the invoices of one day."
 
 The decorator creates a Celery ``shared_task`` whose messages go to the
-declared queue with the declared priority, whoever sends them.
+declared queue with the declared priority, whoever sends them. Arguments named
+in ``secret=(...)`` reach the worker but are masked everywhere they are stored
+or shown (see ``taskcenter.secret_arguments``).
 """
 
-import hashlib
 import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
+from django.utils.crypto import salted_hmac
 
 from taskcenter.priorities import Priority
 
@@ -36,6 +38,7 @@ class CatalogueEntry:
     bound: bool = False  # bind=True tasks take ``self`` first; operators never fill it
     dedup: bool = False  # derive a de-duplication key from the arguments of every launch
     batch_argument: str | None = None  # parameter that takes a list of items in a batch launch
+    secret: tuple[str, ...] = ()  # parameters whose values are masked outside the worker
 
     @property
     def summary(self) -> str:
@@ -59,11 +62,16 @@ class CatalogueEntry:
         return f"{self.func.__name__}{self.signature}"
 
     def dedup_key_for(self, args: list, kwargs: dict) -> str:
-        """A key equal for every launch with the same arguments, however they are passed."""
+        """A key equal for every launch with the same arguments, however they are passed.
+
+        Keyed with ``SECRET_KEY`` so that a key shown on a page cannot be used to
+        guess a secret argument.
+        """
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         canonical = json.dumps(bound.arguments, sort_keys=True, separators=(",", ":"), default=str)
-        return f"{self.name}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+        digest = salted_hmac("taskcenter.dedup", canonical, algorithm="sha256").hexdigest()
+        return f"{self.name}:{digest[:32]}"
 
 
 _entries: dict[str, CatalogueEntry] = {}
@@ -79,8 +87,10 @@ def register(
     bound: bool = False,
     dedup: bool = False,
     batch_argument: str | None = None,
+    secret: tuple[str, ...] = (),
 ) -> CatalogueEntry:
     """Add a task, already registered with Celery under ``name``, to the catalogue."""
+    secret = (secret,) if isinstance(secret, str) else tuple(secret)
     entry = CatalogueEntry(
         name=name,
         func=func,
@@ -90,9 +100,33 @@ def register(
         bound=bound,
         dedup=dedup,
         batch_argument=batch_argument,
+        secret=secret,
     )
+    parameters = entry.signature.parameters
+    takes_any_keyword = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = [s for s in secret if s not in parameters and not takes_any_keyword]
+    if unknown:
+        raise ValueError(f"{name}: secret names no parameter of {entry.signature_text}: {', '.join(unknown)}")
     _entries[name] = entry
     return entry
+
+
+class MaskedArgumentsTask(Task):
+    """A task whose secret arguments are masked in every message's ``argsrepr``/``kwargsrepr``.
+
+    Those are what django-celery-results stores, what the task-sent and
+    task-received events (Flower) carry and what worker logs show; setting them
+    here covers beat and application code, not only the launch service.
+    """
+
+    def apply_async(self, args=None, kwargs=None, *rest, **options):
+        from taskcenter import secret_arguments
+
+        entry = get_entry(self.name)
+        if entry is not None and entry.secret and "argsrepr" not in options:
+            masked_args, masked_kwargs, _ = secret_arguments.mask(entry, list(args or ()), dict(kwargs or {}))
+            options.update(secret_arguments.repr_masked(masked_args, masked_kwargs))
+        return super().apply_async(args, kwargs, *rest, **options)
 
 
 def launchable_task(
@@ -103,12 +137,14 @@ def launchable_task(
     description: str | None = None,
     dedup: bool = False,
     batch_argument: str | None = None,
+    secret: tuple[str, ...] = (),
     **task_options,
 ):
     """Declare a Celery task and enter it in the catalogue in one step.
 
     ``dedup=True`` refuses a launch while a run with the same arguments waits or
-    runs; ``batch_argument`` names the list parameter a batch launch fills.
+    runs; ``batch_argument`` names the list parameter a batch launch fills;
+    ``secret`` names parameters whose values are masked outside the worker.
     """
 
     def decorate(func: Callable):
@@ -116,6 +152,13 @@ def launchable_task(
         options = dict(task_options, priority=Priority(priority).broker_priority)
         if queue:
             options["queue"] = queue
+        if secret:
+            base = options.get("base") or Task
+            options["base"] = (
+                base
+                if issubclass(base, MaskedArgumentsTask)
+                else type(f"Masked{base.__name__}", (MaskedArgumentsTask, base), {})
+            )
         task = shared_task(name=task_name, **options)(func)
         register(
             task_name,
@@ -126,6 +169,7 @@ def launchable_task(
             bound=bool(task_options.get("bind")),
             dedup=dedup,
             batch_argument=batch_argument,
+            secret=secret,
         )
         return task
 

@@ -52,6 +52,8 @@ class Run(models.Model):
     priority = models.CharField(max_length=10, choices=Priority.choices(), default=Priority.NORMAL)
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
+    # Real values of secret arguments (masked in args/kwargs), sealed for re-runs; never shown.
+    secrets = models.TextField(blank=True, default="", editable=False)
     eta = models.DateTimeField(null=True, blank=True, help_text="Not run before this time.")
     source = models.CharField(max_length=10, choices=RunSource.choices, default=RunSource.CODE)
     launched_by = models.ForeignKey(

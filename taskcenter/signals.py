@@ -5,25 +5,44 @@ import time
 
 from celery import signals
 
-from taskcenter.services.launch import RECORDED_HEADER
-from taskcenter.services.recording import PRIORITY_HEADER, SENT_AT_HEADER, run_record_published
+from taskcenter import catalogue, secret_arguments
+from taskcenter.services.recording import (
+    PRIORITY_HEADER,
+    SENT_AT_HEADER,
+    recorded_by_launch,
+    run_record_published,
+)
 
 logger = logging.getLogger("taskcenter.worker")
 
 
-def annotate_message(sender=None, headers=None, properties=None, **_):
-    """Stamp the send time (for queue age) and copy the priority for ``record_publish``."""
+def annotate_message(sender=None, headers=None, properties=None, body=None, **_):
+    """Stamp the send time (for queue age), copy the priority for ``record_publish``, mask secrets.
+
+    Secret arguments are masked in the message's ``argsrepr``/``kwargsrepr``
+    whoever sends it (``send_task`` by name included): those are what
+    django-celery-results stores and what workers log and send in events.
+    """
     if headers is None:
         return
     headers[SENT_AT_HEADER] = time.time()
     if properties:
         headers[PRIORITY_HEADER] = properties.get("priority")
+    entry = catalogue.get_entry(headers.get("task") or sender or "")
+    if entry is None or not entry.secret or not isinstance(body, list | tuple) or len(body) < 2:
+        return
+    if isinstance(body[0], list | tuple) and isinstance(body[1], dict):
+        args, kwargs, _ = secret_arguments.mask(entry, list(body[0]), dict(body[1]))
+        headers.update(secret_arguments.repr_masked(args, kwargs))
 
 
 def record_publish(sender=None, headers=None, body=None, routing_key=None, **_):
-    """Record a run for every task published by beat or by code, not by taskcenter."""
+    """Record a run for every task published by beat or by code, not by the launch service.
+
+    Only the launch service's in-process mark skips a run; no message header can.
+    """
     headers = headers or {}
-    if headers.get(RECORDED_HEADER) or not headers.get("id"):
+    if not headers.get("id") or recorded_by_launch(headers["id"]):
         return
     run_record_published(
         task_id=headers["id"],

@@ -1,5 +1,6 @@
-"""Example tasks: one quick, one long, one that fails. Try them from the catalogue."""
+"""Example tasks: one quick, one long, one that fails, one with a secret. Try them from the catalogue."""
 
+import hashlib
 import time
 
 from celery.utils.log import get_task_logger
@@ -52,6 +53,18 @@ def sync_account(account_id: int, seconds: float = 2.0) -> str:
     """
     time.sleep(seconds)
     return f"account {account_id} synchronised"
+
+
+@launchable_task(name="examples.connect", queue="default", secret=("password",))
+def connect(host: str, user: str, password: str) -> str:
+    """Pretend to log in to a server with a password.
+
+    The password is a secret argument: the worker receives it, but History, the run
+    page, the audit trail, stored results and worker logs show it as ********.
+    """
+    fingerprint = hashlib.sha256(password.encode()).hexdigest()[:12]
+    logger.info("Connecting to %s as %s", host, user)
+    return f"{user}@{host}: logged in (password fingerprint {fingerprint})"
 
 
 class ExampleFailure(RuntimeError):

@@ -8,6 +8,7 @@ from django.conf import settings
 from taskcenter import arguments
 from taskcenter.models import RUN_STATES
 from taskcenter.priorities import Priority
+from taskcenter.safe_input import INT_MAX, JSONInputError, SafeDateTimeField, parse_json
 
 
 class JSONTextField(forms.CharField):
@@ -20,15 +21,15 @@ class JSONTextField(forms.CharField):
         super().__init__(**kwargs)
 
     def to_python(self, value):
+        if isinstance(value, list | dict):  # an initial value (a disabled field)
+            return value
         text = (value or "").strip()
         if not text:
             return self.expected_type()
         try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}). Example: {self.example}"
-            ) from None
+            parsed = parse_json(text)
+        except JSONInputError as exc:
+            raise forms.ValidationError(f"{exc} Example: {self.example}") from None
         if not isinstance(parsed, self.expected_type):
             kind = "a list" if self.expected_type is list else "an object"
             raise forms.ValidationError(f"Must be {kind}, e.g. {self.example}.")
@@ -45,14 +46,23 @@ class TaskArgumentsMixin:
 
     Tasks whose parameters can all be shown as fields get typed fields
     (``mode=typed``); every task can also take raw JSON arguments (``mode=json``).
-    Call ``add_argument_fields(entry, data, initial_args, initial_kwargs)`` in ``__init__``.
+    Both sets of fields are always on the form, so the page can switch between
+    them and show the chosen one again with its errors; the fields of the mode
+    not chosen are disabled (not validated, and the browser neither checks nor
+    sends them). ``argument_mode`` is the chosen mode.
+    Call ``add_argument_fields(entry, data, args=..., kwargs=...)`` in ``__init__``.
     """
 
     def add_argument_fields(self, entry, data, *, args=None, kwargs=None) -> None:
         self.entry = entry
-        self.fields["mode"] = forms.ChoiceField(
-            choices=[("typed", "Form"), ("json", "Raw JSON")], initial="typed", widget=forms.RadioSelect, required=False
-        )
+        self.typed_available = arguments.has_typed_form(entry.signature)
+        if self.typed_available:
+            self.fields["mode"] = forms.ChoiceField(
+                choices=[("typed", "Form"), ("json", "Raw JSON")],
+                initial="typed",
+                widget=forms.RadioSelect,
+                required=False,
+            )
         self.fields["args"] = JSONTextField(
             expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)"
         )
@@ -66,9 +76,7 @@ class TaskArgumentsMixin:
         }
         self.fields["args"].initial = args or []
         self.fields["kwargs"].initial = kwargs if kwargs is not None else defaults
-        self.typed_available = arguments.has_typed_form(entry.signature)
-        self.mode = self._mode(data)
-        if self.typed_available and not (self.is_bound and self.mode == "json"):
+        if self.typed_available:
             hints = arguments.type_hints(entry.func)
             self.fields.update(arguments.argument_fields(entry.signature, hints))
             if args or kwargs:
@@ -76,10 +84,22 @@ class TaskArgumentsMixin:
                     entry.signature, hints, args or [], kwargs or {}
                 ).items():
                     self.fields[name].initial = value
-        if self.is_bound and self.mode == "typed":
-            del self.fields["args"], self.fields["kwargs"]
-        if not self.typed_available:
-            del self.fields["mode"]
+        self.argument_mode = self._mode(data)
+        if self.typed_available:
+            self.fields["mode"].initial = self.argument_mode
+            inactive = ("args", "kwargs") if self.argument_mode == "typed" else self._typed_names()
+            for name in inactive:
+                self.fields[name].disabled = True
+                self.fields[name].required = False
+
+    @property
+    def mode(self) -> str:
+        """The chosen mode (``argument_mode``); templates must use ``argument_mode``, as
+        ``form.mode`` there is the radio field."""
+        return self.argument_mode
+
+    def _typed_names(self) -> list[str]:
+        return [name for name in self.fields if name.startswith(arguments.PREFIX)]
 
     def _mode(self, data) -> str:
         if not self.typed_available:
@@ -88,19 +108,39 @@ class TaskArgumentsMixin:
             return "typed"
         # A post without a mode is typed when it carries typed fields (API clients send JSON).
         explicit = data.get("mode")
-        return explicit or ("typed" if any(key.startswith(arguments.PREFIX) for key in data) else "json")
+        if explicit in ("typed", "json"):
+            return explicit
+        return "typed" if any(key.startswith(arguments.PREFIX) for key in data) else "json"
 
     def argument_fields(self):
-        return [self[name] for name in self.fields if name.startswith(arguments.PREFIX)]
+        return [self[name] for name in self._typed_names()]
 
     def json_fields(self):
-        return [self[name] for name in ("args", "kwargs") if name in self.fields]
+        return [self[name] for name in ("args", "kwargs")]
 
     def arguments(self) -> tuple[list, dict]:
         """The task's positional and keyword arguments from the cleaned form."""
-        if self.mode == "typed":
+        if self.argument_mode == "typed":
             return arguments.arguments_from_cleaned(self.entry.signature, self.cleaned_data)
         return self.cleaned_data["args"], self.cleaned_data["kwargs"]
+
+    def argument_refusal(self, exc):
+        """``exc`` (an ``InvalidLaunch``) with argument errors moved onto the typed fields when they are used."""
+        from taskcenter.services.launch import InvalidLaunch
+
+        if self.argument_mode != "typed" or not getattr(exc, "arguments", None):
+            return exc
+        errors = {k: v for k, v in exc.errors.items() if k not in ("args", "kwargs")}
+        for name, messages in exc.arguments.items():
+            errors.setdefault(arguments.PREFIX + name, []).extend(messages)
+        leftover = [m for k in ("args", "kwargs") for m in exc.errors.get(k, []) if not _mentions(m, exc.arguments)]
+        if leftover:
+            errors.setdefault("__all__", []).extend(leftover)
+        return InvalidLaunch(errors, exc.arguments)
+
+
+def _mentions(message: str, by_argument: dict) -> bool:
+    return any(message in messages for messages in by_argument.values())
 
 
 class LaunchForm(TaskArgumentsMixin, forms.Form):
@@ -114,7 +154,7 @@ class LaunchForm(TaskArgumentsMixin, forms.Form):
         label="Countdown (seconds)",
         help_text="Leave empty to run as soon as a worker is free.",
     )
-    eta = forms.DateTimeField(
+    eta = SafeDateTimeField(
         required=False,
         label="Or run at (ETA)",
         help_text="A time in the site's time zone; instead of a countdown.",
@@ -123,6 +163,7 @@ class LaunchForm(TaskArgumentsMixin, forms.Form):
     expires = forms.IntegerField(
         required=False,
         min_value=1,
+        max_value=INT_MAX,
         label="Expires after (seconds)",
         help_text="A run not started within this time is dropped. Leave empty to keep it until it runs.",
     )
@@ -152,14 +193,14 @@ class RunFilterForm(forms.Form):
     state = forms.ChoiceField(choices=[("", "Any state")] + [(s, s) for s in RUN_STATES], required=False)
     task_name = forms.CharField(required=False, max_length=255, label="Task")
     queue = forms.CharField(required=False, max_length=200)
-    created_from = forms.DateTimeField(
+    created_from = SafeDateTimeField(
         required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
-    created_to = forms.DateTimeField(
+    created_to = SafeDateTimeField(
         required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
-    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-    after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    before = forms.IntegerField(required=False, min_value=1, max_value=INT_MAX, widget=forms.HiddenInput)
+    after = forms.IntegerField(required=False, min_value=0, max_value=INT_MAX, widget=forms.HiddenInput)
 
     def clean(self):
         cleaned = super().clean()
@@ -218,7 +259,7 @@ class BatchLaunchForm(forms.Form):
     """Items to split into batches, one run per batch."""
 
     items = JSONTextField(expected_type=list, example="[1, 2, 3, 4]", label="Items (JSON list)")
-    batch_size = forms.IntegerField(min_value=1, initial=10, label="Batch size")
+    batch_size = forms.IntegerField(min_value=1, max_value=INT_MAX, initial=10, label="Batch size")
     kwargs = JSONTextField(
         expected_type=dict, example='{"x": 1}', required=False, label="Other keyword arguments (JSON object)"
     )

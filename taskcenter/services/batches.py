@@ -4,19 +4,11 @@ import logging
 
 from celery import group
 from django.conf import settings
-from django.db import transaction
 
 from taskcenter import catalogue
-from taskcenter.models import Batch, Run, RunSource
-from taskcenter.services.audit import Action, Outcome, audit_record
-from taskcenter.services.launch import (
-    BROKER_ERRORS,
-    BrokerUnavailable,
-    FieldErrors,
-    InvalidLaunch,
-    NotLaunchable,
-    launch_prepare,
-)
+from taskcenter.models import Batch, RunSource
+from taskcenter.services.audit import Action
+from taskcenter.services.launch import FieldErrors, InvalidLaunch, NotLaunchable, launch_prepare, launches_publish
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +22,15 @@ def batch_launch(
     queue: str | None = None,
     priority: str | None = None,
     launched_by=None,
+    source: RunSource = RunSource.CODE,
 ) -> Batch:
     """Launch ``task_name`` once per slice of ``batch_size`` items, as one Celery group.
 
     The task's catalogue entry names the parameter that receives the slice
-    (``batch_argument``); ``kwargs`` are passed to every run unchanged.
+    (``batch_argument``); ``kwargs`` are passed to every run unchanged. Each run
+    is checked, de-duplicated and published like a single launch.
     """
-    entry = catalogue.get_entry(task_name)
+    entry = catalogue.get_entry(task_name) if isinstance(task_name, str) else None
     if entry is None:
         raise NotLaunchable(f"No launchable task is named {task_name!r}.")
     errors = FieldErrors()
@@ -44,6 +38,8 @@ def batch_launch(
         errors.add("task", f"{task_name} does not take batches (it declares no batch_argument).")
     if not isinstance(items, list) or not items:
         errors.add("items", "Give a non-empty JSON list of items.")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        errors.add("kwargs", 'Keyword arguments must be a JSON object, e.g. {"name": "value"}.')
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         errors.add("batch_size", "Batch size must be a whole number of at least 1.")
     elif isinstance(items, list) and -(-len(items) // batch_size) > settings.TASKCENTER_MAX_BATCHES:
@@ -56,35 +52,33 @@ def batch_launch(
         raise InvalidLaunch(dict(errors))
 
     slices = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    prepared = [
-        launch_prepare(
-            task_name=task_name,
-            kwargs={**(kwargs or {}), entry.batch_argument: chunk},
-            queue=queue,
-            priority=priority,
-        )
-        for chunk in slices
-    ]
-    user = launched_by if getattr(launched_by, "pk", None) else None
-    with transaction.atomic():
-        batch = Batch.objects.create(
-            task_name=task_name, item_count=len(items), batch_size=batch_size, launched_by=user
-        )
-        Run.objects.bulk_create([p.new_run(source=RunSource.WEB, launched_by=user, batch=batch) for p in prepared])
-    signatures = [p.task.signature(args=p.args, kwargs=p.kwargs, **p.message_options()) for p in prepared]
-    audit = {"actor": launched_by, "action": Action.BATCH, "target": task_name}
     try:
-        result = group(signatures).apply_async()
-    except BROKER_ERRORS as exc:
-        batch.runs.all().delete()
-        batch.delete()
-        audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
-        raise BrokerUnavailable() from exc
+        prepared = [
+            launch_prepare(
+                task_name=task_name,
+                kwargs={**(kwargs or {}), entry.batch_argument: chunk},
+                queue=queue,
+                priority=priority,
+            )
+            for chunk in slices
+        ]
+    except InvalidLaunch as exc:
+        # The slices are the items: report their errors on the items field.
+        raise InvalidLaunch(
+            {("items" if name == "kwargs" else name): msgs for name, msgs in exc.errors.items()}, exc.arguments
+        ) from None
+    batch = Batch(task_name=task_name, item_count=len(items), batch_size=batch_size)
+    _, result = launches_publish(
+        launches=prepared,
+        send=lambda: group([p.signature() for p in prepared]).apply_async(),
+        launched_by=launched_by,
+        source=source,
+        action=Action.BATCH,
+        target=task_name,
+        group=batch,
+        summary=f"{len(items)} items in {len(prepared)} runs.",
+        detail={"runs": len(prepared), "batch_size": batch_size},
+    )
     batch.group_id = result.id or ""
     batch.save(update_fields=["group_id"])
-    audit_record(
-        **audit,
-        message=f"Batch {batch.pk}: {len(items)} items in {len(prepared)} runs.",
-        detail={"batch": batch.pk, "runs": len(prepared), "batch_size": batch_size},
-    )
     return batch

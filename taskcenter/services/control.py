@@ -15,9 +15,10 @@ from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 
+from taskcenter import catalogue, secret_arguments
 from taskcenter.models import Run, RunSource
 from taskcenter.services.audit import Action, Outcome, audit_record
-from taskcenter.services.launch import BROKER_ERRORS, BrokerUnavailable, LaunchError, run_launch
+from taskcenter.services.launch import BROKER_ERRORS, BrokerUnavailable, InvalidLaunch, LaunchError, run_launch
 
 logger = logging.getLogger(__name__)
 
@@ -72,27 +73,39 @@ def run_terminate(*, run: Run, actor) -> None:
     audit_record(**audit, message=f"Terminated with {signal_name}.", detail={"signal": signal_name})
 
 
-def run_retry(*, run: Run, actor, args: list | None = None, kwargs: dict | None = None) -> Run:
-    """Launch a finished run again, with its own or edited arguments; link the two."""
+def run_retry(
+    *, run: Run, actor, args: list | None = None, kwargs: dict | None = None, source: RunSource = RunSource.CODE
+) -> Run:
+    """Launch a finished run again, with its own or edited arguments; link the two.
+
+    Secret arguments are stored masked; wherever the arguments still hold the
+    mask, the run's sealed real value is sent again (a changed value is kept).
+    """
+    audit = {"actor": actor, "action": Action.RETRY, "target": run.task_name, "task_id": run.task_id}
     if not run.is_finished:
         error = ControlError(f"Run {run.task_id} is {run.state}; only finished runs can be re-run.")
-        audit_record(
-            actor=actor,
-            action=Action.RETRY,
-            target=run.task_name,
-            task_id=run.task_id,
-            outcome=Outcome.REFUSED,
-            message=str(error),
-        )
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
+    args = run.args if args is None else args
+    kwargs = run.kwargs if kwargs is None else kwargs
+    try:
+        args, kwargs = secret_arguments.restore(catalogue.get_entry(run.task_name), args, kwargs, run.secrets)
+    except secret_arguments.SecretUnavailable as missing:
+        error = InvalidLaunch(
+            {"kwargs" if missing.name in kwargs else "args": [
+                f"The stored value of the secret argument {missing.name!r} cannot be read; enter it again."
+            ]}
+        )  # fmt: skip
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error from None
     return run_launch(
         task_name=run.task_name,
-        args=run.args if args is None else args,
-        kwargs=run.kwargs if kwargs is None else kwargs,
+        args=args,
+        kwargs=kwargs,
         queue=run.queue,
         priority=run.priority,
         launched_by=actor,
-        source=RunSource.WEB,
+        source=source,
         retry_of=run,
     )
 
@@ -103,12 +116,12 @@ class BulkRetryResult:
     refused: list[tuple[Run, str]] = field(default_factory=list)
 
 
-def runs_retry_bulk(*, runs: Iterable[Run], actor) -> BulkRetryResult:
+def runs_retry_bulk(*, runs: Iterable[Run], actor, source: RunSource = RunSource.CODE) -> BulkRetryResult:
     """Re-run each finished run with its own arguments; report what was refused and why."""
     result = BulkRetryResult()
     for run in runs:
         try:
-            result.launched.append(run_retry(run=run, actor=actor))
+            result.launched.append(run_retry(run=run, actor=actor, source=source))
         except BrokerUnavailable:
             raise
         except LaunchError as exc:

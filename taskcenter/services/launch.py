@@ -1,36 +1,42 @@
-"""Launch catalogued tasks: the one place that publishes a task for an operator.
+"""Launch catalogued tasks: the one path that records and publishes a task for an operator.
 
-Every entry point (pages, admin, commands, schedule "run now", retries, batches
-and workflows) goes through ``launch_prepare`` and ``run_launch`` here.
+Every entry point (pages, admin, commands, schedule "run now", re-runs, bulk
+re-runs, batches and workflows) checks its launches with ``launch_prepare`` and
+sends them with ``launches_publish``: record the runs, take their
+de-duplication keys, publish, and roll back and audit on failure, in one place.
+``run_launch`` does both for a single task.
 """
 
-import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import current_app
 from celery.app.task import Task
 from django.conf import settings
+from django.db import models, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from taskcenter import catalogue
+from taskcenter import arguments, catalogue, secret_arguments
 from taskcenter.catalogue import CatalogueEntry
 from taskcenter.models import Run, RunSource
 from taskcenter.priorities import Priority
+from taskcenter.safe_input import JSONInputError, check_json, has_utc_time
 from taskcenter.services import dedup
 from taskcenter.services.audit import Action, Outcome, audit_record
+from taskcenter.services.recording import launch_publishing
 
 logger = logging.getLogger(__name__)
 
-#: Message header that tells the publish signal the run is already recorded.
-RECORDED_HEADER = "taskcenter_recorded"
 #: Errors that mean the broker did not take the message.
 BROKER_ERRORS = (KombuOperationalError, ConnectionError, OSError, TimeoutError)
 #: How far in the past an ETA may lie before it is refused as a mistake.
 ETA_PAST_TOLERANCE = timedelta(minutes=1)
+#: Longest expiry accepted, in seconds (ten years): beyond it is a mistake, and far beyond it overflows.
+MAX_EXPIRES_SECONDS = 10 * 365 * 24 * 3600
 
 
 class LaunchError(Exception):
@@ -46,10 +52,15 @@ class NotLaunchable(LaunchError):
 
 
 class InvalidLaunch(LaunchError):
-    """The launch options or arguments are wrong; ``errors`` maps field to messages."""
+    """The launch options or arguments are wrong; ``errors`` maps field to messages.
 
-    def __init__(self, errors: dict[str, list[str]]):
+    ``arguments`` maps a task parameter to the messages about its value, so a
+    typed form can show them on that parameter's field.
+    """
+
+    def __init__(self, errors: dict[str, list[str]], arguments: dict[str, list[str]] | None = None):
         self.errors = errors
+        self.arguments = arguments or {}
         super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
 
 
@@ -87,7 +98,12 @@ class FieldErrors(dict):
 
 @dataclass
 class PreparedLaunch:
-    """A validated launch, ready to be recorded and published."""
+    """A validated launch, ready to be recorded and published.
+
+    ``args``/``kwargs`` are what the worker receives; ``masked_args``/``masked_kwargs``
+    are what is stored and shown (secret arguments replaced by a mask), and
+    ``sealed_secrets`` keeps the real secret values encrypted for a re-run.
+    """
 
     entry: CatalogueEntry
     task: Task
@@ -97,30 +113,42 @@ class PreparedLaunch:
     priority: Priority
     eta: datetime | None
     expires: datetime | None
+    dedup_key: str = ""
+    masked_args: list = field(default_factory=list)
+    masked_kwargs: dict = field(default_factory=dict)
+    sealed_secrets: str = ""
     task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def message_options(self) -> dict:
-        """Options for ``apply_async`` / a signature, with the recorded-run header."""
-        return {
+        """Options for ``apply_async`` / a signature."""
+        options = {
             "task_id": self.task_id,
             "queue": self.queue,
             "priority": self.priority.broker_priority,
             "eta": self.eta,
             "expires": self.expires,
-            "headers": {RECORDED_HEADER: True},
         }
+        if self.entry.secret:
+            options.update(secret_arguments.repr_masked(self.masked_args, self.masked_kwargs))
+        return options
+
+    def signature(self):
+        """A Celery signature of this launch, for a group, chain or chord."""
+        return self.task.signature(args=self.args, kwargs=self.kwargs, **self.message_options())
 
     def new_run(self, **fields) -> Run:
-        """An unsaved Run describing this launch."""
+        """An unsaved Run describing this launch, with secret arguments masked."""
         return Run(
             task_result_id=self.task_id,
             task_name=self.entry.name,
             queue=self.queue,
             priority=self.priority,
-            args=self.args,
-            kwargs=self.kwargs,
+            args=self.masked_args,
+            kwargs=self.masked_kwargs,
+            secrets=self.sealed_secrets,
             eta=self.eta,
             expires=self.expires,
+            dedup_key=self.dedup_key,
             **fields,
         )
 
@@ -135,15 +163,19 @@ def launch_prepare(
     countdown: int | None = None,
     eta: datetime | None = None,
     expires: int | datetime | None = None,
+    dedup_key: str | None = None,
     leading_arguments: int = 0,
 ) -> PreparedLaunch:
     """Check a launch without sending it; raise ``NotLaunchable`` or ``InvalidLaunch``.
 
-    ``leading_arguments`` is how many positional arguments Celery prepends at run
-    time (1 for a chain step after the first, or a chord callback).
+    Arguments must be plain JSON within the input limits, bind to the task's
+    signature and fit its type hints. ``leading_arguments`` is how many
+    positional arguments Celery prepends at run time (1 for a chain step after
+    the first, or a chord callback). The de-duplication key is ``dedup_key``,
+    or one derived from the arguments for a task declared with ``dedup=True``.
     """
-    entry = catalogue.get_entry(task_name)
-    task = current_app.tasks.get(task_name)
+    entry = catalogue.get_entry(task_name) if isinstance(task_name, str) else None
+    task = current_app.tasks.get(task_name) if entry is not None else None
     if entry is None or task is None:
         raise NotLaunchable(f"No launchable task is named {task_name!r}.")
 
@@ -152,16 +184,22 @@ def launch_prepare(
     queue = queue or entry.default_queue
     priority = priority or entry.priority
     errors = FieldErrors()
-    _check_arguments(entry, args, kwargs, leading_arguments, errors)
-    if queue not in settings.TASKCENTER_QUEUES:
+    argument_errors = _check_arguments(entry, args, kwargs, leading_arguments, errors)
+    if not isinstance(queue, str) or queue not in settings.TASKCENTER_QUEUES:
         errors.add("queue", f"Unknown queue {queue!r}; configured queues: {', '.join(settings.TASKCENTER_QUEUES)}.")
-    if priority not in Priority.__members__:
+    if not isinstance(priority, str) or priority not in Priority.__members__:
         errors.add("priority", f"Unknown priority {priority!r}; use one of {', '.join(Priority.__members__)}.")
+    if dedup_key is not None and (not isinstance(dedup_key, str) or len(dedup_key) > 255):
+        errors.add("dedup_key", "A de-duplication key is a string of at most 255 characters.")
     now = timezone.now()
     eta = _check_start(countdown, eta, now, errors)
     expires = _check_expiry(expires, eta or now, now, errors)
     if errors:
-        raise InvalidLaunch(dict(errors))
+        raise InvalidLaunch(dict(errors), argument_errors)
+    key = (dedup_key or "").strip()
+    if not key and entry.dedup:
+        key = entry.dedup_key_for([None] * leading_arguments + args, kwargs)
+    masked_args, masked_kwargs, secrets = secret_arguments.mask(entry, args, kwargs, leading=leading_arguments)
     return PreparedLaunch(
         entry=entry,
         task=task,
@@ -171,7 +209,104 @@ def launch_prepare(
         priority=Priority(priority),
         eta=eta,
         expires=expires,
+        dedup_key=key,
+        masked_args=masked_args,
+        masked_kwargs=masked_kwargs,
+        sealed_secrets=secret_arguments.seal(secrets),
     )
+
+
+def launches_publish(
+    *,
+    launches: list[PreparedLaunch],
+    send: Callable[[], object],
+    launched_by,
+    source: RunSource,
+    action: str,
+    target: str,
+    run_fields: dict | None = None,
+    group: models.Model | None = None,
+    summary: str = "",
+    detail: dict | None = None,
+) -> tuple[list[Run], object]:
+    """Record, de-duplicate, publish and audit prepared launches; return their runs and what ``send`` returned.
+
+    The one publish path. The runs (and ``group``, an unsaved ``Batch`` or
+    ``Workflow`` they belong to) are written first, so they are listed as
+    PENDING before any worker sees them; then every de-duplication key is taken;
+    then ``send()`` publishes them (``apply_async`` of a task or a canvas). If a
+    key is held (``DuplicateRun``) or the broker does not take the messages
+    (``BrokerUnavailable``), everything written is removed again and the refusal
+    is audited. On success each run gets an audit entry, or the whole launch one
+    entry with ``summary``.
+    """
+    user = launched_by if getattr(launched_by, "pk", None) else None
+    fields = dict(run_fields or {})
+    detail = dict(detail or {})
+    audit = {"actor": launched_by, "action": action, "target": target}
+    keys = [p.dedup_key for p in launches if p.dedup_key]
+    if len(keys) != len(set(keys)):
+        repeated = next(k for k in keys if keys.count(k) > 1)
+        message = f"Two runs of this launch have the same de-duplication key {repeated!r}."
+        error = InvalidLaunch({"dedup_key": [message]})
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error), detail=detail)
+        raise error
+
+    with transaction.atomic():
+        if group is not None:
+            group.launched_by = user
+            group.save()
+            fields[group._meta.model_name] = group
+            detail[group._meta.model_name] = group.pk
+        runs = [p.new_run(source=source, launched_by=user, **fields) for p in launches]
+        Run.objects.bulk_create(runs)
+
+    claimed: list[PreparedLaunch] = []
+    for prepared in launches:
+        if not prepared.dedup_key:
+            continue
+        try:
+            dedup.dedup_claim(key=prepared.dedup_key, task_id=prepared.task_id)
+        except dedup.KeyHeld as held:
+            _roll_back(launches, claimed, group)
+            error = DuplicateRun(held.holder, prepared.dedup_key)
+            audit_record(**audit, outcome=Outcome.REFUSED, task_id=prepared.task_id, message=str(error), detail=detail)
+            raise error from None
+        claimed.append(prepared)
+
+    try:
+        with launch_publishing(p.task_id for p in launches):
+            sent = send()
+    except BROKER_ERRORS as exc:
+        _roll_back(launches, claimed, group)
+        logger.warning("Launch of %s refused: broker unavailable (%s)", target, exc)
+        error = BrokerUnavailable()
+        audit_record(**audit, outcome=Outcome.ERROR, message=f"{error} ({exc})", detail=detail)
+        raise error from exc
+
+    if summary:
+        prefix = f"{str(group._meta.verbose_name).capitalize()} {group.pk}: " if group is not None else ""
+        audit_record(**audit, message=prefix + summary, detail=detail)
+    else:
+        for p in launches:
+            audit_record(
+                **audit,
+                task_id=p.task_id,
+                message=f"{p.entry.name} sent to {p.queue} at {p.priority} priority.",
+                detail={"queue": p.queue, "priority": p.priority.value, "dedup_key": p.dedup_key} | detail,
+            )
+    for p in launches:
+        logger.info("Launched %s [%s] on %s at %s priority", p.entry.name, p.task_id, p.queue, p.priority)
+    return runs, sent
+
+
+def _roll_back(launches: list[PreparedLaunch], claimed: list[PreparedLaunch], group) -> None:
+    """Remove what a refused launch wrote: its runs, its batch or workflow, its keys."""
+    Run.objects.filter(task_result_id__in=[p.task_id for p in launches]).delete()
+    if group is not None and group.pk:
+        group.delete()
+    for prepared in claimed:
+        dedup.dedup_release(key=prepared.dedup_key, task_id=prepared.task_id)
 
 
 def run_launch(
@@ -186,7 +321,7 @@ def run_launch(
     expires: int | datetime | None = None,
     dedup_key: str | None = None,
     launched_by=None,
-    source: RunSource = RunSource.WEB,
+    source: RunSource = RunSource.CODE,
     retry_of: Run | None = None,
     periodic_task_name: str = "",
 ) -> Run:
@@ -197,6 +332,7 @@ def run_launch(
     held by a run still pending or running, and ``BrokerUnavailable`` when the
     broker does not take the message within the bounded publish retries. Each
     launch that passes validation is written to the audit trail with its outcome.
+    ``source`` says which entry point launched it (the page, the admin, a command...).
     """
     prepared = launch_prepare(
         task_name=task_name,
@@ -207,68 +343,57 @@ def run_launch(
         countdown=countdown,
         eta=eta,
         expires=expires,
+        dedup_key=dedup_key,
     )
-    key = (dedup_key or "").strip()
-    if not key and prepared.entry.dedup:
-        key = prepared.entry.dedup_key_for(prepared.args, prepared.kwargs)
-    action = Action.RETRY if retry_of is not None else Action.LAUNCH
-    audit = {
-        "actor": launched_by,
-        "action": action,
-        "target": prepared.entry.name,
-        "task_id": prepared.task_id,
-        "detail": {"queue": prepared.queue, "priority": prepared.priority.value, "dedup_key": key}
-        | ({"retry_of": retry_of.task_id} if retry_of is not None else {}),
-    }
-
-    # Recorded first, so the run is listed as PENDING before any worker sees it.
-    run = prepared.new_run(
+    runs, _ = launches_publish(
+        launches=[prepared],
+        send=lambda: prepared.task.apply_async(
+            args=prepared.args, kwargs=prepared.kwargs, **prepared.message_options()
+        ),
+        launched_by=launched_by,
         source=source,
-        launched_by=launched_by if getattr(launched_by, "pk", None) else None,
-        retry_of=retry_of,
-        dedup_key=key,
-        periodic_task_name=periodic_task_name,
+        action=Action.RETRY if retry_of is not None else Action.LAUNCH,
+        target=prepared.entry.name,
+        run_fields={"retry_of": retry_of, "periodic_task_name": periodic_task_name},
+        detail={"retry_of": retry_of.task_id} if retry_of is not None else {},
     )
-    run.save()
-    if key:
-        try:
-            dedup.dedup_claim(key=key, task_id=prepared.task_id)
-        except dedup.KeyHeld as held:
-            run.delete()
-            error = DuplicateRun(held.holder, key)
-            audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
-            raise error from None
-    try:
-        prepared.task.apply_async(args=prepared.args, kwargs=prepared.kwargs, **prepared.message_options())
-    except BROKER_ERRORS as exc:
-        run.delete()
-        if key:
-            dedup.dedup_release(key=key, task_id=prepared.task_id)
-        logger.warning("Launch of %s refused: broker unavailable (%s)", task_name, exc)
-        error = BrokerUnavailable()
-        audit_record(**audit, outcome=Outcome.ERROR, message=f"{error} ({exc})")
-        raise error from exc
-    audit_record(**audit, message=f"Sent to {prepared.queue} at {prepared.priority} priority.")
-    logger.info("Launched %s [%s] on %s at %s priority", task_name, prepared.task_id, prepared.queue, prepared.priority)
-    return run
+    return runs[0]
 
 
-def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> None:
+def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str, list[str]]:
+    """Add argument errors to ``errors``; return the messages per task parameter."""
     if not isinstance(args, list):
         errors.add("args", "Positional arguments must be a JSON list, e.g. [1, 2].")
     if not isinstance(kwargs, dict):
         errors.add("kwargs", 'Keyword arguments must be a JSON object, e.g. {"name": "value"}.')
     for name, value in (("args", args), ("kwargs", kwargs)):
+        if name in errors:
+            continue
         try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            errors.add(name, f"Arguments must be plain JSON values ({exc}).")
+            check_json(value)
+        except JSONInputError as exc:
+            errors.add(name, str(exc))
     if "args" in errors or "kwargs" in errors:
-        return
+        return {}
     try:
         entry.signature.bind(*([None] * leading_arguments), *args, **kwargs)
     except TypeError as exc:
         errors.add("args" if args else "kwargs", f"Arguments do not fit {entry.signature_text}: {exc}.")
+        return {}
+    by_argument: dict[str, list[str]] = {}
+    problems = arguments.check_arguments(
+        entry.signature,
+        arguments.type_hints(entry.func),
+        args,
+        kwargs,
+        leading=leading_arguments,
+        secret=entry.secret,
+    )
+    for name, message in problems:
+        base = name.split("[", 1)[0]
+        errors.add("kwargs" if base in kwargs or name in kwargs else "args", message)
+        by_argument.setdefault(base, []).append(message)
+    return by_argument
 
 
 def _check_start(countdown, eta, now, errors) -> datetime | None:
@@ -296,8 +421,11 @@ def _check_start(countdown, eta, now, errors) -> datetime | None:
     if not isinstance(eta, datetime):
         errors.add("eta", "ETA must be a date and time.")
         return None
-    if timezone.is_naive(eta):
+    if has_utc_time(eta) and timezone.is_naive(eta):
         eta = timezone.make_aware(eta)
+    if not has_utc_time(eta):
+        errors.add("eta", "ETA must be a date between the years 2 and 9998.")
+        return None
     if eta < now - ETA_PAST_TOLERANCE:
         errors.add("eta", f"ETA {timezone.localtime(eta):%Y-%m-%d %H:%M:%S %Z} is in the past.")
     elif eta > now + timedelta(seconds=limit):
@@ -318,9 +446,16 @@ def _check_expiry(expires, start, now, errors) -> datetime | None:
         if expires <= 0:
             errors.add("expires", "Expiry must be a positive number of seconds.")
             return None
+        if expires > MAX_EXPIRES_SECONDS:
+            errors.add("expires", f"Expiry cannot exceed {MAX_EXPIRES_SECONDS} seconds (ten years).")
+            return None
         expires = now + timedelta(seconds=expires)
-    elif timezone.is_naive(expires):
-        expires = timezone.make_aware(expires)
+    else:
+        if has_utc_time(expires) and timezone.is_naive(expires):
+            expires = timezone.make_aware(expires)
+        if not has_utc_time(expires):
+            errors.add("expires", "Expiry must be a date between the years 2 and 9998.")
+            return None
     if expires <= start:
         errors.add("expires", "Expiry must be later than the time the run may start.")
         return None

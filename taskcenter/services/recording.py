@@ -1,4 +1,10 @@
-"""Record runs that were published outside the launch service (beat, application code)."""
+"""Record runs that were published outside the launch service (beat, application code).
+
+The launch service writes its runs itself and marks the task ids it is
+publishing in this process (``launch_publishing``); the publish signal skips
+only those. The mark lives in process memory, so nothing in a message (a
+header set by a schedule or a plain client) can hide a run from the history.
+"""
 
 import logging
 from contextlib import contextmanager
@@ -8,6 +14,7 @@ from datetime import UTC, datetime
 from django.db import DatabaseError
 from django.utils import timezone
 
+from taskcenter import catalogue, secret_arguments
 from taskcenter.models import Run, RunSource
 from taskcenter.priorities import Priority
 
@@ -20,6 +27,23 @@ SENT_AT_HEADER = "taskcenter_sent_at"
 
 #: While set (``runs_collected``), published runs are appended here instead of written one by one.
 _collector: ContextVar[list | None] = ContextVar("taskcenter_run_collector", default=None)
+#: Task ids the launch service is publishing in this process (it has written their runs).
+_launching: ContextVar[frozenset] = ContextVar("taskcenter_launching", default=frozenset())
+
+
+@contextmanager
+def launch_publishing(task_ids):
+    """Mark ``task_ids`` as recorded by the launch service while its publish runs in this block."""
+    token = _launching.set(_launching.get() | frozenset(task_ids))
+    try:
+        yield
+    finally:
+        _launching.reset(token)
+
+
+def recorded_by_launch(task_id: str) -> bool:
+    """True while the launch service of this process publishes ``task_id`` (its run is written)."""
+    return task_id in _launching.get()
 
 
 @contextmanager
@@ -48,6 +72,7 @@ def run_record_published(*, task_id: str, task_name: str, queue: str, headers: d
     trace. A conflicting row (the launch service already wrote it) is ignored.
     """
     args, kwargs = _arguments(body)
+    args, kwargs, secrets = secret_arguments.mask(catalogue.get_entry(task_name), args, kwargs)
     periodic_task_name = headers.get("periodic_task_name") or ""
     run = Run(
         task_result_id=task_id,
@@ -56,6 +81,7 @@ def run_record_published(*, task_id: str, task_name: str, queue: str, headers: d
         priority=Priority.from_broker(headers.get(PRIORITY_HEADER)),
         args=args,
         kwargs=kwargs,
+        secrets=secret_arguments.seal(secrets),
         eta=_parse_time(headers.get("eta")),
         expires=_parse_time(headers.get("expires")),
         source=RunSource.SCHEDULE if periodic_task_name else RunSource.CODE,

@@ -8,18 +8,10 @@ import logging
 from dataclasses import dataclass, field
 
 from celery import chain, chord, group
-from django.db import transaction
 
-from taskcenter.models import Run, RunSource, Workflow
-from taskcenter.services.audit import Action, Outcome, audit_record
-from taskcenter.services.launch import (
-    BROKER_ERRORS,
-    BrokerUnavailable,
-    InvalidLaunch,
-    LaunchError,
-    PreparedLaunch,
-    launch_prepare,
-)
+from taskcenter.models import RunSource, Workflow
+from taskcenter.services.audit import Action
+from taskcenter.services.launch import InvalidLaunch, LaunchError, PreparedLaunch, launch_prepare, launches_publish
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +35,13 @@ def workflow_launch(
     steps: list[Step],
     callback: Step | None = None,
     launched_by=None,
+    source: RunSource = RunSource.CODE,
 ) -> Workflow:
     """Launch a chain, group or chord; return the Workflow with its runs recorded.
 
     In a chain each step after the first receives the previous result as its
     first argument; a chord's ``callback`` receives the list of its group's results.
+    Every step is checked, de-duplicated and published like a single launch.
     """
     errors = {}
     if kind not in Workflow.Kind.values:
@@ -75,22 +69,16 @@ def workflow_launch(
         stages = [[p.task_id for p in prepared], [prepared_callback.task_id]]
     every = prepared + ([prepared_callback] if prepared_callback else [])
 
-    user = launched_by if getattr(launched_by, "pk", None) else None
-    with transaction.atomic():
-        workflow = Workflow.objects.create(kind=kind, stages=stages, launched_by=user)
-        Run.objects.bulk_create([p.new_run(source=RunSource.WEB, launched_by=user, workflow=workflow) for p in every])
-
-    canvas = _canvas(kind, prepared, prepared_callback)
-    audit = {"actor": launched_by, "action": Action.WORKFLOW, "target": f"{kind} of {len(every)} tasks"}
-    try:
-        canvas.apply_async()
-    except BROKER_ERRORS as exc:
-        workflow.runs.all().delete()
-        workflow.delete()
-        audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
-        raise BrokerUnavailable() from exc
-    for p in every:
-        audit_record(**audit, task_id=p.task_id, message=f"Workflow {workflow.pk}: {p.entry.name}")
+    workflow = Workflow(kind=kind, stages=stages)
+    launches_publish(
+        launches=every,
+        send=lambda: _canvas(kind, prepared, prepared_callback).apply_async(),
+        launched_by=launched_by,
+        source=source,
+        action=Action.WORKFLOW,
+        target=f"{kind} of {len(every)} tasks",
+        group=workflow,
+    )
     return workflow
 
 
@@ -110,16 +98,12 @@ def _prepare(step: Step, leading: int, label: str) -> PreparedLaunch:
         raise InvalidLaunch({label: [str(exc)]}) from None
 
 
-def _signature(p: PreparedLaunch):
-    return p.task.signature(args=p.args, kwargs=p.kwargs, **p.message_options())
-
-
-def _canvas(kind, prepared, prepared_callback):
+def _canvas(kind, prepared: list[PreparedLaunch], prepared_callback: PreparedLaunch | None):
     if kind == Workflow.Kind.CHAIN:
-        return chain(*[_signature(p) for p in prepared])
+        return chain(*[p.signature() for p in prepared])
     if kind == Workflow.Kind.GROUP:
-        return group([_signature(p) for p in prepared])
-    return chord([_signature(p) for p in prepared], _signature(prepared_callback))
+        return group([p.signature() for p in prepared])
+    return chord([p.signature() for p in prepared], prepared_callback.signature())
 
 
 def steps_from_json(data) -> tuple[str, list[Step], Step | None]:

@@ -4,6 +4,7 @@ from django import forms
 from django.shortcuts import render
 
 from taskcenter.models import AuditEntry
+from taskcenter.safe_input import INT_MAX, SafeDateTimeField
 from taskcenter.selectors.audit import AuditFilters, audit_page
 from taskcenter.views.common import staff_required
 
@@ -14,9 +15,10 @@ class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150)
     target = forms.CharField(required=False, max_length=255)
     task_id = forms.CharField(required=False, max_length=255)
-    at_from = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    at_to = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    # Dates without a UTC equivalent (year 1 east of UTC) are refused, not an OverflowError.
+    at_from = SafeDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    at_to = SafeDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    before = forms.IntegerField(required=False, min_value=1, max_value=INT_MAX, widget=forms.HiddenInput)
 
 
 @staff_required

@@ -12,7 +12,7 @@ from taskcenter import catalogue, permissions
 from taskcenter.forms import BatchLaunchForm, LaunchForm, WorkflowForm
 from taskcenter.models import RunSource
 from taskcenter.services.batches import batch_launch as batch_launch_service
-from taskcenter.services.launch import run_launch
+from taskcenter.services.launch import InvalidLaunch, run_launch
 from taskcenter.services.workflows import steps_from_json
 from taskcenter.services.workflows import workflow_launch as workflow_launch_service
 from taskcenter.views.common import allowed, staff_required, submit
@@ -54,19 +54,22 @@ def launch(request, task_name):
 
     def launch_it(data):
         args, kwargs = form.arguments()
-        return run_launch(
-            task_name=entry.name,
-            args=args,
-            kwargs=kwargs,
-            queue=data["queue"],
-            priority=data["priority"],
-            countdown=data["countdown"],
-            eta=data["eta"],
-            expires=data["expires"],
-            dedup_key=data["dedup_key"],
-            launched_by=request.user,
-            source=RunSource.WEB,
-        )
+        try:
+            return run_launch(
+                task_name=entry.name,
+                args=args,
+                kwargs=kwargs,
+                queue=data["queue"],
+                priority=data["priority"],
+                countdown=data["countdown"],
+                eta=data["eta"],
+                expires=data["expires"],
+                dedup_key=data["dedup_key"],
+                launched_by=request.user,
+                source=RunSource.WEB,
+            )
+        except InvalidLaunch as exc:
+            raise form.argument_refusal(exc) from None
 
     run, status = submit(request, form, launch_it)
     if run is not None:
@@ -94,6 +97,7 @@ def batch_launch(request, task_name):
             queue=data["queue"],
             priority=data["priority"],
             launched_by=request.user,
+            source=RunSource.WEB,
         ),
     )
     if batch is not None:
@@ -112,7 +116,9 @@ def workflow_launch(request):
         for name in {s.task for s in steps} | ({callback.task} if callback else set()):
             if catalogue.get_entry(name) is not None and not permissions.can_launch(request.user, name):
                 raise PermissionDenied(f"You may not launch {name}.")
-        return workflow_launch_service(kind=kind, steps=steps, callback=callback, launched_by=request.user)
+        return workflow_launch_service(
+            kind=kind, steps=steps, callback=callback, launched_by=request.user, source=RunSource.WEB
+        )
 
     workflow, status = submit(request, form, launch_workflow)
     if workflow is not None:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from taskcenter import catalogue, permissions
 from taskcenter.forms import BulkRetryForm, RetryForm, RunFilterForm
-from taskcenter.models import Batch, Run
+from taskcenter.models import Batch, Run, RunSource
 from taskcenter.progress import progress_of
 from taskcenter.selectors.audit import audit_for_task
 from taskcenter.selectors.monitoring import stuck_runs
@@ -131,7 +131,9 @@ def run_retry(request, task_id):
     new_run, status = submit(
         request,
         form,
-        lambda data: control.run_retry(run=run, actor=request.user, args=data["args"], kwargs=data["kwargs"]),
+        lambda data: control.run_retry(
+            run=run, actor=request.user, args=data["args"], kwargs=data["kwargs"], source=RunSource.WEB
+        ),
     )
     if new_run is not None:
         messages.success(request, f"Re-ran {run.task_name}; the new run is linked to the original.")
@@ -166,7 +168,7 @@ def bulk_retry(request):
             status=400 if too_many else 200,
         )
     allowed_runs = [r for r in runs if permissions.can_launch(request.user, r.task_name)]
-    result = control.runs_retry_bulk(runs=allowed_runs, actor=request.user)
+    result = control.runs_retry_bulk(runs=allowed_runs, actor=request.user, source=RunSource.WEB)
     refused = len(result.refused) + len(runs) - len(allowed_runs)
     messages.success(request, f"Re-ran {len(result.launched)} run(s); {refused} refused.")
     for run, reason in result.refused[:10]:
