@@ -14,6 +14,7 @@ from taskcenter import catalogue, permissions
 from taskcenter.forms import BulkRetryForm, RetryForm, RunFilterForm
 from taskcenter.models import Batch, Run, RunSource
 from taskcenter.progress import progress_of
+from taskcenter.secret_arguments import MASK
 from taskcenter.selectors.audit import audit_for_task
 from taskcenter.selectors.monitoring import stuck_runs
 from taskcenter.selectors.runs import (
@@ -138,7 +139,9 @@ def run_retry(request, task_id):
     if new_run is not None:
         messages.success(request, f"Re-ran {run.task_name}; the new run is linked to the original.")
         return redirect("taskcenter:run_detail", task_id=new_run.task_id)
-    return render(request, "taskcenter/run_retry.html", {"run": run, "form": form}, status=status)
+    entry = catalogue.get_entry(run.task_name)
+    context = {"run": run, "form": form, "secret": entry.secret if entry else (), "mask": MASK}
+    return render(request, "taskcenter/run_retry.html", context, status=status)
 
 
 @allowed(permissions.can_control, CONTROL_REFUSED)
