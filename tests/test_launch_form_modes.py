@@ -26,11 +26,11 @@ def input_tag(page: str, field: str) -> str:
     return re.search(rf'<(input|textarea)[^>]*name="{field}"[^>]*>', page).group(0)
 
 
-def test_get_shows_typed_fields_with_the_json_box_hidden_and_disabled(staff_client):
+def test_get_shows_typed_fields_with_the_json_box_hidden(staff_client):
     page = staff_client.get(reverse("taskcenter:launch", args=["examples.add"])).content.decode()
     assert "hidden" not in section(page, "args-typed")
     assert "hidden" in section(page, "args-json")
-    assert "disabled" in input_tag(page, "args") and "disabled" not in input_tag(page, "arg_x")
+    assert "required" in input_tag(page, "arg_x")
     assert "This task takes no arguments" not in page
 
 
@@ -63,7 +63,7 @@ def test_refused_raw_json_comes_back_in_json_mode_with_its_error(staff_client, a
     assert "hidden" in section(page, "args-typed")
     assert "This task takes no arguments" not in page
     assert "checked" in re.search(r'<input[^>]*value="json"[^>]*>', page).group(0)
-    assert "disabled" in input_tag(page, "arg_x") and "disabled" not in input_tag(page, "args")
+    assert "required" not in input_tag(page, "arg_x")  # a hidden typed field cannot block the JSON launch
     assert args.replace('"', "&quot;") in page  # what the operator typed is kept
     assert not Run.objects.exists()
 
@@ -83,6 +83,7 @@ def test_typed_field_errors_of_the_form_itself_come_back_in_typed_mode(staff_cli
     assert response.status_code == 400
     page = response.content.decode()
     assert "Enter a whole number" in page and "hidden" not in section(page, "args-typed")
+    assert re.search(r'<textarea[^>]*name="args"[^>]*>\s*\[\]</textarea>', page)  # the JSON box keeps its default
 
 
 def test_a_variadic_task_has_only_the_json_box():

@@ -21,7 +21,7 @@ class JSONTextField(forms.CharField):
         super().__init__(**kwargs)
 
     def to_python(self, value):
-        if isinstance(value, list | dict):  # an initial value (a disabled field)
+        if isinstance(value, list | dict):  # already parsed
             return value
         text = (value or "").strip()
         if not text:
@@ -48,8 +48,9 @@ class TaskArgumentsMixin:
     (``mode=typed``); every task can also take raw JSON arguments (``mode=json``).
     Both sets of fields are always on the form, so the page can switch between
     them and show the chosen one again with its errors; the fields of the mode
-    not chosen are disabled (not validated, and the browser neither checks nor
-    sends them). ``argument_mode`` is the chosen mode.
+    not chosen are not required and their errors are dropped (the page's script
+    disables them, so the browser neither checks nor sends them).
+    ``argument_mode`` is the chosen mode.
     Call ``add_argument_fields(entry, data, args=..., kwargs=...)`` in ``__init__``.
     """
 
@@ -85,12 +86,25 @@ class TaskArgumentsMixin:
                 ).items():
                     self.fields[name].initial = value
         self.argument_mode = self._mode(data)
+        self.inactive_argument_fields = []
         if self.typed_available:
             self.fields["mode"].initial = self.argument_mode
-            inactive = ("args", "kwargs") if self.argument_mode == "typed" else self._typed_names()
+            inactive = ["args", "kwargs"] if self.argument_mode == "typed" else self._typed_names()
+            self.inactive_argument_fields = inactive
+            if self.is_bound and any(name not in self.data for name in inactive):
+                self.data = self.data.copy()  # show the defaults again in the fields not sent
             for name in inactive:
-                self.fields[name].disabled = True
-                self.fields[name].required = False
+                field = self.fields[name]
+                field.required = False  # no "required" in the page: cannot block the other mode
+                if self.is_bound and name not in self.data:
+                    self.data[name] = field.prepare_value(field.initial) if field.initial is not None else ""
+
+    def _post_clean(self):
+        # The fields of the mode not chosen are not part of the launch: their errors do not count.
+        super()._post_clean()
+        for name in getattr(self, "inactive_argument_fields", []):
+            self._errors.pop(name, None)
+            self.cleaned_data.pop(name, None)
 
     @property
     def mode(self) -> str:
