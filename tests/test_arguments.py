@@ -178,3 +178,32 @@ def test_typed_form_launches_with_converted_arguments(staff_client, celery_worke
     run = Run.objects.get()
     assert run.kwargs == {"x": 40, "y": 2}
     wait_for(lambda: run.__class__.objects.get(pk=run.pk).state == "SUCCESS", message="the run to succeed")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("[" + "1" * 5000 + "]", "more than 30 digits"),
+        ('[1, "x", 3]', "item 1 must be a whole number (int)"),
+    ],
+)
+def test_typed_list_field_refuses_unbounded_or_mistyped_json_with_a_400(staff_client, value, message):
+    response = staff_client.post(
+        reverse("taskcenter:launch", args=["examples.sum_batch"]),
+        {"mode": "typed", "arg_numbers": value, "queue": "default", "priority": "NORMAL"},
+    )
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_typed_int_field_beyond_64_bits_is_refused(staff_client):
+    response = staff_client.post(
+        reverse("taskcenter:launch", args=["examples.add"]),
+        {"mode": "typed", "arg_x": str(2**64), "arg_y": "1", "queue": "high", "priority": "HIGH"},
+    )
+    assert response.status_code == 400
+    assert "less than or equal to" in response.content.decode()
