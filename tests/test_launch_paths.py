@@ -157,7 +157,33 @@ def test_a_message_with_the_old_recorded_header_still_gets_its_run():
     assert run.source == RunSource.CODE and run.args == [1, 2]
 
 
-def test_a_launch_records_its_run_once():
-    run = run_launch(task_name="examples.add", args=[1, 2], source=RunSource.ADMIN)
-    assert Run.objects.filter(task_result_id=run.task_id).count() == 1
-    assert Run.objects.get().source == RunSource.ADMIN
+def test_only_the_launch_service_of_this_process_marks_a_run_as_recorded():
+    from celery import signals
+
+    from taskcenter.services.recording import recorded_by_launch
+
+    seen = {}
+
+    def observe(headers=None, **_):
+        seen[headers["id"]] = recorded_by_launch(headers["id"])
+
+    signals.before_task_publish.connect(observe, dispatch_uid="tests.observe_marker")
+    try:
+        run = run_launch(task_name="examples.add", args=[1, 2], source=RunSource.ADMIN)
+        other = current_app.tasks["examples.add"].apply_async((3, 4), headers={"taskcenter_recorded": True})
+    finally:
+        signals.before_task_publish.disconnect(dispatch_uid="tests.observe_marker")
+    assert seen == {run.task_id: True, other.id: False}
+    assert not recorded_by_launch(run.task_id)  # the mark ends with the publish
+    assert Run.objects.get(task_result_id=run.task_id).source == RunSource.ADMIN
+
+
+def test_a_batch_refused_by_a_stopped_broker_leaves_no_run_batch_or_key(dedup_batch_task, tmp_path, redis_server):
+    from taskcenter.services.launch import BrokerUnavailable
+    from tests.conftest import broker_down
+
+    with broker_down(tmp_path, redis_server), pytest.raises(BrokerUnavailable):
+        batch_launch(task_name=dedup_batch_task, items=[1, 2, 3], batch_size=2)
+    assert not Run.objects.exists() and not Batch.objects.exists() and not DedupLock.objects.exists()
+    assert AuditEntry.objects.filter(action="batch", outcome="error").exists()
+    batch_launch(task_name=dedup_batch_task, items=[1, 2, 3], batch_size=2)  # the keys are free again

@@ -283,6 +283,10 @@ def launches_publish(
         error = BrokerUnavailable()
         audit_record(**audit, outcome=Outcome.ERROR, message=f"{error} ({exc})", detail=detail)
         raise error from exc
+    except Exception as exc:
+        _roll_back(launches, claimed, group)  # nothing half-written for an unexpected failure either
+        audit_record(**audit, outcome=Outcome.ERROR, message=f"Not sent: {exc!r}", detail=detail)
+        raise
 
     if summary:
         prefix = f"{str(group._meta.verbose_name).capitalize()} {group.pk}: " if group is not None else ""
