@@ -8,6 +8,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -159,7 +160,9 @@ def test_show_of_a_disabled_schedule_has_no_next_runs(db):
 
 
 def test_disable_and_enable_change_the_schedule_once_and_tell_beat(db, django_user_model):
-    django_user_model.objects.create_user(username="ops", password="pw-ops-1234")
+    ops = django_user_model.objects.create_user(username="ops", password="pw-ops-1234", is_staff=True)
+    for codename in ("view_run", "change_periodictask", "launch_task:examples.add"):
+        ops.user_permissions.add(Permission.objects.get(codename=codename))
     schedule(*CRON)
     before = PeriodicTasks.last_change()
     assert schedule("disable", "daily_sync", "--user", "ops") == "Schedule 'daily_sync' disabled.\n"
@@ -169,6 +172,20 @@ def test_disable_and_enable_change_the_schedule_once_and_tell_beat(db, django_us
     assert schedule_json("enable", "daily_sync") == {"status": "enabled", "name": "daily_sync", "enabled": True}
     assert PeriodicTask.objects.get().enabled
     assert schedule_json("enable", "daily_sync")["status"] == "unchanged"
+
+
+def test_a_user_without_the_rights_is_refused_and_nothing_changes(db, django_user_model):
+    clerk = django_user_model.objects.create_user(username="clerk", password="pw-clerk-1234", is_staff=True)
+    for codename in ("view_run", "change_periodictask"):  # no right to launch examples.add
+        clerk.user_permissions.add(Permission.objects.get(codename=codename))
+    schedule(*CRON)
+    changed = [*CRON[:-1], '{"x": 5, "y": 5}']
+    for args in (["disable", "daily_sync"], ["run", "daily_sync"], ["remove", "daily_sync"], changed):
+        with pytest.raises(CommandError, match="You may not"):
+            schedule(*args, "--user", "clerk")
+    assert PeriodicTask.objects.get(name="daily_sync").enabled
+    assert not Run.objects.exists()
+    assert not AuditEntry.objects.filter(actor__username="clerk").exists()
 
 
 def test_remove_deletes_and_is_idempotent(db):

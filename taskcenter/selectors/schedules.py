@@ -1,7 +1,7 @@
 """Queries over periodic tasks, with what an operator needs to judge each one."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
@@ -24,8 +24,10 @@ class ScheduleRow:
     next_run: FireTime | None
     last_state: str | None
     last_task_id: str | None
+    last_run_at: datetime | None  # when the latest run was sent (taskcenter's Run rows)
     runs: int
     failures: int
+    error: str = ""  # why beat could not evaluate or send it; empty: fine
 
 
 def schedules_overview(
@@ -38,9 +40,10 @@ def schedules_overview(
     """
     latest = Run.objects.filter(periodic_task_name=OuterRef("name")).order_by("-id")
     tasks = (
-        PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar")
+        PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar", "taskcenter_policy")
         .annotate(
             last_task_id=Subquery(latest.values("task_result_id")[:1]),
+            last_sent_at=Subquery(latest.values("created_at")[:1]),
             last_state=Subquery(latest.values("task_result__status")[:1]),
         )
         .order_by("name")
@@ -61,6 +64,8 @@ def schedules_overview(
             next_run=next(iter(schedule_next_runs(t, count=1)), None),
             last_state=t.last_state or ("PENDING" if t.last_task_id else None),
             last_task_id=t.last_task_id,
+            last_run_at=t.last_sent_at,
+            error=schedule_error(t),
             runs=counts.get(t.name, (0, 0))[0],
             failures=counts.get(t.name, (0, 0))[1],
         )
@@ -76,3 +81,33 @@ def _counts(names: list[str]) -> dict[str, tuple[int, int]]:
         .annotate(total=Count("id"), failed=Count("id", filter=Q(task_result__status="FAILURE")))
     )
     return {row["periodic_task_name"]: (row["total"], row["failed"]) for row in rows}
+
+
+def schedule_error(task: PeriodicTask) -> str:
+    """Why beat could not evaluate or send ``task`` (empty: fine)."""
+    return getattr(getattr(task, "taskcenter_policy", None), "error", "") or ""
+
+
+def schedule_last_run(task: PeriodicTask) -> Run | None:
+    """The latest run of a schedule, from taskcenter's Run rows.
+
+    Not ``PeriodicTask.last_run_at``: django-celery-beat clears it when a schedule is
+    disabled, and a one-off resets its run count when it disables itself.
+    """
+    return Run.objects.filter(periodic_task_name=task.name).select_related("task_result").order_by("-id").first()
+
+
+def schedule_run_count(task: PeriodicTask) -> int:
+    """Runs of a schedule over ``COUNT_WINDOW``."""
+    return _counts([task.name]).get(task.name, (0, 0))[0]
+
+
+def schedules_in_error(*, limit: int = 50) -> list[tuple[str, str]]:
+    """``(name, error)`` of the schedules beat marked in error, most recent first."""
+    rows = (
+        PeriodicTask.objects.exclude(taskcenter_policy__error="")
+        .filter(taskcenter_policy__isnull=False)
+        .order_by("-taskcenter_policy__error_at")
+        .values_list("name", "taskcenter_policy__error")[:limit]
+    )
+    return list(rows)

@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django_celery_beat.models import PeriodicTask
@@ -12,7 +12,13 @@ from taskcenter.forms.schedules import ScheduleForm
 from taskcenter.models import AuditEntry
 from taskcenter.schedules.timing import AMBIGUOUS, DST_DAY, SHIFTED
 from taskcenter.selectors.runs import RunFilters, runs_page
-from taskcenter.selectors.schedules import PAGE_SIZE, schedules_overview
+from taskcenter.selectors.schedules import (
+    PAGE_SIZE,
+    schedule_error,
+    schedule_last_run,
+    schedule_run_count,
+    schedules_overview,
+)
 from taskcenter.services import schedules as service
 from taskcenter.views.common import staff_required, submit
 
@@ -58,7 +64,10 @@ def schedule_list(request):
 
 
 def _task_or_404(pk) -> PeriodicTask:
-    return get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar"), pk=pk)
+    if _int(pk) is None:
+        raise Http404("No such schedule.")
+    related = ("interval", "crontab", "clocked", "solar", "taskcenter_policy")
+    return get_object_or_404(PeriodicTask.objects.select_related(*related), pk=pk)
 
 
 @staff_required
@@ -76,6 +85,9 @@ def schedule_detail(request, pk):
             "description": service.schedule_describe(task),
             "timezone": service.schedule_timezone(task),
             "next_runs": next_runs,
+            "last_run": schedule_last_run(task),
+            "runs_7d": schedule_run_count(task),
+            "error": schedule_error(task),
             "page": page,
             "skips": skips,
             "catalogued": catalogue.get_entry(task.task) is not None,
@@ -87,11 +99,16 @@ def schedule_detail(request, pk):
     )
 
 
+#: Largest primary key or cursor the database holds (64-bit); larger numbers are refused with a 400.
+MAX_ID = 2**63 - 1
+
+
 def _int(value):
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if 0 < number <= MAX_ID else None
 
 
 @staff_required
@@ -138,7 +155,12 @@ def _schedule_form(request, *, entry, existing):
 def schedule_action(request):
     """Run now, enable, disable, duplicate or delete one or several schedules."""
     action = request.POST.get("action", "")
-    tasks = list(PeriodicTask.objects.filter(pk__in=[_int(pk) for pk in request.POST.getlist("ids") if _int(pk)]))
+    raw_ids = request.POST.getlist("ids")
+    ids = [_int(pk) for pk in raw_ids]
+    if None in ids:
+        bad = next(pk for pk, number in zip(raw_ids, ids, strict=True) if number is None)
+        return HttpResponseBadRequest(f"Not a schedule id: {bad[:40]!r} (ids are whole numbers from 1 to {MAX_ID}).")
+    tasks = list(PeriodicTask.objects.filter(pk__in=ids))
     if action not in service.SCHEDULE_ACTIONS or not tasks:
         messages.error(request, "Choose an action and at least one schedule.")
         return redirect("taskcenter:schedule_list")

@@ -106,7 +106,11 @@ class Command(BaseCommand):
 
         for sub in actions.choices.values():
             sub.add_argument("--json", action="store_true", help="Write one JSON document to stdout.")
-            sub.add_argument("--user", help="Username recorded as the actor in the audit trail (default: system).")
+            sub.add_argument(
+                "--user",
+                help="Act as this user: their rights are checked, and they are the actor in the audit trail "
+                "(default: the system).",
+            )
 
     def handle(self, *args, **options):
         self.as_json = options["json"]
