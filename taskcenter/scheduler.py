@@ -33,6 +33,7 @@ records it instead of sending it.
 """
 
 import heapq
+import json
 import logging
 import random
 import time
@@ -226,6 +227,15 @@ class TaskcenterEntry(ModelEntry):
 
     def __init__(self, model, app=None):
         never_ran = model.last_run_at is None
+        # ModelEntry disables a schedule whose arguments are not JSON and says so only in the
+        # log; refuse it here instead, so that it is marked in error where operators look.
+        for label, text, kind in (("arguments", model.args, list), ("keyword arguments", model.kwargs, dict)):
+            try:
+                value = json.loads(text or ("[]" if kind is list else "{}"))
+            except ValueError as exc:
+                raise ValueError(f"its {label} are not valid JSON ({exc})") from None
+            if not isinstance(value, kind):
+                raise ValueError(f"its {label} are not a JSON {'list' if kind is list else 'object'}")
         super().__init__(model, app=app)
         self.policy = policy_of(model)
         self.stored_error = stored_error(model)
