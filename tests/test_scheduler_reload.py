@@ -183,3 +183,21 @@ def test_arguments_of_a_rebuilt_entry_come_from_the_row(scheduler):
     entry = reload(scheduler)["sched-0"]
     assert entry.kwargs == {"x": 5, "y": 6}
     assert entry.options["expires"] == 30
+
+
+def test_tick_closes_a_connection_that_outlived_its_age_as_django_celery_beat_does(scheduler, monkeypatch):
+    PeriodicTask.objects.exists()  # a connection is open
+    assert connection.connection is not None
+    connection.close_at = 0.0  # older than CONN_MAX_AGE (or closed by the database)
+    monkeypatch.setattr(scheduler, "_lead", lambda: False)  # standing by: nothing else touches the database
+    scheduler._next_connection_check = 0.0
+    scheduler.tick()
+    assert connection.connection is None
+
+
+def test_a_row_that_cannot_be_built_is_marked_in_error_and_the_others_load(scheduler):
+    make_tasks(2)
+    PeriodicTask.objects.filter(name="sched-1").update(kwargs="[1, 2]")  # not an object
+    schedule = reload(scheduler)
+    assert "sched-0" in schedule and "sched-1" not in schedule
+    assert "keyword arguments are not a JSON object" in SchedulePolicy.objects.get(periodic_task__name="sched-1").error
