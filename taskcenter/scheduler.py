@@ -26,10 +26,16 @@ django-celery-beat tables, changes are still detected through
    rebuilds only the entries whose rows changed; Celery's whole-schedule comparison on
    every send is skipped.
 
-The due-or-not logic is the pure function ``decide()``; the rest adapts it to
-Celery's ``Scheduler.tick()``: a skipped due time is "due" for the heap (so the entry
-moves on to its next due time and ``last_run_at`` is saved) but ``apply_entry()``
-records it instead of sending it.
+5. **No schedule stops beat.** A row that cannot be read, built, evaluated or sent
+   is marked in error (``services.schedules.schedule_mark_error``) and left out; the
+   others keep sending. At send time an entry whose task is not catalogued, or whose
+   message headers, exchange or routing key are set (they could rename the task or
+   reuse another run's id), is refused the same way (``send_refusal``).
+
+The due-or-not logic is the pure function ``decide()`` in ``taskcenter.schedules.due``;
+the rest adapts it to Celery's ``Scheduler.tick()``: a skipped due time is "due" for
+the heap (so the entry moves on to its next due time and ``last_run_at`` is saved) but
+``apply_entry()`` records it instead of sending it.
 """
 
 import heapq
