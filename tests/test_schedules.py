@@ -11,7 +11,8 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, Run, SchedulePolicy
 from taskcenter.schedules.timing import AMBIGUOUS, SHIFTED
-from taskcenter.services.schedules import InvalidSchedule, ScheduleSpec, schedule_next_runs, schedule_save
+from taskcenter.selectors.schedules import schedule_next_runs
+from taskcenter.services.schedules import InvalidSchedule, ScheduleSpec, schedule_save
 
 pytestmark = pytest.mark.django_db
 
@@ -383,3 +384,32 @@ def test_schedule_action_ids_out_of_range_are_a_400(staff_client, ids):
 def test_schedule_urls_with_huge_ids_answer_without_error(staff_client, url):
     make_schedule(name="first")
     assert staff_client.get(url.format("9" * 30)).status_code in (200, 404)
+
+
+def test_pages_list_and_show_schedules_whose_rows_are_corrupt(staff_client):
+    from django.db import connection
+    from django_celery_beat.models import CrontabSchedule
+
+    zone = CrontabSchedule.objects.create(minute="0", hour="2", timezone="UTC")
+    bad_zone = PeriodicTask.objects.create(
+        name="bad zone", task="examples.add", crontab=zone, kwargs='{"x": 1, "y": 1}'
+    )
+    cron = CrontabSchedule.objects.create(minute="1", timezone="UTC")
+    bad_cron = PeriodicTask.objects.create(
+        name="bad cron", task="examples.add", crontab=cron, kwargs='{"x": 1, "y": 1}'
+    )
+    CrontabSchedule.objects.filter(pk=cron.pk).update(minute="every now and then")
+    with connection.cursor() as cursor:  # the field refuses to write it, as a hand edit or import would not
+        cursor.execute(
+            "UPDATE django_celery_beat_crontabschedule SET timezone = %s WHERE id = %s", ["Mars/Olympus", zone.pk]
+        )
+    urls = [reverse("taskcenter:schedule_list"), reverse("admin:django_celery_beat_periodictask_changelist")]
+    for task in (bad_zone, bad_cron):
+        urls += [
+            reverse("taskcenter:schedule_detail", args=[task.pk]),
+            reverse("taskcenter:schedule_edit", args=[task.pk]),
+        ]
+    for url in urls:
+        response = staff_client.get(url)
+        assert response.status_code == 200, url
+    assert "Mars/Olympus" in staff_client.get(urls[0]).content.decode()

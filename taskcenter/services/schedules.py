@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -33,7 +33,8 @@ from django_celery_beat.models import (
 from taskcenter import permissions
 from taskcenter.models import Run, RunSource, SchedulePolicy
 from taskcenter.priorities import Priority
-from taskcenter.schedules.timing import CronFields, FireTime, next_fire_times
+from taskcenter.schedules.timing import CronFields
+from taskcenter.selectors.schedules import crontab_zone_name, schedule_describe
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.launch import FieldErrors, InvalidLaunch, LaunchError, launch_prepare, run_launch
 
@@ -113,7 +114,7 @@ class ScheduleSpec:
         elif task.crontab_id:
             c = task.crontab
             spec.cron = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
-            spec.timezone = str(c.timezone)
+            spec.timezone = crontab_zone_name(task)
         elif task.clocked_id:
             spec.clocked_time = task.clocked.clocked_time
         elif task.solar_id:
@@ -428,77 +429,3 @@ def schedule_mark_error(*, name: str, error: str) -> bool:
 def schedule_clear_error(*, name: str) -> None:
     """Forget the error of schedule ``name`` (beat sent it again)."""
     SchedulePolicy.objects.filter(periodic_task__name=name).exclude(error="").update(error="", error_at=None)
-
-
-def schedule_describe(task: PeriodicTask) -> str:
-    """The schedule in words, e.g. "At 02:00 AM (Asia/Shanghai)" or "every 5 minutes"."""
-    if task.crontab_id:
-        from cron_descriptor import get_description
-
-        c = task.crontab
-        expression = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
-        try:
-            return f"{get_description(expression)} ({c.timezone})"
-        except Exception:  # cron-descriptor cannot describe every Celery crontab
-            return f"{expression} ({c.timezone})"
-    if task.interval_id:
-        return str(task.interval)
-    if task.clocked_id:
-        return f"once at {timezone.localtime(task.clocked.clocked_time):%Y-%m-%d %H:%M:%S %Z}"
-    if task.solar_id:
-        return str(task.solar)
-    return "no schedule"
-
-
-def schedule_timezone(task: PeriodicTask) -> ZoneInfo:
-    if task.crontab_id:
-        return ZoneInfo(str(task.crontab.timezone))
-    return ZoneInfo(settings.TIME_ZONE)
-
-
-def schedule_next_runs(task: PeriodicTask, *, count: int = 10, now: datetime | None = None) -> list[FireTime]:
-    """The next ``count`` run times in the schedule's time zone (DST changes flagged).
-
-    A schedule that cannot be evaluated (a row written around the forms) has none;
-    beat marks it in error.
-    """
-    now = now or timezone.now()
-    if not task.enabled:
-        return []
-    try:
-        return _next_runs(task, count, now)
-    except Exception:  # a corrupt row must not break a page; beat reports the error
-        logger.warning("Next runs of schedule %s could not be computed", task.name, exc_info=True)
-        return []
-
-
-def _next_runs(task: PeriodicTask, count: int, now: datetime) -> list[FireTime]:
-    tz = schedule_timezone(task)
-    if task.crontab_id:
-        c = task.crontab
-        fields = CronFields.parse(c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week)
-        return next_fire_times(fields, tz, now, count)
-    if task.interval_id:
-        step = task.interval.schedule.run_every
-        start = task.last_run_at or task.start_time or now
-        first = start + step
-        while first < now:
-            first += step * max(1, int((now - first) / step))
-        return [FireTime((first + step * i).astimezone(tz)) for i in range(count)]
-    if task.clocked_id:
-        at = task.clocked.clocked_time
-        return [FireTime(at.astimezone(tz))] if at > now or task.last_run_at is None else []
-    if task.solar_id:
-        return _solar_next_runs(task.solar.schedule, tz, now, count)
-    return []
-
-
-def _solar_next_runs(schedule, tz: ZoneInfo, now: datetime, count: int) -> list[FireTime]:
-    """The next solar events (Celery's ``solar`` computes them with ephem)."""
-    fires, after = [], now
-    for _ in range(count):
-        # remaining_estimate() measures from the schedule's "now"; add it back to get the event.
-        at = schedule.now() + schedule.remaining_estimate(after)
-        fires.append(FireTime(at.astimezone(tz)))
-        after = at + timedelta(minutes=1)
-    return fires

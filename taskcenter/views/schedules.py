@@ -14,9 +14,13 @@ from taskcenter.schedules.timing import AMBIGUOUS, DST_DAY, SHIFTED
 from taskcenter.selectors.runs import RunFilters, runs_page
 from taskcenter.selectors.schedules import (
     PAGE_SIZE,
+    periodic_tasks,
+    schedule_describe,
     schedule_error,
     schedule_last_run,
+    schedule_next_runs,
     schedule_run_count,
+    schedule_timezone,
     schedules_overview,
 )
 from taskcenter.services import schedules as service
@@ -66,15 +70,14 @@ def schedule_list(request):
 def _task_or_404(pk) -> PeriodicTask:
     if _int(pk) is None:
         raise Http404("No such schedule.")
-    related = ("interval", "crontab", "clocked", "solar", "taskcenter_policy")
-    return get_object_or_404(PeriodicTask.objects.select_related(*related), pk=pk)
+    return get_object_or_404(periodic_tasks(), pk=pk)
 
 
 @staff_required
 def schedule_detail(request, pk):
     task = _task_or_404(pk)
     page = runs_page(RunFilters(periodic_task_name=task.name), before=_int(request.GET.get("before")))
-    next_runs = [(fire, DST_NOTES.get(fire.note, "")) for fire in service.schedule_next_runs(task, count=10)]
+    next_runs = [(fire, DST_NOTES.get(fire.note, "")) for fire in schedule_next_runs(task, count=10)]
     skips = AuditEntry.objects.filter(action=AuditEntry.Action.SCHEDULE_SKIP, target=task.name).order_by("-id")[:20]
     return render(
         request,
@@ -82,8 +85,8 @@ def schedule_detail(request, pk):
         {
             "task": task,
             "spec": service.ScheduleSpec.from_periodic_task(task),
-            "description": service.schedule_describe(task),
-            "timezone": service.schedule_timezone(task),
+            "description": schedule_describe(task),
+            "timezone": schedule_timezone(task),
             "next_runs": next_runs,
             "last_run": schedule_last_run(task),
             "runs_7d": schedule_run_count(task),
@@ -144,7 +147,7 @@ def _schedule_form(request, *, entry, existing):
         request, form, lambda data: service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)
     )
     if task is not None:
-        messages.success(request, f"Saved schedule {task.name}: {service.schedule_describe(task)}.")
+        messages.success(request, f"Saved schedule {task.name}: {schedule_describe(task)}.")
         return redirect("taskcenter:schedule_detail", pk=task.pk)
     context = {"form": form, "entry": entry, "existing": existing}
     return render(request, "taskcenter/schedule_form.html", context, status=status)

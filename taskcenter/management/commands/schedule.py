@@ -20,17 +20,14 @@ from django_celery_beat.models import PeriodicTask
 
 from taskcenter.models import SchedulePolicy
 from taskcenter.priorities import Priority
-from taskcenter.selectors.schedules import schedules_overview
+from taskcenter.selectors.schedules import schedule_describe, schedule_next_runs, schedule_timezone, schedules_overview
 from taskcenter.services.launch import LaunchError
 from taskcenter.services.schedules import (
     PERIODS,
     ScheduleSpec,
     schedule_delete,
-    schedule_describe,
-    schedule_next_runs,
     schedule_run_now,
     schedule_save,
-    schedule_timezone,
     schedules_set_enabled,
 )
 
