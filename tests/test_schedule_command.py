@@ -5,13 +5,11 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from taskcenter.models import AuditEntry, Run
@@ -111,7 +109,7 @@ def test_list_shows_name_task_schedule_enabled_last_and_next_run(db):
     schedule(*CRON)
     schedule("add", "tick", "examples.add", "-t", "interval", "--every", "30", "--period", "seconds",
              "--args", "[1, 2]", "--disabled")  # fmt: skip
-    PeriodicTask.objects.filter(name="daily_sync").update(last_run_at=timezone.now() - timedelta(hours=1))
+    PeriodicTask.objects.filter(name="daily_sync").update(last_run_at=None)  # as disabling leaves it
     Run.objects.create(task_result_id="t-1", task_name="examples.add", queue="high", periodic_task_name="daily_sync")
     lines = schedule("list").splitlines()
     assert lines[0].split() == ["NAME", "TASK", "SCHEDULE", "ENABLED", "LAST", "RUN", "NEXT", "RUN"]
