@@ -183,7 +183,7 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     def next_run(self, obj):
         fire = next(iter(schedule_next_runs(obj, count=1)), None)
         # In the schedule's own time zone, as on the schedules pages.
-        return fire.at.astimezone(schedule_timezone(obj)).strftime("%Y-%m-%d %H:%M %Z") if fire else "–"
+        return fire.at.astimezone(schedule_timezone(obj)).strftime("%Y-%m-%d %H:%M:%S %Z") if fire else "–"
 
     @admin.display(description="")
     def open(self, obj):

@@ -6,6 +6,7 @@ No broker is needed: these tests drive the scheduler's loading and saving direct
 """
 
 import json
+import sys
 
 import pytest
 from django.db import DatabaseError, connection
@@ -201,3 +202,31 @@ def test_a_row_that_cannot_be_built_is_marked_in_error_and_the_others_load(sched
     schedule = reload(scheduler)
     assert "sched-0" in schedule and "sched-1" not in schedule
     assert "keyword arguments are not a JSON object" in SchedulePolicy.objects.get(periodic_task__name="sched-1").error
+
+
+def test_a_solar_schedule_without_ephem_is_marked_in_error_and_beat_keeps_the_others(scheduler, monkeypatch):
+    """What stopped beat (and with it `make run`) before ephem was a requirement."""
+    from django_celery_beat.models import SolarSchedule
+
+    make_tasks(1)
+    solar = SolarSchedule.objects.create(event="sunrise", latitude=31.23, longitude=121.47)
+    PeriodicTask.objects.create(name="dawn", task="examples.add", solar=solar, kwargs=KWARGS)
+    monkeypatch.setitem(sys.modules, "ephem", None)  # "import ephem" raises ModuleNotFoundError
+    schedule = reload(scheduler)
+    scheduler.populate_heap()
+    assert "sched-0" in schedule and "dawn" not in schedule
+    assert "ModuleNotFoundError" in SchedulePolicy.objects.get(periodic_task__name="dawn").error
+
+
+def test_the_migration_clears_message_options_stored_before(db):
+    import importlib
+
+    from django.apps import apps
+
+    make_tasks(3)
+    PeriodicTask.objects.filter(name="sched-0").update(headers='{"task": "celery.map"}')
+    PeriodicTask.objects.filter(name="sched-1").update(exchange="x", routing_key="y")
+    migration = importlib.import_module("taskcenter.migrations.0006_schedule_health")
+    migration.clear_message_options(apps, None)
+    rows = PeriodicTask.objects.values_list("headers", "exchange", "routing_key")
+    assert set(rows) == {("{}", None, None)}
