@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 
 from celery import schedules
 from celery.beat import event_t
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections, transaction
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
@@ -166,6 +167,12 @@ def send_refusal(entry) -> str:
     for option in ("exchange", "routing_key"):
         if options.get(option):
             return f"its {option.replace('_', ' ')} {options[option]!r} is set; taskcenter routes by queue only"
+    queue = options.get("queue")
+    if queue and queue not in settings.TASKCENTER_QUEUES:
+        return f"its queue {queue!r} is not one of the configured queues ({', '.join(settings.TASKCENTER_QUEUES)})"
+    priority = options.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9):
+        return f"its priority {priority!r} is not a broker priority from 0 to 9"
     return ""
 
 

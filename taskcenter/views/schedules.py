@@ -134,7 +134,7 @@ def schedule_edit(request, pk):
     task = _task_or_404(pk)
     entry = catalogue.get_entry(task.task)
     if entry is None:
-        raise Http404(f"{task.task} is not a catalogued task; edit or delete this schedule in the admin.")
+        raise Http404(f"{task.task} is not a catalogued task: this schedule cannot be edited, only deleted.")
     if not permissions.can_change_schedule(request.user, task.task):
         raise PermissionDenied("You may not change this schedule.")
     return _schedule_form(request, entry=entry, existing=task)
