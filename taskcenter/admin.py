@@ -1,38 +1,39 @@
-"""Admin: read-only runs and audit entries, and periodic tasks limited to the catalogue.
+"""Admin: read-only runs and audit entries, and periodic tasks listed with their health.
 
 django-celery-beat's own admin lets anyone who may view periodic tasks run them,
-with any registered task name, and its form needs a schedule row chosen first. Here
-adding (and changing a catalogued schedule) opens taskcenter's schedule form, which
-takes the schedule inline; the admin form that remains accepts only catalogued tasks.
-Every action goes through ``taskcenter.services.schedules``: permission-checked per
-task, audited, and "run now" through the launch service.
+with any registered task name and any message options (headers could rename the
+task sent). Here the admin never writes a periodic task itself: adding and changing
+(any method) go to taskcenter's schedule pages, and delete and every action go
+through ``taskcenter.services.schedules``: permission-checked per task, audited, and
+"run now" through the launch service.
 """
 
-import json
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, IntegerField, OuterRef, Subquery, TextField
+from django.db.models.functions import Cast
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
-from django_celery_beat.admin import PeriodicTaskForm as BeatPeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
 from taskcenter import catalogue, permissions
 from taskcenter.models import AuditEntry, Run
-from taskcenter.selectors.schedules import COUNT_WINDOW
-from taskcenter.services.launch import InvalidLaunch, LaunchError, launch_prepare
-from taskcenter.services.schedules import (
-    schedule_delete,
+from taskcenter.selectors.schedules import (
+    COUNT_WINDOW,
     schedule_describe,
+    schedule_error,
     schedule_next_runs,
     schedule_timezone,
-    schedules_act,
 )
+from taskcenter.services.schedules import ScheduleForbidden, schedule_delete, schedules_act
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -72,57 +73,20 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         return False  # the trail is append-only
 
 
-class CataloguedPeriodicTaskForm(BeatPeriodicTaskForm):
-    """A periodic task of a catalogued task, with arguments that fit its signature."""
-
-    regtask = forms.ChoiceField(label="Task", required=False)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["regtask"].choices = [("", "---------")] + [
-            (entry.name, f"{entry.name}: {entry.summary}") for entry in catalogue.all_entries()
-        ]
-        self.fields["task"].help_text = "Filled from the choice above; only catalogued tasks are accepted."
-        if self.instance.pk and catalogue.get_entry(self.instance.task):
-            self.initial.setdefault("regtask", self.instance.task)
-
-    def clean(self):
-        data = super().clean()
-        name = data.get("task")
-        if name and catalogue.get_entry(name) is None:
-            self.add_error("task", f"{name!r} is not a catalogued task; only catalogued tasks can be scheduled.")
-            return data
-        if name and "args" in data and "kwargs" in data:
-            try:
-                launch_prepare(
-                    task_name=name,
-                    args=json.loads(data["args"] or "[]"),
-                    kwargs=json.loads(data["kwargs"] or "{}"),
-                    queue=data.get("queue") or None,
-                )
-            except InvalidLaunch as exc:
-                for field, errors in exc.errors.items():
-                    for error in errors:
-                        self.add_error(field if field in self.fields else None, error)
-            except (ValueError, LaunchError) as exc:
-                self.add_error(None, str(exc))
-        return data
-
-
 admin.site.unregister(PeriodicTask)
 
 
 @admin.register(PeriodicTask)
 class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
-    form = CataloguedPeriodicTaskForm
     actions = ("run_tasks", "enable_tasks", "disable_tasks", "duplicate_tasks")
     list_display = (
         "name",
         "enabled",
         "schedule_in_words",
         "time_zone",
-        "last_run_at",
+        "last_run",
         "last_state",
+        "health",
         "next_run",
         "runs_7d",
         "failures_7d",
@@ -139,9 +103,14 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
         return (
             super()
             .get_queryset(request)
+            .select_related("taskcenter_policy")
+            # A crontab's zone as text: the field raises on an unknown name (see selectors.periodic_tasks).
+            .defer("crontab__timezone")
             .annotate(
+                crontab_zone=Cast("crontab__timezone", TextField()),
                 last_state_value=Subquery(latest.values("task_result__status")[:1]),
                 last_task_id=Subquery(latest.values("task_result_id")[:1]),
+                last_sent_at=Subquery(latest.values("created_at")[:1]),
                 recent_runs=Subquery(recent.annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()),
                 recent_failures=Subquery(
                     recent.filter(task_result__status="FAILURE").annotate(n=Count("pk")).values("n")[:1],
@@ -149,6 +118,25 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
                 ),
             )
         )
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj):
+        # As Django's, labelled with the name: str(obj) renders the schedule row, which
+        # raises for a crontab whose stored time zone is unknown.
+        attrs = {"class": "action-select", "aria-label": f"Select this object for an action - {obj.name}"}
+        return forms.CheckboxInput(attrs, lambda value: False).render(helpers.ACTION_CHECKBOX_NAME, str(obj.pk))
+
+    @admin.display(description="Last run")
+    def last_run(self, obj):
+        # From taskcenter's runs: beat's last_run_at is cleared when a schedule is disabled.
+        if not obj.last_sent_at:
+            return "never"
+        return timezone.localtime(obj.last_sent_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="Health")
+    def health(self, obj):
+        error = schedule_error(obj)
+        return format_html('<span class="errornote" title="{}">in error</span>', error) if error else "ok"
 
     @admin.display(description="Runs 7 d")
     def runs_7d(self, obj):
@@ -158,12 +146,23 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     def failures_7d(self, obj):
         return obj.recent_failures or 0
 
+    # Writes: only through the schedule service, never the stock form's save.
+    def save_model(self, request, obj, form, change):
+        raise PermissionDenied("Periodic tasks are saved through the schedule pages.")
+
     def delete_model(self, request, obj):
-        schedule_delete(periodic_task=obj, actor=request.user)
+        self.delete_queryset(request, [obj])
 
     def delete_queryset(self, request, queryset):
-        for task in queryset:
-            schedule_delete(periodic_task=task, actor=request.user)
+        tasks = list(queryset)
+        refused = [t.name for t in tasks if not permissions.can_act_on_schedule(request.user, "delete", t.task)]
+        if refused:
+            raise PermissionDenied(f"You may not delete {', '.join(refused)}.")
+        try:
+            for task in tasks:
+                schedule_delete(periodic_task=task, actor=request.user)
+        except ScheduleForbidden as exc:
+            raise PermissionDenied(str(exc)) from None
 
     @admin.display(description="Schedule")
     def schedule_in_words(self, obj):
@@ -184,7 +183,7 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     def next_run(self, obj):
         fire = next(iter(schedule_next_runs(obj, count=1)), None)
         # In the schedule's own time zone, as on the schedules pages.
-        return fire.at.astimezone(schedule_timezone(obj)).strftime("%Y-%m-%d %H:%M %Z") if fire else "–"
+        return fire.at.astimezone(schedule_timezone(obj)).strftime("%Y-%m-%d %H:%M:%S %Z") if fire else "–"
 
     @admin.display(description="")
     def open(self, obj):
@@ -195,22 +194,27 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     def has_launch_permission(self, request) -> bool:
         return permissions.can_launch_something(request.user)
 
-    # One form for schedules: the schedules pages take the schedule inline (a crontab
-    # expression, "every N minutes", a time) and typed arguments. The admin's own form,
-    # which needs a schedule row chosen first, stays for tasks outside the catalogue.
+    # One form for schedules, whatever the method: the schedules pages take the schedule
+    # inline, accept only catalogued tasks, check the user's rights per task and audit.
+    # The stock form (any registered task, message headers) is never shown or saved.
     def add_view(self, request, form_url="", extra_context=None):
         task = request.GET.get("task", "")
         if catalogue.get_entry(task) is not None:
             return redirect(f"{reverse('taskcenter:schedule_new')}?{urlencode({'task': task})}")
         return redirect(f"{reverse('taskcenter:schedule_list')}#new-schedule")
 
+    def get_object(self, request, object_id, from_field=None):
+        if from_field is None and not _is_id(object_id):
+            return None  # e.g. 30 digits: beyond the database's integers, so no such row
+        return super().get_object(request, object_id, from_field)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        task = PeriodicTask.objects.filter(pk=object_id).only("pk", "task").first() if object_id.isdigit() else None
-        if task is not None and catalogue.get_entry(task.task) is not None and request.method == "GET":
-            if permissions.can_change_schedule(request.user, task.task):
-                return redirect("taskcenter:schedule_edit", pk=task.pk)
-            return redirect("taskcenter:schedule_detail", pk=task.pk)
-        return super().change_view(request, object_id, form_url, extra_context)
+        task = PeriodicTask.objects.filter(pk=object_id).only("pk", "task").first() if _is_id(object_id) else None
+        if task is None:
+            return redirect("admin:django_celery_beat_periodictask_changelist")
+        if catalogue.get_entry(task.task) is not None and permissions.can_change_schedule(request.user, task.task):
+            return redirect("taskcenter:schedule_edit", pk=task.pk)
+        return redirect("taskcenter:schedule_detail", pk=task.pk)  # an uncatalogued one: view or delete it there
 
     # The parent's actions neither check permissions per task nor write the audit trail:
     # these call the same service as the schedules pages.
@@ -243,3 +247,8 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     @admin.action(description="Run selected schedules now", permissions=["launch"])
     def run_tasks(self, request, queryset):
         self._act(request, queryset, "run_now")
+
+
+def _is_id(value) -> bool:
+    """A primary key the database can hold (a 64-bit integer)."""
+    return isinstance(value, str) and value.isdigit() and 0 < int(value) < 2**63

@@ -264,6 +264,7 @@ class AuditEntry(models.Model):
         SCHEDULE_DUPLICATE = "schedule_duplicate", "Duplicate schedule"
         SCHEDULE_RUN_NOW = "schedule_run_now", "Run schedule now"
         SCHEDULE_SKIP = "schedule_skip", "Skip a due run"
+        SCHEDULE_ERROR = "schedule_error", "Schedule in error"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -315,6 +316,9 @@ class SchedulePolicy(models.Model):
     max_instances = models.PositiveIntegerField(
         default=0, help_text="Skip a due run while this many runs of the schedule wait or run; 0: no limit."
     )
+    # Health, written by beat: why the schedule could not be evaluated or sent (empty: fine).
+    error = models.TextField(blank=True, default="", help_text="Why beat could not evaluate or send this schedule.")
+    error_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"policy of {self.periodic_task_id}"

@@ -26,48 +26,63 @@ django-celery-beat tables, changes are still detected through
    rebuilds only the entries whose rows changed; Celery's whole-schedule comparison on
    every send is skipped.
 
-The due-or-not logic is the pure function ``decide()``; the rest adapts it to
-Celery's ``Scheduler.tick()``: a skipped due time is "due" for the heap (so the entry
-moves on to its next due time and ``last_run_at`` is saved) but ``apply_entry()``
-records it instead of sending it.
+5. **No schedule stops beat.** A row that cannot be read, built, evaluated or sent
+   is marked in error (``services.schedules.schedule_mark_error``) and left out; the
+   others keep sending. At send time an entry whose task is not catalogued, or whose
+   message headers, exchange or routing key are set (they could rename the task or
+   reuse another run's id), is refused the same way (``send_refusal``).
+
+The due-or-not logic is the pure function ``decide()`` in ``taskcenter.schedules.due``;
+the rest adapts it to Celery's ``Scheduler.tick()``: a skipped due time is "due" for
+the heap (so the entry moves on to its next due time and ``last_run_at`` is saved) but
+``apply_entry()`` records it instead of sending it.
 """
 
 import heapq
+import json
 import logging
 import random
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from celery import schedules
 from celery.beat import event_t
-from django.db import DatabaseError, InterfaceError, transaction
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, close_old_connections, transaction
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
-from django_celery_beat.clockedschedule import clocked
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from django_celery_beat.utils import NEVER_CHECK_TIMEOUT
+from kombu.exceptions import OperationalError
 
+from taskcenter import catalogue
 from taskcenter.models import ACTIVE_STATES, Run, SchedulePolicy
-from taskcenter.schedules.timing import CronFields, fire_times, next_fire_after
+from taskcenter.schedules.due import (  # noqa: F401  (re-exported: the beat's vocabulary)
+    MAX_COUNTED,
+    MIN_TOLERANCE,
+    ONE_TIME_RECHECK,
+    SEND,
+    SKIP,
+    WAIT,
+    ClockedTiming,
+    CrontabTiming,
+    Decision,
+    DueTimes,
+    EstimateTiming,
+    IntervalTiming,
+    Policy,
+    decide,
+    timing_of,
+)
 from taskcenter.services import beat as beat_service
+from taskcenter.services import schedules as schedule_service
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.recording import runs_collected, runs_write
 
 logger = logging.getLogger(__name__)
 
-SEND, SKIP, WAIT = "send", "skip", "wait"
-RUN_ONCE, SKIP_MISSED = SchedulePolicy.Misfire.RUN_ONCE.value, SchedulePolicy.Misfire.SKIP.value
-
-#: A due time is "missed" when beat sees it more than this many seconds late (or max_interval, if longer).
-MIN_TOLERANCE = 5.0
-#: Seconds after which a one-time schedule that was sent or skipped is looked at again (to disable it).
-ONE_TIME_RECHECK = 1.0
-#: Most past crontab fire times counted one by one for the skip message (more shows as "N+").
-MAX_COUNTED = 10_000
 #: Longest a tick sends before it saves what it sent (a leader killed in between leaves these unsaved).
 FLUSH_SECONDS = 0.2
 #: Seconds between two looks for schedule changes (``PeriodicTasks.last_update``).
@@ -114,236 +129,68 @@ FINGERPRINT_FIELDS = (
     "taskcenter_policy__max_instances",
 )
 NAME_INDEX = FINGERPRINT_FIELDS.index("name")
-#: Windows searched backwards from now for the latest fire time when there were too many to count.
-_LATEST_WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelta(days=367))
+#: Tasks outside the catalogue that beat sends, without arguments: the entries Celery installs itself
+#: (``celery.backend_cleanup`` deletes results older than ``CELERY_RESULT_EXPIRES``).
+SYSTEM_TASKS = frozenset({"celery.backend_cleanup"})
+#: Seconds before a schedule in error is looked at again (an edit reloads it at once).
+ERROR_RECHECK = 300.0
 
 
-# --- Pure logic: when is a schedule due, and what to do about it ----------------------
+def stored_error(task) -> str:
+    """The error beat last recorded for a ``PeriodicTask`` (empty: none); no query when selected with it."""
+    try:
+        return task.taskcenter_policy.error
+    except (SchedulePolicy.DoesNotExist, DatabaseError):
+        return ""
 
 
-@dataclass(frozen=True)
-class Policy:
-    """A schedule's ``SchedulePolicy`` in plain values (defaults when it has no row)."""
+def send_refusal(entry) -> str:
+    """Why ``entry`` must not be sent (empty: it may be).
 
-    misfire: str = RUN_ONCE
-    grace_seconds: int | None = None
-    jitter_seconds: int = 0
-    max_instances: int = 0
-
-    @classmethod
-    def of(cls, task) -> "Policy":
-        """The policy of a ``PeriodicTask``; no query when ``taskcenter_policy`` was selected with it."""
-        try:
-            row = task.taskcenter_policy
-        except SchedulePolicy.DoesNotExist:
-            return cls()
-        except DatabaseError:
-            logger.exception("Could not read the policy of schedule %s; using the defaults", task.name)
-            return cls()
-        return cls(
-            misfire=row.misfire,
-            grace_seconds=row.grace_seconds,
-            jitter_seconds=row.jitter_seconds or 0,
-            max_instances=row.max_instances or 0,
-        )
-
-
-@dataclass(frozen=True)
-class DueTimes:
-    """A schedule's due times around ``now``, given its last run."""
-
-    first: datetime | None  # first due time after the last run; None: never again
-    ref: datetime | None = None  # the past due time a run sent now stands for; None: nothing due yet
-    earlier: int = 0  # past due times before ``ref`` (coalesced into the run, or skipped)
-    total: int = 0  # past due times since the last run, ``ref`` included
-    exact: bool = True  # False when ``total`` was capped at MAX_COUNTED
-    following: datetime | None = None  # the next due time after now; None: none (one-time schedule)
-
-    def count(self, n: int) -> str:
-        return f"{n}{'' if self.exact else '+'}"
-
-
-class CrontabTiming:
-    """Fire times of a crontab in its own time zone, DST included (``schedules.timing``)."""
-
-    def __init__(self, fields: CronFields, tz: ZoneInfo):
-        self.fields, self.tz = fields, tz
-
-    def __eq__(self, other):
-        return isinstance(other, CrontabTiming) and (self.fields, self.tz) == (other.fields, other.tz)
-
-    def due(self, last_run_at: datetime, now: datetime) -> DueTimes:
-        first = next_fire_after(self.fields, self.tz, last_run_at)
-        if first is None or first > now:
-            return DueTimes(first=first)
-        latest, total, exact = first, 0, True
-        for fire in fire_times(self.fields, self.tz, last_run_at):
-            if fire.at > now:
-                break
-            latest, total = fire.at, total + 1
-            if total >= MAX_COUNTED:
-                latest, exact = self._latest_until(now, floor=last_run_at) or latest, False
-                break
-        return DueTimes(
-            first=first,
-            ref=latest,
-            earlier=total - 1,
-            total=total,
-            exact=exact,
-            following=next_fire_after(self.fields, self.tz, now),
-        )
-
-    def start_reference(self, start_time: datetime) -> datetime:
-        return start_time - timedelta(microseconds=1)  # the first fire time at or after the start
-
-    def _latest_until(self, now: datetime, *, floor: datetime) -> datetime | None:
-        for window in _LATEST_WINDOWS:
-            latest = None
-            for fire in fire_times(self.fields, self.tz, max(floor, now - window)):
-                if fire.at > now:
-                    break
-                latest = fire.at
-            if latest is not None:
-                return latest
-        return None
-
-
-class IntervalTiming:
-    """Every ``every`` after the last run (Celery's interval): one due time, however long ago."""
-
-    def __init__(self, every: timedelta):
-        self.every = every
-
-    def __eq__(self, other):
-        return isinstance(other, IntervalTiming) and self.every == other.every
-
-    def due(self, last_run_at: datetime, now: datetime) -> DueTimes:
-        first = last_run_at + self.every
-        if first > now:
-            return DueTimes(first=first)
-        periods = max(1, int((now - last_run_at) / self.every))
-        return DueTimes(first=first, ref=first, total=periods, following=now + self.every)
-
-    def start_reference(self, start_time: datetime) -> datetime:
-        return start_time - self.every  # first due at the start time, as Celery does
-
-
-class ClockedTiming:
-    """Once, at a given time (a one-off ``ClockedSchedule``)."""
-
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __eq__(self, other):
-        return isinstance(other, ClockedTiming) and self.at == other.at
-
-    def due(self, last_run_at: datetime, now: datetime) -> DueTimes:
-        if now < self.at:
-            return DueTimes(first=self.at)
-        return DueTimes(first=self.at, ref=self.at, total=1)
-
-    def start_reference(self, start_time: datetime) -> datetime:
-        return start_time
-
-
-class EstimateTiming:
-    """Any other Celery schedule (solar): due times from its own ``remaining_estimate``."""
-
-    def __init__(self, schedule):
-        self.schedule = schedule
-
-    def __eq__(self, other):
-        return isinstance(other, EstimateTiming) and self.schedule == other.schedule
-
-    def due(self, last_run_at: datetime, now: datetime) -> DueTimes:
-        first = now + self.schedule.remaining_estimate(last_run_at)
-        if first > now:
-            return DueTimes(first=first)
-        return DueTimes(first=first, ref=first, total=1, following=now + self.schedule.remaining_estimate(now))
-
-    def start_reference(self, start_time: datetime) -> datetime:
-        return start_time - timedelta(microseconds=1)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What beat does with a schedule now: ``send``, ``skip`` or ``wait``."""
-
-    verdict: str
-    delay: float  # seconds until the schedule should be looked at again
-    due_at: datetime | None = None  # the due time a send or skip stands for
-    covers: int = 0  # due times one sent run stands for (more than 1: coalesced)
-    skipped: int = 0  # due times dropped (recorded in the audit trail)
-    reason: str = ""  # the audit message of the skipped due times
-    cause: str = ""  # "misfire" or "grace" when due times were skipped
-
-    @property
-    def is_due(self) -> bool:
-        return self.verdict != WAIT
-
-
-def decide(
-    timing, *, last_run_at: datetime, now: datetime, policy: Policy | None = None, tolerance: float = MIN_TOLERANCE
-):
-    """Decide whether a schedule with these due times is sent, skipped or waited for at ``now``.
-
-    A due time more than ``tolerance`` seconds in the past is *missed*. When the most
-    recent due time is on time, it is sent; with ``misfire="skip"`` the missed ones
-    before it are skipped, else they are coalesced into it. When every due time was
-    missed, ``skip`` drops them all; ``run_once`` sends one run for all of them unless
-    the most recent is more than ``grace_seconds`` late, then it drops them too. After a
-    send or skip beat waits for the next due time.
+    Only catalogued tasks are sent, and nothing in the stored message options may
+    change what is sent: headers can rename the task (``task``), reuse another run's
+    id (``id``, ``root_id``, ``parent_id``, ``group``) or forge taskcenter's own
+    markers; exchange and routing key can send it past its queue. taskcenter never
+    sets them, so any value was written around it.
     """
-    policy = policy or Policy()
-    # In UTC: arithmetic on aware datetimes of one DST zone is wall-clock arithmetic.
-    last_run_at, now = _utc(last_run_at), _utc(now)
-    due = timing.due(last_run_at, now)
-    if due.ref is None:
-        return Decision(WAIT, _seconds_until(due.first, now, default=NEVER_CHECK_TIMEOUT))
-    delay = _seconds_until(due.following, now, default=ONE_TIME_RECHECK)
-    late = (now - due.ref).total_seconds()
-    if late <= tolerance:
-        if due.earlier and policy.misfire == SKIP_MISSED:
-            reason = f"misfire: skipped {due.count(due.earlier)} missed run(s)"
-            return Decision(SEND, delay, due.ref, covers=1, skipped=due.earlier, reason=reason, cause="misfire")
-        return Decision(SEND, delay, due.ref, covers=due.total)
-    if policy.misfire == SKIP_MISSED:
-        reason = f"misfire: skipped {due.count(due.total)} missed run(s)"
-        return Decision(SKIP, delay, due.ref, skipped=due.total, reason=reason, cause="misfire")
-    if policy.grace_seconds is not None and late > policy.grace_seconds:
-        reason = f"grace time exceeded by {late - policy.grace_seconds:.0f}s"
-        return Decision(SKIP, delay, due.ref, skipped=due.total, reason=reason, cause="grace")
-    return Decision(SEND, delay, due.ref, covers=due.total)
+    if catalogue.get_entry(entry.task) is None and not (
+        entry.task in SYSTEM_TASKS and not entry.args and not entry.kwargs
+    ):
+        return f"task {entry.task!r} is not in the catalogue; only catalogued tasks are sent"
+    options = entry.options or {}
+    headers = options.get("headers") or {}
+    if not isinstance(headers, dict):
+        return "its message headers are not an object"
+    extra = sorted(str(key) for key in headers if key != "periodic_task_name")
+    if extra:
+        return f"its message headers ({', '.join(extra)}) could change the task sent or its id; clear them"
+    for option in ("exchange", "routing_key"):
+        if options.get(option):
+            return f"its {option.replace('_', ' ')} {options[option]!r} is set; taskcenter routes by queue only"
+    queue = options.get("queue")
+    if queue and queue not in settings.TASKCENTER_QUEUES:
+        return f"its queue {queue!r} is not one of the configured queues ({', '.join(settings.TASKCENTER_QUEUES)})"
+    priority = options.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9):
+        return f"its priority {priority!r} is not a broker priority from 0 to 9"
+    return ""
 
 
-def _utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive one is taken as UTC, as Celery's ``maybe_make_aware`` does."""
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _seconds_until(when: datetime | None, now: datetime, *, default: float) -> float:
-    if when is None:
-        return default
-    return max(0.0, (when - now).total_seconds())
-
-
-def timing_of(task, schedule):
-    """The due-time logic of a ``PeriodicTask`` whose Celery schedule is ``schedule``; None: Celery's own."""
-    if isinstance(schedule, schedules.crontab) and task.crontab is not None:
-        cron = task.crontab
-        try:
-            fields = CronFields.parse(cron.minute, cron.hour, cron.day_of_month, cron.month_of_year, cron.day_of_week)
-            return CrontabTiming(fields, ZoneInfo(str(cron.timezone)))
-        except (ValueError, KeyError):
-            logger.warning("Crontab of schedule %s not understood; timed by Celery", task.name)
-            return None
-    if isinstance(schedule, clocked):
-        return ClockedTiming(schedule.clocked_time)
-    if type(schedule) is schedules.schedule:  # an interval
-        return IntervalTiming(schedule.run_every)
-    if hasattr(schedule, "remaining_estimate"):
-        return EstimateTiming(schedule)
-    return None
+def policy_of(task) -> Policy:
+    """The policy of a ``PeriodicTask``; no query when ``taskcenter_policy`` was selected with it."""
+    try:
+        row = task.taskcenter_policy
+    except SchedulePolicy.DoesNotExist:
+        return Policy()
+    except DatabaseError:
+        logger.exception("Could not read the policy of schedule %s; using the defaults", task.name)
+        return Policy()
+    return Policy(
+        misfire=row.misfire,
+        grace_seconds=row.grace_seconds,
+        jitter_seconds=row.jitter_seconds or 0,
+        max_instances=row.max_instances or 0,
+    )
 
 
 # --- Celery beat adapters ----------------------------------------------------------------
@@ -393,8 +240,18 @@ class TaskcenterEntry(ModelEntry):
 
     def __init__(self, model, app=None):
         never_ran = model.last_run_at is None
+        # ModelEntry disables a schedule whose arguments are not JSON and says so only in the
+        # log; refuse it here instead, so that it is marked in error where operators look.
+        for label, text, kind in (("arguments", model.args, list), ("keyword arguments", model.kwargs, dict)):
+            try:
+                value = json.loads(text or ("[]" if kind is list else "{}"))
+            except ValueError as exc:
+                raise ValueError(f"its {label} are not valid JSON ({exc})") from None
+            if not isinstance(value, kind):
+                raise ValueError(f"its {label} are not a JSON {'list' if kind is list else 'object'}")
         super().__init__(model, app=app)
-        self.policy = Policy.of(model)
+        self.policy = policy_of(model)
+        self.stored_error = stored_error(model)
         self.decision: Decision | None = None
         schedule = getattr(self, "schedule", None)
         timing = timing_of(model, schedule) if schedule is not None else None
@@ -431,6 +288,8 @@ class TaskcenterScheduler(DatabaseScheduler):
         self._next_full_check = 0.0  # monotonic time of the next comparison without a change notice
         self._fingerprints: dict[int, tuple] = {}  # what each loaded row looked like, by primary key
         self._pending_runs: list = []  # Run rows of sent tasks, written with the next sync
+        self._errors: dict[str, str] = {}  # schedules in error, as recorded by this beat
+        self._next_connection_check = 0.0  # monotonic time of the next close_old_connections()
         super().__init__(*args, **kwargs)
 
     def schedules_equal(self, old_schedules, new_schedules):
@@ -458,6 +317,11 @@ class TaskcenterScheduler(DatabaseScheduler):
         lock, the change check and the database writes are paid once per batch of sends,
         not once per send. What was sent is written before the next tick sends anything.
         """
+        if time.monotonic() >= self._next_connection_check:
+            # As DatabaseScheduler does: drop a connection the database closed or that outlived
+            # CONN_MAX_AGE (once a poll interval, not on each of hundreds of ticks a second).
+            self._next_connection_check = time.monotonic() + CHANGE_POLL_SECONDS
+            close_old_connections()
         if not self._lead():
             return self._standby_interval()
         deadline = time.monotonic() + FLUSH_SECONDS
@@ -587,22 +451,77 @@ class TaskcenterScheduler(DatabaseScheduler):
         return {row[0]: row[1:] for row in rows}
 
     def _entry_of(self, model):
+        """The entry of a row; None, with the schedule marked in error, when it cannot be built."""
         try:
             return self.Entry(model, app=self.app)
-        except ValueError:
+        except Exception as exc:  # any row written around the forms: beat must keep running
+            self._report_error(model.name, f"could not be loaded: {_describe(exc)}", stored=stored_error(model))
             return None
+
+    def _read_entries(self, pks=None) -> dict:
+        """Entries of the enabled rows (of ``pks``, or all); a row that cannot even be read is skipped and reported.
+
+        A value the ORM cannot convert (an unknown time zone in a crontab row) fails the
+        whole query, so the rows are then read one at a time to find it.
+        """
+        queryset = self.enabled_models_qs()
+        if pks is not None:
+            queryset = queryset.filter(pk__in=pks)
+        try:
+            models = list(queryset)
+        except DatabaseError:
+            raise
+        except Exception:
+            logger.warning("beat %s: a schedule row cannot be read; reading them one by one", self.identity.id)
+            ids = list(queryset.values_list("pk", flat=True))
+            models = []
+            for pk in ids:
+                try:
+                    models.extend(self.enabled_models_qs().filter(pk=pk))
+                except DatabaseError:
+                    raise
+                except Exception as exc:
+                    name = PeriodicTask.objects.filter(pk=pk).values_list("name", flat=True).first() or f"#{pk}"
+                    self._report_error(name, f"could not be read: {_describe(exc)}")
+        entries = {}
+        for model in models:
+            entry = self._entry_of(model)
+            if entry is not None:
+                entries[model.name] = entry
+        return entries
+
+    def _report_error(self, name: str, message: str, *, stored: str = "") -> None:
+        """Mark schedule ``name`` in error (page, list, alerts, audit) once per distinct message."""
+        if self._errors.get(name) == message:
+            return
+        self._errors[name] = message
+        if stored == message:
+            logger.error("Schedule %s is still in error: %s", name, message)
+            return
+        try:
+            schedule_service.schedule_mark_error(name=name, error=message)
+        except Exception:  # the database may be down too: the log keeps it
+            logger.exception("beat %s could not record the error of schedule %s: %s", self.identity.id, name, message)
+
+    def _clear_error(self, entry) -> None:
+        if entry.name not in self._errors and not getattr(entry, "stored_error", ""):
+            return
+        self._errors.pop(entry.name, None)
+        entry.stored_error = ""
+        try:
+            schedule_service.schedule_clear_error(name=entry.name)
+            if hasattr(entry.model, "taskcenter_policy"):
+                entry.model.taskcenter_policy.error = ""
+        except Exception:
+            logger.exception("beat %s could not clear the error of schedule %s", self.identity.id, entry.name)
 
     def _load_all(self) -> None:
         self.sync()
         # The change mark first: a change made while the rows are read is seen at the next poll.
         self._last_timestamp = self.Changes.last_change()
         fingerprints = self._fingerprint_rows()
-        schedule = {}
         # Read after the fingerprints: a row that changes in between is only rebuilt once more.
-        for model in self.enabled_models_qs():
-            entry = self._entry_of(model)
-            if entry is not None:
-                schedule[model.name] = entry
+        schedule = self._read_entries()
         self._schedule, self._fingerprints = schedule, fingerprints
         logger.info("beat %s loaded %s schedules", self.identity.id, len(schedule))
 
@@ -623,12 +542,11 @@ class TaskcenterScheduler(DatabaseScheduler):
         stale = {self._fingerprints[pk][NAME_INDEX] for pk in removed}
         stale.update(self._fingerprints[pk][NAME_INDEX] for pk in changed if pk in self._fingerprints)
         fresh = {}
+        for name in stale:
+            self._errors.pop(name, None)  # a changed row is judged afresh
         try:
             for start in range(0, len(changed), CHANGED_BATCH):
-                for model in self.enabled_models_qs().filter(pk__in=changed[start : start + CHANGED_BATCH]):
-                    entry = self._entry_of(model)
-                    if entry is not None:
-                        fresh[model.name] = entry
+                fresh.update(self._read_entries(changed[start : start + CHANGED_BATCH]))
         except DatabaseError:
             logger.exception("beat %s could not read the changed schedules; keeping the loaded ones", self.identity.id)
             return
@@ -643,8 +561,7 @@ class TaskcenterScheduler(DatabaseScheduler):
             tolerance = self.misfire_tolerance()
             for entry in fresh.values():
                 entry.tolerance = tolerance
-                is_due, delay = entry.is_due()
-                heapq.heappush(self._heap, event_t(self._when(entry, 0 if is_due else delay) or 0, 5, entry))
+                heapq.heappush(self._heap, self._event(entry))
         logger.info(
             "beat %s: schedule changed (%s added or changed, %s removed)",
             self.identity.id,
@@ -683,16 +600,45 @@ class TaskcenterScheduler(DatabaseScheduler):
     def misfire_tolerance(self) -> float:
         return max(MIN_TOLERANCE, float(self.max_interval or 0))
 
-    def populate_heap(self, *args, **kwargs):
+    def populate_heap(self, event_t=event_t, heapify=heapq.heapify):
+        """Celery's ``populate_heap``, with each entry evaluated on its own (``is_due`` below)."""
         tolerance = self.misfire_tolerance()
+        self._heap = []
         for entry in self.schedule.values():
             if isinstance(entry, TaskcenterEntry):
                 entry.tolerance = tolerance
-        return super().populate_heap(*args, **kwargs)
+            self._heap.append(self._event(entry))
+        heapify(self._heap)
+
+    def _event(self, entry):
+        is_due, delay = self.is_due(entry)
+        try:
+            when = self._when(entry, 0 if is_due else delay) or 0
+        except Exception as exc:
+            self._report_error(entry.name, f"could not be evaluated: {_describe(exc)}")
+            when = time.time() + ERROR_RECHECK
+        return event_t(when, 5, entry)
+
+    def is_due(self, entry):
+        """Whether ``entry`` is due; a schedule that raises is marked in error and looked at again later."""
+        try:
+            return entry.is_due()
+        except Exception as exc:  # one schedule must never stop beat
+            message = f"could not be evaluated: {_describe(exc)}"
+            self._report_error(entry.name, message, stored=getattr(entry, "stored_error", ""))
+            return schedules.schedstate(False, ERROR_RECHECK)
 
     # Sending ------------------------------------------------------------------------
 
     def apply_entry(self, entry, producer=None):
+        refusal = send_refusal(entry)
+        if refusal:
+            # reserve() already moved the entry on; a refused run is not counted (a one-off is, to end it).
+            if not entry.model.one_off:
+                entry.model.total_run_count = max(0, entry.model.total_run_count - 1)
+            logger.error("Schedule %s not sent: %s", entry.name, refusal)
+            self._report_error(entry.name, f"refused at send time: {refusal}", stored=entry.stored_error)
+            return
         decision = getattr(entry, "decision", None)
         policy = getattr(entry, "policy", None) or Policy()
         if decision is not None and decision.verdict == SKIP:
@@ -719,6 +665,21 @@ class TaskcenterScheduler(DatabaseScheduler):
             return super().apply_entry(entry, producer=producer)
         finally:
             entry.options = options
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        """Send ``entry``; a schedule whose message cannot be built or sent is marked in error.
+
+        A broker that is down is not the schedule's fault: that is logged, not recorded.
+        """
+        try:
+            result = super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        except Exception as exc:
+            cause = exc.__context__ or exc
+            if not isinstance(cause, (OperationalError, *beat_service.REDIS_ERRORS)):
+                self._report_error(entry.name, f"could not be sent: {_describe(cause)}", stored=entry.stored_error)
+            raise
+        self._clear_error(entry)
+        return result
 
     def _skip(self, entry, reason: str, *, cause: str, skipped: int, due_at) -> None:
         """Drop a due run: ``reserve()`` already moved the entry on and counted it, so uncount it."""
@@ -772,3 +733,7 @@ class TaskcenterScheduler(DatabaseScheduler):
         except DatabaseError:
             logger.exception("Could not count the active runs of schedule %s; sending anyway", name)
             return 0
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -70,12 +70,12 @@ def test_admin_change_for_a_view_only_user_opens_the_schedule_page(viewer_client
     assert viewer_client.get(change)["Location"] == reverse("taskcenter:schedule_detail", args=[schedules[0].pk])
 
 
-def test_admin_keeps_its_own_form_for_a_schedule_outside_the_catalogue(staff_client):
+def test_admin_shows_a_schedule_outside_the_catalogue_on_its_page_not_in_the_stock_form(staff_client):
     every = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.DAYS)
     cleanup = PeriodicTask.objects.create(name="cleanup", task="celery.backend_cleanup", interval=every)
     response = staff_client.get(reverse("admin:django_celery_beat_periodictask_change", args=[cleanup.pk]))
-    assert response.status_code == 200
-    assert "celery.backend_cleanup" in response.content.decode()
+    assert response["Location"] == reverse("taskcenter:schedule_detail", args=[cleanup.pk])
+    assert "celery.backend_cleanup" in staff_client.get(response["Location"]).content.decode()
 
 
 def test_admin_bulk_actions_go_through_the_schedule_service_audited_and_tell_beat(staff_client, schedules):
@@ -131,4 +131,98 @@ def test_admin_next_run_is_in_the_schedules_own_time_zone(staff_client):
     cron = CrontabSchedule.objects.create(minute="0", hour="2", timezone="Europe/Berlin")
     PeriodicTask.objects.create(name="berlin nightly", task="examples.add", crontab=cron)
     page = staff_client.get(reverse(CHANGELIST)).content.decode()
-    assert " 02:00 CE" in page  # CET or CEST, not the site's Asia/Shanghai 08:00 or 09:00
+    assert " 02:00:00 CE" in page  # CET or CEST, not the site's Asia/Shanghai 08:00 or 09:00
+
+
+# --- No back door: the admin never writes a periodic task itself ---------------------------
+
+STOCK_FORM = {
+    "name": "first",
+    "regtask": "",
+    "task": "celery.map",
+    "interval": "",
+    "args": '[{"task": "examples.fail", "args": [], "kwargs": {}}, [[1]]]',
+    "kwargs": "{}",
+    "enabled": "on",
+    "headers": '{"task": "celery.map", "id": "someone-elses-run"}',
+    "exchange": "evil",
+    "routing_key": "evil",
+    "queue": "low",
+    "priority": "0",
+}
+
+
+@pytest.fixture
+def change_only_client(client, django_user_model):
+    """A staff user who may change periodic tasks but launch nothing."""
+    user = django_user_model.objects.create_user(username="changer", password="pw-changer-1", is_staff=True)
+    for codename in ("view_run", "view_periodictask", "change_periodictask", "add_periodictask"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+def _unchanged(task: PeriodicTask) -> bool:
+    fresh = PeriodicTask.objects.get(pk=task.pk)
+    fields = ("name", "task", "args", "kwargs", "headers", "exchange", "routing_key", "queue", "priority", "enabled")
+    return all(getattr(fresh, field) == getattr(task, field) for field in fields)
+
+
+@pytest.mark.parametrize("user", ["change_only_client", "staff_client"])
+def test_posting_the_stock_form_to_the_admin_change_url_writes_nothing(request, user, schedules):
+    client = request.getfixturevalue(user)
+    task = schedules[0]
+    change = reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
+    response = client.post(change, {**STOCK_FORM, "interval": task.interval_id})
+    assert response.status_code in (302, 403)
+    assert response.status_code == 403 or "/admin/" not in response["Location"]
+    assert _unchanged(task)
+    assert not AuditEntry.objects.exists() and not Run.objects.exists()
+
+
+def test_posting_the_stock_form_to_the_admin_add_url_creates_nothing(change_only_client, schedules):
+    every = schedules[0].interval_id
+    response = change_only_client.post(
+        reverse("admin:django_celery_beat_periodictask_add"), {**STOCK_FORM, "name": "new", "interval": every}
+    )
+    assert response.status_code in (302, 403)
+    assert PeriodicTask.objects.count() == 2 and not AuditEntry.objects.exists()
+
+
+def test_a_change_only_user_cannot_change_a_schedule_on_its_page_either(change_only_client, schedules):
+    task = schedules[0]
+    edit = reverse("taskcenter:schedule_edit", args=[task.pk])
+    response = change_only_client.post(edit, {"task": "examples.add", "name": "first", "kind": "interval",
+                                              "every": "1", "period": "seconds", "mode": "json", "args": "[]",
+                                              "kwargs": '{"x": 9, "y": 9}', "misfire": "run_once",
+                                              "jitter_seconds": "0", "max_instances": "0"})  # fmt: skip
+    assert response.status_code == 403
+    assert _unchanged(task) and not AuditEntry.objects.exists()
+
+
+def test_admin_actions_and_delete_refuse_a_change_only_user(change_only_client, schedules):
+    task = schedules[0]
+    for action in ("disable_tasks", "duplicate_tasks", "run_tasks", "delete_selected"):
+        change_only_client.post(reverse(CHANGELIST), {"action": action, "_selected_action": [task.pk], "post": "yes"})
+    delete = reverse("admin:django_celery_beat_periodictask_delete", args=[task.pk])
+    assert change_only_client.post(delete, {"post": "yes"}).status_code == 403
+    assert _unchanged(task) and PeriodicTask.objects.count() == 2
+    assert not AuditEntry.objects.exists() and not Run.objects.exists()
+
+
+def test_admin_urls_with_ids_beyond_the_database_range_answer_without_error(staff_client):
+    huge = "9" * 30
+    for name in ("change", "delete", "history"):
+        response = staff_client.get(reverse(f"admin:django_celery_beat_periodictask_{name}", args=[huge]))
+        assert response.status_code in (302, 404)
+
+
+def test_admin_list_shows_a_schedule_in_error_and_its_last_run_from_the_runs(staff_client, schedules):
+    from taskcenter.services.schedules import schedule_mark_error
+
+    schedule_mark_error(name="first", error="could not be loaded: ValueError: bad crontab")
+    Run.objects.create(task_result_id="r-1", task_name="examples.add", periodic_task_name="second")
+    page = staff_client.get(reverse(CHANGELIST)).content.decode()
+    assert "in error" in page and "bad crontab" in page
+    assert page.count("never") == 1  # "first" never ran; "second" has a run (beat never set last_run_at)

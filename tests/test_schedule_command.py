@@ -5,12 +5,11 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from taskcenter.models import AuditEntry, Run
@@ -110,7 +109,7 @@ def test_list_shows_name_task_schedule_enabled_last_and_next_run(db):
     schedule(*CRON)
     schedule("add", "tick", "examples.add", "-t", "interval", "--every", "30", "--period", "seconds",
              "--args", "[1, 2]", "--disabled")  # fmt: skip
-    PeriodicTask.objects.filter(name="daily_sync").update(last_run_at=timezone.now() - timedelta(hours=1))
+    PeriodicTask.objects.filter(name="daily_sync").update(last_run_at=None)  # as disabling leaves it
     Run.objects.create(task_result_id="t-1", task_name="examples.add", queue="high", periodic_task_name="daily_sync")
     lines = schedule("list").splitlines()
     assert lines[0].split() == ["NAME", "TASK", "SCHEDULE", "ENABLED", "LAST", "RUN", "NEXT", "RUN"]
@@ -159,7 +158,9 @@ def test_show_of_a_disabled_schedule_has_no_next_runs(db):
 
 
 def test_disable_and_enable_change_the_schedule_once_and_tell_beat(db, django_user_model):
-    django_user_model.objects.create_user(username="ops", password="pw-ops-1234")
+    ops = django_user_model.objects.create_user(username="ops", password="pw-ops-1234", is_staff=True)
+    for codename in ("view_run", "change_periodictask", "launch_task:examples.add"):
+        ops.user_permissions.add(Permission.objects.get(codename=codename))
     schedule(*CRON)
     before = PeriodicTasks.last_change()
     assert schedule("disable", "daily_sync", "--user", "ops") == "Schedule 'daily_sync' disabled.\n"
@@ -169,6 +170,20 @@ def test_disable_and_enable_change_the_schedule_once_and_tell_beat(db, django_us
     assert schedule_json("enable", "daily_sync") == {"status": "enabled", "name": "daily_sync", "enabled": True}
     assert PeriodicTask.objects.get().enabled
     assert schedule_json("enable", "daily_sync")["status"] == "unchanged"
+
+
+def test_a_user_without_the_rights_is_refused_and_nothing_changes(db, django_user_model):
+    clerk = django_user_model.objects.create_user(username="clerk", password="pw-clerk-1234", is_staff=True)
+    for codename in ("view_run", "change_periodictask"):  # no right to launch examples.add
+        clerk.user_permissions.add(Permission.objects.get(codename=codename))
+    schedule(*CRON)
+    changed = [*CRON[:-1], '{"x": 5, "y": 5}']
+    for args in (["disable", "daily_sync"], ["run", "daily_sync"], ["remove", "daily_sync"], changed):
+        with pytest.raises(CommandError, match="You may not"):
+            schedule(*args, "--user", "clerk")
+    assert PeriodicTask.objects.get(name="daily_sync").enabled
+    assert not Run.objects.exists()
+    assert not AuditEntry.objects.filter(actor__username="clerk").exists()
 
 
 def test_remove_deletes_and_is_idempotent(db):

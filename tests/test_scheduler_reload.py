@@ -6,6 +6,7 @@ No broker is needed: these tests drive the scheduler's loading and saving direct
 """
 
 import json
+import sys
 
 import pytest
 from django.db import DatabaseError, connection
@@ -183,3 +184,49 @@ def test_arguments_of_a_rebuilt_entry_come_from_the_row(scheduler):
     entry = reload(scheduler)["sched-0"]
     assert entry.kwargs == {"x": 5, "y": 6}
     assert entry.options["expires"] == 30
+
+
+def test_tick_closes_a_connection_that_outlived_its_age_as_django_celery_beat_does(scheduler, monkeypatch):
+    PeriodicTask.objects.exists()  # a connection is open
+    assert connection.connection is not None
+    connection.close_at = 0.0  # older than CONN_MAX_AGE (or closed by the database)
+    monkeypatch.setattr(scheduler, "_lead", lambda: False)  # standing by: nothing else touches the database
+    scheduler._next_connection_check = 0.0
+    scheduler.tick()
+    assert connection.connection is None
+
+
+def test_a_row_that_cannot_be_built_is_marked_in_error_and_the_others_load(scheduler):
+    make_tasks(2)
+    PeriodicTask.objects.filter(name="sched-1").update(kwargs="[1, 2]")  # not an object
+    schedule = reload(scheduler)
+    assert "sched-0" in schedule and "sched-1" not in schedule
+    assert "keyword arguments are not a JSON object" in SchedulePolicy.objects.get(periodic_task__name="sched-1").error
+
+
+def test_a_solar_schedule_without_ephem_is_marked_in_error_and_beat_keeps_the_others(scheduler, monkeypatch):
+    """What stopped beat (and with it `make run`) before ephem was a requirement."""
+    from django_celery_beat.models import SolarSchedule
+
+    make_tasks(1)
+    solar = SolarSchedule.objects.create(event="sunrise", latitude=31.23, longitude=121.47)
+    PeriodicTask.objects.create(name="dawn", task="examples.add", solar=solar, kwargs=KWARGS)
+    monkeypatch.setitem(sys.modules, "ephem", None)  # "import ephem" raises ModuleNotFoundError
+    schedule = reload(scheduler)
+    scheduler.populate_heap()
+    assert "sched-0" in schedule and "dawn" not in schedule
+    assert "ModuleNotFoundError" in SchedulePolicy.objects.get(periodic_task__name="dawn").error
+
+
+def test_the_migration_clears_message_options_stored_before(db):
+    import importlib
+
+    from django.apps import apps
+
+    make_tasks(3)
+    PeriodicTask.objects.filter(name="sched-0").update(headers='{"task": "celery.map"}')
+    PeriodicTask.objects.filter(name="sched-1").update(exchange="x", routing_key="y")
+    migration = importlib.import_module("taskcenter.migrations.0006_schedule_health")
+    migration.clear_message_options(apps, None)
+    rows = PeriodicTask.objects.values_list("headers", "exchange", "routing_key")
+    assert set(rows) == {("{}", None, None)}

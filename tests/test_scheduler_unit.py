@@ -218,3 +218,34 @@ def test_beat_ids_name_host_and_process():
         "pid": 4242,
     }
     assert _parse_id("odd")["pid"] is None
+
+
+# --- What beat refuses to send ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "options", "refused"),
+    [
+        ("examples.add", [], {"headers": {"periodic_task_name": "s"}}, ""),
+        ("examples.add", [], {"headers": {"periodic_task_name": "s"}, "queue": "high", "priority": 3}, ""),
+        ("celery.backend_cleanup", [], {"headers": {}}, ""),  # installed by Celery itself
+        ("celery.backend_cleanup", [1], {}, "not in the catalogue"),
+        ("celery.map", [], {}, "not in the catalogue"),
+        ("examples.add", [], {"headers": {"task": "celery.map"}}, "headers (task)"),
+        ("examples.add", [], {"headers": {"id": "x/../y"}}, "headers (id)"),
+        ("examples.add", [], {"headers": {"root_id": "r", "parent_id": "p", "group": "g"}}, "group, parent_id"),
+        ("examples.add", [], {"headers": {"taskcenter_recorded": True}}, "taskcenter_recorded"),
+        ("examples.add", [], {"headers": ["task"]}, "not an object"),
+        ("examples.add", [], {"exchange": "elsewhere"}, "exchange"),
+        ("examples.add", [], {"routing_key": "elsewhere"}, "routing key"),
+        ("examples.add", [], {"queue": "nobody-consumes-this"}, "not one of the configured queues"),
+        ("examples.add", [], {"priority": 300}, "priority"),
+    ],
+)
+def test_send_refusal(task, args, options, refused):
+    from types import SimpleNamespace
+
+    from taskcenter.scheduler import send_refusal
+
+    reason = send_refusal(SimpleNamespace(task=task, args=args, kwargs={}, options=options))
+    assert (refused in reason) if refused else reason == ""

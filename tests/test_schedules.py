@@ -11,7 +11,8 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, Run, SchedulePolicy
 from taskcenter.schedules.timing import AMBIGUOUS, SHIFTED
-from taskcenter.services.schedules import InvalidSchedule, ScheduleSpec, schedule_next_runs, schedule_save
+from taskcenter.selectors.schedules import schedule_next_runs
+from taskcenter.services.schedules import InvalidSchedule, ScheduleSpec, schedule_save
 
 pytestmark = pytest.mark.django_db
 
@@ -226,3 +227,189 @@ def test_schedule_list_pages_by_name_and_filters_enabled_ones(staff_client):
 
     disabled = staff_client.get(reverse("taskcenter:schedule_list"), {"show": "disabled"}).content.decode()
     assert "s0001" in disabled and "s0000<" not in disabled and ">s0000" not in disabled
+
+
+# --- Pages tell the truth --------------------------------------------------------------
+
+
+def add_run(name: str, task_id: str, status: str | None = "SUCCESS") -> Run:
+    if status:
+        TaskResult.objects.create(task_id=task_id, task_name="examples.add", status=status)
+    return Run.objects.create(task_result_id=task_id, task_name="examples.add", periodic_task_name=name)
+
+
+def test_last_run_comes_from_the_runs_not_beats_counter(staff_client):
+    task = make_schedule(name="counted")
+    for i in range(11):
+        add_run("counted", f"counted-{i}")
+    staff_client.post(reverse("taskcenter:schedule_action"), {"action": "disable", "ids": [task.pk]})
+    assert PeriodicTask.objects.get(pk=task.pk).last_run_at is None  # django-celery-beat clears it
+
+    detail = staff_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    assert "never" not in detail and "sent 11 times" not in detail
+    assert reverse("taskcenter:run_detail", args=["counted-10"]) in detail
+    assert "<dt>Runs (7 d)</dt><dd>11</dd>" in detail
+    listing = staff_client.get(reverse("taskcenter:schedule_list")).content.decode()
+    assert "never" not in listing
+
+
+def test_a_one_off_that_ran_shows_its_run_not_never(staff_client):
+    at = timezone.now() + timedelta(hours=1)
+    task = schedule_save(spec=ScheduleSpec(name="once", task="examples.add", kind="clocked", clocked_time=at,
+                                           kwargs={"x": 1, "y": 2}), actor=None)  # fmt: skip
+    add_run("once", "once-1")
+    PeriodicTask.objects.filter(pk=task.pk).update(enabled=False, total_run_count=0)  # as beat leaves a one-off
+    detail = staff_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    assert "sent 0 times" not in detail and "never" not in detail
+    assert "state-success" in detail
+
+
+def test_next_runs_of_a_30_second_interval_show_seconds(staff_client):
+    task = schedule_save(spec=ScheduleSpec(name="half-minute", task="examples.add", kind="interval", every=30,
+                                           period="seconds", kwargs={"x": 1, "y": 2}), actor=None)  # fmt: skip
+    detail = staff_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    times = [fire.at.strftime("%H:%M:%S") for fire in schedule_next_runs(task, count=4)]
+    assert len(set(times)) == 4 and all(time in detail for time in times)
+
+
+def test_solar_next_runs_are_computed_and_shown(staff_client):
+    spec = ScheduleSpec(name="dawn", task="examples.add", kind="solar", solar_event="sunrise", latitude=31.23,
+                        longitude=121.47, kwargs={"x": 1, "y": 2})  # fmt: skip
+    task = schedule_save(spec=spec, actor=None)
+    fires = schedule_next_runs(task, count=3)
+    assert len(fires) == 3 and fires[0].at > timezone.now()
+    assert timedelta(hours=23) < fires[1].at - fires[0].at < timedelta(hours=25)
+    detail = staff_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    assert fires[0].at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S") in detail
+
+
+def test_a_schedule_in_error_shows_on_its_page_in_the_list_and_on_the_alerts_page(staff_client):
+    from taskcenter.services.schedules import schedule_mark_error
+
+    task = make_schedule(name="broken")
+    schedule_mark_error(name="broken", error="could not be evaluated: ValueError: bad")
+    assert AuditEntry.objects.filter(action="schedule_error", target="broken", outcome="error").exists()
+    detail = staff_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    assert "Beat cannot run this schedule" in detail and "ValueError: bad" in detail
+    assert "in error" in staff_client.get(reverse("taskcenter:schedule_list")).content.decode()
+    alerts = staff_client.get(reverse("taskcenter:alerts")).content.decode()
+    assert "ScheduleInError" in alerts and "broken" in alerts
+
+    # Saving it again clears the error.
+    schedule_save(spec=ScheduleSpec.from_periodic_task(task), actor=None, existing=task)
+    assert SchedulePolicy.objects.get(periodic_task=task).error == ""
+
+
+def test_saving_a_schedule_clears_message_options_stored_around_the_forms():
+    task = make_schedule(name="tampered")
+    PeriodicTask.objects.filter(pk=task.pk).update(headers='{"task": "celery.map"}', exchange="x", routing_key="y")
+    task.refresh_from_db()
+    schedule_save(spec=ScheduleSpec.from_periodic_task(task), actor=None, existing=task)
+    task.refresh_from_db()
+    assert (task.headers, task.exchange, task.routing_key) == ("{}", None, None)
+
+
+def test_the_schedule_form_offers_no_message_options(staff_client):
+    page = staff_client.get(reverse("taskcenter:schedule_new") + "?task=examples.add").content.decode()
+    for name in ("headers", "exchange", "routing_key"):
+        assert f'name="{name}"' not in page
+
+
+# --- Raw JSON mode ---------------------------------------------------------------------
+
+
+def test_raw_json_mode_with_empty_typed_fields_saves_the_json_arguments(staff_client):
+    response = post_new(staff_client, mode="json", arg_x="", arg_y="", args="[]", kwargs='{"x": 4, "y": 5}')
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert PeriodicTask.objects.get(name="nightly add").kwargs == '{"x": 4, "y": 5}'
+
+
+def test_refused_raw_json_comes_back_in_json_mode_with_its_error(staff_client):
+    response = post_new(staff_client, mode="json", arg_x="", arg_y="", args="[1, 2, 3]", kwargs="{}")
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "This task takes no arguments." not in page
+    assert '<div class="args-json">' in page  # shown, not hidden
+    assert '<div class="args-typed" hidden>' in page
+    assert "Arguments do not fit" in page and "[1, 2, 3]" in page
+
+
+def test_refused_typed_arguments_come_back_in_typed_mode(staff_client):
+    response = post_new(staff_client, mode="typed", arg_x="one")
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert '<div class="args-typed">' in page and '<div class="args-json" hidden>' in page
+
+
+# --- Integers beyond the database's range --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"kind": "interval", "every": "9" * 30},
+        {"kind": "interval", "every": "9" * 5000},
+        {"kind": "interval", "every": "100000", "period": "days"},
+        {"max_instances": "9" * 30},
+        {"max_instances": "-1"},
+        {"grace_seconds": "9" * 30},
+        {"jitter_seconds": "9" * 30},
+        {"expire_seconds": "9" * 30},
+        {"latitude": "1e400", "kind": "solar", "solar_event": "sunrise", "longitude": "0"},
+    ],
+)
+def test_huge_integers_in_schedule_fields_are_a_400_and_save_nothing(staff_client, data):
+    response = post_new(staff_client, **data)
+    assert response.status_code == 400
+    assert not PeriodicTask.objects.filter(name="nightly add").exists()
+
+
+def test_huge_values_are_refused_by_the_service_too():
+    spec = ScheduleSpec(name="big", task="examples.add", kind="interval", every=10**30, kwargs={"x": 1, "y": 2},
+                        max_instances=10**30, grace_seconds=10**30)  # fmt: skip
+    with pytest.raises(InvalidSchedule) as refused:
+        schedule_save(spec=spec, actor=None)
+    assert {"every", "max_instances", "grace_seconds"} <= refused.value.errors.keys()
+
+
+@pytest.mark.parametrize("ids", [["9" * 30], ["1", "-5"], ["abc"], ["9" * 5000]])
+def test_schedule_action_ids_out_of_range_are_a_400(staff_client, ids):
+    task = make_schedule(name="kept")
+    response = staff_client.post(reverse("taskcenter:schedule_action"), {"action": "disable", "ids": [*ids, task.pk]})
+    assert response.status_code == 400
+    assert PeriodicTask.objects.get(pk=task.pk).enabled
+
+
+@pytest.mark.parametrize("url", ["/schedules/{}/", "/schedules/{}/edit/", "/schedules/1/?before={}"])
+def test_schedule_urls_with_huge_ids_answer_without_error(staff_client, url):
+    make_schedule(name="first")
+    assert staff_client.get(url.format("9" * 30)).status_code in (200, 404)
+
+
+def test_pages_list_and_show_schedules_whose_rows_are_corrupt(staff_client):
+    from django.db import connection
+    from django_celery_beat.models import CrontabSchedule
+
+    zone = CrontabSchedule.objects.create(minute="0", hour="2", timezone="UTC")
+    bad_zone = PeriodicTask.objects.create(
+        name="bad zone", task="examples.add", crontab=zone, kwargs='{"x": 1, "y": 1}'
+    )
+    cron = CrontabSchedule.objects.create(minute="1", timezone="UTC")
+    bad_cron = PeriodicTask.objects.create(
+        name="bad cron", task="examples.add", crontab=cron, kwargs='{"x": 1, "y": 1}'
+    )
+    CrontabSchedule.objects.filter(pk=cron.pk).update(minute="every now and then")
+    with connection.cursor() as cursor:  # the field refuses to write it, as a hand edit or import would not
+        cursor.execute(
+            "UPDATE django_celery_beat_crontabschedule SET timezone = %s WHERE id = %s", ["Mars/Olympus", zone.pk]
+        )
+    urls = [reverse("taskcenter:schedule_list"), reverse("admin:django_celery_beat_periodictask_changelist")]
+    for task in (bad_zone, bad_cron):
+        urls += [
+            reverse("taskcenter:schedule_detail", args=[task.pk]),
+            reverse("taskcenter:schedule_edit", args=[task.pk]),
+        ]
+    for url in urls:
+        response = staff_client.get(url)
+        assert response.status_code == 200, url
+    assert "Mars/Olympus" in staff_client.get(urls[0]).content.decode()

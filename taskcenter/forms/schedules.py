@@ -9,7 +9,7 @@ from django_celery_beat.models import SOLAR_SCHEDULES
 from taskcenter.forms import TaskArgumentsMixin
 from taskcenter.models import SchedulePolicy
 from taskcenter.priorities import Priority
-from taskcenter.services.schedules import PERIODS, ScheduleSpec
+from taskcenter.services.schedules import MAX_INT, PERIODS, ScheduleSpec
 
 
 class ScheduleForm(TaskArgumentsMixin, forms.Form):
@@ -35,7 +35,7 @@ class ScheduleForm(TaskArgumentsMixin, forms.Form):
         widget=forms.TextInput(attrs={"class": "mono", "placeholder": "0 2 * * *"}),
     )
     timezone = forms.ChoiceField(required=False, help_text="Time zone of the crontab.")
-    every = forms.IntegerField(required=False, min_value=1, label="Every")
+    every = forms.IntegerField(required=False, min_value=1, max_value=MAX_INT, label="Every")
     period = forms.ChoiceField(choices=[(p, p) for p in PERIODS], initial="minutes", required=False)
     clocked_time = forms.DateTimeField(
         required=False,
@@ -49,7 +49,11 @@ class ScheduleForm(TaskArgumentsMixin, forms.Form):
     queue = forms.ChoiceField(choices=(), required=False)
     priority = forms.ChoiceField(choices=[("", "The task's own"), *Priority.choices()], required=False)
     expire_seconds = forms.IntegerField(
-        required=False, min_value=1, label="Expires after (seconds)", help_text="A run not started by then is dropped."
+        required=False,
+        min_value=1,
+        max_value=MAX_INT,
+        label="Expires after (seconds)",
+        help_text="A run not started by then is dropped.",
     )
     misfire = forms.ChoiceField(
         choices=SchedulePolicy.Misfire.choices,
@@ -58,13 +62,22 @@ class ScheduleForm(TaskArgumentsMixin, forms.Form):
         help_text="When beat was down or the schedule disabled across due times.",
     )
     grace_seconds = forms.IntegerField(
-        required=False, min_value=1, label="Grace time (seconds)", help_text="A run later than this is skipped."
+        required=False,
+        min_value=1,
+        max_value=MAX_INT,
+        label="Grace time (seconds)",
+        help_text="A run later than this is skipped.",
     )
     jitter_seconds = forms.IntegerField(
-        min_value=0, initial=0, label="Jitter (seconds)", help_text="Delay each run by a random 0..N seconds."
+        min_value=0,
+        max_value=MAX_INT,
+        initial=0,
+        label="Jitter (seconds)",
+        help_text="Delay each run by a random 0..N seconds.",
     )
     max_instances = forms.IntegerField(
         min_value=0,
+        max_value=MAX_INT,
         initial=0,
         label="Max instances",
         help_text="Skip a due run while this many runs of the schedule wait or run; 0: no limit.",
@@ -85,6 +98,11 @@ class ScheduleForm(TaskArgumentsMixin, forms.Form):
             (name, name) for name in settings.TASKCENTER_QUEUES
         ]
         self.add_argument_fields(entry, data, args=spec.args if spec else None, kwargs=spec.kwargs if spec else None)
+
+    @property
+    def arguments_mode(self) -> str:
+        """``typed`` or ``json``: the mode's value (in a template ``form.mode`` is the radio field)."""
+        return self.mode
 
     def schedule_fields(self):
         return [self[name] for name in self.schedule_names]

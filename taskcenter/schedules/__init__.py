@@ -1,1 +1,1 @@
-"""Schedule logic that does not depend on Django: crontab fire times across DST."""
+"""Schedule logic without database or broker: crontab fire times (``timing``), send/skip/wait (``due``)."""

@@ -105,6 +105,7 @@ class Snapshot:
     stuck_runs: int
     monitor_alive: bool
     taken_at: datetime = field(default_factory=timezone.now)
+    schedules_in_error: list = field(default_factory=list)  # (name, error) that beat could not evaluate or send
 
 
 # --- Reading the current state -------------------------------------------------------
@@ -243,7 +244,18 @@ def snapshot() -> Snapshot:
         beat=live.beat,
         stuck_runs=len(live.stuck or []),
         monitor_alive=live.monitor_alive,
+        schedules_in_error=_schedules_in_error(),
     )
+
+
+def _schedules_in_error() -> list:
+    from taskcenter.selectors.schedules import schedules_in_error
+
+    try:
+        return schedules_in_error()
+    except DatabaseError as exc:
+        logger.warning("Schedules in error not read: %s", exc)
+        return []
 
 
 # --- Alerts ---------------------------------------------------------------------------
@@ -284,6 +296,7 @@ def thresholds() -> list[Threshold]:
             "MonitorDown", "", MONITOR_MAX_AGE, "seconds since the event monitor last wrote its figures, at least"
         ),
         Threshold("BrokerUnreachable", "", None, "the broker (Redis) does not answer"),
+        Threshold("ScheduleInError", "", None, "a schedule beat could not evaluate or send"),
     ]
 
 
@@ -365,6 +378,8 @@ def evaluate(state: Snapshot) -> list[Alert]:
                 None,
             )
         )
+    for name, error in state.schedules_in_error:
+        alerts.append(Alert("ScheduleInError", WARNING, f"Schedule {name} is not being sent: {error}", None, None))
     return sorted(alerts, key=lambda alert: alert.severity != CRITICAL)
 
 

@@ -1,11 +1,16 @@
-"""Periodic tasks (django-celery-beat schedules): create, change, enable, run now.
+"""Periodic tasks (django-celery-beat schedules): create, change, enable, delete, run now.
 
-Every entry point (schedule pages, admin, ``manage.py schedule``) calls these
-functions. Bulk changes use ``QuerySet.update``, which skips django-celery-beat's
-signals, so they call ``PeriodicTasks.update_changed()`` to make beat reload.
+Every write to a periodic task (schedule pages, admin, ``manage.py schedule``) goes
+through these functions, which check the actor's permission for the task (``actor``
+None is the system: beat, or the command line without ``--user``) and write the
+audit trail. Message options that could rename a sent task or reuse a task id
+(headers, exchange, routing key) are never set and are cleared on every save. Bulk
+changes use ``QuerySet.update``, which skips django-celery-beat's signals, so they
+call ``PeriodicTasks.update_changed()`` to make beat reload.
 """
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,14 +30,28 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from taskcenter import permissions
 from taskcenter.models import Run, RunSource, SchedulePolicy
 from taskcenter.priorities import Priority
-from taskcenter.schedules.timing import CronFields, FireTime, next_fire_times
-from taskcenter.services.audit import Action, audit_record
+from taskcenter.schedules.timing import CronFields
+from taskcenter.selectors.schedules import crontab_zone_name, schedule_describe
+from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.launch import FieldErrors, InvalidLaunch, LaunchError, launch_prepare, run_launch
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("interval", "crontab", "clocked", "solar")
 PERIODS = ("seconds", "minutes", "hours", "days")
+#: Largest value of a whole-number schedule field (the database's 32-bit integer columns).
+MAX_INT = 2_147_483_647
+#: Longest interval, per period: about 100 years (Celery's timedelta arithmetic overflows far beyond).
+MAX_EVERY = {"seconds": 3_153_600_000, "minutes": 52_560_000, "hours": 876_000, "days": 36_500}
+
+
+class ScheduleForbidden(LaunchError):
+    """The actor may not do this to this schedule."""
+
+    status_code = 403
 
 
 class InvalidSchedule(LaunchError):
@@ -95,7 +114,7 @@ class ScheduleSpec:
         elif task.crontab_id:
             c = task.crontab
             spec.cron = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
-            spec.timezone = str(c.timezone)
+            spec.timezone = crontab_zone_name(task)
         elif task.clocked_id:
             spec.clocked_time = task.clocked.clocked_time
         elif task.solar_id:
@@ -112,7 +131,24 @@ def schedule_kind(task: PeriodicTask) -> str:
 
 
 def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = None) -> PeriodicTask:
-    """Create a periodic task from ``spec``, or change ``existing``; raise ``InvalidSchedule``."""
+    """Create a periodic task from ``spec``, or change ``existing``; raise ``InvalidSchedule``.
+
+    The actor needs the right to add (or change) periodic tasks and to launch both the
+    task scheduled and, on a change, the task it replaces.
+    """
+    if existing is None:
+        _require(
+            actor, lambda user: permissions.can_add_schedule(user, spec.task), f"You may not schedule {spec.task}."
+        )
+    else:
+        _require(
+            actor,
+            lambda user: (
+                permissions.can_change_schedule(user, spec.task)
+                and permissions.can_change_schedule(user, existing.task)
+            ),
+            f"You may not change the schedule {existing.name}.",
+        )
     errors = FieldErrors()
     _check_spec(spec, errors, creating=existing is None)
     if errors:
@@ -128,6 +164,8 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
             task.expire_seconds = spec.expire_seconds
             task.enabled = spec.enabled
             task.description = spec.description
+            # Never set by taskcenter; a stored value could rename the task or reuse a task id.
+            task.headers, task.exchange, task.routing_key = "{}", None, None
             task.one_off = spec.kind == "clocked"
             task.interval = task.crontab = task.clocked = task.solar = None
             setattr(task, spec.kind, _schedule_row(spec))
@@ -139,6 +177,8 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
                     "grace_seconds": spec.grace_seconds,
                     "jitter_seconds": spec.jitter_seconds,
                     "max_instances": spec.max_instances,
+                    "error": "",  # a saved schedule is evaluated afresh
+                    "error_at": None,
                 },
             )
     except IntegrityError:
@@ -160,10 +200,13 @@ def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> N
     if spec.kind not in KINDS:
         errors.add("kind", f"Unknown schedule kind {spec.kind!r}; use {', '.join(KINDS)}.")
     elif spec.kind == "interval":
-        if isinstance(spec.every, bool) or not isinstance(spec.every, int) or spec.every < 1:
-            errors.add("every", "Run every N units, with N a whole number of at least 1.")
         if spec.period not in PERIODS:
             errors.add("period", f"Unknown period {spec.period!r}; use {', '.join(PERIODS)}.")
+        if isinstance(spec.every, bool) or not isinstance(spec.every, int) or spec.every < 1:
+            errors.add("every", "Run every N units, with N a whole number of at least 1.")
+        elif spec.every > min(MAX_INT, MAX_EVERY.get(spec.period, MAX_INT)):
+            limit = min(MAX_INT, MAX_EVERY.get(spec.period, MAX_INT))
+            errors.add("every", f"Every must be at most {limit} {spec.period} (about 100 years).")
     elif spec.kind == "crontab":
         _check_cron(spec, errors)
     elif spec.kind == "clocked":
@@ -182,12 +225,12 @@ def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> N
         errors.add("misfire", "Choose run_once or skip.")
     for name in ("grace_seconds", "expire_seconds"):
         value = getattr(spec, name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            errors.add(name, "Must be a whole number of seconds, at least 1.")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT):
+            errors.add(name, f"Must be a whole number of seconds from 1 to {MAX_INT}.")
     for name in ("jitter_seconds", "max_instances"):
         value = getattr(spec, name)
-        if not isinstance(value, int) or value < 0:
-            errors.add(name, "Must be a whole number, 0 or more.")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+            errors.add(name, f"Must be a whole number from 0 to {MAX_INT}.")
     if isinstance(spec.jitter_seconds, int) and spec.jitter_seconds > settings.TASKCENTER_MAX_COUNTDOWN:
         errors.add("jitter_seconds", f"Jitter cannot exceed {settings.TASKCENTER_MAX_COUNTDOWN} seconds.")
     if spec.priority and spec.priority not in Priority.__members__:
@@ -200,6 +243,12 @@ def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> N
                 errors.add(name, message)
     except LaunchError as exc:
         errors.add("task", f"{exc} Only catalogued tasks can be scheduled.")
+
+
+def _require(actor, allowed, message: str) -> None:
+    """Refuse a write ``allowed(actor)`` denies; ``actor`` None is the system (beat, the command line)."""
+    if actor is not None and not allowed(actor):
+        raise ScheduleForbidden(message)
 
 
 def _check_cron(spec: ScheduleSpec, errors: FieldErrors) -> None:
@@ -245,6 +294,12 @@ def _schedule_row(spec: ScheduleSpec):
 def schedules_set_enabled(*, periodic_tasks: Iterable[PeriodicTask], enabled: bool, actor) -> int:
     """Enable or disable periodic tasks in one update, and make beat reload."""
     tasks = list(periodic_tasks)
+    for task in tasks:
+        _require(
+            actor,
+            lambda user, name=task.task: permissions.can_change_schedule(user, name),
+            f"You may not change {task.name}.",
+        )
     changes = {"enabled": enabled} if enabled else {"enabled": False, "last_run_at": None}
     count = PeriodicTask.objects.filter(pk__in=[t.pk for t in tasks]).update(**changes)
     PeriodicTasks.update_changed()
@@ -256,6 +311,11 @@ def schedules_set_enabled(*, periodic_tasks: Iterable[PeriodicTask], enabled: bo
 
 def schedule_duplicate(*, periodic_task: PeriodicTask, actor, name: str | None = None) -> PeriodicTask:
     """Copy a schedule under a new name, disabled, so it can be reviewed before it fires."""
+    _require(
+        actor,
+        lambda user: permissions.can_add_schedule(user, periodic_task.task),
+        f"You may not copy {periodic_task.name}.",
+    )
     spec = ScheduleSpec.from_periodic_task(periodic_task)
     spec.name = name or _free_copy_name(periodic_task.name)
     spec.enabled = False
@@ -276,6 +336,7 @@ def _free_copy_name(name: str) -> str:
 
 def schedule_delete(*, periodic_task: PeriodicTask, actor) -> None:
     """Delete a schedule (its past runs stay in the history)."""
+    _require(actor, permissions.can_delete_schedule, f"You may not delete {periodic_task.name}.")
     name = periodic_task.name
     periodic_task.delete()
     audit_record(actor=actor, action=Action.SCHEDULE_DELETE, target=name)
@@ -283,6 +344,9 @@ def schedule_delete(*, periodic_task: PeriodicTask, actor) -> None:
 
 def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
     """Launch a schedule's task now, with its arguments, queue, priority and expiry."""
+    _require(
+        actor, lambda user: permissions.can_launch(user, periodic_task.task), f"You may not run {periodic_task.name}."
+    )
     try:
         args = json.loads(periodic_task.args or "[]")
         kwargs = json.loads(periodic_task.kwargs or "{}")
@@ -312,13 +376,16 @@ def schedules_act(*, action: str, periodic_tasks: list[PeriodicTask], actor) -> 
 
     Returns ``(done, failed)``: what was done and what was refused, one line each, for
     the operator. A schedule that fails (a broker that is down, a one-off in the past)
-    does not stop the others. Permissions are the caller's to check
-    (``permissions.can_act_on_schedule``).
+    does not stop the others. Each function checks the actor's permission; callers
+    check ``permissions.can_act_on_schedule`` first to refuse the whole request.
     """
     if action not in SCHEDULE_ACTIONS:
         raise ValueError(f"unknown schedule action {action!r}")
     if action in ("enable", "disable"):
-        count = schedules_set_enabled(periodic_tasks=periodic_tasks, enabled=action == "enable", actor=actor)
+        try:
+            count = schedules_set_enabled(periodic_tasks=periodic_tasks, enabled=action == "enable", actor=actor)
+        except LaunchError as exc:
+            return [], [str(exc)]
         return [f"{action.capitalize()}d {count} schedule(s)."], []
     done, failed = [], []
     for task in periodic_tasks:
@@ -337,50 +404,28 @@ def schedules_act(*, action: str, periodic_tasks: list[PeriodicTask], actor) -> 
     return done, failed
 
 
-def schedule_describe(task: PeriodicTask) -> str:
-    """The schedule in words, e.g. "At 02:00 AM (Asia/Shanghai)" or "every 5 minutes"."""
-    if task.crontab_id:
-        from cron_descriptor import get_description
-
-        c = task.crontab
-        expression = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
-        try:
-            return f"{get_description(expression)} ({c.timezone})"
-        except Exception:  # cron-descriptor cannot describe every Celery crontab
-            return f"{expression} ({c.timezone})"
-    if task.interval_id:
-        return str(task.interval)
-    if task.clocked_id:
-        return f"once at {timezone.localtime(task.clocked.clocked_time):%Y-%m-%d %H:%M:%S %Z}"
-    if task.solar_id:
-        return str(task.solar)
-    return "no schedule"
+#: Longest error message kept per schedule.
+MAX_ERROR_CHARS = 2000
 
 
-def schedule_timezone(task: PeriodicTask) -> ZoneInfo:
-    if task.crontab_id:
-        return ZoneInfo(str(task.crontab.timezone))
-    return ZoneInfo(settings.TIME_ZONE)
+def schedule_mark_error(*, name: str, error: str) -> bool:
+    """Record that beat could not evaluate or send the schedule ``name``, and audit it; False if it is gone.
+
+    Shown on the schedule's page, in the list and on the alerts page until the schedule
+    is saved again or beat sends it.
+    """
+    error = error[:MAX_ERROR_CHARS]
+    pk = PeriodicTask.objects.filter(name=name).values_list("pk", flat=True).first()
+    if pk is None:
+        return False
+    now = timezone.now()
+    if not SchedulePolicy.objects.filter(periodic_task_id=pk).update(error=error, error_at=now):
+        SchedulePolicy.objects.update_or_create(periodic_task_id=pk, defaults={"error": error, "error_at": now})
+    logger.error("Schedule %s is in error: %s", name, error)
+    audit_record(actor=None, action=Action.SCHEDULE_ERROR, target=name, outcome=Outcome.ERROR, message=error)
+    return True
 
 
-def schedule_next_runs(task: PeriodicTask, *, count: int = 10, now: datetime | None = None) -> list[FireTime]:
-    """The next ``count`` run times in the schedule's time zone (DST changes flagged)."""
-    now = now or timezone.now()
-    tz = schedule_timezone(task)
-    if not task.enabled:
-        return []
-    if task.crontab_id:
-        c = task.crontab
-        fields = CronFields.parse(c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week)
-        return next_fire_times(fields, tz, now, count)
-    if task.interval_id:
-        step = task.interval.schedule.run_every
-        start = task.last_run_at or task.start_time or now
-        first = start + step
-        while first < now:
-            first += step * max(1, int((now - first) / step))
-        return [FireTime((first + step * i).astimezone(tz)) for i in range(count)]
-    if task.clocked_id:
-        at = task.clocked.clocked_time
-        return [FireTime(at.astimezone(tz))] if at > now or task.last_run_at is None else []
-    return []
+def schedule_clear_error(*, name: str) -> None:
+    """Forget the error of schedule ``name`` (beat sent it again)."""
+    SchedulePolicy.objects.filter(periodic_task__name=name).exclude(error="").update(error="", error_at=None)

@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from django_celery_beat.models import PeriodicTask
@@ -12,7 +12,17 @@ from taskcenter.forms.schedules import ScheduleForm
 from taskcenter.models import AuditEntry
 from taskcenter.schedules.timing import AMBIGUOUS, DST_DAY, SHIFTED
 from taskcenter.selectors.runs import RunFilters, runs_page
-from taskcenter.selectors.schedules import PAGE_SIZE, schedules_overview
+from taskcenter.selectors.schedules import (
+    PAGE_SIZE,
+    periodic_tasks,
+    schedule_describe,
+    schedule_error,
+    schedule_last_run,
+    schedule_next_runs,
+    schedule_run_count,
+    schedule_timezone,
+    schedules_overview,
+)
 from taskcenter.services import schedules as service
 from taskcenter.views.common import staff_required, submit
 
@@ -58,14 +68,16 @@ def schedule_list(request):
 
 
 def _task_or_404(pk) -> PeriodicTask:
-    return get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar"), pk=pk)
+    if _int(pk) is None:
+        raise Http404("No such schedule.")
+    return get_object_or_404(periodic_tasks(), pk=pk)
 
 
 @staff_required
 def schedule_detail(request, pk):
     task = _task_or_404(pk)
     page = runs_page(RunFilters(periodic_task_name=task.name), before=_int(request.GET.get("before")))
-    next_runs = [(fire, DST_NOTES.get(fire.note, "")) for fire in service.schedule_next_runs(task, count=10)]
+    next_runs = [(fire, DST_NOTES.get(fire.note, "")) for fire in schedule_next_runs(task, count=10)]
     skips = AuditEntry.objects.filter(action=AuditEntry.Action.SCHEDULE_SKIP, target=task.name).order_by("-id")[:20]
     return render(
         request,
@@ -73,9 +85,12 @@ def schedule_detail(request, pk):
         {
             "task": task,
             "spec": service.ScheduleSpec.from_periodic_task(task),
-            "description": service.schedule_describe(task),
-            "timezone": service.schedule_timezone(task),
+            "description": schedule_describe(task),
+            "timezone": schedule_timezone(task),
             "next_runs": next_runs,
+            "last_run": schedule_last_run(task),
+            "runs_7d": schedule_run_count(task),
+            "error": schedule_error(task),
             "page": page,
             "skips": skips,
             "catalogued": catalogue.get_entry(task.task) is not None,
@@ -87,11 +102,16 @@ def schedule_detail(request, pk):
     )
 
 
+#: Largest primary key or cursor the database holds (64-bit); larger numbers are refused with a 400.
+MAX_ID = 2**63 - 1
+
+
 def _int(value):
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if 0 < number <= MAX_ID else None
 
 
 @staff_required
@@ -114,7 +134,7 @@ def schedule_edit(request, pk):
     task = _task_or_404(pk)
     entry = catalogue.get_entry(task.task)
     if entry is None:
-        raise Http404(f"{task.task} is not a catalogued task; edit or delete this schedule in the admin.")
+        raise Http404(f"{task.task} is not a catalogued task: this schedule cannot be edited, only deleted.")
     if not permissions.can_change_schedule(request.user, task.task):
         raise PermissionDenied("You may not change this schedule.")
     return _schedule_form(request, entry=entry, existing=task)
@@ -127,7 +147,7 @@ def _schedule_form(request, *, entry, existing):
         request, form, lambda data: service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)
     )
     if task is not None:
-        messages.success(request, f"Saved schedule {task.name}: {service.schedule_describe(task)}.")
+        messages.success(request, f"Saved schedule {task.name}: {schedule_describe(task)}.")
         return redirect("taskcenter:schedule_detail", pk=task.pk)
     context = {"form": form, "entry": entry, "existing": existing}
     return render(request, "taskcenter/schedule_form.html", context, status=status)
@@ -138,7 +158,12 @@ def _schedule_form(request, *, entry, existing):
 def schedule_action(request):
     """Run now, enable, disable, duplicate or delete one or several schedules."""
     action = request.POST.get("action", "")
-    tasks = list(PeriodicTask.objects.filter(pk__in=[_int(pk) for pk in request.POST.getlist("ids") if _int(pk)]))
+    raw_ids = request.POST.getlist("ids")
+    ids = [_int(pk) for pk in raw_ids]
+    if None in ids:
+        bad = next(pk for pk, number in zip(raw_ids, ids, strict=True) if number is None)
+        return HttpResponseBadRequest(f"Not a schedule id: {bad[:40]!r} (ids are whole numbers from 1 to {MAX_ID}).")
+    tasks = list(PeriodicTask.objects.filter(pk__in=ids))
     if action not in service.SCHEDULE_ACTIONS or not tasks:
         messages.error(request, "Choose an action and at least one schedule.")
         return redirect("taskcenter:schedule_list")

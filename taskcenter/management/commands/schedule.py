@@ -20,17 +20,22 @@ from django_celery_beat.models import PeriodicTask
 
 from taskcenter.models import SchedulePolicy
 from taskcenter.priorities import Priority
-from taskcenter.selectors.schedules import schedules_overview
+from taskcenter.selectors.schedules import (
+    periodic_tasks,
+    schedule_describe,
+    schedule_error,
+    schedule_last_run,
+    schedule_next_runs,
+    schedule_timezone,
+    schedules_overview,
+)
 from taskcenter.services.launch import LaunchError
 from taskcenter.services.schedules import (
     PERIODS,
     ScheduleSpec,
     schedule_delete,
-    schedule_describe,
-    schedule_next_runs,
     schedule_run_now,
     schedule_save,
-    schedule_timezone,
     schedules_set_enabled,
 )
 
@@ -106,7 +111,11 @@ class Command(BaseCommand):
 
         for sub in actions.choices.values():
             sub.add_argument("--json", action="store_true", help="Write one JSON document to stdout.")
-            sub.add_argument("--user", help="Username recorded as the actor in the audit trail (default: system).")
+            sub.add_argument(
+                "--user",
+                help="Act as this user: their rights are checked, and they are the actor in the audit trail "
+                "(default: the system).",
+            )
 
     def handle(self, *args, **options):
         self.as_json = options["json"]
@@ -151,10 +160,11 @@ class Command(BaseCommand):
                 "task": row.task.task,
                 "schedule": row.description,
                 "enabled": row.task.enabled,
-                "last_run": _iso(row.task.last_run_at),
+                "last_run": _iso(row.last_run_at),  # from the runs: beat clears last_run_at on disable
                 "last_state": row.last_state,
                 "last_task_id": row.last_task_id,
                 "next_run": row.next_run.at.isoformat() if row.next_run else None,
+                "error": row.error,
             }
             for row in rows
         ]
@@ -249,7 +259,7 @@ def _actor(username):
 
 
 def _get(name: str) -> PeriodicTask:
-    task = PeriodicTask.objects.select_related("interval", "crontab", "clocked", "solar").filter(name=name).first()
+    task = periodic_tasks().filter(name=name).first()
     if task is None:
         raise CommandError(f"No schedule named {name!r}.")
     return task
@@ -385,8 +395,8 @@ def _definition(task: PeriodicTask) -> dict:
         "jitter_seconds": spec.jitter_seconds,
         "max_instances": spec.max_instances,
         "description": spec.description,
-        "last_run": _iso(task.last_run_at),
-        "total_run_count": task.total_run_count,
+        "last_run": _iso(last.created_at) if (last := schedule_last_run(task)) else None,
+        "error": schedule_error(task),
     }
 
 
