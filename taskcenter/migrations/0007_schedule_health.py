@@ -17,7 +17,7 @@ def clear_message_options(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('taskcenter', '0005_monitoring'),
+        ('taskcenter', '0006_run_secrets'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 
