@@ -226,7 +226,7 @@ def test_the_migration_clears_message_options_stored_before(db):
     make_tasks(3)
     PeriodicTask.objects.filter(name="sched-0").update(headers='{"task": "celery.map"}')
     PeriodicTask.objects.filter(name="sched-1").update(exchange="x", routing_key="y")
-    migration = importlib.import_module("taskcenter.migrations.0006_schedule_health")
+    migration = importlib.import_module("taskcenter.migrations.0007_schedule_health")
     migration.clear_message_options(apps, None)
     rows = PeriodicTask.objects.values_list("headers", "exchange", "routing_key")
     assert set(rows) == {("{}", None, None)}
