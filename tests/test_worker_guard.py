@@ -14,7 +14,6 @@ import pytest
 from django_celery_results.models import TaskResult
 
 from config.celery import app as celery_app
-from taskcenter.worker import nesting_depth_exceeds
 from tests.conftest import CeleryProcess, process_env, use_broker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -227,26 +226,3 @@ def test_a_request_the_pool_cannot_take_is_refused_and_its_pool_slot_given_back(
         assert result.status == "FAILURE"
         assert "RecursionError while handing the task to the pool" in result.result, result.result
     run_ten_and_check_the_worker(unchecked_worker)
-
-
-@pytest.mark.parametrize(
-    ("value", "limit", "exceeds"),
-    [
-        (1, 1, False),
-        ([], 1, False),
-        ([[]], 1, True),
-        ([[]], 2, False),
-        ({"a": [{"b": 1}]}, 3, False),
-        ({"a": [{"b": {}}]}, 3, True),
-    ],
-)
-def test_nesting_depth_is_measured_against_a_limit(value, limit, exceeds):
-    assert nesting_depth_exceeds(value, limit) is exceeds
-
-
-def test_nesting_depth_is_measured_without_recursion():
-    value = []
-    for _ in range(5000):  # deeper than Python's recursion limit
-        value = [value]
-    assert nesting_depth_exceeds(value, 100) is True
-    assert nesting_depth_exceeds(value, 6000) is False
