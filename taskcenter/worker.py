@@ -75,6 +75,8 @@ def message_problem(message) -> str | None:
         for name in ("task", "id"):
             if not isinstance(headers.get(name), str) or not headers[name]:
                 return f"header {name!r} is missing or not a string"
+        if len(headers["id"]) > MAX_TASK_ID_LENGTH:
+            return f"task id longer than {MAX_TASK_ID_LENGTH} characters"
     accepted = message.accept
     if accepted is not None and message.content_type not in accepted:
         return f"content type {message.content_type!r} is not accepted (accepted: {', '.join(sorted(accepted))})"
@@ -92,8 +94,8 @@ def message_problem(message) -> str | None:
     else:
         if not isinstance(payload, dict) or not isinstance(payload.get("task"), str):
             return "message names no task"
-        if not isinstance(payload.get("id"), str) or not payload["id"]:
-            return "message has no task id"
+        if not isinstance(payload.get("id"), str) or not payload["id"] or len(payload["id"]) > MAX_TASK_ID_LENGTH:
+            return "message has no usable task id"
         args, kwargs = payload.get("args", ()), payload.get("kwargs", {})
     if not isinstance(args, list | tuple):
         return "arguments (args) are not a list"
