@@ -121,6 +121,10 @@ def _task_identity(message) -> tuple[str | None, str | None]:
     return task_id, name
 
 
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and len(value) <= MAX_TASK_ID_LENGTH else None
+
+
 def refuse(message, reason: str, *, app, hostname: str | None = None, eventer=None) -> None:
     """Reject ``message`` without requeue and record why as the FAILURE of its task id."""
     task_id, name = _task_identity(message)
@@ -137,15 +141,15 @@ def refuse(message, reason: str, *, app, hostname: str | None = None, eventer=No
         return
     exc = MessageRejected(f"Rejected: {reason}")
     try:
-        if app.backend.get_state(task_id) in states.READY_STATES:
-            # The id belongs to a finished run: a bad message must not overwrite its outcome.
+        if app.backend.get_state(task_id) != states.PENDING:
+            # The id belongs to a run that started or finished: a bad message must not overwrite it.
             logger.warning("Not recording the rejection of %s: the task id already has a result", task_id)
             return
         headers = message.headers if isinstance(message.headers, dict) else {}
         request = Bunch(
             id=task_id, task=name, name=name, args=[], kwargs={}, argsrepr=None, kwargsrepr=None,
             hostname=hostname, retries=0, delivery_info=message.delivery_info or {},
-            root_id=headers.get("root_id"), parent_id=headers.get("parent_id"), group=None,
+            root_id=_text(headers.get("root_id")), parent_id=_text(headers.get("parent_id")), group=None,
             chord=None, chain=None, errbacks=None, periodic_task_name=None, ignore_result=False,
             correlation_id=task_id, reply_to=None,
         )  # fmt: skip

@@ -226,3 +226,12 @@ def test_a_request_the_pool_cannot_take_is_refused_and_its_pool_slot_given_back(
         assert result.status == "FAILURE"
         assert "RecursionError while handing the task to the pool" in result.result, result.result
     run_ten_and_check_the_worker(unchecked_worker)
+
+
+def test_a_bad_message_reusing_a_finished_runs_id_does_not_overwrite_its_result(celery_worker):
+    task_id = f"done-{uuid.uuid4()}"
+    assert celery_app.send_task("examples.add", args=[1, 2], task_id=task_id, queue=QUEUE).get(timeout=60) == 3
+    publish(json.dumps([{"x": 1}, {}, {}]), headers=task_headers(task_id))
+    run_ten_and_check_the_worker(celery_worker)
+    wait_for(lambda: f"Not recording the rejection of {task_id}" in celery_worker.log(), timeout=10, message="log")
+    assert TaskResult.objects.get(task_id=task_id).status == "SUCCESS"
