@@ -204,6 +204,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200, minimum=1)
+# Most processes the Workers page may grow one worker's pool to.
+TASKCENTER_MAX_POOL_PROCESSES = env_int("TASKCENTER_MAX_POOL_PROCESSES", 32, minimum=1)
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
@@ -213,8 +215,11 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
         f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT}s) must be below "
         f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT}s) so tasks can clean up."
     )
-CELERY_TASK_DEFAULT_RETRY_DELAY = 60
-CELERY_TASK_MAX_RETRIES = 3
+
+# Worker message guard (taskcenter.worker): a task message larger or more deeply
+# nested than this is rejected and its run recorded as failed, whoever sent it.
+TASKCENTER_MESSAGE_MAX_BYTES = env_int("TASKCENTER_MESSAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+TASKCENTER_MESSAGE_MAX_DEPTH = env_int("TASKCENTER_MESSAGE_MAX_DEPTH", 100, minimum=4)
 
 # Events for monitoring: task-sent from publishers, the rest from workers.
 CELERY_WORKER_SEND_TASK_EVENTS = True
@@ -224,12 +229,12 @@ CELERY_TASK_TRACK_STARTED = True
 # Redis visibility timeout: an unacknowledged message is redelivered after this many
 # seconds. It must exceed the longest countdown the UI allows, or delayed tasks run
 # again and again (celery#2481).
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)
+BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)
 TASKCENTER_MAX_COUNTDOWN = env_int("TASKCENTER_MAX_COUNTDOWN", 3600, minimum=0)
-if TASKCENTER_MAX_COUNTDOWN >= CELERY_VISIBILITY_TIMEOUT:
+if TASKCENTER_MAX_COUNTDOWN >= BROKER_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(
         f"TASKCENTER_MAX_COUNTDOWN ({TASKCENTER_MAX_COUNTDOWN}s) must be below "
-        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT}s)."
+        f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s)."
     )
 
 # A broker that is down must fail a publish within seconds, not hang a request.
@@ -239,13 +244,13 @@ if TASKCENTER_MAX_COUNTDOWN >= CELERY_VISIBILITY_TIMEOUT:
 BROKER_SOCKET_TIMEOUT = env_int("CELERY_BROKER_SOCKET_TIMEOUT", 2, minimum=2)
 BROKER_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     "priority_steps": REDIS_PRIORITY_STEPS,
     "socket_timeout": BROKER_SOCKET_TIMEOUT,
     "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
     **BROKER_RETRY_POLICY,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = BROKER_RETRY_POLICY

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import QueueSample, TaskMinute, TaskTotals
+from taskcenter.monitor.histogram import histogram_parts
 from taskcenter.monitor.redis_state import STARTED_KEY, WORKERS_KEY
 from taskcenter.selectors import monitoring
 from taskcenter.services.launch import run_launch
@@ -119,8 +120,8 @@ def minute_sums(task_name: str) -> dict:
     for row in TaskMinute.objects.filter(task_name=task_name, queue=QUEUE):
         for name in ("sent", "started", "succeeded", "failed"):
             sums[name] += getattr(row, name)
-        sums["runtime"] += sum(row.runtime_buckets)
-        sums["wait"] += sum(row.wait_buckets)
+        sums["runtime"] += sum(histogram_parts(row.runtime_buckets)[0])
+        sums["wait"] += sum(histogram_parts(row.wait_buckets)[0])
         sums["wait_sum"] += row.wait_sum
     return sums
 

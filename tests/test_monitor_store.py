@@ -8,7 +8,7 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import DURATION_BUCKETS, QueueSample, Run, TaskMinute, TaskTotals
 from taskcenter.monitor.aggregate import Aggregator
-from taskcenter.monitor.histogram import bucket_index, empty_buckets, minute_start
+from taskcenter.monitor.histogram import bucket_index, empty_buckets, histogram_parts, minute_start
 from taskcenter.monitor.store import flush_write, minutes_load, old_rows_delete, runs_lookup
 from taskcenter.selectors import monitoring
 
@@ -57,7 +57,9 @@ def test_a_restarted_monitor_continues_the_rows_of_the_current_minute():
     flush(first)
     row = TaskMinute.objects.get(task_name="examples.add", queue="high")
     assert (row.minute, row.sent, row.succeeded) == (minute_start(t0), 3, 3)
-    assert sum(row.wait_buckets) == 3 and len(row.runtime_buckets) == len(DURATION_BUCKETS) + 1
+    wait_buckets, wait_sketch = histogram_parts(row.wait_buckets)
+    assert sum(wait_buckets) == 3 == wait_sketch.count
+    assert len(histogram_parts(row.runtime_buckets)[0]) == len(DURATION_BUCKETS) + 1
 
     # A flush with nothing new writes nothing and keeps the totals.
     flush(first)
@@ -70,7 +72,9 @@ def test_a_restarted_monitor_continues_the_rows_of_the_current_minute():
     flush(second)
     row.refresh_from_db()
     assert (row.sent, row.started, row.succeeded) == (5, 5, 5)
-    assert row.runtime_buckets[bucket_index(0.03)] == 5 and row.runtime_sum == pytest.approx(0.15)
+    runtime_buckets, runtime_sketch = histogram_parts(row.runtime_buckets)
+    assert runtime_buckets[bucket_index(0.03)] == 5 and row.runtime_sum == pytest.approx(0.15)
+    assert runtime_sketch.count == 5 and runtime_sketch.quantile(0.5) == pytest.approx(0.03, rel=0.01)
     totals = TaskTotals.objects.get(task_name="examples.add", queue="high")
     assert (totals.sent, totals.succeeded, sum(totals.runtime_buckets)) == (5, 5, 5)
     failed = TaskTotals.objects.get(task_name="examples.fail", queue="high")
@@ -188,7 +192,8 @@ def test_summary_counts_rates_and_percentiles(minutes):
     assert overview["success_rate"] == pytest.approx(13 / 15)
     assert overview["failure_rate"] == pytest.approx(2 / 15)
     assert overview["per_minute"] == pytest.approx(15 / overview["minutes"])
-    assert set(overview["runtime"]) == {"p50", "p95", "p99"} == set(overview["wait"])
+    assert set(overview["runtime"]) == {"p50", "p95", "p99", "estimated"} == set(overview["wait"])
+    assert overview["runtime"]["estimated"] is True  # these rows are in the format from before sketches
     assert overview["runtime"]["p50"] < 0.025 and overview["wait"]["p99"] > 5
     empty = monitoring.summary(since=timezone.now() + timedelta(minutes=5))
     assert empty["success_rate"] is None and empty["runtime"]["p95"] is None and empty["per_minute"] == 0

@@ -86,3 +86,13 @@ def test_sqlite_is_tuned_for_concurrent_writers(settings):
     assert options["transaction_mode"] == "IMMEDIATE"
     assert options["timeout"] >= 5
     assert "journal_mode=WAL" in options["init_command"]
+
+
+def test_every_celery_setting_is_a_real_celery_setting():
+    """A CELERY_* name Celery does not know (e.g. CELERY_TASK_MAX_RETRIES) is silently ignored."""
+    from celery.app.defaults import NAMESPACES, flatten
+    from django.conf import settings
+
+    known = {key for key, _ in flatten(NAMESPACES)}
+    unknown = [name for name in dir(settings) if name.startswith("CELERY_") and name[7:].lower() not in known]
+    assert unknown == []

@@ -114,12 +114,47 @@ def test_pool_changes_below_one_process_are_refused(staff_client, celery_worker)
     assert list(AuditEntry.objects.values_list("outcome", flat=True)) == ["refused"] * 3
 
 
-def test_pool_change_of_an_unknown_worker_reports_that_no_worker_replied(staff_client, celery_worker):
-    response = post_pool(staff_client, "nobody@nowhere", "grow", 1)
+@pytest.mark.parametrize("action", ["grow", "shrink"])
+def test_pool_change_of_an_unknown_worker_is_not_found(staff_client, celery_worker, action):
+    response = post_pool(staff_client, "nobody@nowhere", action, 1)
 
-    assert response.status_code == 504
-    assert "did not answer" in response.content.decode()
-    assert AuditEntry.objects.get().outcome == "error"
+    assert response.status_code == 404
+    assert "No worker named nobody@nowhere is online" in response.content.decode()
+    assert AuditEntry.objects.get().outcome == "refused"
+
+
+def test_pool_grow_beyond_the_limit_is_refused(staff_client, celery_worker, settings):
+    settings.TASKCENTER_MAX_POOL_PROCESSES = POOL_SIZE + 1
+    hostname = celery_worker.hostname
+
+    for n in (2, 10**30):
+        response = post_pool(staff_client, hostname, "grow", n)
+        assert response.status_code == 400
+        assert f"would exceed the limit of {POOL_SIZE + 1} processes" in response.content.decode()
+    assert pool_processes(hostname) == POOL_SIZE
+    assert [entry.outcome for entry in AuditEntry.objects.all()] == ["refused", "refused"]
+
+
+def test_workers_page_shows_the_rate_limits_workers_apply_whoever_set_them(staff_client, celery_worker):
+    hostname = celery_worker.hostname
+    try:
+        # Set outside taskcenter, as `celery control rate_limit examples.add 7/m` does: nothing is saved.
+        current_app.control.rate_limit("examples.add", "7/m", destination=[hostname], reply=True, timeout=2)
+        wait_for(lambda: rate_limit_of(hostname, "examples.add") == "7/m", message="the rate limit to apply")
+
+        page = staff_client.get(reverse("taskcenter:worker_list"))
+        overview = page.context["overview"]
+        applied = [(limit.task_name, limit.rate, limit.workers) for limit in overview.applied_rate_limits]
+        assert ("examples.add", "7/m", [hostname]) in applied
+        assert worker_row(page, hostname).rate_limits["examples.add"] == "7/m"
+        html = page.content.decode()
+        assert "No worker online applies a rate limit." not in html and "7/m" in html
+        assert "No rate limit saved." in html
+    finally:
+        current_app.control.rate_limit("examples.add", None, destination=[hostname], reply=True, timeout=2)
+    wait_for(lambda: rate_limit_of(hostname, "examples.add") is None, message="the rate limit to be removed")
+    page = staff_client.get(reverse("taskcenter:worker_list"))
+    assert "examples.add" not in [limit.task_name for limit in page.context["overview"].applied_rate_limits]
 
 
 def test_rate_limit_is_stored_applied_audited_and_shown(staff_client, celery_worker):

@@ -18,7 +18,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from taskcenter.monitor.histogram import add_buckets, bucket_index, empty_buckets, minute_start
+from taskcenter.monitor.histogram import (
+    DurationSketch,
+    add_buckets,
+    bucket_index,
+    empty_buckets,
+    histogram_json,
+    histogram_parts,
+    minute_start,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +49,25 @@ WORKER_EVENTS = ("worker-online", "worker-heartbeat", "worker-offline")
 
 
 class Counts:
-    """Counters, histograms and sums of one task type on one queue (in a minute, or a delta)."""
+    """Counters, histograms and sums of one task type on one queue (in a minute, or a delta).
 
-    __slots__ = (*COUNTERS, "runtime_sum", "runtime_buckets", "wait_sum", "wait_buckets")
+    Each duration goes into the coarse buckets (for ``/metrics``) and into a
+    ``DurationSketch`` (for percentiles within 1 %).
+    """
+
+    __slots__ = (
+        *COUNTERS, "runtime_sum", "runtime_buckets", "runtime_sketch", "wait_sum", "wait_buckets", "wait_sketch"
+    )  # fmt: skip
 
     def __init__(self):
         for name in COUNTERS:
             setattr(self, name, 0)
         self.runtime_sum = 0.0
         self.runtime_buckets = empty_buckets()
+        self.runtime_sketch = DurationSketch()
         self.wait_sum = 0.0
         self.wait_buckets = empty_buckets()
+        self.wait_sketch = DurationSketch()
 
     @classmethod
     def from_row(cls, row) -> "Counts":
@@ -64,28 +80,41 @@ class Counts:
         seconds = max(0.0, seconds)
         self.runtime_sum += seconds
         self.runtime_buckets[bucket_index(seconds)] += 1
+        self.runtime_sketch.add(seconds)
 
     def observe_wait(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
         self.wait_sum += seconds
         self.wait_buckets[bucket_index(seconds)] += 1
+        self.wait_sketch.add(seconds)
 
     def add(self, other) -> None:
+        """Add another ``Counts``, or a stored row (histogram fields in either stored form)."""
         for name in COUNTERS:
             setattr(self, name, getattr(self, name) + (getattr(other, name) or 0))
         self.runtime_sum += other.runtime_sum or 0.0
         self.wait_sum += other.wait_sum or 0.0
-        add_buckets(self.runtime_buckets, other.runtime_buckets)
-        add_buckets(self.wait_buckets, other.wait_buckets)
+        for kind in ("runtime", "wait"):
+            buckets, sketch = histogram_parts(getattr(other, f"{kind}_buckets"))
+            add_buckets(getattr(self, f"{kind}_buckets"), buckets)
+            getattr(self, f"{kind}_sketch").merge(getattr(other, f"{kind}_sketch", None) or sketch)
+
+    def sketch_complete(self, kind: str) -> bool:
+        """Whether the sketch of ``kind`` ("runtime" or "wait") holds every duration counted.
+
+        False when some came from rows written before sketches were stored: their
+        percentiles can only be estimated from the coarse buckets.
+        """
+        return getattr(self, f"{kind}_sketch").count >= sum(getattr(self, f"{kind}_buckets"))
 
     def fields(self) -> dict:
         """The model fields with these values."""
         values = {name: getattr(self, name) for name in COUNTERS}
         values.update(
             runtime_sum=self.runtime_sum,
-            runtime_buckets=list(self.runtime_buckets),
+            runtime_buckets=histogram_json(self.runtime_buckets, self.runtime_sketch),
             wait_sum=self.wait_sum,
-            wait_buckets=list(self.wait_buckets),
+            wait_buckets=histogram_json(self.wait_buckets, self.wait_sketch),
         )
         return values
 

@@ -141,7 +141,7 @@ def _mark_cancelled(run: Run, actor, reason: str) -> None:
 
 def _revoke_retention() -> int:
     """Seconds a revoke is kept: as long as its message can still be delivered."""
-    return settings.CELERY_VISIBILITY_TIMEOUT + settings.TASKCENTER_MAX_COUNTDOWN
+    return settings.BROKER_VISIBILITY_TIMEOUT + settings.TASKCENTER_MAX_COUNTDOWN
 
 
 def revoked_store_add(task_id: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from celery import current_app
 from celery.app.control import flatten_reply
 from celery.utils.time import rate as rate_per_second
+from django.conf import settings
 from redis.exceptions import RedisError
 
 from taskcenter import catalogue
@@ -35,7 +36,9 @@ BROKER_ERRORS = (*PUBLISH_ERRORS, RedisError)
 #: "10/s", "100/m", "1000/h", or a plain number of tasks per second.
 RATE_PATTERN = re.compile(r"\d+(\.\d+)?(/[smh])?")
 #: What the workers page asks every worker, all at once.
-INSPECTIONS = ("ping", "stats", "active", "reserved", "active_queues")
+INSPECTIONS = ("ping", "stats", "active", "reserved", "active_queues", "registered")
+#: Arguments of an inspection: ``registered`` lists each task with the rate limit the worker applies.
+INSPECT_ARGUMENTS = {"registered": ("rate_limit",)}
 
 
 class ActionError(Exception):
@@ -47,6 +50,12 @@ class ActionError(Exception):
 
 class ActionRefused(ActionError):
     """The request is invalid (bad input, unknown target); nothing was changed."""
+
+
+class UnknownWorker(ActionRefused):
+    """No worker of that name is online."""
+
+    status_code = 404
 
 
 class ActionFailed(ActionError):
@@ -92,6 +101,7 @@ class WorkerInfo:
     active: list[ActiveTask]
     reserved_count: int
     processed_by_task: dict[str, int]
+    rate_limits: dict[str, str] = field(default_factory=dict)  # task name -> the limit this worker applies
 
     @property
     def processed(self) -> int:
@@ -99,12 +109,30 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True)
+class AppliedRateLimit:
+    """A rate limit as the workers online apply it (``celery control rate_limit`` included)."""
+
+    task_name: str
+    rate: str
+    workers: list[str]
+
+
+@dataclass(frozen=True)
 class WorkersOverview:
-    """The workers page: workers online, saved rate limits, and a notice when something is wrong."""
+    """The workers page: workers online, rate limits saved and applied, and a notice when something is wrong."""
 
     workers: list[WorkerInfo]
     rate_limits: list[TaskRateLimit]
     problem: str = ""
+
+    @property
+    def applied_rate_limits(self) -> list[AppliedRateLimit]:
+        """Each (task, rate) pair some worker online applies, with the workers that apply it."""
+        hosts: dict[tuple[str, str], list[str]] = {}
+        for worker in self.workers:
+            for task_name, rate in worker.rate_limits.items():
+                hosts.setdefault((task_name, rate), []).append(worker.hostname)
+        return [AppliedRateLimit(name, rate, sorted(workers)) for (name, rate), workers in sorted(hosts.items())]
 
 
 # --- Talking to workers -------------------------------------------------------------
@@ -162,7 +190,7 @@ def workers_inspect(*methods: str, destination: list[str] | None = None) -> dict
         inspector = current_app.control.inspect(
             destination=destination, timeout=CONTROL_TIMEOUT, limit=len(destination) if destination else None
         )
-        return getattr(inspector, method)() or {}
+        return getattr(inspector, method)(*INSPECT_ARGUMENTS.get(method, ())) or {}
 
     try:
         with ThreadPoolExecutor(max_workers=len(methods), thread_name_prefix="inspect") as executor:
@@ -224,17 +252,37 @@ def _worker_info(hostname: str, answers: dict[str, dict[str, Any]]) -> WorkerInf
         ],
         reserved_count=len(answers["reserved"].get(hostname) or []),
         processed_by_task=dict(stats.get("total") or {}),
+        rate_limits=_rate_limits(answers.get("registered", {}).get(hostname)),
     )
+
+
+def _rate_limits(registered) -> dict[str, str]:
+    """Parse ``inspect registered rate_limit`` lines, e.g. "examples.add [rate_limit=10/s]"."""
+    limits = {}
+    for line in registered if isinstance(registered, list) else []:
+        name, _, info = str(line).partition(" ")
+        for item in info.strip("[]").split():
+            key, _, value = item.partition("=")
+            if key == "rate_limit" and value and value != "None":
+                limits[name] = value
+    return limits
 
 
 # --- Pool size --------------------------------------------------------------------
 
 
 def worker_pool_grow(*, hostname: str, n: int, actor) -> ActionReport:
-    """Add ``n`` processes to the pool of one worker."""
+    """Add ``n`` processes to the pool of one worker, up to ``TASKCENTER_MAX_POOL_PROCESSES`` in all."""
 
     def perform() -> ActionReport:
         _require_positive(n)
+        size = worker_pool_size(hostname=hostname)
+        limit = settings.TASKCENTER_MAX_POOL_PROCESSES
+        if size + n > limit:
+            raise ActionRefused(
+                f"Worker {hostname} has {size} process(es); growing by {n} would exceed the limit of {limit} "
+                "processes per worker (TASKCENTER_MAX_POOL_PROCESSES)."
+            )
         return _pool_resize(hostname=hostname, n=n, command="pool_grow")
 
     return run_audited(actor=actor, action=Action.POOL_GROW, target=hostname, perform=perform)
@@ -257,7 +305,7 @@ def worker_pool_size(*, hostname: str) -> int:
     """The number of pool processes of one worker, as it reports it."""
     stats = workers_inspect("stats", destination=[hostname])["stats"].get(hostname)
     if not stats:
-        raise NoWorkerReplied(no_reply_message([hostname]))
+        raise UnknownWorker(f"No worker named {hostname} is online (none answered within {CONTROL_TIMEOUT:g} s).")
     return _process_count(stats.get("pool") or {}) or 0
 
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
@@ -57,6 +58,7 @@ def _workers_page(request, *, status: int = 200):
     context = {
         "overview": workers.workers_overview(),
         "task_names": [entry.name for entry in catalogue.all_entries()],
+        "max_pool_processes": settings.TASKCENTER_MAX_POOL_PROCESSES,
         **user_abilities(request.user),
     }
     return render(request, "taskcenter/workers.html", context, status=status)
