@@ -25,7 +25,7 @@ from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
 from taskcenter import catalogue, permissions
-from taskcenter.models import AuditEntry, Run
+from taskcenter.models import AuditEntry, Run, RunSource
 from taskcenter.selectors.schedules import (
     COUNT_WINDOW,
     schedule_describe,
@@ -226,7 +226,7 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
                 request, f"You may not {action.replace('_', ' ')} {', '.join(refused)}; nothing done.", messages.ERROR
             )
             return
-        done, failed = schedules_act(action=action, periodic_tasks=tasks, actor=request.user)
+        done, failed = schedules_act(action=action, periodic_tasks=tasks, actor=request.user, source=RunSource.ADMIN)
         for line in done:
             self.message_user(request, line, messages.SUCCESS)
         for line in failed:

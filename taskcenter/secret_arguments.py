@@ -75,6 +75,15 @@ def restore(entry, args: list, kwargs: dict, sealed: str, *, leading: int = 0) -
     A value the operator changed is kept. Raises ``SecretUnavailable`` when a
     masked secret has no readable sealed value (re-enter it).
     """
+    return fill_masked(entry, args, kwargs, lambda: unseal(sealed), leading=leading)
+
+
+def fill_masked(entry, args: list, kwargs: dict, real_values, *, leading: int = 0) -> tuple[list, dict]:
+    """Replace each secret argument still holding ``MASK`` with its real value.
+
+    ``real_values`` is a callable returning ``{name: real value}``, called only when a
+    mask is found. Raises ``SecretUnavailable`` for a masked secret without a value.
+    """
     if entry is None or not entry.secret or not isinstance(args, list) or not isinstance(kwargs, dict):
         return args, kwargs
     real = None
@@ -84,7 +93,7 @@ def restore(entry, args: list, kwargs: dict, sealed: str, *, leading: int = 0) -
         if target[where] != MASK:
             continue
         if real is None:
-            real = unseal(sealed)
+            real = real_values()
         if name not in real:
             raise SecretUnavailable(name)
         target[where] = real[name]

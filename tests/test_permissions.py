@@ -115,7 +115,7 @@ def test_run_now_from_the_admin_goes_through_the_launch_service(staff_client, sc
     response = staff_client.post(changelist, {"action": "run_tasks", "_selected_action": [schedule.pk]})
     assert response.status_code == 302
     run = Run.objects.get()
-    assert (run.source, run.periodic_task_name, run.args) == ("schedule", "tick", [1, 2])
+    assert (run.source, run.periodic_task_name, run.args) == ("admin", "tick", [1, 2])
     assert AuditEntry.objects.filter(action="launch", task_id=run.task_id).exists()
 
 

@@ -201,7 +201,7 @@ def test_run_sends_the_task_now_through_the_launch_service(db, redis_server):
     run = Run.objects.get()
     assert out.strip().endswith(f"task id {run.task_id}")
     assert (run.task_name, run.queue, run.priority, run.kwargs) == ("examples.add", "low", "LOW", {"x": 1, "y": 2})
-    assert run.periodic_task_name == "daily_sync" and run.source == "schedule"
+    assert run.periodic_task_name == "daily_sync" and run.source == "cli"
     assert AuditEntry.objects.filter(action="schedule_run_now", task_id=run.task_id).exists()
     document = schedule_json("run", "daily_sync")
     assert Run.objects.filter(task_result_id=document["task_id"]).exists()

@@ -1,5 +1,6 @@
 """Schedule pages and services: create every kind inline, see health and next runs, act."""
 
+import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -159,7 +160,7 @@ def test_run_now_carries_the_schedule_options_through_the_launch_service(staff_c
     response = staff_client.post(reverse("taskcenter:schedule_action"), {"action": "run_now", "ids": [task.pk]})
     assert response.status_code == 302
     run = Run.objects.get()
-    assert (run.queue, run.priority, run.args, run.source) == ("low", "HIGH", [1, 2], "schedule")
+    assert (run.queue, run.priority, run.args, run.source) == ("low", "HIGH", [1, 2], "web")
     assert run.periodic_task_name == "tick" and run.launched_by == staff_client.user
     assert run.expires is not None and timedelta(seconds=100) < run.expires - run.created_at <= timedelta(seconds=121)
     assert AuditEntry.objects.filter(action="schedule_run_now", task_id=run.task_id).exists()
@@ -413,3 +414,28 @@ def test_pages_list_and_show_schedules_whose_rows_are_corrupt(staff_client):
         response = staff_client.get(url)
         assert response.status_code == 200, url
     assert "Mars/Olympus" in staff_client.get(urls[0]).content.decode()
+
+
+def test_a_schedules_secret_argument_is_masked_on_its_pages_and_kept_when_saved_unchanged(staff_client):
+    spec = ScheduleSpec(
+        name="nightly-login", task="examples.connect", kind="crontab", cron="0 3 * * *", timezone="UTC",
+        args=["db.example", "ops", "hunter2-secret"],
+    )  # fmt: skip
+    task = schedule_save(spec=spec, actor=None)
+    detail = staff_client.get(reverse("taskcenter:schedule_detail", args=[task.pk])).content.decode()
+    edit_url = reverse("taskcenter:schedule_edit", args=[task.pk])
+    form_page = staff_client.get(edit_url).content.decode()
+    assert "hunter2-secret" not in detail and "********" in detail
+    assert "hunter2-secret" not in form_page and "********" in form_page
+
+    form = {"task": "examples.connect", "name": "nightly-login", "kind": "crontab", "cron": "0 3 * * *",
+            "timezone": "UTC", "mode": "json", "args": '["db.example", "ops2", "********"]', "kwargs": "{}",
+            "misfire": "run_once", "jitter_seconds": "0", "max_instances": "0", "enabled": "on"}  # fmt: skip
+    assert staff_client.post(edit_url, form).status_code == 302
+    task.refresh_from_db()
+    assert json.loads(task.args) == ["db.example", "ops2", "hunter2-secret"]
+
+    assert staff_client.post(edit_url, {**form, "args": '["db.example", "ops2", "new-pass"]'}).status_code == 302
+    task.refresh_from_db()
+    assert json.loads(task.args) == ["db.example", "ops2", "new-pass"]
+    assert "new-pass" not in str(list(AuditEntry.objects.values_list("message", "detail")))

@@ -9,6 +9,7 @@ changes use ``QuerySet.update``, which skips django-celery-beat's signals, so th
 call ``PeriodicTasks.update_changed()`` to make beat reload.
 """
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable
@@ -30,9 +31,10 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from taskcenter import permissions
+from taskcenter import catalogue, permissions, secret_arguments
 from taskcenter.models import Run, RunSource, SchedulePolicy
 from taskcenter.priorities import Priority
+from taskcenter.safe_input import JSONInputError, parse_json
 from taskcenter.schedules.timing import CronFields
 from taskcenter.selectors.schedules import crontab_zone_name, schedule_describe
 from taskcenter.services.audit import Action, Outcome, audit_record
@@ -89,6 +91,11 @@ class ScheduleSpec:
     jitter_seconds: int = 0
     max_instances: int = 0
 
+    def masked(self) -> "ScheduleSpec":
+        """A copy with the task's secret arguments masked, to show on a page or in a form."""
+        args, kwargs, _ = secret_arguments.mask(catalogue.get_entry(self.task), self.args, self.kwargs)
+        return dataclasses.replace(self, args=args, kwargs=kwargs)
+
     @classmethod
     def from_periodic_task(cls, task: PeriodicTask) -> "ScheduleSpec":
         """The spec of an existing periodic task (to edit or duplicate it)."""
@@ -97,8 +104,8 @@ class ScheduleSpec:
             name=task.name,
             task=task.task,
             kind=schedule_kind(task),
-            args=json.loads(task.args or "[]"),
-            kwargs=json.loads(task.kwargs or "{}"),
+            args=_stored_json(task.args, []),
+            kwargs=_stored_json(task.kwargs, {}),
             queue=task.queue or "",
             priority=Priority.from_broker(task.priority).value if task.priority is not None else "",
             expire_seconds=task.expire_seconds,
@@ -121,6 +128,31 @@ class ScheduleSpec:
             s = task.solar
             spec.solar_event, spec.latitude, spec.longitude = s.event, float(s.latitude), float(s.longitude)
         return spec
+
+
+def _with_kept_secrets(spec: ScheduleSpec, existing: PeriodicTask | None) -> ScheduleSpec:
+    """Put back the stored value of each secret argument the form still shows masked."""
+    entry = catalogue.get_entry(spec.task)
+
+    def stored_secrets() -> dict:
+        if existing is None or existing.task != spec.task:
+            return {}
+        stored = ScheduleSpec.from_periodic_task(existing)
+        return secret_arguments.mask(entry, stored.args, stored.kwargs)[2]
+
+    try:
+        args, kwargs = secret_arguments.fill_masked(entry, spec.args, spec.kwargs, stored_secrets)
+    except secret_arguments.SecretUnavailable as missing:
+        raise InvalidSchedule({"args": [f"Enter the secret argument {missing.name!r} again."]}) from None
+    return dataclasses.replace(spec, args=args, kwargs=kwargs)
+
+
+def _stored_json(text: str | None, default):
+    """A stored JSON column, within taskcenter's input limits; the default when it is unusable."""
+    try:
+        return parse_json(text) if text else default
+    except JSONInputError:
+        return default
 
 
 def schedule_kind(task: PeriodicTask) -> str:
@@ -149,6 +181,7 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
             ),
             f"You may not change the schedule {existing.name}.",
         )
+    spec = _with_kept_secrets(spec, existing)
     errors = FieldErrors()
     _check_spec(spec, errors, creating=existing is None)
     if errors:
@@ -342,15 +375,19 @@ def schedule_delete(*, periodic_task: PeriodicTask, actor) -> None:
     audit_record(actor=actor, action=Action.SCHEDULE_DELETE, target=name)
 
 
-def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
-    """Launch a schedule's task now, with its arguments, queue, priority and expiry."""
+def schedule_run_now(*, periodic_task: PeriodicTask, actor, source: RunSource = RunSource.SCHEDULE) -> Run:
+    """Launch a schedule's task now, with its arguments, queue, priority and expiry.
+
+    ``source`` is the entry point that asked (page, admin, command line); the run keeps
+    the schedule's name either way.
+    """
     _require(
         actor, lambda user: permissions.can_launch(user, periodic_task.task), f"You may not run {periodic_task.name}."
     )
     try:
-        args = json.loads(periodic_task.args or "[]")
-        kwargs = json.loads(periodic_task.kwargs or "{}")
-    except json.JSONDecodeError as exc:
+        args = parse_json(periodic_task.args or "[]")
+        kwargs = parse_json(periodic_task.kwargs or "{}")
+    except JSONInputError as exc:
         raise InvalidLaunch({"args": [f"The schedule's arguments are not valid JSON: {exc}."]}) from None
     priority = Priority.from_broker(periodic_task.priority) if periodic_task.priority is not None else None
     run = run_launch(
@@ -361,7 +398,7 @@ def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
         priority=priority,
         expires=periodic_task.expires or periodic_task.expire_seconds,
         launched_by=actor,
-        source=RunSource.SCHEDULE,
+        source=source,
         periodic_task_name=periodic_task.name,
     )
     audit_record(actor=actor, action=Action.SCHEDULE_RUN_NOW, target=periodic_task.name, task_id=run.task_id)
@@ -371,7 +408,9 @@ def schedule_run_now(*, periodic_task: PeriodicTask, actor) -> Run:
 SCHEDULE_ACTIONS = ("run_now", "enable", "disable", "duplicate", "delete")
 
 
-def schedules_act(*, action: str, periodic_tasks: list[PeriodicTask], actor) -> tuple[list[str], list[str]]:
+def schedules_act(
+    *, action: str, periodic_tasks: list[PeriodicTask], actor, source: RunSource = RunSource.WEB
+) -> tuple[list[str], list[str]]:
     """Apply one action to several schedules (the pages' and the admin's bulk actions).
 
     Returns ``(done, failed)``: what was done and what was refused, one line each, for
@@ -391,7 +430,7 @@ def schedules_act(*, action: str, periodic_tasks: list[PeriodicTask], actor) -> 
     for task in periodic_tasks:
         try:
             if action == "run_now":
-                run = schedule_run_now(periodic_task=task, actor=actor)
+                run = schedule_run_now(periodic_task=task, actor=actor, source=source)
                 done.append(f"Launched {task.name} now ({run.task_id}).")
             elif action == "duplicate":
                 copy = schedule_duplicate(periodic_task=task, actor=actor)

@@ -84,7 +84,7 @@ def schedule_detail(request, pk):
         "taskcenter/schedule_detail.html",
         {
             "task": task,
-            "spec": service.ScheduleSpec.from_periodic_task(task),
+            "spec": service.ScheduleSpec.from_periodic_task(task).masked(),
             "description": schedule_describe(task),
             "timezone": schedule_timezone(task),
             "next_runs": next_runs,
@@ -141,7 +141,7 @@ def schedule_edit(request, pk):
 
 
 def _schedule_form(request, *, entry, existing):
-    spec = service.ScheduleSpec.from_periodic_task(existing) if existing else None
+    spec = service.ScheduleSpec.from_periodic_task(existing).masked() if existing else None
     form = ScheduleForm(request.POST or None, entry=entry, spec=spec)
     task, status = submit(
         request, form, lambda data: service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)

@@ -18,8 +18,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from taskcenter.models import SchedulePolicy
+from taskcenter.models import RunSource, SchedulePolicy
 from taskcenter.priorities import Priority
+from taskcenter.safe_input import JSONInputError, parse_json
 from taskcenter.selectors.schedules import (
     periodic_tasks,
     schedule_describe,
@@ -225,7 +226,7 @@ class Command(BaseCommand):
 
     def do_run(self, options, actor):
         task = _get(options["name"])
-        run = schedule_run_now(periodic_task=task, actor=actor)
+        run = schedule_run_now(periodic_task=task, actor=actor, source=RunSource.CLI)
         if self.as_json:
             self._json({"name": task.name, "task": run.task_name, "task_id": run.task_id, "queue": run.queue,
                         "priority": str(run.priority)})  # fmt: skip
@@ -268,8 +269,8 @@ def _get(name: str) -> PeriodicTask:
 def _json_option(options, name: str, kind: type, example: str):
     # Stored under task_args / task_kwargs: Django takes "args" out of the options.
     try:
-        value = json.loads(options[f"task_{name}"])
-    except json.JSONDecodeError as exc:
+        value = parse_json(options[f"task_{name}"])
+    except JSONInputError as exc:
         raise CommandError(f"--{name} is not valid JSON ({exc}); e.g. {example}.") from None
     if not isinstance(value, kind):
         raise CommandError(f"--{name} must be a JSON {'list' if kind is list else 'object'}, e.g. {example}.")
@@ -370,8 +371,8 @@ def _comparable(spec: ScheduleSpec) -> dict:
 
 
 def _definition(task: PeriodicTask) -> dict:
-    """A schedule as plain values, for ``show`` and JSON output."""
-    spec = ScheduleSpec.from_periodic_task(task)
+    """A schedule as plain values, for ``show`` and JSON output (secret arguments masked)."""
+    spec = ScheduleSpec.from_periodic_task(task).masked()
     schedule = {
         "interval": {"every": spec.every, "period": spec.period},
         "crontab": {"cron": spec.cron, "timezone": spec.timezone},
