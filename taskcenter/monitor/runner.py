@@ -1,11 +1,13 @@
 """The monitor process: consume Celery events, flush counts, sample queues, survive broker outages.
 
 One thread does everything: ``drain_events`` with a short timeout hands events
-to the aggregator and the worker tracker, and between (and during) bursts the
+to the aggregator, the worker tracker and the run recorder, and between (and during) bursts the
 due periodic jobs run: worker states to Redis at most once per second per
 worker, a flush every ``flush_interval`` seconds, queue samples every
 ``sample_interval`` seconds, retention every ten minutes. No event causes a
-database query; a flush costs a handful of statements whatever the event rate.
+database query; a flush costs a handful of statements whatever the event rate,
+plus two per 500 runs that had events (their state, times, worker and attempts,
+see ``taskcenter.monitor.runs``).
 
 Only one monitor counts at a time: it holds ``taskcenter:monitor:lock`` in
 Redis, renewed at every flush. A second monitor stands by until the lock is
@@ -28,6 +30,7 @@ from kombu import Consumer
 
 from taskcenter.monitor.aggregate import Aggregator, WorkerTracker
 from taskcenter.monitor.redis_state import REDIS_ERRORS, MonitorRedis
+from taskcenter.monitor.runs import RunChanges, runs_changes_write
 from taskcenter.monitor.store import flush_write, minutes_load, old_rows_delete, queue_samples_record, runs_lookup
 
 logger = logging.getLogger("taskcenter.monitor")
@@ -80,6 +83,7 @@ class Monitor:
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.aggregator = Aggregator(max_tasks=max_tasks)
         self.workers = WorkerTracker()
+        self.runs = RunChanges()
         self.redis = MonitorRedis(app, identity=self.identity, lock_seconds=max(30.0, 10 * self.flush_interval))
         self.stopping: str | bool = False
         self.lost_lock = False
@@ -119,6 +123,7 @@ class Monitor:
                     self.identity, self._holder(),
                 )  # fmt: skip
                 self.aggregator.forget_counts()
+                self.runs.forget()
         if self.stopping:
             logger.info("Monitor %s: %s received, flushing and stopping", self.identity, self.stopping)
         if holding:
@@ -209,6 +214,7 @@ class Monitor:
         try:
             self.aggregator.handle(event)
             self.workers.handle(event)
+            self.runs.handle(event)
         except Exception:
             logger.exception("Could not count event %.300r", event)
         if time.monotonic() >= self._next_due:
@@ -286,6 +292,7 @@ class Monitor:
             if rows or aggregator.totals:
                 flush_write(rows, aggregator.totals)
             aggregator.flushed(rows)
+            self._write_runs(final=final)
         except DatabaseError as exc:
             if not self._db_failing:
                 logger.warning("Flush failed, counts kept in memory and written later: %s", exc)
@@ -306,6 +313,18 @@ class Monitor:
         if rows:
             logger.debug("Flushed %d minute rows in %.0f ms", len(rows), elapsed * 1000)
         return True
+
+    def _write_runs(self, *, final: bool) -> None:
+        """Write the runs' own records from their events; keep them in memory when the database fails."""
+        if not self.runs:
+            return
+        taken = self.runs.take()
+        try:
+            later = runs_changes_write(taken, now=float("inf") if final else None)
+        except DatabaseError:
+            self.runs.keep(taken)
+            raise
+        self.runs.keep(later)
 
     def _sample_queues(self) -> None:
         from taskcenter.services.workers import ActionError

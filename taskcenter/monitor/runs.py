@@ -1,0 +1,265 @@
+"""The monitor's record of each run: state, times, worker, outcome and attempts, from task events.
+
+``RunChanges`` collects task events per task id in memory (no database access
+per event). At every flush the runner calls ``runs_changes_write``, which loads
+the runs of the collected ids (one indexed query per 500 ids, rows locked),
+applies the events in order and writes the rows back with one ``bulk_update``
+per 500 rows. A task a worker received whose run has no row (it was sent by a
+client other than taskcenter, without the publish signals) gets one from its
+``task-received`` event, with ``INSERT ... ON CONFLICT DO NOTHING``, once
+``CREATE_GRACE`` seconds have passed, so a publisher that records its own run
+a little after sending keeps its richer row.
+
+Rules: SUCCESS and FAILURE are final and nothing replaces them; REVOKED
+replaces only a state that is not final; RECEIVED, STARTED and RETRY never
+replace a final state. Each ``task-started`` opens an attempt (worker, pid of
+the worker's main process, start time); the attempt ends with the task's next
+event: succeeded, failed, retried, revoked, requeued or rejected (the worker
+lost it or refused it). A new ``task-started`` while the previous attempt is
+still open means that attempt was lost without a word (its worker was killed).
+"""
+
+import ast
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import transaction
+
+from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, READY_STATES, Run, RunSource
+from taskcenter.monitor.aggregate import _eta_timestamp, _number
+
+logger = logging.getLogger(__name__)
+
+#: Seconds an id's events wait for its Run row before the monitor writes one (or drops them).
+CREATE_GRACE = 5.0
+#: Task ids per query (SQLite limits query parameters).
+WRITE_BATCH_SIZE = 500
+#: Ids kept in memory at most while the database does not answer; the oldest are dropped.
+MAX_PENDING_IDS = 100_000
+#: Longest argument repr that is parsed back into JSON values.
+MAX_REPR_LENGTH = 10_000
+#: Attempts kept per run (the last ones).
+MAX_ATTEMPTS = 50
+#: Event type -> state it records.
+EVENT_STATES = {
+    "task-received": "RECEIVED",
+    "task-started": "STARTED",
+    "task-retried": "RETRY",
+    "task-succeeded": "SUCCESS",
+    "task-failed": "FAILURE",
+    "task-revoked": "REVOKED",
+}
+#: Event type -> how it ends the open attempt.
+ATTEMPT_ENDS = {
+    "task-succeeded": "succeeded",
+    "task-failed": "failed",
+    "task-retried": "retried",
+    "task-revoked": "revoked",
+}
+RUN_FIELDS = ["recorded_state", "recorded_started_at", "recorded_finished_at", "worker", "outcome", "attempts"]
+
+
+@dataclass
+class RunEvent:
+    kind: str
+    timestamp: float
+    hostname: str = ""
+    pid: int | None = None
+    text: str = ""  # result or exception repr
+    requeue: bool = False
+
+
+@dataclass
+class RunChange:
+    """What the events of one task id said since the last write."""
+
+    first_seen: float
+    events: list[RunEvent] = field(default_factory=list)
+    received: dict | None = None  # the task-received event, to create a missing row
+    queue: str = ""  # from task-sent, when seen
+
+
+class RunChanges:
+    """Task events per task id, waiting for the next flush."""
+
+    def __init__(self, *, clock=time.time, max_ids: int = MAX_PENDING_IDS):
+        self.clock = clock
+        self.max_ids = max_ids
+        self.changes: OrderedDict[str, RunChange] = OrderedDict()
+
+    def handle(self, event: dict) -> None:
+        kind = event.get("type") or ""
+        task_id = event.get("uuid")
+        if not kind.startswith("task-") or not isinstance(task_id, str) or not task_id:
+            return
+        change = self.changes.get(task_id)
+        if change is None:
+            change = self.changes[task_id] = RunChange(first_seen=self.clock())
+            if len(self.changes) > self.max_ids:
+                dropped, _ = self.changes.popitem(last=False)
+                logger.warning("Too many runs waiting to be written; dropped the events of %s", dropped)
+        if kind == "task-sent":
+            change.queue = str(event.get("queue") or event.get("routing_key") or "")
+            return
+        if kind == "task-received" and change.received is None:
+            change.received = event
+        if kind not in EVENT_STATES and kind != "task-rejected":
+            return
+        text = event.get("result") if kind == "task-succeeded" else event.get("exception")
+        change.events.append(
+            RunEvent(
+                kind=kind,
+                timestamp=_number(event.get("timestamp")) or _number(event.get("local_received")) or self.clock(),
+                hostname=str(event.get("hostname") or ""),
+                pid=event.get("pid") if isinstance(event.get("pid"), int) else None,
+                text="" if text is None else str(text)[:OUTCOME_LENGTH],
+                requeue=bool(event.get("requeue")),
+            )
+        )
+
+    def take(self) -> dict[str, RunChange]:
+        """Everything collected; give back what could not be written with ``keep``."""
+        taken, self.changes = self.changes, OrderedDict()
+        return taken
+
+    def keep(self, changes: dict[str, RunChange]) -> None:
+        """Put back changes not written (the database failed, or their row may still come)."""
+        for task_id, change in changes.items():
+            newer = self.changes.pop(task_id, None)
+            if newer is not None:
+                change.events.extend(newer.events)
+                change.received = change.received or newer.received
+                change.queue = change.queue or newer.queue
+            self.changes[task_id] = change
+        while len(self.changes) > self.max_ids:
+            self.changes.popitem(last=False)
+        self.changes = OrderedDict(sorted(self.changes.items(), key=lambda item: item[1].first_seen))
+
+    def forget(self) -> None:
+        self.changes.clear()
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+
+def runs_changes_write(changes: dict[str, RunChange], *, now: float | None = None) -> dict[str, RunChange]:
+    """Write ``changes`` to their runs (creating missing ones); return those to try again later.
+
+    Raises DatabaseError; nothing of a failed batch is written then.
+    """
+    now = time.time() if now is None else now
+    ids = list(changes)
+    later: dict[str, RunChange] = {}
+    for start in range(0, len(ids), WRITE_BATCH_SIZE):
+        batch = ids[start : start + WRITE_BATCH_SIZE]
+        with transaction.atomic():
+            runs = {run.task_result_id: run for run in Run.objects.select_for_update().filter(task_result_id__in=batch)}
+            missing = [task_id for task_id in batch if task_id not in runs]
+            to_create = []
+            for task_id in missing:
+                change = changes[task_id]
+                if now - change.first_seen < CREATE_GRACE:
+                    later[task_id] = change
+                elif change.received is not None:
+                    to_create.append(run_from_received(task_id, change))
+                else:
+                    logger.debug("No run for %s and no task-received event; its events are dropped", task_id)
+            if to_create:
+                Run.objects.bulk_create(to_create, ignore_conflicts=True)
+                created_ids = [run.task_result_id for run in to_create]
+                created = Run.objects.select_for_update().filter(task_result_id__in=created_ids)
+                runs.update({run.task_result_id: run for run in created})
+            changed = []
+            for task_id, run in runs.items():
+                if task_id in later:
+                    continue
+                for event in changes[task_id].events:
+                    run_apply_event(run, event)
+                changed.append(run)
+            if changed:
+                Run.objects.bulk_update(changed, RUN_FIELDS)
+    return later
+
+
+def run_apply_event(run: Run, event: RunEvent) -> None:
+    """Apply one event to the run's own record (see the module's rules)."""
+    at = datetime.fromtimestamp(event.timestamp, UTC)
+    state = EVENT_STATES.get(event.kind)
+    current = run.recorded_state
+    if state in OUTCOME_STATES:
+        run.recorded_state = state
+    elif state == "REVOKED":
+        if current not in OUTCOME_STATES:
+            run.recorded_state = state
+    elif state is not None and current not in READY_STATES:
+        run.recorded_state = state
+    attempts = list(run.attempts or [])
+    if event.kind == "task-started":
+        if attempts and not attempts[-1].get("ended"):
+            attempts[-1]["ended"] = "lost"
+        attempts.append({"worker": event.hostname, "pid": event.pid, "started": at.isoformat(), "ended": None})
+        run.recorded_started_at = at
+        run.worker = event.hostname[:255]
+    elif attempts and not attempts[-1].get("ended"):
+        if event.kind in ATTEMPT_ENDS:
+            attempts[-1].update(ended=ATTEMPT_ENDS[event.kind], at=at.isoformat())
+        elif event.kind == "task-rejected":
+            attempts[-1].update(ended="requeued" if event.requeue else "rejected", at=at.isoformat())
+    run.attempts = attempts[-MAX_ATTEMPTS:]
+    if state in READY_STATES and run.recorded_state == state:
+        run.recorded_finished_at = at
+        if event.text:
+            run.outcome = event.text
+    elif state == "RETRY" and event.text:
+        run.outcome = event.text
+
+
+def run_from_received(task_id: str, change: RunChange) -> Run:
+    """A Run row for a task sent by another client, from the worker's task-received event."""
+    event = change.received or {}
+    timestamp = _number(event.get("timestamp")) or change.first_seen
+    eta, expires = _eta_timestamp(event.get("eta")), _eta_timestamp(event.get("expires"))
+    return Run(
+        task_result_id=task_id,
+        task_name=str(event.get("name") or "")[:255],
+        queue=change.queue[:200],
+        args=_literal(event.get("args"), list),
+        kwargs=_literal(event.get("kwargs"), dict),
+        eta=datetime.fromtimestamp(eta, UTC) if eta is not None else None,
+        expires=datetime.fromtimestamp(expires, UTC) if expires is not None else None,
+        source=RunSource.EXTERNAL,
+        created_at=datetime.fromtimestamp(timestamp, UTC),
+    )
+
+
+def _literal(text, kind):
+    """The arguments from their repr in an event, as JSON values; the repr itself when it cannot be read back."""
+    if isinstance(text, kind):
+        return text
+    if not isinstance(text, str) or not text:
+        return kind()
+    if len(text) <= MAX_REPR_LENGTH:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = None
+        if isinstance(value, tuple) and kind is list:
+            value = list(value)
+        if isinstance(value, kind) and _is_json(value):
+            return value
+    return kind() if kind is dict else [f"(not readable: {text[:OUTCOME_LENGTH]})"]
+
+
+def _is_json(value, depth: int = 0) -> bool:
+    if depth > 50:
+        return False
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_json(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return False
