@@ -151,8 +151,13 @@ def runs_changes_write(changes: dict[str, RunChange], *, now: float | None = Non
     Raises DatabaseError; nothing of a failed batch is written then.
     """
     now = time.time() if now is None else now
-    ids = list(changes)
     later: dict[str, RunChange] = {}
+    ids = []
+    for task_id, change in changes.items():
+        if change.events or change.received is not None:
+            ids.append(task_id)
+        elif now - change.first_seen < CREATE_GRACE:  # only task-sent so far: keep its queue for a while
+            later[task_id] = change
     for start in range(0, len(ids), WRITE_BATCH_SIZE):
         batch = ids[start : start + WRITE_BATCH_SIZE]
         with transaction.atomic():
