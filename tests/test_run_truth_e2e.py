@@ -192,3 +192,24 @@ def test_a_key_held_by_a_run_whose_message_was_purged_outside_taskcenter_is_free
     assert lost.state == "REVOKED"
     assert "no longer in the broker" in lost.cancel_reason
     wait_for_status(again.task_id, "SUCCESS")
+
+
+def test_the_monitor_records_runs_whose_message_was_purged_outside_taskcenter(redis_server, celery_worker):
+    from taskcenter.monitor.runs import runs_lost_reconcile
+
+    with paused_queue(celery_worker, "default"):
+        run = run_launch(task_name="examples.sum_batch", args=[[1, 2]])
+        Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+        assert runs_lost_reconcile(set()) == (set(), 0)  # its message waits: not a suspect
+
+        purge = CeleryProcess("purge", ["purge", "-f", "-Q", "default"], process_env(redis_server))
+        assert purge.process.wait(timeout=60) == 0, purge.log()[-2000:]
+        purge.stop()
+
+        suspects, marked = runs_lost_reconcile(set())
+        assert (suspects, marked) == ({run.task_id}, 0)  # missing once: only suspected
+        assert fresh(run).state == "PENDING"
+        assert runs_lost_reconcile(suspects) == (set(), 1)
+    lost = fresh(run)
+    assert lost.state == "REVOKED"
+    assert "no longer in the broker" in lost.cancel_reason

@@ -30,7 +30,7 @@ from kombu import Consumer
 
 from taskcenter.monitor.aggregate import Aggregator, WorkerTracker
 from taskcenter.monitor.redis_state import REDIS_ERRORS, MonitorRedis
-from taskcenter.monitor.runs import RunChanges, runs_changes_write
+from taskcenter.monitor.runs import RunChanges, runs_changes_write, runs_lost_reconcile
 from taskcenter.monitor.store import flush_write, minutes_load, old_rows_delete, queue_samples_record, runs_lookup
 
 logger = logging.getLogger("taskcenter.monitor")
@@ -49,6 +49,8 @@ POLL_TIMEOUT = 0.5
 BATCH_PAUSE = 0.02
 #: Reconnection backoff after a broker failure: first and longest wait (seconds).
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+#: Seconds between two searches of the broker for waiting runs whose message is gone (see runs_lost_reconcile).
+DEFAULT_LOST_CHECK_INTERVAL = 60.0
 #: Seconds between two activity lines in the log.
 REPORT_INTERVAL = 60.0
 
@@ -84,11 +86,21 @@ class Monitor:
         self.aggregator = Aggregator(max_tasks=max_tasks)
         self.workers = WorkerTracker()
         self.runs = RunChanges()
+        self.lost_suspects: set[str] = set()
+        self.lost_check_interval = float(
+            getattr(settings, "TASKCENTER_MONITOR_LOST_CHECK_INTERVAL", DEFAULT_LOST_CHECK_INTERVAL)
+        )
         self.redis = MonitorRedis(app, identity=self.identity, lock_seconds=max(30.0, 10 * self.flush_interval))
         self.stopping: str | bool = False
         self.lost_lock = False
         now = time.monotonic()
-        self._next = {"workers": now, "flush": now + self.flush_interval, "sample": now, "cleanup": now}
+        self._next = {
+            "workers": now,
+            "flush": now + self.flush_interval,
+            "sample": now,
+            "cleanup": now,
+            "lost": now + self.lost_check_interval,
+        }
         self._next_due = now
         self._last_event_written: float | None = None
         self._redis_failing = False
@@ -248,6 +260,9 @@ class Monitor:
         if now >= self._next["cleanup"]:
             self._cleanup()
             self._next["cleanup"] = time.monotonic() + CLEANUP_INTERVAL
+        if now >= self._next["lost"]:
+            self._reconcile_lost()
+            self._next["lost"] = time.monotonic() + self.lost_check_interval
         if now - self._report["at"] >= REPORT_INTERVAL:
             self._log_activity(now)
         self._next_due = min(self._next.values())
@@ -325,6 +340,17 @@ class Monitor:
             self.runs.keep(taken)
             raise
         self.runs.keep(later)
+
+    def _reconcile_lost(self) -> None:
+        from taskcenter.services.workers import ActionError
+
+        try:
+            close_old_connections()
+            self.lost_suspects, _ = runs_lost_reconcile(self.lost_suspects)
+        except ActionError as exc:  # BrokerDown
+            logger.debug("Search for lost runs skipped: %s", exc)
+        except DatabaseError as exc:
+            logger.warning("Search for lost runs failed: %s", exc)
 
     def _sample_queues(self) -> None:
         from taskcenter.services.workers import ActionError

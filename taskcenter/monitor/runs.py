@@ -24,11 +24,13 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, READY_STATES, Run, RunSource
+from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, PENDING, READY_STATES, REVOKED, Run, RunSource
 from taskcenter.monitor.aggregate import _eta_timestamp, _number
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,11 @@ ATTEMPT_ENDS = {
     "task-retried": "retried",
     "task-revoked": "revoked",
 }
+#: A waiting run is searched for in the broker once it is this old, and for at most a day.
+LOST_MIN_AGE, LOST_MAX_AGE = timedelta(seconds=30), timedelta(days=1)
+#: Waiting runs checked per reconciliation, newest first.
+LOST_BATCH = 1000
+LOST_REASON = "its message is no longer in the broker (purged?)"
 RUN_FIELDS = ["recorded_state", "recorded_started_at", "recorded_finished_at", "worker", "outcome", "attempts"]
 
 
@@ -268,3 +275,49 @@ def _is_json(value, depth: int = 0) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
     return False
+
+
+def runs_lost_reconcile(suspects: set[str]) -> tuple[set[str], int]:
+    """Record as revoked the waiting runs whose message has left the broker without a word (``celery purge``).
+
+    A run is lost when it is PENDING with no result, between ``LOST_MIN_AGE``
+    and ``LOST_MAX_AGE`` old, on a configured queue, and its message is neither in
+    its queue nor in kombu's unacked hash in two reconciliations in a row
+    (``suspects`` are the ids missing last time). Bounded: ``LOST_BATCH`` runs,
+    and nothing is decided when the broker holds more than the search limit of
+    ``queue_message_ids``. Returns the new suspects and the number of runs
+    marked. Raises DatabaseError and ``BrokerDown``.
+    """
+    from taskcenter.services.queues import queue_message_ids
+
+    now = timezone.now()
+    queues = list(settings.TASKCENTER_QUEUES)
+    candidates = set(
+        Run.objects.filter(
+            recorded_state=PENDING,
+            cancelled_at__isnull=True,
+            task_result__status__isnull=True,
+            queue__in=queues,
+            created_at__lt=now - LOST_MIN_AGE,
+            created_at__gte=now - LOST_MAX_AGE,
+        )
+        .order_by("-id")
+        .values_list("task_result_id", flat=True)[:LOST_BATCH]
+    )
+    if not candidates:
+        return set(), 0
+    present = queue_message_ids(queues)
+    if present is None:
+        return set(), 0
+    missing = candidates - present
+    confirmed = list(missing & suspects)
+    marked = 0
+    for start in range(0, len(confirmed), WRITE_BATCH_SIZE):
+        marked += Run.objects.filter(
+            task_result_id__in=confirmed[start : start + WRITE_BATCH_SIZE],
+            recorded_state=PENDING,
+            cancelled_at__isnull=True,
+        ).update(recorded_state=REVOKED, recorded_finished_at=now, cancelled_at=now, cancel_reason=LOST_REASON)
+    if marked:
+        logger.warning("%d waiting run(s) lost their message in the broker (purged?); recorded as revoked", marked)
+    return missing - set(confirmed), marked

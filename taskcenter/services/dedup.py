@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from taskcenter.models import PENDING, REVOKED, DedupLock, Run
+from taskcenter.monitor.runs import LOST_REASON
 from taskcenter.selectors.runs import run_by_task_id
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 CLAIM_ATTEMPTS = 5
 #: Seconds a run may wait unseen before a competing launch looks for its message in the broker.
 LOST_CHECK_AGE = 10
-LOST_REASON = "its message is no longer in the broker (purged?)"
 
 
 class KeyHeld(Exception):

@@ -340,26 +340,33 @@ def queue_message_present(*, task_id: str, queue: str) -> bool:
     without reading them. Raises ``BrokerDown``.
     """
     names = [queue] if queue in settings.TASKCENTER_QUEUES else list(settings.TASKCENTER_QUEUES)
-    needle = task_id.encode()
-    with _broker_channel("the message could not be looked for") as channel:
+    present = queue_message_ids(names)
+    return present is None or task_id in present
+
+
+def queue_message_ids(names: list[str]) -> set[str] | None:
+    """Task ids of every message the broker holds for queues ``names`` or unacked, in one snapshot.
+
+    None when more than ``MESSAGE_SEARCH_LIMIT`` messages would have to be read.
+    The lengths and the contents are each read in one MULTI/EXEC transaction, so
+    a message moving from a queue to the unacked hash is not missed between two
+    reads. Raises ``BrokerDown``.
+    """
+    with _broker_channel("the messages could not be read") as channel:
         client = channel.client
         lists = [key for name in names for key in _priority_lists(channel, name).values()]
-        pipe = client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=True)
         for key in lists:
             pipe.llen(key)
         pipe.hlen(channel.unacked_key)
-        *lengths, unacked = pipe.execute()
-        if sum(lengths) + unacked > MESSAGE_SEARCH_LIMIT:
-            return True
-        pipe = client.pipeline(transaction=False)
+        if sum(pipe.execute()) > MESSAGE_SEARCH_LIMIT:
+            return None
+        pipe = client.pipeline(transaction=True)
         for key in lists:
-            pipe.lrange(key, 0, -1)
+            pipe.lrange(key, 0, MESSAGE_SEARCH_LIMIT)
         pipe.hvals(channel.unacked_key)
         replies = pipe.execute()
-    for raw in (raw for messages in replies for raw in messages):
-        if needle in raw and _message_id(raw) == task_id:
-            return True
-    return False
+    return {task_id for messages in replies for raw in messages if (task_id := _message_id(raw))}
 
 
 def _message_id(raw: bytes) -> str | None:
