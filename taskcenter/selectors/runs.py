@@ -66,6 +66,14 @@ def state_is(state: str) -> Q:
     return ~outcome & (Q(task_result__status=state) | (no_result & recorded))
 
 
+def state_in(states) -> Q:
+    """Runs whose ``Run.state`` is one of ``states`` (e.g. ``ACTIVE_STATES``), as a filter."""
+    condition = Q(pk__in=[])
+    for state in states:
+        condition |= state_is(state)
+    return condition
+
+
 def runs_page(
     filters: RunFilters,
     *,
@@ -124,10 +132,7 @@ def runs_for_retry(*, task_ids: list[str], filters: RunFilters, limit: int) -> l
     if task_ids:
         # By primary key, so the result join stays a LEFT JOIN (see run_by_task_id).
         runs = runs_filtered(RunFilters()).filter(pk__in=Run.objects.filter(task_result_id__in=task_ids).values("pk"))
-    finished = Q()
-    for state in READY_STATES:
-        finished |= state_is(state)
-    return list(runs.filter(finished)[:limit])
+    return list(runs.filter(state_in(READY_STATES))[:limit])
 
 
 @dataclass
