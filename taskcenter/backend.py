@@ -73,24 +73,25 @@ class TaskcenterBackend(DatabaseBackend):
 
 
 def runs_record_results(results) -> int:
-    """Copy state, times, worker and outcome of the finished ``results`` (a TaskResult queryset) into their runs.
+    """Copy state, times, worker and outcome of ``results`` (a TaskResult queryset) into their runs.
 
     One UPDATE with correlated subqueries. A run that recorded SUCCESS or FAILURE
-    already is left as it is. Returns the number of runs updated.
+    already is left as it is. A result that never finished (its worker died and
+    nothing reported since) leaves its last known state, without an end time.
+    Returns the number of runs updated.
     """
-    finished = results.filter(status__in=states.READY_STATES)
     result = TaskResult.objects.filter(task_id=OuterRef("task_result_id"))
 
-    def column(name):
-        return Subquery(result.values(name)[:1])
+    def column(name, source=result):
+        return Subquery(source.values(name)[:1])
 
     return (
-        Run.objects.filter(task_result_id__in=finished.values("task_id"))
+        Run.objects.filter(task_result_id__in=results.values("task_id"))
         .exclude(recorded_state__in=OUTCOME_STATES)
         .update(
             recorded_state=column("status"),
             recorded_started_at=Coalesce(column("date_started"), F("recorded_started_at")),
-            recorded_finished_at=column("date_done"),
+            recorded_finished_at=column("date_done", result.filter(status__in=states.READY_STATES)),
             worker=Coalesce(column("worker"), F("worker")),
             outcome=Coalesce(Substr(column("result"), 1, OUTCOME_LENGTH), F("outcome")),
         )

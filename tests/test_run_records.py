@@ -172,3 +172,22 @@ def test_schedule_pages_and_admin_list_render_runs_with_odd_ids(staff_client):
     assert reverse("taskcenter:run_detail", args=[ODD_IDS[-1]]).replace("&", "&amp;").encode() in (
         staff_client.get(reverse("taskcenter:schedule_list")).content
     )
+
+
+def test_results_copied_before_cleanup_keep_final_states_and_the_last_known_one():
+    from taskcenter.backend import runs_record_results
+
+    now = timezone.now()
+    make_run("c-1")
+    make_run("c-2", recorded_state="FAILURE", outcome="kept")
+    make_run("c-3")
+    TaskResult.objects.create(task_id="c-1", status="SUCCESS", result='"done"', worker="w@h", date_started=now)
+    TaskResult.objects.create(task_id="c-2", status="REVOKED", result="{}")
+    TaskResult.objects.create(task_id="c-3", status="STARTED", worker="w@h", date_started=now)
+    assert runs_record_results(TaskResult.objects.all()) == 2
+    TaskResult.objects.all().delete()
+    runs = {run.task_id: run for run in Run.objects.select_related("task_result")}
+    assert (runs["c-1"].state, runs["c-1"].outcome, runs["c-1"].worker_name) == ("SUCCESS", '"done"', "w@h")
+    assert runs["c-1"].started_at == now and runs["c-1"].finished_at is not None
+    assert (runs["c-2"].state, runs["c-2"].outcome) == ("FAILURE", "kept")
+    assert (runs["c-3"].state, runs["c-3"].finished_at) == ("STARTED", None)
