@@ -3,17 +3,21 @@
 ``RunChanges`` collects task events per task id in memory (no database access
 per event). At every flush the runner calls ``runs_changes_write``, which loads
 the runs of the collected ids (one indexed query per 500 ids, rows locked),
-applies the events in order and writes the rows back with one ``bulk_update``
-per 500 rows. A task a worker received whose run has no row (it was sent by a
-client other than taskcenter, without the publish signals) gets one from its
+applies the events in order and writes the changed columns back with one
+``executemany`` UPDATE per 500 rows. A task a worker received whose run has no
+row (it was sent by a client other than taskcenter, without the publish
+signals) gets one from its
 ``task-received`` event, with ``INSERT ... ON CONFLICT DO NOTHING``, once
 ``CREATE_GRACE`` seconds have passed, so a publisher that records its own run
-a little after sending keeps its richer row.
+a little after sending keeps its richer row. Once a minute the runner also
+looks for waiting runs whose message has left the broker (``runs_lost_reconcile``).
 
-Rules: SUCCESS and FAILURE are final and nothing replaces them; REVOKED
-replaces only a state that is not final; RECEIVED, STARTED and RETRY never
-replace a final state. Each ``task-started`` opens an attempt (worker, pid of
-the worker's main process, start time); the attempt ends with the task's next
+Rules: a SUCCESS or FAILURE event always records its outcome (the latest one
+wins, also over a REVOKED that raced it); REVOKED replaces only a state that is
+not SUCCESS or FAILURE; RECEIVED, STARTED and RETRY never replace a final state.
+
+Each ``task-started`` opens an attempt (worker, pid of the worker's main
+process, start time); the attempt ends with the task's next
 event: succeeded, failed, retried, revoked, requeued or rejected (the worker
 lost it or refused it). A new ``task-started`` while the previous attempt is
 still open means that attempt was lost without a word (its worker was killed).
