@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from functools import partial
 
 from django.conf import settings
@@ -87,6 +88,7 @@ class Monitor:
         self.workers = WorkerTracker()
         self.runs = RunChanges()
         self.lost_suspects: set[str] = set()
+        self.watching_since: datetime | None = None  # since when the event stream is read without a break
         self.lost_check_interval = float(
             getattr(settings, "TASKCENTER_MONITOR_LOST_CHECK_INTERVAL", DEFAULT_LOST_CHECK_INTERVAL)
         )
@@ -201,6 +203,7 @@ class Monitor:
                 except REDIS_ERRORS as exc:
                     logger.warning("Could not ask workers for a heartbeat: %s", exc)
                 logger.info("Monitor %s consuming events from %s", self.identity, conn.as_uri())
+                self.watching_since = datetime.now(UTC)  # events before this were not seen
                 while not self.stopping and not self.lost_lock:
                     try:
                         conn.drain_events(timeout=POLL_TIMEOUT)
@@ -346,7 +349,8 @@ class Monitor:
 
         try:
             close_old_connections()
-            self.lost_suspects, _ = runs_lost_reconcile(self.lost_suspects)
+            if self.watching_since is not None:
+                self.lost_suspects, _ = runs_lost_reconcile(self.lost_suspects, since=self.watching_since)
         except ActionError as exc:  # BrokerDown
             logger.debug("Search for lost runs skipped: %s", exc)
         except DatabaseError as exc:

@@ -314,7 +314,7 @@ def _is_json(value, depth: int = 0) -> bool:
     return False
 
 
-def runs_lost_reconcile(suspects: set[str]) -> tuple[set[str], int]:
+def runs_lost_reconcile(suspects: set[str], *, since: datetime | None = None) -> tuple[set[str], int]:
     """Record as revoked the waiting runs whose message has left the broker without a word (``celery purge``).
 
     A run is lost when it is PENDING with no result, between ``LOST_MIN_AGE``
@@ -322,8 +322,11 @@ def runs_lost_reconcile(suspects: set[str]) -> tuple[set[str], int]:
     its queue nor in kombu's unacked hash in two reconciliations in a row
     (``suspects`` are the ids missing last time). Bounded: ``LOST_BATCH`` runs,
     and nothing is decided when the broker holds more than the search limit of
-    ``queue_message_ids``. Returns the new suspects and the number of runs
-    marked. Raises DatabaseError and ``BrokerDown``.
+    ``queue_message_ids``. Only runs created after ``since`` count: the monitor
+    passes the time it started, so every run it judges had its events seen (a
+    task that stores no result and ran while no monitor watched is not taken
+    for a lost one). Returns the new suspects and the number of runs marked.
+    Raises DatabaseError and ``BrokerDown``.
     """
     from taskcenter.services.queues import queue_message_ids
 
@@ -336,7 +339,7 @@ def runs_lost_reconcile(suspects: set[str]) -> tuple[set[str], int]:
             task_result__status__isnull=True,
             queue__in=queues,
             created_at__lt=now - LOST_MIN_AGE,
-            created_at__gte=now - LOST_MAX_AGE,
+            created_at__gte=max(now - LOST_MAX_AGE, since or now - LOST_MAX_AGE),
         )
         .order_by("-id")
         .values_list("task_result_id", flat=True)[:LOST_BATCH]
