@@ -164,7 +164,7 @@ REDIS_URL = env_str("REDIS_URL") or f"redis+socket://{EMBEDDED_REDIS_SOCKET}"
 # --- Celery -------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "django-db")
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "taskcenter.backend:TaskcenterBackend")  # django-db, kept true
 CELERY_RESULT_EXTENDED = True  # task name, args, worker and periodic task name in results
 CELERY_CACHE_BACKEND = "django-cache"
 

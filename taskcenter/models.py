@@ -1,5 +1,7 @@
 """Database models of taskcenter."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -12,6 +14,10 @@ PENDING = "PENDING"
 REVOKED = "REVOKED"
 #: States after which a run will not change any more.
 READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")
+#: Final states that nothing may replace once recorded (a late revoke of a finished run changes nothing).
+OUTCOME_STATES = ("SUCCESS", "FAILURE")
+#: Characters of a result or an exception kept on the Run row.
+OUTCOME_LENGTH = 500
 #: States of a run that waits or runs.
 ACTIVE_STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY")
 #: Every state a run can be listed under, in the order a run passes through them.
@@ -25,6 +31,7 @@ class RunSource(models.TextChoices):
     CLI = "cli", "Command line"
     SCHEDULE = "schedule", "Schedule"
     CODE = "code", "Application code"
+    EXTERNAL = "external", "Other client"
 
 
 class Run(models.Model):
@@ -32,10 +39,13 @@ class Run(models.Model):
 
     django-celery-results writes no row until a worker reports on the task, so a
     run would be invisible while it waits in the queue. A Run is written when
-    the task is published; its state, result and times come from the
+    the task is published (or, for tasks sent by other clients, when the monitor
+    sees a worker receive it). Its live state, result and times come from the
     ``TaskResult`` with the same task id, joined on ``task_id`` (no foreign-key
-    constraint, since the result row appears later or never). The worker writes
-    nothing extra for it.
+    constraint, since the result row appears later or never). The row also
+    records its own state, times, worker, outcome and attempts (written by the
+    monitor from events, by cancel, and by the result backend before it deletes
+    expired results), so they survive the result row; see ``state``.
     """
 
     task_result = models.OneToOneField(
@@ -78,6 +88,15 @@ class Run(models.Model):
     )
     cancel_reason = models.CharField(max_length=200, blank=True, default="")
 
+    # The run's own record, kept when its result row expires, is purged or is revoked late.
+    recorded_state = models.CharField(max_length=20, default=PENDING, db_column="state")
+    recorded_started_at = models.DateTimeField(null=True, blank=True, db_column="started_at")
+    recorded_finished_at = models.DateTimeField(null=True, blank=True, db_column="finished_at")
+    worker = models.CharField(max_length=255, blank=True, default="")
+    outcome = models.TextField(blank=True, default="", help_text="Result or exception, shortened.")
+    #: One dict per time a worker started the run: worker, pid, started (ISO 8601), ended (see monitor.runs).
+    attempts = models.JSONField(default=list, blank=True)
+
     class Meta:
         ordering = ["-id"]
         permissions = [
@@ -94,6 +113,7 @@ class Run(models.Model):
             # A schedule's runs (schedule page, last run, counts over a window).
             models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id"),
             models.Index(fields=["periodic_task_name", "created_at"], name="run_schedule_created"),
+            models.Index(fields=["recorded_state", "-id"], name="run_state_id"),
         ]
 
     def __str__(self) -> str:
@@ -113,9 +133,19 @@ class Run(models.Model):
 
     @property
     def state(self) -> str:
+        """The run's real state.
+
+        A recorded SUCCESS or FAILURE wins (nothing changes a finished run); then
+        the result row's status, while it exists; then the recorded state (written
+        by the monitor, by cancel, or copied from the result before it expired).
+        """
+        if self.recorded_state in OUTCOME_STATES:
+            return self.recorded_state
         result = self.result_row
         if result is not None:
             return result.status
+        if self.recorded_state != PENDING:
+            return self.recorded_state
         return REVOKED if self.cancelled_at else PENDING
 
     @property
@@ -129,10 +159,11 @@ class Run(models.Model):
 
     @property
     def started_at(self):
+        """When a worker started the run; None if it never started (e.g. cancelled before it started)."""
         result = self.result_row
-        if result is None:
-            return None
-        return result.date_started or result.date_created
+        if result is not None and result.date_started is not None:
+            return result.date_started
+        return self.recorded_started_at
 
     @property
     def duration(self):
@@ -143,10 +174,53 @@ class Run(models.Model):
 
     @property
     def finished_at(self):
-        result = self.result_row
-        if result is None or result.status not in READY_STATES:
+        if self.state not in READY_STATES:
             return None
-        return result.date_done
+        result = self.result_row
+        if result is not None and result.status == self.state and result.date_done is not None:
+            return result.date_done
+        return self.recorded_finished_at
+
+    @property
+    def worker_name(self) -> str:
+        """The worker that ran (or runs) it, from its result or the run's own record."""
+        result = self.result_row
+        return (result.worker if result is not None else "") or self.worker
+
+    @property
+    def result_text(self) -> str:
+        """The stored result (or exception) of a finished run; its recorded outcome when the result row is gone."""
+        result = self.result_row
+        if result is not None and result.status == self.state and result.result is not None:
+            return result.result
+        return self.outcome
+
+    @property
+    def attempt_list(self) -> list[dict]:
+        """The attempts the monitor recorded, numbered, with their times as datetimes."""
+        rows = []
+        for number, attempt in enumerate(self.attempts or [], 1):
+            if isinstance(attempt, dict):
+                rows.append(
+                    {
+                        "number": number,
+                        "worker": attempt.get("worker") or "",
+                        "pid": attempt.get("pid"),
+                        "started": _parse_instant(attempt.get("started")),
+                        "ended": attempt.get("ended") or "",
+                        "ended_at": _parse_instant(attempt.get("at")),
+                    }
+                )
+        return rows
+
+
+def _parse_instant(value):
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 class DedupLock(models.Model):

@@ -1,11 +1,45 @@
 """URL routes of the task center pages."""
 
-from django.urls import path
+import binascii
+import re
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+
+from django.urls import path, register_converter
 
 from taskcenter.urls_monitoring import page_urlpatterns
 from taskcenter.views import audit, launch, queues, runs, schedules, workers
 
 app_name = "taskcenter"
+
+
+class TaskIdConverter:
+    """Any task id as one path segment, so no id can break a link (or a page that links to it).
+
+    Plain ids (UUIDs, and any id of letters, digits and ``_.:@-`` that starts with a
+    letter or digit) appear as they are; any other id (``x/../y``, spaces, other
+    scripts) as ``~`` and the URL-safe base64 of its UTF-8 bytes.
+    """
+
+    regex = r"[^/]+"
+    PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]*\Z")
+
+    def to_python(self, value: str) -> str:
+        if not value.startswith("~"):
+            return value
+        encoded = value[1:]
+        try:
+            return urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8", "surrogatepass")
+        except (binascii.Error, ValueError) as exc:  # not a path of ours: no match, 404
+            raise ValueError(f"not an encoded task id: {value!r}") from exc
+
+    def to_url(self, value) -> str:
+        value = str(value)
+        if self.PLAIN.match(value):
+            return value
+        return "~" + urlsafe_b64encode(value.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+register_converter(TaskIdConverter, "taskid")
 
 urlpatterns = [
     path("", launch.catalogue_list, name="catalogue"),
@@ -16,9 +50,9 @@ urlpatterns = [
     path("runs/", runs.run_list, name="run_list"),
     path("runs/retry/", runs.bulk_retry, name="bulk_retry"),
     path("runs/progress/", runs.run_progress, name="run_progress"),
-    path("runs/<str:task_id>/", runs.run_detail, name="run_detail"),
-    path("runs/<str:task_id>/cancel/", runs.run_cancel, name="run_cancel"),
-    path("runs/<str:task_id>/retry/", runs.run_retry, name="run_retry"),
+    path("runs/<taskid:task_id>/", runs.run_detail, name="run_detail"),
+    path("runs/<taskid:task_id>/cancel/", runs.run_cancel, name="run_cancel"),
+    path("runs/<taskid:task_id>/retry/", runs.run_retry, name="run_retry"),
     path("queues/", queues.queue_list, name="queue_list"),
     path("queues/<str:name>/pause/", queues.queue_pause, name="queue_pause"),
     path("queues/<str:name>/resume/", queues.queue_resume, name="queue_resume"),

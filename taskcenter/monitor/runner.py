@@ -1,11 +1,13 @@
 """The monitor process: consume Celery events, flush counts, sample queues, survive broker outages.
 
 One thread does everything: ``drain_events`` with a short timeout hands events
-to the aggregator and the worker tracker, and between (and during) bursts the
+to the aggregator, the worker tracker and the run recorder, and between (and during) bursts the
 due periodic jobs run: worker states to Redis at most once per second per
 worker, a flush every ``flush_interval`` seconds, queue samples every
 ``sample_interval`` seconds, retention every ten minutes. No event causes a
-database query; a flush costs a handful of statements whatever the event rate.
+database query; a flush costs a handful of statements whatever the event rate,
+plus two per 500 runs that had events (their state, times, worker and attempts,
+see ``taskcenter.monitor.runs``).
 
 Only one monitor counts at a time: it holds ``taskcenter:monitor:lock`` in
 Redis, renewed at every flush. A second monitor stands by until the lock is
@@ -20,6 +22,7 @@ import socket
 import time
 import uuid
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from functools import partial
 
 from django.conf import settings
@@ -28,6 +31,7 @@ from kombu import Consumer
 
 from taskcenter.monitor.aggregate import Aggregator, WorkerTracker
 from taskcenter.monitor.redis_state import REDIS_ERRORS, MonitorRedis
+from taskcenter.monitor.runs import RunChanges, runs_changes_write, runs_lost_reconcile
 from taskcenter.monitor.store import flush_write, minutes_load, old_rows_delete, queue_samples_record, runs_lookup
 
 logger = logging.getLogger("taskcenter.monitor")
@@ -46,6 +50,8 @@ POLL_TIMEOUT = 0.5
 BATCH_PAUSE = 0.02
 #: Reconnection backoff after a broker failure: first and longest wait (seconds).
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+#: Seconds between two searches of the broker for waiting runs whose message is gone (see runs_lost_reconcile).
+DEFAULT_LOST_CHECK_INTERVAL = 60.0
 #: Seconds between two activity lines in the log.
 REPORT_INTERVAL = 60.0
 
@@ -80,11 +86,23 @@ class Monitor:
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.aggregator = Aggregator(max_tasks=max_tasks)
         self.workers = WorkerTracker()
+        self.runs = RunChanges()
+        self.lost_suspects: set[str] = set()
+        self.watching_since: datetime | None = None  # since when the event stream is read without a break
+        self.lost_check_interval = float(
+            getattr(settings, "TASKCENTER_MONITOR_LOST_CHECK_INTERVAL", DEFAULT_LOST_CHECK_INTERVAL)
+        )
         self.redis = MonitorRedis(app, identity=self.identity, lock_seconds=max(30.0, 10 * self.flush_interval))
         self.stopping: str | bool = False
         self.lost_lock = False
         now = time.monotonic()
-        self._next = {"workers": now, "flush": now + self.flush_interval, "sample": now, "cleanup": now}
+        self._next = {
+            "workers": now,
+            "flush": now + self.flush_interval,
+            "sample": now,
+            "cleanup": now,
+            "lost": now + self.lost_check_interval,
+        }
         self._next_due = now
         self._last_event_written: float | None = None
         self._redis_failing = False
@@ -119,6 +137,7 @@ class Monitor:
                     self.identity, self._holder(),
                 )  # fmt: skip
                 self.aggregator.forget_counts()
+                self.runs.forget()
         if self.stopping:
             logger.info("Monitor %s: %s received, flushing and stopping", self.identity, self.stopping)
         if holding:
@@ -184,6 +203,7 @@ class Monitor:
                 except REDIS_ERRORS as exc:
                     logger.warning("Could not ask workers for a heartbeat: %s", exc)
                 logger.info("Monitor %s consuming events from %s", self.identity, conn.as_uri())
+                self.watching_since = datetime.now(UTC)  # events before this were not seen
                 while not self.stopping and not self.lost_lock:
                     try:
                         conn.drain_events(timeout=POLL_TIMEOUT)
@@ -209,6 +229,7 @@ class Monitor:
         try:
             self.aggregator.handle(event)
             self.workers.handle(event)
+            self.runs.handle(event)
         except Exception:
             logger.exception("Could not count event %.300r", event)
         if time.monotonic() >= self._next_due:
@@ -242,6 +263,9 @@ class Monitor:
         if now >= self._next["cleanup"]:
             self._cleanup()
             self._next["cleanup"] = time.monotonic() + CLEANUP_INTERVAL
+        if now >= self._next["lost"]:
+            self._reconcile_lost()
+            self._next["lost"] = time.monotonic() + self.lost_check_interval
         if now - self._report["at"] >= REPORT_INTERVAL:
             self._log_activity(now)
         self._next_due = min(self._next.values())
@@ -286,6 +310,7 @@ class Monitor:
             if rows or aggregator.totals:
                 flush_write(rows, aggregator.totals)
             aggregator.flushed(rows)
+            self._write_runs(final=final)
         except DatabaseError as exc:
             if not self._db_failing:
                 logger.warning("Flush failed, counts kept in memory and written later: %s", exc)
@@ -306,6 +331,30 @@ class Monitor:
         if rows:
             logger.debug("Flushed %d minute rows in %.0f ms", len(rows), elapsed * 1000)
         return True
+
+    def _write_runs(self, *, final: bool) -> None:
+        """Write the runs' own records from their events; keep them in memory when the database fails."""
+        if not self.runs:
+            return
+        taken = self.runs.take()
+        try:
+            later = runs_changes_write(taken, now=float("inf") if final else None)
+        except DatabaseError:
+            self.runs.keep(taken)
+            raise
+        self.runs.keep(later)
+
+    def _reconcile_lost(self) -> None:
+        from taskcenter.services.workers import ActionError
+
+        try:
+            close_old_connections()
+            if self.watching_since is not None:
+                self.lost_suspects, _ = runs_lost_reconcile(self.lost_suspects, since=self.watching_since)
+        except ActionError as exc:  # BrokerDown
+            logger.debug("Search for lost runs skipped: %s", exc)
+        except DatabaseError as exc:
+            logger.warning("Search for lost runs failed: %s", exc)
 
     def _sample_queues(self) -> None:
         from taskcenter.services.workers import ActionError

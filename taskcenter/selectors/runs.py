@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 from django_celery_results.models import TaskResult
 
-from taskcenter.models import PENDING, READY_STATES, REVOKED, Batch, Run, Workflow
+from taskcenter.models import OUTCOME_STATES, PENDING, READY_STATES, REVOKED, Batch, Run, Workflow
 
 DEFAULT_PAGE_SIZE = 50
 
@@ -37,14 +37,8 @@ class RunPage:
 def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
     """Runs matching ``filters``, with their results joined in, newest first."""
     runs = Run.objects.select_related("task_result", "launched_by")
-    if filters.state == PENDING:
-        runs = runs.filter(task_result__status__isnull=True, cancelled_at__isnull=True)
-    elif filters.state == REVOKED:
-        runs = runs.filter(
-            Q(task_result__status=REVOKED) | Q(task_result__status__isnull=True, cancelled_at__isnull=False)
-        )
-    elif filters.state:
-        runs = runs.filter(task_result__status=filters.state)
+    if filters.state:
+        runs = runs.filter(state_is(filters.state))
     if filters.task_name:
         runs = runs.filter(task_name=filters.task_name)
     if filters.queue:
@@ -56,6 +50,28 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
     if filters.created_to:
         runs = runs.filter(created_at__lt=filters.created_to)
     return runs.order_by("-id")
+
+
+def state_is(state: str) -> Q:
+    """Runs whose ``Run.state`` is ``state``, as a filter (the same precedence as the property)."""
+    outcome = Q(recorded_state__in=OUTCOME_STATES)
+    no_result = Q(task_result__status__isnull=True)
+    if state in OUTCOME_STATES:
+        return Q(recorded_state=state) | (~outcome & Q(task_result__status=state))
+    if state == PENDING:
+        return ~outcome & no_result & Q(recorded_state=PENDING, cancelled_at__isnull=True)
+    recorded = Q(recorded_state=state)
+    if state == REVOKED:
+        recorded |= Q(recorded_state=PENDING, cancelled_at__isnull=False)
+    return ~outcome & (Q(task_result__status=state) | (no_result & recorded))
+
+
+def state_in(states) -> Q:
+    """Runs whose ``Run.state`` is one of ``states`` (e.g. ``ACTIVE_STATES``), as a filter."""
+    condition = Q(pk__in=[])
+    for state in states:
+        condition |= state_is(state)
+    return condition
 
 
 def runs_page(
@@ -116,8 +132,7 @@ def runs_for_retry(*, task_ids: list[str], filters: RunFilters, limit: int) -> l
     if task_ids:
         # By primary key, so the result join stays a LEFT JOIN (see run_by_task_id).
         runs = runs_filtered(RunFilters()).filter(pk__in=Run.objects.filter(task_result_id__in=task_ids).values("pk"))
-    finished = Q(task_result__status__in=READY_STATES) | Q(task_result__status__isnull=True, cancelled_at__isnull=False)
-    return list(runs.filter(finished)[:limit])
+    return list(runs.filter(state_in(READY_STATES))[:limit])
 
 
 @dataclass

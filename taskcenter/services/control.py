@@ -130,10 +130,14 @@ def runs_retry_bulk(*, runs: Iterable[Run], actor, source: RunSource = RunSource
 
 
 def _mark_cancelled(run: Run, actor, reason: str) -> None:
+    fields = ["cancelled_at", "cancelled_by", "cancel_reason"]
+    if run.state != "STARTED":  # it will never run; a terminated run's end is reported by its worker
+        run.recorded_state, run.recorded_finished_at = "REVOKED", timezone.now()
+        fields += ["recorded_state", "recorded_finished_at"]
     run.cancelled_at = timezone.now()
     run.cancelled_by = actor if getattr(actor, "pk", None) else None
     run.cancel_reason = reason
-    run.save(update_fields=["cancelled_at", "cancelled_by", "cancel_reason"])
+    run.save(update_fields=fields)
 
 
 # --- The persistent revoked list -------------------------------------------------

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from taskcenter.models import QueueState, Run
+from taskcenter.models import OUTCOME_STATES, QueueState, Run
 from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
 from taskcenter.services.audit import Action
 from taskcenter.services.recording import SENT_AT_HEADER
@@ -81,6 +81,8 @@ class QueuesOverview:
     queues: list[QueueInfo]
     priorities: list[str]
     problems: list[str]
+    #: Queues that hold messages (or have consumers) but are not configured, e.g. Celery's default ``celery``.
+    others: list[QueueInfo] = ()
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,10 @@ def queues_overview() -> QueuesOverview:
     problems: list[str] = []
     backlogs: dict[str, _Backlog] = {}
     consumers: dict[str, list[str]] = {}
+    other_names: list[str] = []
     try:
-        backlogs = _backlogs(names)
+        other_names = _other_queue_names(names)
+        backlogs = _backlogs(names + other_names)
         queues_by_worker = workers_inspect("active_queues")["active_queues"]
     except BrokerDown as exc:
         problems.append(str(exc))
@@ -110,14 +114,59 @@ def queues_overview() -> QueuesOverview:
         consumers = _consumers_by_queue(queues_by_worker)
         if not queues_by_worker:
             problems.append(no_reply_message(None))
+    other_names += sorted(set(consumers) - set(names) - set(other_names))
     ages = _oldest_ages({name: backlog.oldest_messages for name, backlog in backlogs.items()})
     queues = [
         _queue_info(name, backlogs.get(name), ages.get(name), consumers.get(name, []), states.get(name))
         for name in names
     ]
+    others = [
+        _queue_info(name, backlogs.get(name), ages.get(name), consumers.get(name, []), None) for name in other_names
+    ]
     return QueuesOverview(
-        queues=queues, priorities=[PRIORITY_NAMES[step] for step in REDIS_PRIORITY_STEPS], problems=problems
+        queues=queues,
+        priorities=[PRIORITY_NAMES[step] for step in REDIS_PRIORITY_STEPS],
+        problems=problems,
+        others=[queue for queue in others if queue.depth or queue.consumers][:MAX_OTHER_QUEUES],
     )
+
+
+#: Keys the search for unconfigured queues reads at most, and unconfigured queues shown at most.
+MAX_KEYS_SCANNED, MAX_OTHER_QUEUES = 2_000, 50
+#: Lists and bindings in the broker that are not task queues (Celery's remote control and events, ours).
+_NOT_QUEUES = (".pidbox", "celeryev.", "taskcenter:", "_kombu.", "unacked")
+
+
+def _other_queue_names(configured: list[str]) -> list[str]:
+    """Names of queues in the broker that are not configured: declared (kombu bindings) or holding messages.
+
+    Bounded: at most ``MAX_KEYS_SCANNED`` keys are looked at. A message sent by
+    another client to a queue nobody consumes (Celery's default ``celery``)
+    shows up here.
+    """
+    with _broker_channel("the queues could not be read") as channel:
+        client = channel.client
+        sep = channel.sep
+        found: set[str] = set()
+        scanned = 0
+        for key in client.scan_iter(match=channel.keyprefix_queue % "*", count=500):
+            scanned += 1
+            for member in client.smembers(key) or ():
+                parts = member.decode(errors="replace").split(sep)
+                if len(parts) == 3:
+                    found.add(parts[2])
+            if scanned >= MAX_KEYS_SCANNED // 2:
+                break
+        scanned = 0
+        for key in client.scan_iter(count=500, _type="list"):
+            scanned += 1
+            found.add(key.decode(errors="replace").split(sep)[0])
+            if scanned >= MAX_KEYS_SCANNED // 2:
+                break
+    known = set(configured)
+    return sorted(
+        name for name in found if name and name not in known and not any(part in name for part in _NOT_QUEUES)
+    )[: MAX_OTHER_QUEUES * 2]
 
 
 def _queue_info(name, backlog: _Backlog | None, age, consumers, state) -> QueueInfo:
@@ -255,17 +304,81 @@ def _remove_all_messages(name: str) -> list[bytes]:
 
 def _mark_runs_purged(task_ids: list[str], *, queue: str, actor) -> int:
     """Mark the runs of purged messages cancelled (unless they already were); return how many."""
+    now = timezone.now()
     changes = {
-        "cancelled_at": timezone.now(),
+        "cancelled_at": now,
         "cancelled_by": as_user(actor),
         "cancel_reason": f"purged from queue {queue}"[:200],
+        "recorded_state": "REVOKED",
+        "recorded_finished_at": now,
     }
     cancelled = 0
     with transaction.atomic():
         for start in range(0, len(task_ids), CANCEL_BATCH_SIZE):
             batch = task_ids[start : start + CANCEL_BATCH_SIZE]
-            cancelled += Run.objects.filter(task_result_id__in=batch, cancelled_at__isnull=True).update(**changes)
+            cancelled += (
+                Run.objects.filter(task_result_id__in=batch, cancelled_at__isnull=True)
+                .exclude(recorded_state__in=OUTCOME_STATES)
+                .update(**changes)
+            )
     return cancelled
+
+
+# --- Is a message still in the broker? ------------------------------------------
+
+#: Messages read at most to find one task's message; a longer backlog counts as "still there".
+MESSAGE_SEARCH_LIMIT = 10_000
+
+
+def queue_message_present(*, task_id: str, queue: str) -> bool:
+    """Whether the broker still holds the message of ``task_id``: waiting in a queue, or delivered and unacked.
+
+    Reads the priority lists of ``queue`` (of every configured queue when it is
+    not one of them) and kombu's hash of unacknowledged messages (those a worker
+    holds: reserved, ETA, running). Bounded: when more than
+    ``MESSAGE_SEARCH_LIMIT`` messages would have to be read, it answers True
+    without reading them. Raises ``BrokerDown``.
+    """
+    names = [queue] if queue in settings.TASKCENTER_QUEUES else list(settings.TASKCENTER_QUEUES)
+    present = queue_message_ids(names)
+    return present is None or task_id in present
+
+
+def queue_message_ids(names: list[str]) -> set[str] | None:
+    """Task ids of every message the broker holds for queues ``names`` or unacked, in one snapshot.
+
+    None when more than ``MESSAGE_SEARCH_LIMIT`` messages would have to be read.
+    The lengths and the contents are each read in one MULTI/EXEC transaction, so
+    a message moving from a queue to the unacked hash is not missed between two
+    reads. Raises ``BrokerDown``.
+    """
+    with _broker_channel("the messages could not be read") as channel:
+        client = channel.client
+        lists = [key for name in names for key in _priority_lists(channel, name).values()]
+        pipe = client.pipeline(transaction=True)
+        for key in lists:
+            pipe.llen(key)
+        pipe.hlen(channel.unacked_key)
+        if sum(pipe.execute()) > MESSAGE_SEARCH_LIMIT:
+            return None
+        pipe = client.pipeline(transaction=True)
+        for key in lists:
+            pipe.lrange(key, 0, MESSAGE_SEARCH_LIMIT)
+        pipe.hvals(channel.unacked_key)
+        replies = pipe.execute()
+    return {task_id for messages in replies for raw in messages if (task_id := _message_id(raw))}
+
+
+def _message_id(raw: bytes) -> str | None:
+    """The task id of a message as a list holds it, or as the unacked hash holds it ([message, exchange, key])."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if isinstance(value, list) and value:
+        value = value[0]
+    headers = value.get("headers") if isinstance(value, dict) else None
+    return headers.get("id") if isinstance(headers, dict) else None
 
 
 # --- Helpers ---------------------------------------------------------------------
