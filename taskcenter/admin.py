@@ -26,6 +26,7 @@ from django_celery_beat.models import PeriodicTask
 
 from taskcenter import catalogue, permissions
 from taskcenter.models import AuditEntry, Run, RunSource
+from taskcenter.selectors.runs import state_expression, state_is
 from taskcenter.selectors.schedules import (
     COUNT_WINDOW,
     schedule_describe,
@@ -108,12 +109,12 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
             .defer("crontab__timezone")
             .annotate(
                 crontab_zone=Cast("crontab__timezone", TextField()),
-                last_state_value=Subquery(latest.values("task_result__status")[:1]),
+                last_state_value=Subquery(latest.annotate(state_now=state_expression()).values("state_now")[:1]),
                 last_task_id=Subquery(latest.values("task_result_id")[:1]),
                 last_sent_at=Subquery(latest.values("created_at")[:1]),
                 recent_runs=Subquery(recent.annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()),
                 recent_failures=Subquery(
-                    recent.filter(task_result__status="FAILURE").annotate(n=Count("pk")).values("n")[:1],
+                    recent.filter(state_is("FAILURE")).annotate(n=Count("pk")).values("n")[:1],
                     output_field=IntegerField(),
                 ),
             )

@@ -76,6 +76,7 @@ from taskcenter.schedules.due import (  # noqa: F401  (re-exported: the beat's v
     decide,
     timing_of,
 )
+from taskcenter.selectors.runs import state_in
 from taskcenter.services import beat as beat_service
 from taskcenter.services import schedules as schedule_service
 from taskcenter.services.audit import Action, Outcome, audit_record
@@ -725,11 +726,8 @@ class TaskcenterScheduler(DatabaseScheduler):
         if expires:
             seconds = expires.total_seconds() if isinstance(expires, timedelta) else float(expires)
             runs = runs.filter(created_at__gte=timezone.now() - timedelta(seconds=seconds))
-        active = Q(task_result__status__isnull=True, cancelled_at__isnull=True) | Q(
-            task_result__status__in=ACTIVE_STATES
-        )
         try:
-            return runs.filter(active)[:limit].count()
+            return runs.filter(state_in(ACTIVE_STATES))[:limit].count()
         except DatabaseError:
             logger.exception("Could not count the active runs of schedule %s; sending anyway", name)
             return 0

@@ -439,3 +439,19 @@ def test_a_schedules_secret_argument_is_masked_on_its_pages_and_kept_when_saved_
     task.refresh_from_db()
     assert json.loads(task.args) == ["db.example", "ops2", "new-pass"]
     assert "new-pass" not in str(list(AuditEntry.objects.values_list("message", "detail")))
+
+
+def test_schedule_list_and_admin_keep_the_last_state_and_failures_after_results_expire(staff_client):
+    make_schedule()
+    # Both results were deleted by the result cleanup; the runs keep what they recorded.
+    Run.objects.create(
+        task_result_id="old", task_name="examples.add", periodic_task_name="tick", recorded_state="FAILURE"
+    )
+    Run.objects.create(
+        task_result_id="new", task_name="examples.add", periodic_task_name="tick", recorded_state="SUCCESS"
+    )
+    page = staff_client.get(reverse("taskcenter:schedule_list")).content.decode()
+    assert "SUCCESS" in page and "PENDING" not in page
+    assert '<span class="bad">1</span>' in page
+    admin_page = staff_client.get(reverse("admin:django_celery_beat_periodictask_changelist")).content.decode()
+    assert "SUCCESS" in admin_page and "PENDING" not in admin_page

@@ -8,7 +8,7 @@ the whole table.
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import OUTCOME_STATES, PENDING, READY_STATES, REVOKED, Batch, Run, Workflow
@@ -64,6 +64,17 @@ def state_is(state: str) -> Q:
     if state == REVOKED:
         recorded |= Q(recorded_state=PENDING, cancelled_at__isnull=False)
     return ~outcome & (Q(task_result__status=state) | (no_result & recorded))
+
+
+def state_expression() -> Case:
+    """``Run.state`` as an SQL expression (for a subquery's "last state"), with the property's precedence."""
+    return Case(
+        When(recorded_state__in=OUTCOME_STATES, then=F("recorded_state")),
+        When(task_result__status__isnull=False, then=F("task_result__status")),
+        When(recorded_state=PENDING, cancelled_at__isnull=False, then=Value(REVOKED)),
+        default=F("recorded_state"),
+        output_field=CharField(),
+    )
 
 
 def state_in(states) -> Q:

@@ -13,6 +13,7 @@ from django_celery_beat.models import PeriodicTask
 
 from taskcenter.models import Run
 from taskcenter.schedules.timing import CronFields, FireTime, next_fire_times
+from taskcenter.selectors.runs import state_expression, state_is
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def schedules_overview(
         .annotate(
             last_task_id=Subquery(latest.values("task_result_id")[:1]),
             last_sent_at=Subquery(latest.values("created_at")[:1]),
-            last_state=Subquery(latest.values("task_result__status")[:1]),
+            last_state=Subquery(latest.annotate(state_now=state_expression()).values("state_now")[:1]),
         )
         .order_by("name")
     )
@@ -102,7 +103,7 @@ def _counts(names: list[str]) -> dict[str, tuple[int, int]]:
     rows = (
         Run.objects.filter(periodic_task_name__in=names, created_at__gte=since)
         .values("periodic_task_name")
-        .annotate(total=Count("id"), failed=Count("id", filter=Q(task_result__status="FAILURE")))
+        .annotate(total=Count("id"), failed=Count("id", filter=state_is("FAILURE")))
     )
     return {row["periodic_task_name"]: (row["total"], row["failed"]) for row in rows}
 
