@@ -213,3 +213,14 @@ def test_the_kept_open_connection_survives_a_redis_restart_and_reloads_its_scrip
         lock.connection.disconnect()
         use_broker(redis_server.url)
         server.stop()
+
+
+@pytest.mark.e2e
+def test_a_real_worker_runs_with_the_long_lived_timeouts(celery_worker, settings):
+    from config.celery import app
+
+    replies = app.control.inspect(destination=[celery_worker.hostname], timeout=5).conf(with_defaults=False)
+    options = replies[celery_worker.hostname]["broker_transport_options"]
+    assert options["socket_timeout"] == settings.BROKER_SOCKET_TIMEOUT
+    assert options["health_check_interval"] > 0
+    assert app.conf.broker_transport_options["socket_timeout"] == settings.BROKER_REQUEST_TIMEOUT  # this process

@@ -6,8 +6,8 @@ Each value is either a valid choice or something hostile (deep JSON, huge intege
 year-1 dates, NUL bytes, odd ids). Every 5xx of a run is collected and listed in the
 failure message, with its URL, input and exception.
 
-``FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py`` runs more examples (the suite's
-default is small enough to take well under a minute). Tests whose causes are being
+``FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py --timeout 3600`` runs more examples and the
+full sweep (the suite's default takes about a minute). Tests whose causes are being
 fixed in other parts of the code are marked ``xfail(strict=False)`` one by one, so
 each mark can be removed once its fix is in.
 """
