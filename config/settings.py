@@ -237,21 +237,37 @@ if TASKCENTER_MAX_COUNTDOWN >= BROKER_VISIBILITY_TIMEOUT:
         f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s)."
     )
 
-# A broker that is down must fail a publish within seconds, not hang a request.
-# A refused or missing socket fails at once; a server that accepts but does not
-# answer costs one socket timeout per attempt, two attempts in all. The timeout
-# stays above the 1 s BRPOP the worker blocks in.
-BROKER_SOCKET_TIMEOUT = env_int("CELERY_BROKER_SOCKET_TIMEOUT", 2, minimum=2)
+# A broker that is down or frozen must fail a request within 2 s, not hang it.
+# The web process and commands use a short socket timeout: a frozen broker costs
+# one timeout per round trip, and the worst case (a publish on a kept connection,
+# then the retry's reconnect) is two round trips. No redis-py health-check PING
+# is added on reconnect (health_check_interval 0), so the first request of a
+# process is no slower than the next. Redis answers in well under a millisecond.
+BROKER_REQUEST_TIMEOUT = env_int("TASKCENTER_BROKER_REQUEST_TIMEOUT_MS", 400, minimum=50) / 1000
+if BROKER_REQUEST_TIMEOUT > 0.9:
+    raise ImproperlyConfigured("TASKCENTER_BROKER_REQUEST_TIMEOUT_MS must be at most 900 (two must fit in 2 s).")
+# Long-lived processes (worker, beat, the monitor) wait longer before they drop a
+# connection, so a short stall of Redis (a fork for a snapshot) does not restart
+# their consumers; taskcenter.broker.use_long_lived_timeouts() applies them at start.
+# The worker's BRPOP does not depend on it: kombu reads its reply only once readable.
+BROKER_SOCKET_TIMEOUT = env_int("CELERY_BROKER_SOCKET_TIMEOUT", 2, minimum=1)
 BROKER_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     "priority_steps": REDIS_PRIORITY_STEPS,
-    "socket_timeout": BROKER_SOCKET_TIMEOUT,
-    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
+    "socket_timeout": BROKER_REQUEST_TIMEOUT,
+    "socket_connect_timeout": BROKER_REQUEST_TIMEOUT,
+    "health_check_interval": 0,
     **BROKER_RETRY_POLICY,
 }
+#: What use_long_lived_timeouts() puts over CELERY_BROKER_TRANSPORT_OPTIONS in a worker, beat or monitor.
+BROKER_LONG_LIVED_TRANSPORT_OPTIONS = {
+    "socket_timeout": BROKER_SOCKET_TIMEOUT,
+    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
+    "health_check_interval": 25,  # kombu's default: finds a half-open BRPOP connection
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
-CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_REQUEST_TIMEOUT
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = BROKER_RETRY_POLICY
 

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from celery import current_app
+from taskcenter.broker import broker_client
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ def report_progress(task, *, done: int | None = None, total: int | None = None, 
     if total is not None:
         fields["total"] = total
     try:
-        with current_app.connection_for_write() as conn:
-            client = conn.default_channel.client
+        with broker_client() as client:
             key = KEY.format(task_id)
             pipe = client.pipeline()
             pipe.hsetnx(key, "started_at", now)
@@ -106,8 +105,7 @@ def progress_of(task_ids: list[str]) -> dict[str, Progress]:
     """The latest progress of each task that reported any (one round-trip)."""
     if not task_ids:
         return {}
-    with current_app.connection_for_write() as conn:
-        client = conn.default_channel.client
+    with broker_client() as client:
         pipe = client.pipeline()
         for task_id in task_ids:
             pipe.hgetall(KEY.format(task_id))

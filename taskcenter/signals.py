@@ -6,6 +6,7 @@ import time
 from celery import signals
 
 from taskcenter import catalogue, secret_arguments
+from taskcenter.broker import use_long_lived_timeouts
 from taskcenter.services.recording import (
     PRIORITY_HEADER,
     SENT_AT_HEADER,
@@ -100,3 +101,6 @@ def connect() -> None:
     signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
     signals.worker_init.connect(prepare_worker, dispatch_uid="taskcenter.prepare_worker")
     signals.worker_ready.connect(on_worker_ready, dispatch_uid="taskcenter.worker_ready")
+    # Workers and beat wait longer on the broker than a web request does (see settings).
+    signals.worker_init.connect(use_long_lived_timeouts, dispatch_uid="taskcenter.worker_broker_timeouts")
+    signals.beat_init.connect(use_long_lived_timeouts, dispatch_uid="taskcenter.beat_broker_timeouts")

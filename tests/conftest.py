@@ -43,6 +43,31 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, message
     raise AssertionError(f"Timed out after {timeout}s waiting for {message}")
 
 
+#: Result states of a run that has finished.
+FINISHED = ("SUCCESS", "FAILURE")
+
+
+def wait_for_state(runs, *states: str, timeout: float = 30.0):
+    """Wait until a run (a ``Run`` or a task id) has a result in one of ``states`` (finished by default).
+
+    Returns its ``TaskResult``; for a list of runs, waits for all of them and returns
+    ``{task_id: TaskResult}``.
+    """
+    from django_celery_results.models import TaskResult
+
+    states = states or FINISHED
+    single = not isinstance(runs, list | tuple | set)
+    task_ids = [getattr(run, "task_id", run) for run in ([runs] if single else runs)]
+
+    def reached():
+        rows = {row.task_id: row for row in TaskResult.objects.filter(task_id__in=task_ids, status__in=states)}
+        return len(rows) == len(set(task_ids)) and rows
+
+    what = task_ids[0] if single else f"{len(task_ids)} runs"
+    rows = wait_for(reached, timeout=timeout, message=f"{what} to reach {', '.join(states)}")
+    return rows[task_ids[0]] if single else rows
+
+
 class RedisServer:
     """A real Valkey server process on a Unix socket in a temporary folder."""
 

@@ -12,7 +12,7 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, Run
 from taskcenter.services.launch import DuplicateRun, InvalidLaunch, run_launch
-from tests.conftest import CeleryProcess, process_env, wait_for
+from tests.conftest import CeleryProcess, process_env, wait_for, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -22,14 +22,6 @@ QUICK = {"items": 1, "seconds_per_item": 0.05}
 
 def result_of(run: Run) -> TaskResult | None:
     return TaskResult.objects.filter(task_id=run.task_id).first()
-
-
-def wait_for_status(run: Run, *statuses: str, timeout: float = 30) -> TaskResult:
-    return wait_for(
-        lambda: TaskResult.objects.filter(task_id=run.task_id, status__in=statuses).first(),
-        timeout=timeout,
-        message=f"{run.task_id} to reach {statuses}",
-    )
 
 
 class paused_queue:
@@ -53,7 +45,7 @@ class paused_queue:
 def test_eta_is_honoured(celery_worker):
     eta = timezone.now() + timedelta(seconds=3)
     run = run_launch(task_name="examples.add", args=[1, 2], eta=eta)
-    result = wait_for_status(run, "SUCCESS")
+    result = wait_for_state(run, "SUCCESS")
     assert result.date_started >= eta - timedelta(milliseconds=5)
 
 
@@ -68,7 +60,7 @@ def test_expiry_drops_a_run_that_waited_too_long(celery_worker):
     with paused_queue(celery_worker, "low"):
         run = run_launch(task_name="examples.process_items", kwargs=QUICK, queue="low", expires=1)
         time.sleep(2)
-    result = wait_for_status(run, "REVOKED", "SUCCESS")
+    result = wait_for_state(run, "REVOKED", "SUCCESS")
     assert result.status == "REVOKED"  # expired, never run
     assert result.date_started is None
 
@@ -112,7 +104,7 @@ def test_duplicate_launch_from_the_page_is_refused_with_a_link_to_the_running_on
     page = response.content.decode()
     assert "still pending or running" in page
     assert reverse("taskcenter:run_detail", args=[first.task_id]) in page
-    wait_for_status(first, "SUCCESS")
+    wait_for_state(first, "SUCCESS")
     again = run_launch(task_name="examples.sync_account", kwargs={"account_id": 7, "seconds": 1.5})
     assert again.dedup_key == first.dedup_key  # the key is free once the first run finished
 
@@ -158,12 +150,12 @@ def test_revoked_pending_run_never_runs_even_on_a_worker_started_afterwards(
 
 def test_running_run_is_terminated_after_confirmation(staff_client, celery_worker):
     run = run_launch(task_name="examples.process_items", kwargs=LONG, queue="default")
-    wait_for_status(run, "STARTED")
+    wait_for_state(run, "STARTED")
     confirm = staff_client.get(reverse("taskcenter:run_cancel", args=[run.task_id]))
     assert confirm.status_code == 200 and "Terminate a running task?" in confirm.content.decode()
     response = staff_client.post(reverse("taskcenter:run_cancel", args=[run.task_id]))
     assert response.status_code == 302
-    result = wait_for_status(run, "REVOKED", "SUCCESS", timeout=15)
+    result = wait_for_state(run, "REVOKED", "SUCCESS", timeout=15)
     assert result.status == "REVOKED"
     time.sleep(1.5)
     assert result_of(run).status == "REVOKED"  # not delivered again
@@ -174,7 +166,7 @@ def test_running_run_is_terminated_after_confirmation(staff_client, celery_worke
 
 def test_finished_run_cannot_be_cancelled(staff_client, celery_worker):
     run = run_launch(task_name="examples.add", args=[1, 2])
-    wait_for_status(run, "SUCCESS")
+    wait_for_state(run, "SUCCESS")
     response = staff_client.post(reverse("taskcenter:run_cancel", args=[run.task_id]))
     assert response.status_code == 409
     assert AuditEntry.objects.filter(action="cancel", task_id=run.task_id, outcome="refused").exists()
@@ -185,14 +177,14 @@ def test_finished_run_cannot_be_cancelled(staff_client, celery_worker):
 
 def test_retry_with_edited_arguments_links_both_ways(staff_client, celery_worker):
     original = run_launch(task_name="examples.add", args=[1, 2])
-    wait_for_status(original, "SUCCESS")
+    wait_for_state(original, "SUCCESS")
     response = staff_client.post(
         reverse("taskcenter:run_retry", args=[original.task_id]), {"args": "[40, 2]", "kwargs": "{}"}
     )
     assert response.status_code == 302
     rerun = Run.objects.get(retry_of=original)
     assert rerun.args == [40, 2] and rerun.launched_by == staff_client.user
-    assert wait_for_status(rerun, "SUCCESS").result == "42"
+    assert wait_for_state(rerun, "SUCCESS").result == "42"
     original_page = staff_client.get(reverse("taskcenter:run_detail", args=[original.task_id])).content.decode()
     rerun_page = staff_client.get(reverse("taskcenter:run_detail", args=[rerun.task_id])).content.decode()
     assert rerun.task_id in original_page and original.task_id in rerun_page
@@ -201,7 +193,7 @@ def test_retry_with_edited_arguments_links_both_ways(staff_client, celery_worker
 
 def test_failed_run_is_retried_with_the_same_arguments(staff_client, celery_worker):
     failed = run_launch(task_name="examples.fail", kwargs={"message": "again"})
-    wait_for_status(failed, "FAILURE")
+    wait_for_state(failed, "FAILURE")
     response = staff_client.post(
         reverse("taskcenter:run_retry", args=[failed.task_id]), {"args": "[]", "kwargs": '{"message": "again"}'}
     )
@@ -213,7 +205,7 @@ def test_bulk_retry_of_a_filter_confirms_the_count_then_reruns_each(staff_client
     failures = [run_launch(task_name="examples.fail", kwargs={"message": f"m{i}"}) for i in range(3)]
     success = run_launch(task_name="examples.add", args=[1, 1])
     for run in [*failures, success]:
-        wait_for_status(run, "SUCCESS", "FAILURE")
+        wait_for_state(run, "SUCCESS", "FAILURE")
     form = {"scope": "filter", "state": "FAILURE", "task_name": "examples.fail"}
     confirm = staff_client.post(reverse("taskcenter:bulk_retry"), form)
     assert confirm.status_code == 200
@@ -230,7 +222,7 @@ def test_bulk_retry_of_a_filter_confirms_the_count_then_reruns_each(staff_client
 def test_bulk_retry_of_selected_runs(staff_client, celery_worker):
     runs = [run_launch(task_name="examples.add", args=[i, i]) for i in range(3)]
     for run in runs:
-        wait_for_status(run, "SUCCESS")
+        wait_for_state(run, "SUCCESS")
     chosen = [runs[0].task_id, runs[2].task_id]
     response = staff_client.post(
         reverse("taskcenter:bulk_retry"), {"scope": "selected", "task_ids": chosen, "confirm": "on"}

@@ -8,21 +8,13 @@ import time
 import pytest
 from celery import current_app
 from django.urls import reverse
-from django_celery_results.models import TaskResult
 
 from taskcenter.models import Run
 from taskcenter.priorities import Priority
 from taskcenter.services.launch import run_launch
-from tests.conftest import broker_down, wait_for
+from tests.conftest import broker_down, wait_for, wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for_state(run: Run, states=("SUCCESS", "FAILURE"), timeout=30) -> TaskResult:
-    def finished():
-        return TaskResult.objects.filter(task_id=run.task_id, status__in=states).first()
-
-    return wait_for(finished, timeout=timeout, message=f"{run.task_name} [{run.task_id}] to reach {states}")
 
 
 def launch_via_page(client, task_name, **data) -> Run:

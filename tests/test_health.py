@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -68,8 +69,8 @@ def test_healthz_is_read_only(client):
 
 
 @pytest.mark.django_db
-def test_readyz_is_200_when_every_check_passes(client, ready):
-    response, body, _ = readyz(client)
+def test_readyz_is_200_when_every_check_passes(staff_client, ready):
+    response, body, _ = readyz(staff_client)
     assert response.status_code == 200, body
     assert body["status"] == "ok"
     assert set(body["checks"]) == CHECKS
@@ -90,22 +91,22 @@ def test_readyz_is_503_without_a_worker_online(client, broker):
 
 
 @pytest.mark.django_db
-def test_readyz_is_503_when_beat_stopped_ticking(client, broker, settings):
+def test_readyz_is_503_when_beat_stopped_ticking(staff_client, broker, settings):
     settings.TASKCENTER_ALERT_BEAT_STALE = 60
     set_worker(broker)
     set_beat(broker, age=120)
-    response, body, _ = readyz(client)
+    response, body, _ = readyz(staff_client)
     assert response.status_code == 503
     assert not body["checks"]["beat"]["ok"] and "120" in body["checks"]["beat"]["message"]
     broker.delete("taskcenter:beat:leader", "taskcenter:beat:last_tick")
-    response, body, _ = readyz(client)
+    response, body, _ = readyz(staff_client)
     assert response.status_code == 503 and not body["checks"]["beat"]["ok"]
 
 
 @pytest.mark.django_db
-def test_readyz_is_503_fast_when_the_broker_is_down(client, tmp_path, redis_server):
+def test_readyz_is_503_fast_when_the_broker_is_down(staff_client, tmp_path, redis_server):
     with broker_down(tmp_path, redis_server):
-        response, body, elapsed = readyz(client)
+        response, body, elapsed = readyz(staff_client)
     assert response.status_code == 503
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["broker"]["ok"] is False and "does not answer" in body["checks"]["broker"]["message"]
@@ -121,13 +122,97 @@ def test_readyz_never_hangs_on_a_frozen_broker(client, tmp_path, redis_server):
     assert response.status_code == 503
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["broker"]["ok"] is False
-    assert elapsed < 3.5, f"readyz took {elapsed:.1f}s"
+    assert elapsed < 2.0, f"readyz took {elapsed:.1f}s"
 
 
 @pytest.mark.django_db
 def test_readyz_needs_no_login_and_is_read_only(client, ready):
     assert client.get("/readyz").status_code == 200
     assert client.post("/readyz").status_code == 405
+
+
+# --- /readyz details: staff users and the metrics token only ----------------------------------
+
+#: A broker URL with a user, a password, a host, a port and a database, refused at once.
+SECRET_BROKER_URL = "redis://readyzuser:readyzpass@127.0.0.1:9/7"
+#: What a PostgreSQL driver error says about where the database is.
+DB_ERROR = 'connection to server at "db.internal.example" (10.1.2.3), port 5499 failed: Connection refused'
+LEAKS = ("readyzuser", "readyzpass", "127.0.0.1", ":9", "/7", "db.internal.example", "10.1.2.3", "5499")
+
+
+@pytest.fixture
+def details_hidden_setup(monkeypatch, redis_server, ready):
+    """A broker URL full of details that refuses connections, a database that fails with its host and port."""
+    from django.db import OperationalError, connections
+
+    from tests.conftest import use_broker
+
+    real_cursor = type(connections["default"]).cursor
+
+    def failing_cursor(self, *args, **kwargs):
+        # Only the readiness checks' threads see the failure: the request itself still loads its session.
+        if threading.current_thread().name.startswith("taskcenter-ready"):
+            raise OperationalError(DB_ERROR)
+        return real_cursor(self, *args, **kwargs)
+
+    use_broker(SECRET_BROKER_URL)
+    monkeypatch.setattr(type(connections["default"]), "cursor", failing_cursor)  # every thread's connection
+    yield
+    monkeypatch.undo()
+    use_broker(redis_server.url)
+
+
+@pytest.mark.django_db
+def test_readyz_shows_anonymous_callers_only_the_status_of_each_check(client, details_hidden_setup):
+    response, body, elapsed = readyz(client)
+    assert response.status_code == 503
+    assert body == {"status": "fail", "checks": {name: {"ok": False} for name in CHECKS}}
+    text = response.content.decode()
+    for leak in LEAKS:
+        assert leak not in text, leak
+    assert elapsed < 2.0
+
+
+@pytest.mark.django_db
+def test_readyz_hides_worker_and_beat_hostnames_from_anonymous_callers(client, ready):
+    response, body, _ = readyz(client)
+    assert response.status_code == 200
+    assert body == {"status": "ok", "checks": {name: {"ok": True} for name in CHECKS}}
+    assert "w1@test" not in response.content.decode() and "beathost" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_readyz_hides_the_socket_path_of_a_stopped_broker_from_anonymous_callers(client, tmp_path, redis_server):
+    with broker_down(tmp_path, redis_server) as server:
+        response, body, _ = readyz(client)
+    assert response.status_code == 503 and body["checks"]["broker"] == {"ok": False}
+    assert str(server.socket) not in response.content.decode() and "redis" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_readyz_shows_details_to_staff(staff_client, details_hidden_setup):
+    response, body, _ = readyz(staff_client)
+    assert response.status_code == 503
+    assert "readyzuser" in body["checks"]["broker"]["message"] and "127.0.0.1" in body["checks"]["broker"]["message"]
+    assert "readyzpass" not in response.content.decode()  # kombu's as_uri() masks it
+    assert "db.internal.example" in body["checks"]["database"]["message"]
+
+
+@pytest.mark.django_db
+def test_readyz_shows_details_for_the_metrics_token_only(client, settings, details_hidden_setup):
+    settings.TASKCENTER_METRICS_TOKEN = "readyz-token-1"
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer readyz-token-1")
+    assert "db.internal.example" in response.json()["checks"]["database"]["message"]
+    for wrong in ("Bearer readyz-token-2", "Bearer ", "Basic readyz-token-1", "readyz-token-1"):
+        response = client.get("/readyz", HTTP_AUTHORIZATION=wrong)
+        assert response.json()["checks"]["database"] == {"ok": False}, wrong
+
+
+@pytest.mark.django_db
+def test_readyz_hides_details_from_logged_in_users_who_are_not_staff(client, django_user_model, ready):
+    client.force_login(django_user_model.objects.create_user(username="plain", password="pw-plain-1"))
+    response, body, _ = readyz(client)
+    assert body["checks"]["workers"] == {"ok": True}
 
 
 # --- manage.py taskcenter_status ----------------------------------------------------------
@@ -193,11 +278,11 @@ def monitor(django_db_blocker, redis_server, celery_worker):
 
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_readyz_with_a_real_worker_monitor_and_beat(client, celery_worker, monitor, celery_beat):
+def test_readyz_with_a_real_worker_monitor_and_beat(staff_client, celery_worker, monitor, celery_beat):
     celery_beat(max_interval=1)
 
     def answer():
-        response = client.get("/readyz")
+        response = staff_client.get("/readyz")
         return response if response.status_code == 200 else None
 
     response = wait_for(answer, timeout=60, interval=0.5, message="readyz to answer 200")

@@ -27,6 +27,7 @@ from tests.conftest import (
     process_env,
     use_broker,
     wait_for,
+    wait_for_state,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -100,15 +101,6 @@ def start_monitor(transactional_db, redis_server):
         monitor.stop()
 
 
-def finished(runs, timeout: float = 30) -> None:
-    ids = [run.task_id for run in runs]
-    wait_for(
-        lambda: TaskResult.objects.filter(task_id__in=ids, status__in=["SUCCESS", "FAILURE"]).count() == len(ids),
-        timeout=timeout,
-        message=f"{len(ids)} runs to finish",
-    )
-
-
 def launch(add: int, fail: int) -> list:
     runs = [run_launch(task_name="examples.add", args=[i, i], queue=QUEUE) for i in range(add)]
     runs += [run_launch(task_name="examples.fail", kwargs={"message": "monitored"}, queue=QUEUE) for _ in range(fail)]
@@ -171,7 +163,7 @@ def test_the_monitor_counts_tasks_and_continues_after_a_restart(start_monitor, c
     assert monitoring.monitor_alive(max_age=5)
 
     runs = launch(add=5, fail=2)
-    finished(runs)
+    wait_for_state(runs)
     assert_counted(add=5, fail=2)
 
     assert monitor.stop() == 0
@@ -182,7 +174,7 @@ def test_the_monitor_counts_tasks_and_continues_after_a_restart(start_monitor, c
     start_monitor()
     assert_counted(add=5, fail=2)
     runs = launch(add=3, fail=1)
-    finished(runs)
+    wait_for_state(runs)
     assert_counted(add=8, fail=3)
 
     # The read API sees the same figures.
@@ -204,13 +196,13 @@ def test_a_second_monitor_stands_by_until_the_first_one_stops(start_monitor, cel
     first = start_monitor()
     second = start_monitor(standby=True)
     assert "holds the lock" in second.log()
-    finished(launch(add=2, fail=0))
+    wait_for_state(launch(add=2, fail=0))
     wait_for(lambda: (t := totals_of("examples.add")) and t.succeeded == 2, timeout=20, message="2 successes")
 
     assert first.stop() == 0
     wait_for(lambda: "took the lock" in second.log(), timeout=15, message="the second monitor to take over")
     wait_for(second.consuming, timeout=10, message="the second monitor to consume events")
-    finished(launch(add=1, fail=0))
+    wait_for_state(launch(add=1, fail=0))
     wait_for(lambda: totals_of("examples.add").succeeded == 3, timeout=20, message="3 successes")
     time.sleep(1.5)
     totals = totals_of("examples.add")

@@ -4,22 +4,13 @@ import json
 
 import pytest
 from django.urls import reverse
-from django_celery_results.models import TaskResult
 
 from taskcenter.models import Batch, Run, Workflow
 from taskcenter.services.launch import InvalidLaunch, NotLaunchable
 from taskcenter.services.workflows import Step, workflow_launch
-from tests.conftest import wait_for
+from tests.conftest import wait_for_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def wait_all_done(task_ids, timeout=30):
-    def done():
-        rows = TaskResult.objects.filter(task_id__in=task_ids, status__in=("SUCCESS", "FAILURE"))
-        return rows.count() == len(task_ids) and {r.task_id: r for r in rows}
-
-    return wait_for(done, timeout=timeout, message=f"{len(task_ids)} runs to finish")
 
 
 def test_batch_launch_splits_items_and_shows_progress(staff_client, celery_worker):
@@ -32,7 +23,7 @@ def test_batch_launch_splits_items_and_shows_progress(staff_client, celery_worke
     batch = Batch.objects.get()
     runs = list(batch.runs.order_by("id"))
     assert [r.kwargs["numbers"] for r in runs] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
-    results = wait_all_done([r.task_id for r in runs])
+    results = wait_for_state([r.task_id for r in runs])
     assert sorted(int(r.result) for r in results.values()) == [10, 19, 26]
     page = staff_client.get(reverse("taskcenter:batch_detail", args=[batch.pk])).content.decode()
     assert "<strong>3</strong> done" in page and "<strong>3</strong> total" in page and "(100%)" in page
@@ -63,7 +54,7 @@ def test_chain_passes_each_result_to_the_next_step(staff_client, celery_worker):
     workflow = Workflow.objects.get()
     ids = [stage[0] for stage in workflow.stages]
     assert Run.objects.filter(workflow=workflow).count() == 3  # all recorded up front
-    results = wait_all_done(ids)
+    results = wait_for_state(ids)
     assert [results[i].result for i in ids] == ["3", "13", "113"]
 
     page = staff_client.get(reverse("taskcenter:run_detail", args=[ids[1]])).content.decode()
@@ -79,7 +70,7 @@ def test_chord_callback_runs_after_its_group_with_their_results(celery_worker):
         callback=Step("examples.sum_batch"),
     )
     header, (callback_id,) = workflow.stages
-    results = wait_all_done([*header, callback_id])
+    results = wait_for_state([*header, callback_id])
     assert results[callback_id].result == "21"
     assert results[callback_id].date_started >= max(results[i].date_done for i in header)
 
@@ -87,7 +78,7 @@ def test_chord_callback_runs_after_its_group_with_their_results(celery_worker):
 def test_group_runs_every_member(celery_worker):
     workflow = workflow_launch(kind="group", steps=[Step("examples.add", [i, i]) for i in range(4)])
     (members,) = workflow.stages
-    results = wait_all_done(members)
+    results = wait_for_state(members)
     assert sorted(int(r.result) for r in results.values()) == [0, 2, 4, 6]
 
 

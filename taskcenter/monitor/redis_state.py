@@ -10,11 +10,10 @@ monitor allowed to count, so two monitors never overwrite each other's minutes.
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
+from taskcenter.broker import REDIS_ERRORS, BrokerLock, KeptOpenConnection, broker_client
+
+__all__ = ["REDIS_ERRORS", "MonitorRedis", "broker_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,28 +23,10 @@ LAST_EVENT_KEY = KEY_PREFIX + "last_event"
 STARTED_KEY = KEY_PREFIX + "started"
 TICK_KEY = KEY_PREFIX + "tick"
 LOCK_KEY = KEY_PREFIX + "lock"
-#: Errors of a broker that cannot be reached or fails.
-REDIS_ERRORS = (KombuError, RedisError, OSError)
 #: A worker is online while its last heartbeat is younger than max(3 * freq, this) seconds.
 MIN_ONLINE_SECONDS = 10.0
 #: Worker entries whose last heartbeat is older than this are removed from the hash.
 FORGET_WORKER_SECONDS = 24 * 3600
-
-# Take the lock when it is free or ours (renewing it); 0 when another monitor holds it.
-_HOLD_SCRIPT = """
-local holder = redis.call('GET', KEYS[1])
-if (not holder) or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 def online_window(freq) -> float:
@@ -88,19 +69,6 @@ def as_float(raw) -> float | None:
         return None
 
 
-@contextmanager
-def broker_client(app=None, *, timeout: float = 2.0) -> Iterator:
-    """A Redis client of the broker, connected within ``timeout`` seconds; raises a ``REDIS_ERRORS`` error."""
-    if app is None:
-        from celery import current_app as app
-    connection = app.connection_for_write()
-    try:
-        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
-        yield connection.default_channel.client
-    finally:
-        connection.release()
-
-
 class MonitorRedis:
     """The monitor process's writes to Redis, over one connection kept open.
 
@@ -112,56 +80,25 @@ class MonitorRedis:
         self.app = app
         self.identity = identity
         self.lock_seconds = lock_seconds
-        self._connection = None
-        self._client = None
-        self._hold = None
-        self._release = None
-
-    def _redis(self):
-        if self._client is None:
-            connection = self.app.connection_for_write()
-            try:
-                connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-                client = connection.default_channel.client
-            except BaseException:
-                connection.release()
-                raise
-            self._connection, self._client = connection, client
-            self._hold = client.register_script(_HOLD_SCRIPT)
-            self._release = client.register_script(_RELEASE_SCRIPT)
-        return self._client
+        self.connection = KeptOpenConnection(app)
+        self.lock = BrokerLock(LOCK_KEY, identity=identity, seconds=lock_seconds, connection=self.connection)
 
     def disconnect(self) -> None:
-        connection, self._connection, self._client = self._connection, None, None
-        if connection is not None:
-            try:
-                connection.release()
-            except REDIS_ERRORS:
-                pass
+        self.connection.disconnect()
 
-    @contextmanager
-    def _calls(self) -> Iterator:
-        try:
-            yield self._redis()
-        except REDIS_ERRORS:
-            self.disconnect()
-            raise
+    def _calls(self):
+        return self.connection.calls()
 
     def hold_lock(self) -> bool:
         """Take or renew the single-monitor lock; False when another monitor holds it."""
-        with self._calls() as client:
-            return bool(self._hold(keys=[LOCK_KEY], args=[self.identity, int(self.lock_seconds * 1000)], client=client))
+        return self.lock.hold()
 
     def lock_holder(self) -> str:
-        with self._calls() as client:
-            holder = client.get(LOCK_KEY)
-        return holder.decode() if isinstance(holder, bytes) else (holder or "")
+        return self.lock.holder()
 
     def release_lock(self) -> None:
         """Give the lock up (if still ours) and remove the tick, so pages see at once that no monitor runs."""
-        with self._calls() as client:
-            if self._release(keys=[LOCK_KEY], args=[self.identity], client=client):
-                client.delete(TICK_KEY)
+        self.lock.release(also_delete=(TICK_KEY,))
 
     def write(
         self,

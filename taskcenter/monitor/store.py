@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from taskcenter import broker
 from taskcenter.models import QueueSample, Run, TaskMinute, TaskTotals
 from taskcenter.monitor.aggregate import COUNTERS, Counts, MinuteRow, RunFacts
 from taskcenter.monitor.histogram import add_buckets, empty_buckets
@@ -120,14 +121,16 @@ def _totals_locked(names: set[str], wanted) -> dict[tuple[str, str], TaskTotals]
 
 
 def queue_samples_record(names: list[str], *, at: datetime | None = None) -> list[QueueSample]:
-    """Store the depth and oldest-message age of every queue in ``names``; raises ``BrokerDown``."""
-    from taskcenter.services.queues import _backlogs, _oldest_ages  # the queue page's own reading code
-
+    """Store the depth and oldest-message age of every queue in ``names``; none when the broker is down."""
     at = at or timezone.now()
-    backlogs = _backlogs(names)
-    ages = _oldest_ages({name: backlog.oldest_messages for name, backlog in backlogs.items()})
+    try:
+        backlogs = broker.queue_backlogs(names)
+    except broker.BROKER_ERRORS as exc:
+        logger.debug("Queue sample skipped, broker unreachable: %s", exc)
+        return []
+    ages = broker.oldest_ages(backlogs)
     samples = [
-        QueueSample(at=at, queue=name, depth=sum(backlog.by_step.values()), oldest_age=ages.get(name))
+        QueueSample(at=at, queue=name, depth=backlog.depth, oldest_age=ages.get(name))
         for name, backlog in backlogs.items()
     ]
     QueueSample.objects.bulk_create(samples)

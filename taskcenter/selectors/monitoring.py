@@ -19,17 +19,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from taskcenter.broker import REDIS_ERRORS, broker_client
 from taskcenter.models import QueueSample, Run, TaskMinute, TaskTotals
 from taskcenter.monitor.aggregate import COUNTERS, Counts
 from taskcenter.monitor.histogram import floor_minute, percentile_from_buckets
 from taskcenter.monitor.redis_state import (
     LAST_EVENT_KEY,
-    REDIS_ERRORS,
     STARTED_KEY,
     TICK_KEY,
     WORKERS_KEY,
     as_float,
-    broker_client,
     decode_workers,
     is_online,
 )
@@ -51,8 +50,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Seconds to wait for Redis when reading worker states.
-REDIS_TIMEOUT = 1.0
 #: A monitor younger than this may not have heard of every worker yet: runs on workers it
 #: does not know are not called stuck until then.
 MONITOR_WARMUP_SECONDS = 15.0
@@ -76,7 +73,7 @@ class WorkerState:
 def _read_monitor_keys() -> dict | None:
     """Worker states and liveness keys in one round trip; None when Redis cannot be reached."""
     try:
-        with broker_client(timeout=REDIS_TIMEOUT) as client:
+        with broker_client() as client:  # the request timeout: a page answers within 2 s
             pipe = client.pipeline(transaction=False)
             pipe.hgetall(WORKERS_KEY)
             pipe.mget([TICK_KEY, STARTED_KEY, LAST_EVENT_KEY])

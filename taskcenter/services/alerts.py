@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from taskcenter import broker
 from taskcenter.services.health import CheckResult, check_broker, check_database
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ logger = logging.getLogger(__name__)
 FAILURE_WINDOW = timedelta(minutes=5)
 #: Seconds without a flush after which the monitor counts as down.
 MONITOR_MAX_AGE = 30
-#: Seconds the broker gets to answer a ping before live figures are given up for this request.
-BROKER_PROBE_TIMEOUT = 1.0
 #: Most stuck runs read at once; counts at this size are shown as "N+".
 STUCK_LIMIT = 100
 
@@ -113,19 +112,18 @@ class Snapshot:
 
 def live_queues() -> LiveQueues:
     """Depth and oldest-message age of every configured queue, read from the broker in one round trip."""
-    from taskcenter.services import queues as queue_service
+    from taskcenter.services.workers import broker_down_message
 
     names = list(settings.TASKCENTER_QUEUES)
     try:
-        backlogs = queue_service._backlogs(names)
-    except queue_service.BrokerDown as exc:
-        return LiveQueues([LiveQueue(name, None, None) for name in names], problem=str(exc))
-    ages = queue_service._oldest_ages({name: backlog.oldest_messages for name, backlog in backlogs.items()})
+        backlogs = broker.queue_backlogs(names)
+    except broker.BROKER_ERRORS as exc:
+        logger.warning("Queues not read, broker unreachable: %s", exc)
+        problem = broker_down_message("the queues could not be read")
+        return LiveQueues([LiveQueue(name, None, None) for name in names], problem=problem)
+    ages = broker.oldest_ages(backlogs)
     return LiveQueues(
-        [
-            LiveQueue(name, sum(backlogs[name].by_step.values()), ages.get(name) if backlogs[name].by_step else None)
-            for name in names
-        ]
+        [LiveQueue(name, backlogs[name].depth, ages.get(name) if backlogs[name].depth else None) for name in names]
     )
 
 
@@ -190,8 +188,8 @@ class LiveState:
         return sum(1 for worker in self.workers if worker.online)
 
 
-def broker_problem(*, timeout: float = BROKER_PROBE_TIMEOUT) -> str:
-    """An empty string when the broker answers a ping within about ``timeout`` s, else the operator's message."""
+def broker_problem(*, timeout: float | None = None) -> str:
+    """An empty string when the broker answers a ping within ``timeout`` s (one request timeout), else a message."""
     from taskcenter.services.workers import broker_down_message
 
     result = check_broker(timeout=timeout)
@@ -385,8 +383,9 @@ def evaluate(state: Snapshot) -> list[Alert]:
 
 # --- Readiness -------------------------------------------------------------------------
 
-#: Seconds each readiness check may take; a check without an answer by then fails.
-CHECK_TIMEOUT = 2.0
+#: Seconds each readiness check may take; a check without an answer by then fails
+#: (below 2 s, so /readyz answers within 2 s even with a frozen broker).
+CHECK_TIMEOUT = 1.5
 #: Threads that run the readiness checks; a hung check holds one until its own socket timeout.
 _CHECK_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="taskcenter-ready")
 
@@ -395,7 +394,7 @@ def readiness_checks(*, timeout: float = CHECK_TIMEOUT) -> list[CheckResult]:
     """Database, broker, workers online, beat ticking: run at once in threads, none longer than ``timeout``."""
     checks = {
         "database": check_database,
-        "broker": lambda: check_broker(timeout=max(0.5, timeout - 0.5)),
+        "broker": check_broker,
         "workers": check_workers,
         "beat": lambda: check_beat(timeout=max(0.5, timeout - 0.5)),
     }

@@ -6,26 +6,26 @@ from celery import current_app
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from taskcenter.broker import broker_client
+
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One check; ``message`` may name hosts, users and errors, so it is for operators only."""
+
     name: str
     ok: bool
     message: str
 
 
-def check_broker(*, timeout: float = 2.0) -> CheckResult:
-    """Connect to the broker and ping it, giving up after ``timeout`` seconds."""
-    conn = current_app.connection_for_write()
-    url = conn.as_uri()
+def check_broker(*, timeout: float | None = None) -> CheckResult:
+    """Connect to the broker and ping it, giving up after ``timeout`` seconds (one request timeout by default)."""
+    url = current_app.connection_for_write().as_uri()  # as_uri() hides the password
     try:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
-        client = conn.default_channel.client
-        client.ping()
+        with broker_client(timeout=timeout) as client:
+            client.ping()
     except Exception as exc:  # any failure here means "does not answer"
         return CheckResult("broker", False, f"Broker {url} does not answer: {exc}")
-    finally:
-        conn.release()
     return CheckResult("broker", True, f"Broker {url} answers.")
 
 

@@ -1,0 +1,305 @@
+"""The broker (Redis) as taskcenter reads and writes it directly, beside Celery's own use.
+
+- ``BROKER_ERRORS``: what a broker that is down, frozen or failing raises, from kombu or redis-py;
+- ``broker_client()``: a redis-py client of the broker for a block, bounded by a timeout;
+- ``KeptOpenConnection``: one connection a long-lived process keeps, with its Lua scripts
+  registered (the monitor lock and the beat lock use it); ``BrokerLock``: a single-holder lock on it;
+- ``queue_backlogs()`` and ``oldest_ages()``: what waits in each queue, for the queues page,
+  the alerts and the monitor's samples;
+- ``use_long_lived_timeouts()``: the longer socket timeouts of a worker or beat, set at its start.
+
+Web requests and commands use the short ``BROKER_REQUEST_TIMEOUT`` of the settings, so a frozen
+broker fails a page or a launch within 2 s; long-lived processes wait longer before they drop a
+connection (``BROKER_LONG_LIVED_TRANSPORT_OPTIONS``).
+"""
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from celery import current_app
+from django.conf import settings
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+#: Errors of a broker that cannot be reached, does not answer in time, or fails a command.
+#: kombu raises ``OperationalError`` for connection failures; redis-py its own errors;
+#: sockets ``OSError`` (``ConnectionError`` and ``TimeoutError`` are ``OSError`` too).
+#: Not every ``KombuError``: an ``EncodeError`` is a bad message, not a broker outage.
+BROKER_ERRORS = (KombuOperationalError, RedisError, OSError)
+#: The same errors, under the name the monitor and beat code use.
+REDIS_ERRORS = BROKER_ERRORS
+
+
+def request_timeout() -> float:
+    """Seconds one broker round trip may take in a web request or a command."""
+    return float(getattr(settings, "BROKER_REQUEST_TIMEOUT", 0.4))
+
+
+def long_lived_transport_options() -> dict:
+    """Transport options of a long-lived process: the settings' options with its longer timeouts."""
+    conf = current_app.conf
+    return {**(conf.broker_transport_options or {}), **getattr(settings, "BROKER_LONG_LIVED_TRANSPORT_OPTIONS", {})}
+
+
+def use_long_lived_timeouts(sender=None, **_) -> None:
+    """Give this process (a worker or beat, at its start) the long-lived broker timeouts.
+
+    Connected to ``worker_init`` and ``beat_init``: the worker's consumers and beat's
+    publisher then tolerate a short stall of Redis instead of reconnecting.
+    """
+    app = getattr(sender, "app", None) or current_app
+    options = {**(app.conf.broker_transport_options or {}), **settings.BROKER_LONG_LIVED_TRANSPORT_OPTIONS}
+    # Django settings are read under the CELERY_ namespace, which wins over the bare key.
+    app.conf["CELERY_BROKER_TRANSPORT_OPTIONS"] = app.conf["broker_transport_options"] = options
+    app._pool = None
+    logger.debug("Broker transport options of a long-lived process: %s", options)
+
+
+def broker_connection(app=None, *, long_lived: bool = False):
+    """A new kombu connection to the broker (not connected yet); release it when done."""
+    app = app or current_app
+    if long_lived:
+        return app.connection_for_write(transport_options=long_lived_transport_options())
+    return app.connection_for_write()
+
+
+@contextmanager
+def broker_client(app=None, *, timeout: float | None = None) -> Iterator:
+    """A redis-py client of the broker for a block; raises a ``BROKER_ERRORS`` error when it is down.
+
+    Connecting gives up after ``timeout`` seconds (the request timeout by default): a second
+    attempt is made only for a refused connection, never after a first one timed out.
+    """
+    connection = broker_connection(app)
+    try:
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0, timeout=timeout or request_timeout()
+        )
+        yield connection.default_channel.client
+    finally:
+        connection.release()
+
+
+@contextmanager
+def broker_channel(app=None) -> Iterator:
+    """A kombu channel of the broker for a block (for kombu's own key names of queues)."""
+    connection = broker_connection(app)
+    try:
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=request_timeout())
+        yield connection.default_channel
+    finally:
+        connection.release()
+
+
+class KeptOpenConnection:
+    """One broker connection a long-lived process keeps open, with its Lua scripts registered.
+
+    ``scripts`` maps names to Lua sources; ``script(name)`` gives the registered script
+    (redis-py runs it by SHA and loads it again after a Redis restart). Inside ``calls()``
+    a ``BROKER_ERRORS`` error drops the connection, which is made again on the next call.
+    """
+
+    def __init__(self, app=None, *, scripts: dict[str, str] | None = None, timeout: float = 2.0):
+        self.app = app
+        self.sources = dict(scripts or {})
+        self.timeout = timeout
+        self._connection = None
+        self._client = None
+        self._scripts: dict = {}
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def client(self):
+        """The redis-py client, connecting first if needed; raises a ``BROKER_ERRORS`` error."""
+        if self._client is None:
+            connection = broker_connection(self.app or current_app, long_lived=True)
+            try:
+                connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=self.timeout)
+                client = connection.default_channel.client
+            except BaseException:
+                connection.release()
+                raise
+            self._connection, self._client = connection, client
+            self._scripts = {name: client.register_script(source) for name, source in self.sources.items()}
+        return self._client
+
+    def script(self, name: str):
+        self.client()
+        return self._scripts[name]
+
+    def run_script(self, name: str, *, keys: list, args: list):
+        """Run the registered script ``name``; drops the connection on a broker error."""
+        with self.calls() as client:
+            return self._scripts[name](keys=keys, args=args, client=client)
+
+    def disconnect(self) -> None:
+        """Close the connection (never raises); the next call connects again."""
+        connection, self._connection, self._client, self._scripts = self._connection, None, None, {}
+        if connection is not None:
+            try:
+                connection.release()
+            except BROKER_ERRORS:
+                pass
+
+    @contextmanager
+    def calls(self) -> Iterator:
+        """The client for a block of commands; a broker error drops the connection and is raised."""
+        try:
+            yield self.client()
+        except BROKER_ERRORS:
+            self.disconnect()
+            raise
+
+
+# Take the lock when it is free or ours (renewing it); 0 when another holder has it.
+_HOLD_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+# Give the lock up only if ours; then delete the other keys given (state that dies with the holder).
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class BrokerLock:
+    """A lock in the broker held by one ``identity`` at a time, with an expiry, over a kept-open connection.
+
+    Checking the holder and acting on the answer is one Lua script, so two processes never
+    both believe they hold it. Every method raises a ``BROKER_ERRORS`` error when the
+    broker does not answer.
+    """
+
+    def __init__(self, key: str, *, identity: str, seconds: float, connection: KeptOpenConnection | None = None):
+        self.key = key
+        self.identity = identity
+        self.seconds = seconds
+        self.connection = connection or KeptOpenConnection()
+        self.connection.sources.update(lock_hold=_HOLD_SCRIPT, lock_release=_RELEASE_SCRIPT)
+
+    def hold(self) -> bool:
+        """Take the lock if free, renew it if ours; False when another holder has it."""
+        return bool(
+            self.connection.run_script(
+                "lock_hold", keys=[self.key], args=[self.identity, max(1, int(self.seconds * 1000))]
+            )
+        )
+
+    def holder(self) -> str:
+        with self.connection.calls() as client:
+            return _text(client.get(self.key))
+
+    def release(self, *, also_delete: tuple[str, ...] = ()) -> bool:
+        """Give the lock up if ours, deleting ``also_delete`` keys with it; True when it was ours."""
+        return bool(self.connection.run_script("lock_release", keys=[self.key, *also_delete], args=[self.identity]))
+
+
+# --- Queue backlogs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What the broker holds for one queue: messages per priority step and the oldest message of each list."""
+
+    by_step: dict[int, int]
+    oldest_messages: list[bytes]
+
+    @property
+    def depth(self) -> int:
+        return sum(self.by_step.values())
+
+
+def priority_lists(channel, name: str) -> dict[int, str]:
+    """The Redis list of each priority step of queue ``name``, named by kombu itself."""
+    return {step: channel._q_for_pri(name, step) for step in channel.priority_steps}
+
+
+def queue_backlogs(names: list[str]) -> dict[str, Backlog]:
+    """The length and oldest message of every priority list of ``names``, in one round trip.
+
+    Raises a ``BROKER_ERRORS`` error when the broker cannot be read.
+    """
+    with broker_channel() as channel:
+        keys = {name: priority_lists(channel, name) for name in names}
+        pipe = channel.client.pipeline(transaction=False)
+        for lists in keys.values():
+            for key in lists.values():
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+        replies = iter(pipe.execute())
+    backlogs = {}
+    for name, lists in keys.items():
+        by_step, oldest = {}, []
+        for step in lists:
+            by_step[step] = int(next(replies))
+            tail = next(replies)
+            if tail is not None:
+                oldest.append(tail)
+        backlogs[name] = Backlog(by_step=by_step, oldest_messages=oldest)
+    return backlogs
+
+
+def message_headers(raw: bytes) -> dict:
+    """The headers of a message as kombu stores it (a JSON envelope); {} when unreadable."""
+    try:
+        headers = json.loads(raw).get("headers")
+    except (ValueError, TypeError, AttributeError):
+        logger.warning("Unreadable message in the broker: %.200r", raw)
+        return {}
+    return headers if isinstance(headers, dict) else {}
+
+
+def oldest_ages(backlogs: dict[str, Backlog], *, now: float | None = None) -> dict[str, float | None]:
+    """Seconds since the oldest message of each queue was sent (None for an empty queue).
+
+    The send time is the ``SENT_AT_HEADER`` stamped at publish; messages without it fall back to
+    the creation time of their run (one query for all of them).
+    """
+    from taskcenter.models import Run
+    from taskcenter.services.recording import SENT_AT_HEADER
+
+    headers = {name: [message_headers(raw) for raw in b.oldest_messages] for name, b in backlogs.items()}
+    unstamped = {h.get("id") for hs in headers.values() for h in hs if not _is_number(h.get(SENT_AT_HEADER))}
+    unstamped = {task_id for task_id in unstamped if isinstance(task_id, str)}
+    created = (
+        dict(Run.objects.filter(task_result_id__in=unstamped).values_list("task_result_id", "created_at"))
+        if unstamped
+        else {}
+    )
+
+    def sent_at(h: dict) -> float | None:
+        if _is_number(h.get(SENT_AT_HEADER)):
+            return float(h[SENT_AT_HEADER])
+        run_created = created.get(h.get("id")) if isinstance(h.get("id"), str) else None
+        return run_created.timestamp() if run_created else None
+
+    now = time.time() if now is None else now
+    ages = {}
+    for name, hs in headers.items():
+        times = [t for t in map(sent_at, hs) if t is not None]
+        ages[name] = max(0.0, now - min(times)) if times else None
+    return ages
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
