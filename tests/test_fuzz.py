@@ -26,7 +26,7 @@ from django.test import Client
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from taskcenter import arguments, catalogue
+from taskcenter import catalogue
 from taskcenter.models import Batch, Run, Workflow
 
 pytestmark = pytest.mark.django_db

@@ -73,7 +73,10 @@ def test_re_runs_from_the_pages_have_source_web(staff_client):
 
 
 def test_command_line_launch_has_source_cli_and_the_same_checks(capsys, django_user_model):
-    django_user_model.objects.create_user(username="ops")
+    from django.contrib.auth.models import Permission
+
+    ops = django_user_model.objects.create_user(username="ops", is_staff=True)
+    ops.user_permissions.add(*Permission.objects.filter(codename__in=["view_run", "launch_any_task"]))
     call_command("launch", "examples.add", "--args", "[1, 2]", "--user", "ops")
     run = Run.objects.get()
     assert capsys.readouterr().out.strip() == run.task_id
@@ -86,6 +89,16 @@ def test_command_line_launch_has_source_cli_and_the_same_checks(capsys, django_u
     with pytest.raises(CommandError, match="No launchable task"):
         call_command("launch", "celery.backend_cleanup")
     assert Run.objects.count() == 1
+
+
+def test_command_line_launch_as_a_user_without_the_launch_permission_sends_nothing(django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
+    with pytest.raises(CommandError, match="may not launch"):
+        call_command("launch", "examples.add", "--args", "[1, 2]", "--user", "viewer")
+    assert not Run.objects.exists() and not AuditEntry.objects.filter(action="launch").exists()
 
 
 # --- Type checks on every path -------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from taskcenter import permissions
 from taskcenter.models import RunSource
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import JSONInputError, parse_json
@@ -36,7 +37,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dedup-key", default="", help="Refuse the launch while a run with this key waits or runs."
         )
-        parser.add_argument("--user", help="Username recorded as the launcher and in the audit trail.")
+        parser.add_argument(
+            "--user",
+            help="Launch as this user: their permission to launch the task is checked, and they are "
+            "recorded as the launcher and in the audit trail. Without it the launch is the system's.",
+        )
         parser.add_argument("--json", action="store_true", help="Write one JSON document to stdout.")
 
     def handle(self, *args, **options):
@@ -46,6 +51,9 @@ class Command(BaseCommand):
                 values[name] = parse_json(options[f"task_{name}"])
             except JSONInputError as exc:
                 raise CommandError(f"--{name}: {exc}") from None
+        user = _user(options["user"])
+        if user is not None and not permissions.can_launch(user, options["task"]):
+            raise CommandError(f"User {user.get_username()!r} may not launch {options['task']!r}; nothing was sent.")
         try:
             run = run_launch(
                 task_name=options["task"],
@@ -56,7 +64,7 @@ class Command(BaseCommand):
                 countdown=options["countdown"],
                 expires=options["expires"],
                 dedup_key=options["dedup_key"],
-                launched_by=_user(options["user"]),
+                launched_by=user,
                 source=RunSource.CLI,
             )
         except InvalidLaunch as exc:
