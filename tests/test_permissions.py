@@ -153,3 +153,44 @@ def test_audit_page_filters_by_action_and_user(staff_client, django_user_model):
     page = staff_client.get(reverse("taskcenter:audit_list"), {"actor": "operator"}).content.decode()
     assert "first" in page and "second" not in page
     assert staff_client.get(reverse("taskcenter:audit_list"), {"action": "explode"}).status_code == 400
+
+
+def _every_taskcenter_url(schedule_pk: int) -> list[str]:
+    """Each URL of taskcenter's own pages, its parameters filled with real targets."""
+    from django.urls import get_resolver
+
+    samples = {"task_name": "examples.add", "name": "default", "hostname": "worker@host", "task_id": "task-1"}
+    samples |= {"pk": schedule_pk, "batch_id": 1}
+    urls = []
+    for pattern in get_resolver("taskcenter.urls").url_patterns:
+        params = list(pattern.pattern.converters)
+        urls.append(reverse(f"taskcenter:{pattern.name}", kwargs={p: samples[p] for p in params}))
+    return urls
+
+
+@pytest.mark.parametrize("who", ["viewer", "no_permission", "change_schedules_only"])
+def test_no_post_to_any_taskcenter_url_changes_anything_for_a_user_without_the_right(
+    client, django_user_model, finished_run, schedule, who
+):
+    """Every URL of the app, posted to with plausible input, by users who may not act: nothing happens."""
+    user = django_user_model.objects.create_user(username=who, is_staff=True)
+    codenames = {
+        "viewer": ["view_run"],
+        "no_permission": [],
+        "change_schedules_only": ["view_run", "change_periodictask"],
+    }
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames[who]))
+    client.force_login(user)
+    before = PeriodicTask.objects.values().get()
+    payload = {"args": "[1, 2]", "kwargs": "{}", "scope": "selected", "task_ids": ["task-1"], "action": "run_now",
+               "ids": [schedule.pk], "confirm": "default", "n": "1", "rate": "1/s", "task": "examples.add",
+               "name": "tick", "kind": "interval", "every": "1", "period": "seconds", "mode": "json",
+               "spec": '{"kind": "chain", "steps": [{"task": "examples.add", "args": [1, 2]}]}', "items": "[1]",
+               "batch_size": "1", "misfire": "run_once", "jitter_seconds": "0", "max_instances": "0"}  # fmt: skip
+    answers = {url: client.post(url, payload).status_code for url in _every_taskcenter_url(schedule.pk)}
+    accepted = {url for url, status in answers.items() if status not in (403, 404, 405)}
+    # Only read-only pages (which this user may view) answer a POST, by showing the page.
+    pages = {url for url in accepted if client.get(url).status_code == 200 and answers[url] == 200}
+    assert accepted == pages and len(pages) < len(answers)
+    assert Run.objects.count() == 1 and PeriodicTask.objects.values().get() == before
+    assert not AuditEntry.objects.filter(outcome="ok").exists()

@@ -15,7 +15,7 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, QueueState, TaskRateLimit
 from taskcenter.services.launch import run_launch
-from tests.conftest import CeleryProcess, broker_down, process_env, wait_for
+from tests.conftest import CeleryProcess, RedisServer, broker_down, process_env, use_broker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -185,6 +185,8 @@ def test_rate_limit_is_stored_applied_audited_and_shown(staff_client, celery_wor
         ("examples.add", "0/s", "leave the field empty"),
         ("celery.backend_cleanup", "1/s", "not a catalogued task"),
         ("no.such.task", "1/s", "not a catalogued task"),
+        ("examples.add", "9" * 5000 + "/s", "too high"),
+        ("examples.add", "9223372036854775808", "too high"),
     ],
 )
 def test_invalid_rate_limits_are_refused(staff_client, celery_worker, task_name, rate, message):
@@ -195,6 +197,24 @@ def test_invalid_rate_limits_are_refused(staff_client, celery_worker, task_name,
     assert not TaskRateLimit.objects.exists()
     assert AuditEntry.objects.get().outcome == "refused"
     assert rate_limit_of(celery_worker.hostname, "examples.add") is None
+
+
+def test_a_rate_limit_set_while_no_worker_is_online_is_saved_for_the_workers_that_start(
+    staff_client, redis_server, tmp_path
+):
+    empty = RedisServer(tmp_path)  # a broker no worker consumes from
+    empty.start()
+    try:
+        use_broker(empty.url)
+        response = post_rate(staff_client, "examples.add", "5/m")
+        page = staff_client.get(reverse("taskcenter:worker_list")).content.decode()
+    finally:
+        use_broker(redis_server.url)
+        empty.stop()
+    assert response.status_code == 302
+    assert TaskRateLimit.objects.get(task_name="examples.add").rate == "5/m"
+    assert "No worker is online now" in page
+    assert AuditEntry.objects.get(action="rate_limit").outcome == "ok"
 
 
 def test_viewer_sees_the_page_without_actions_and_may_not_act(viewer_client, celery_worker):

@@ -35,6 +35,9 @@ CONTROL_TIMEOUT = 1.0
 BROKER_ERRORS = (*PUBLISH_ERRORS, RedisError)
 #: "10/s", "100/m", "1000/h", or a plain number of tasks per second.
 RATE_PATTERN = re.compile(r"\d+(\.\d+)?(/[smh])?")
+#: Highest rate limit accepted (tasks per second per worker), and the longest text of one.
+MAX_RATE_PER_SECOND = 1_000_000
+MAX_RATE_CHARS = 20
 #: What the workers page asks every worker, all at once.
 INSPECTIONS = ("ping", "stats", "active", "reserved", "active_queues", "registered")
 #: Arguments of an inspection: ``registered`` lists each task with the rate limit the worker applies.
@@ -338,8 +341,12 @@ def rate_limit_set(*, task_name: str, rate: str, actor) -> ActionReport:
         cleaned = _validated_rate(rate)
         _save_rate_limit(task_name=task_name, rate=cleaned, actor=actor)
         saved = "The limit is saved; workers apply it when they start."
-        workers = workers_broadcast("rate_limit", note=saved, task_name=task_name, rate_limit=cleaned or None)
         what = f"Rate limit of {task_name} set to {cleaned}" if cleaned else f"Rate limit of {task_name} removed"
+        try:
+            workers = workers_broadcast("rate_limit", note=saved, task_name=task_name, rate_limit=cleaned or None)
+        except NoWorkerReplied:
+            # Nothing is lost: the saved limit is applied by every worker that starts.
+            return ActionReport(f"{what}. No worker is online now; {saved[0].lower()}{saved[1:]}", {"rate": cleaned})
         return ActionReport(f"{what} on {len(workers)} worker(s).", {"rate": cleaned, "workers": workers})
 
     return run_audited(actor=actor, action=Action.RATE_LIMIT, target=task_name, perform=perform)
@@ -358,6 +365,8 @@ def _validated_rate(rate: str) -> str:
         raise ActionRefused(
             f"Rate limit {rate!r} is not valid; use e.g. 10/s, 100/m or 1000/h, or leave it empty to remove the limit."
         )
+    if len(rate) > MAX_RATE_CHARS or rate_per_second(rate) > MAX_RATE_PER_SECOND:
+        raise ActionRefused(f"Rate limit {rate[:20]!r} is too high; at most {MAX_RATE_PER_SECOND:,} tasks a second.")
     if rate_per_second(rate) == 0:
         raise ActionRefused("A rate of 0 means no limit to Celery; leave the field empty to remove the limit.")
     return rate
