@@ -1,6 +1,7 @@
 """The broker (Redis) as taskcenter reads and writes it directly, beside Celery's own use.
 
-- ``BROKER_ERRORS``: what a broker that is down, frozen or failing raises, from kombu or redis-py;
+- ``BROKER_ERRORS``: what a broker that is down, frozen or failing raises, from kombu or redis-py,
+  and ``broker_down_message()``, what the operator is told then;
 - ``broker_client()``: a redis-py client of the broker for a block, bounded by a timeout;
 - ``KeptOpenConnection``: one connection a long-lived process keeps, with its Lua scripts
   registered (the monitor lock and the beat lock use it); ``BrokerLock``: a single-holder lock on it;
@@ -32,8 +33,11 @@ logger = logging.getLogger(__name__)
 #: sockets ``OSError`` (``ConnectionError`` and ``TimeoutError`` are ``OSError`` too).
 #: Not every ``KombuError``: an ``EncodeError`` is a bad message, not a broker outage.
 BROKER_ERRORS = (KombuOperationalError, RedisError, OSError)
-#: The same errors, under the name the monitor and beat code use.
-REDIS_ERRORS = BROKER_ERRORS
+
+
+def broker_down_message(consequence: str) -> str:
+    """The operator's message for a broker that cannot be reached."""
+    return f"The message broker (Redis) is not reachable, so {consequence}. Check that Redis is running."
 
 
 def request_timeout() -> float:

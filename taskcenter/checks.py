@@ -3,7 +3,7 @@
 from django.core import checks
 
 from taskcenter import catalogue
-from taskcenter.services import health
+from taskcenter.selectors import health
 
 
 @checks.register("taskcenter")

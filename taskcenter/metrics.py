@@ -103,7 +103,7 @@ class TaskcenterCollector(Collector):
         yield from (tasks, runtime, wait)
 
     def _live_families(self):
-        from taskcenter.services.alerts import live_state
+        from taskcenter.selectors.alerts import live_state
 
         try:
             live = live_state(stuck_limit=STUCK_LIMIT)

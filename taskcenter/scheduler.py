@@ -58,6 +58,7 @@ from django_celery_beat.utils import NEVER_CHECK_TIMEOUT
 from kombu.exceptions import OperationalError
 
 from taskcenter import catalogue
+from taskcenter.broker import BROKER_ERRORS
 from taskcenter.models import ACTIVE_STATES, Run, SchedulePolicy
 from taskcenter.schedules.due import (  # noqa: F401  (re-exported: the beat's vocabulary)
     MAX_COUNTED,
@@ -353,7 +354,7 @@ class TaskcenterScheduler(DatabaseScheduler):
             self._lock = beat_service.BeatLock(self.app, self.identity)
         try:
             status, holder = self._lock.tick(max_interval=float(self.max_interval))
-        except beat_service.REDIS_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             if self._broker_ok:
                 logger.warning(
                     "beat %s: broker unreachable (%s); sending nothing until it answers", self.identity.id, exc
@@ -676,7 +677,7 @@ class TaskcenterScheduler(DatabaseScheduler):
             result = super().apply_async(entry, producer=producer, advance=advance, **kwargs)
         except Exception as exc:
             cause = exc.__context__ or exc
-            if not isinstance(cause, (OperationalError, *beat_service.REDIS_ERRORS)):
+            if not isinstance(cause, (OperationalError, *BROKER_ERRORS)):
                 self._report_error(entry.name, f"could not be sent: {_describe(cause)}", stored=entry.stored_error)
             raise
         self._clear_error(entry)

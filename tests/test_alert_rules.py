@@ -1,6 +1,6 @@
 """Alerts: the Prometheus rules (checked and unit-tested by promtool), the Grafana dashboard's
 queries, the real /metrics output (``promtool check metrics``), and the alerts page's own
-rules (``taskcenter.services.alerts``) fed with crafted data.
+rules (``taskcenter.selectors.alerts``) fed with crafted data.
 
 promtool comes from Debian's ``prometheus`` package (``bin/install-test-tools``). Without it
 these tests skip locally and fail under CI (when the ``CI`` environment variable is set).
@@ -21,7 +21,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import DURATION_BUCKETS, Run, TaskMinute, TaskTotals
-from taskcenter.services import alerts
+from taskcenter.selectors import alerts
 from tests.conftest import broker_down
 
 ROOT = Path(__file__).resolve().parent.parent

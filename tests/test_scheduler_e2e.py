@@ -16,7 +16,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 from config.celery import app as celery_app
 from taskcenter.models import AuditEntry, Run, SchedulePolicy
-from taskcenter.services.beat import KEY_PREFIX, beat_status
+from taskcenter.selectors.beat import KEY_PREFIX, beat_status
 from tests.conftest import LOG_DIR, CeleryProcess, process_env, use_broker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -25,7 +25,7 @@ from taskcenter.scheduler import (
     decide,
 )
 from taskcenter.schedules.timing import CronFields
-from taskcenter.services.beat import _parse_id
+from taskcenter.selectors.beat import _parse_id
 
 BERLIN, NEW_YORK, SHANGHAI = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York"), ZoneInfo("Asia/Shanghai")
 HOURLY_UTC = CrontabTiming(CronFields.parse("0"), UTC)  # minute 0 of every hour

@@ -11,9 +11,7 @@ import json
 import logging
 import time
 
-from taskcenter.broker import REDIS_ERRORS, BrokerLock, KeptOpenConnection, broker_client
-
-__all__ = ["REDIS_ERRORS", "MonitorRedis", "broker_client"]
+from taskcenter.broker import BrokerLock, KeptOpenConnection
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ def as_float(raw) -> float | None:
 class MonitorRedis:
     """The monitor process's writes to Redis, over one connection kept open.
 
-    Every method raises a ``REDIS_ERRORS`` error when the broker does not answer;
+    Every method raises a ``taskcenter.broker.BROKER_ERRORS`` error when the broker does not answer;
     the connection is then dropped and made again on the next call.
     """
 

@@ -29,8 +29,9 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from kombu import Consumer
 
+from taskcenter.broker import BROKER_ERRORS
 from taskcenter.monitor.aggregate import Aggregator, WorkerTracker
-from taskcenter.monitor.redis_state import REDIS_ERRORS, MonitorRedis
+from taskcenter.monitor.redis_state import MonitorRedis
 from taskcenter.monitor.runs import RunChanges, runs_changes_write, runs_lost_reconcile
 from taskcenter.monitor.store import flush_write, minutes_load, old_rows_delete, queue_samples_record, runs_lookup
 
@@ -127,7 +128,7 @@ class Monitor:
             try:
                 self.workers.restore(self.redis.read_workers())
                 self.redis.write(started=time.time(), tick=time.time())
-            except REDIS_ERRORS as exc:
+            except BROKER_ERRORS as exc:
                 self._redis_problem(exc)
             self._consume_with_reconnects()
             if self.lost_lock:
@@ -144,7 +145,7 @@ class Monitor:
             self._flush(final=True)
             try:
                 self.redis.release_lock()
-            except REDIS_ERRORS:
+            except BROKER_ERRORS:
                 logger.warning("Could not release the monitor lock (broker unreachable); it expires by itself")
         self.redis.disconnect()
         logger.info("Monitor %s stopped after %d events", self.identity, self.aggregator.events_seen)
@@ -161,7 +162,7 @@ class Monitor:
                         logger.info("Monitor %s took the lock; counting events", self.identity)
                     return True
                 reason = f"monitor {self._holder()} holds the lock"
-            except REDIS_ERRORS as exc:
+            except BROKER_ERRORS as exc:
                 reason = f"broker unreachable ({exc})"
             if not announced:
                 logger.warning("Monitor %s standing by: %s; retrying every 2 s", self.identity, reason)
@@ -172,7 +173,7 @@ class Monitor:
     def _holder(self) -> str:
         try:
             return self.redis.lock_holder() or "nobody"
-        except REDIS_ERRORS:
+        except BROKER_ERRORS:
             return "unknown"
 
     def _consume_with_reconnects(self) -> None:
@@ -181,7 +182,7 @@ class Monitor:
             connected_at = time.monotonic()
             try:
                 self._consume()
-            except (_BrokerLost, *REDIS_ERRORS) as exc:
+            except (_BrokerLost, *BROKER_ERRORS) as exc:
                 if time.monotonic() - connected_at > 60:
                     backoff = BACKOFF_FIRST
                 logger.warning("Event stream lost: %s; reconnecting in %.0f s", exc or type(exc).__name__, backoff)
@@ -200,7 +201,7 @@ class Monitor:
                     stack.enter_context(consumer)
                 try:  # ask every worker for a heartbeat now, to learn them at once
                     receiver.wakeup_workers(channel=channel)
-                except REDIS_ERRORS as exc:
+                except BROKER_ERRORS as exc:
                     logger.warning("Could not ask workers for a heartbeat: %s", exc)
                 logger.info("Monitor %s consuming events from %s", self.identity, conn.as_uri())
                 self.watching_since = datetime.now(UTC)  # events before this were not seen
@@ -215,7 +216,7 @@ class Monitor:
                         time.sleep(BATCH_PAUSE)
                     self._periodic()
         except Exception as exc:
-            if not isinstance(exc, (*REDIS_ERRORS, *conn.connection_errors, *conn.channel_errors)):
+            if not isinstance(exc, (*BROKER_ERRORS, *conn.connection_errors, *conn.channel_errors)):
                 raise
             broken = True
             raise _BrokerLost(str(exc) or type(exc).__name__) from exc
@@ -279,7 +280,7 @@ class Monitor:
             return
         try:
             self.redis.write(workers=due, last_event=last_event)
-        except REDIS_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             self._redis_problem(exc)
             return
         self._redis_ok()
@@ -295,7 +296,7 @@ class Monitor:
                 if not self.redis.hold_lock():
                     self.lost_lock = True
                     return False
-            except REDIS_ERRORS as exc:
+            except BROKER_ERRORS as exc:
                 self._redis_problem(exc)  # no events come either; the lock is checked again next time
         aggregator = self.aggregator
         try:
@@ -322,7 +323,7 @@ class Monitor:
             self._db_failing = False
         try:
             self.redis.write(tick=time.time())
-        except REDIS_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             self._redis_problem(exc)
         elapsed = time.monotonic() - started
         self._report["flushes"] += 1
@@ -345,24 +346,24 @@ class Monitor:
         self.runs.keep(later)
 
     def _reconcile_lost(self) -> None:
-        from taskcenter.services.workers import ActionError
+        from taskcenter.services.errors import ServiceError
 
         try:
             close_old_connections()
             if self.watching_since is not None:
                 self.lost_suspects, _ = runs_lost_reconcile(self.lost_suspects, since=self.watching_since)
-        except ActionError as exc:  # BrokerDown
+        except ServiceError as exc:  # BrokerDown
             logger.debug("Search for lost runs skipped: %s", exc)
         except DatabaseError as exc:
             logger.warning("Search for lost runs failed: %s", exc)
 
     def _sample_queues(self) -> None:
-        from taskcenter.services.workers import ActionError
+        from taskcenter.services.errors import ServiceError
 
         try:
             close_old_connections()
             queue_samples_record(list(settings.TASKCENTER_QUEUES))
-        except ActionError as exc:  # BrokerDown
+        except ServiceError as exc:  # BrokerDown
             logger.debug("Queue sample skipped: %s", exc)
         except DatabaseError as exc:
             logger.warning("Queue sample not stored: %s", exc)
@@ -378,7 +379,7 @@ class Monitor:
                 logger.info("Deleted %d old minute rows and %d old queue samples", minutes, samples)
         try:
             forgotten = self.redis.forget_old_workers()
-        except REDIS_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             self._redis_problem(exc)
         else:
             if forgotten:

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from taskcenter.broker import REDIS_ERRORS, broker_client
+from taskcenter.broker import BROKER_ERRORS, broker_client
 from taskcenter.models import QueueSample, Run, TaskMinute, TaskTotals
 from taskcenter.monitor.aggregate import COUNTERS, Counts
 from taskcenter.monitor.histogram import floor_minute, percentile_from_buckets
@@ -78,7 +78,7 @@ def _read_monitor_keys() -> dict | None:
             pipe.hgetall(WORKERS_KEY)
             pipe.mget([TICK_KEY, STARTED_KEY, LAST_EVENT_KEY])
             workers, (tick, started, last_event) = pipe.execute()
-    except REDIS_ERRORS as exc:
+    except BROKER_ERRORS as exc:
         logger.warning("Monitoring state not read, broker unreachable: %s", exc)
         return None
     except Exception:  # pages and /metrics must answer whatever Redis holds

@@ -16,9 +16,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from taskcenter import catalogue, secret_arguments
+from taskcenter.broker import BROKER_ERRORS, broker_client
 from taskcenter.models import Run, RunSource
 from taskcenter.services.audit import Action, Outcome, audit_record
-from taskcenter.services.launch import BROKER_ERRORS, BrokerUnavailable, InvalidLaunch, LaunchError, run_launch
+from taskcenter.services.errors import Conflict, ServiceError
+from taskcenter.services.launch import BrokerUnavailable, InvalidLaunch, run_launch
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +29,8 @@ REVOKED_KEY = "taskcenter:revoked"
 WAITING_STATES = ("PENDING", "RECEIVED", "RETRY")
 
 
-class ControlError(LaunchError):
-    """An action on a run was refused; the message says why."""
-
-    status_code = 409
+class ControlError(Conflict):
+    """An action on a run was refused: the run is not in a state that allows it."""
 
 
 def run_cancel(*, run: Run, actor) -> None:
@@ -124,7 +124,7 @@ def runs_retry_bulk(*, runs: Iterable[Run], actor, source: RunSource = RunSource
             result.launched.append(run_retry(run=run, actor=actor, source=source))
         except BrokerUnavailable:
             raise
-        except LaunchError as exc:
+        except ServiceError as exc:
             result.refused.append((run, str(exc)))
     return result
 
@@ -150,8 +150,7 @@ def _revoke_retention() -> int:
 
 def revoked_store_add(task_id: str) -> None:
     """Remember a revoked task id in Redis (survives worker restarts)."""
-    with current_app.connection_for_write() as conn:
-        client = conn.default_channel.client
+    with broker_client() as client:
         now = time.time()
         pipe = client.pipeline()
         pipe.zadd(REVOKED_KEY, {task_id: now})
@@ -161,8 +160,7 @@ def revoked_store_add(task_id: str) -> None:
 
 def revoked_store_ids() -> list[str]:
     """Task ids revoked within the retention period."""
-    with current_app.connection_for_write() as conn:
-        client = conn.default_channel.client
+    with broker_client() as client:
         ids = client.zrangebyscore(REVOKED_KEY, time.time() - _revoke_retention(), "+inf")
     return [i.decode() if isinstance(i, bytes) else i for i in ids]
 

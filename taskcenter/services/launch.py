@@ -18,40 +18,31 @@ from celery.app.task import Task
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
 
 from taskcenter import arguments, catalogue, secret_arguments
+from taskcenter.broker import BROKER_ERRORS
 from taskcenter.catalogue import CatalogueEntry
 from taskcenter.models import Run, RunSource
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import JSONInputError, check_json, has_utc_time
 from taskcenter.services import dedup
 from taskcenter.services.audit import Action, Outcome, audit_record
+from taskcenter.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from taskcenter.services.recording import launch_publishing
 
 logger = logging.getLogger(__name__)
 
-#: Errors that mean the broker did not take the message.
-BROKER_ERRORS = (KombuOperationalError, ConnectionError, OSError, TimeoutError)
 #: How far in the past an ETA may lie before it is refused as a mistake.
 ETA_PAST_TOLERANCE = timedelta(minutes=1)
 #: Longest expiry accepted, in seconds (ten years): beyond it is a mistake, and far beyond it overflows.
 MAX_EXPIRES_SECONDS = 10 * 365 * 24 * 3600
 
 
-class LaunchError(Exception):
-    """A launch was refused; ``str(error)`` is a message for the operator."""
-
-    status_code = 400
-
-
-class NotLaunchable(LaunchError):
+class NotLaunchable(NotFound):
     """The task name is not in the catalogue (or not registered with Celery)."""
 
-    status_code = 404
 
-
-class InvalidLaunch(LaunchError):
+class InvalidLaunch(InvalidInput):
     """The launch options or arguments are wrong; ``errors`` maps field to messages.
 
     ``arguments`` maps a task parameter to the messages about its value, so a
@@ -59,15 +50,12 @@ class InvalidLaunch(LaunchError):
     """
 
     def __init__(self, errors: dict[str, list[str]], arguments: dict[str, list[str]] | None = None):
-        self.errors = errors
+        super().__init__(errors=errors)
         self.arguments = arguments or {}
-        super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
 
 
-class DuplicateRun(LaunchError):
+class DuplicateRun(Conflict):
     """A run with the same de-duplication key still waits or runs."""
-
-    status_code = 409
 
     def __init__(self, existing: Run | None, key: str):
         self.existing = existing
@@ -76,10 +64,8 @@ class DuplicateRun(LaunchError):
         super().__init__(f"A run with de-duplication key {key!r} is still pending or running{where}.")
 
 
-class BrokerUnavailable(LaunchError):
+class BrokerUnavailable(Unavailable):
     """The broker did not accept the message; nothing was sent or recorded."""
-
-    status_code = 503
 
     def __init__(self, message: str | None = None):
         super().__init__(

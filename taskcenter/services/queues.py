@@ -10,28 +10,34 @@ told to stop consuming it; workers that start later read the saved state
 
 import json
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from taskcenter.broker import (
+    BROKER_ERRORS,
+    Backlog,
+    broker_channel,
+    broker_down_message,
+    message_headers,
+    oldest_ages,
+    priority_lists,
+    queue_backlogs,
+)
 from taskcenter.models import OUTCOME_STATES, QueueState, Run
 from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
 from taskcenter.services.audit import Action
-from taskcenter.services.recording import SENT_AT_HEADER
+from taskcenter.services.errors import NotFound
 from taskcenter.services.workers import (
-    BROKER_ERRORS,
     ActionRefused,
     ActionReport,
     BrokerDown,
     as_user,
-    broker_down_message,
     no_reply_message,
     run_audited,
     workers_broadcast,
@@ -46,10 +52,8 @@ PRIORITY_NAMES = {priority.broker_priority: priority.value for priority in Prior
 CANCEL_BATCH_SIZE = 500
 
 
-class UnknownQueue(ActionRefused):
+class UnknownQueue(NotFound):
     """The queue is not one of ``TASKCENTER_QUEUES``."""
-
-    status_code = 404
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,6 @@ class QueuesOverview:
     others: list[QueueInfo] = ()
 
 
-@dataclass(frozen=True)
-class _Backlog:
-    """What the broker holds for one queue: messages per priority step and the oldest of each list."""
-
-    by_step: dict[int, int]
-    oldest_messages: list[bytes]
-
-
 # --- The queues page -------------------------------------------------------------
 
 
@@ -101,12 +97,13 @@ def queues_overview() -> QueuesOverview:
     names = list(settings.TASKCENTER_QUEUES)
     states = {state.name: state for state in QueueState.objects.select_related("changed_by").filter(name__in=names)}
     problems: list[str] = []
-    backlogs: dict[str, _Backlog] = {}
+    backlogs: dict[str, Backlog] = {}
     consumers: dict[str, list[str]] = {}
     other_names: list[str] = []
     try:
         other_names = _other_queue_names(names)
-        backlogs = _backlogs(names + other_names)
+        with _broker_down_raised("the queues could not be read"):
+            backlogs = queue_backlogs(names + other_names)
         queues_by_worker = workers_inspect("active_queues")["active_queues"]
     except BrokerDown as exc:
         problems.append(str(exc))
@@ -115,7 +112,7 @@ def queues_overview() -> QueuesOverview:
         if not queues_by_worker:
             problems.append(no_reply_message(None))
     other_names += sorted(set(consumers) - set(names) - set(other_names))
-    ages = _oldest_ages({name: backlog.oldest_messages for name, backlog in backlogs.items()})
+    ages = oldest_ages(backlogs)
     queues = [
         _queue_info(name, backlogs.get(name), ages.get(name), consumers.get(name, []), states.get(name))
         for name in names
@@ -169,38 +166,16 @@ def _other_queue_names(configured: list[str]) -> list[str]:
     )[: MAX_OTHER_QUEUES * 2]
 
 
-def _queue_info(name, backlog: _Backlog | None, age, consumers, state) -> QueueInfo:
+def _queue_info(name, backlog: Backlog | None, age, consumers, state) -> QueueInfo:
     by_step = backlog.by_step if backlog else {}
     return QueueInfo(
         name=name,
-        depth=sum(by_step.values()) if backlog else None,
+        depth=backlog.depth if backlog else None,
         by_priority=[PriorityDepth(PRIORITY_NAMES[step], by_step.get(step, 0)) for step in REDIS_PRIORITY_STEPS],
         oldest_age=age,
         consumers=sorted(consumers),
         state=state,
     )
-
-
-def _backlogs(names: list[str]) -> dict[str, _Backlog]:
-    """Read the length and the oldest message of every priority list of ``names`` in one round trip."""
-    with _broker_channel("the queues could not be read") as channel:
-        keys = {name: _priority_lists(channel, name) for name in names}
-        pipe = channel.client.pipeline(transaction=False)
-        for lists in keys.values():
-            for key in lists.values():
-                pipe.llen(key)
-                pipe.lindex(key, -1)
-        replies = iter(pipe.execute())
-    backlogs = {}
-    for name, lists in keys.items():
-        by_step, oldest = {}, []
-        for step in lists:
-            by_step[step] = int(next(replies))
-            tail = next(replies)
-            if tail is not None:
-                oldest.append(tail)
-        backlogs[name] = _Backlog(by_step=by_step, oldest_messages=oldest)
-    return backlogs
 
 
 def _consumers_by_queue(queues_by_worker: dict[str, list[dict]]) -> dict[str, list[str]]:
@@ -210,36 +185,6 @@ def _consumers_by_queue(queues_by_worker: dict[str, list[dict]]) -> dict[str, li
         for queue in queues or []:
             consumers[queue["name"]].append(hostname)
     return dict(consumers)
-
-
-def _oldest_ages(oldest_messages: dict[str, list[bytes]]) -> dict[str, float | None]:
-    """Seconds since the oldest of each queue's messages was sent (None for an empty queue).
-
-    The send time is the ``taskcenter_sent_at`` header; messages without it fall
-    back to the creation time of their run.
-    """
-    headers = {name: [_message_headers(raw) for raw in raws] for name, raws in oldest_messages.items()}
-    unstamped = {h.get("id") for hs in headers.values() for h in hs if not _is_number(h.get(SENT_AT_HEADER))}
-    created = dict(
-        Run.objects.filter(task_result_id__in=unstamped - {None}).values_list("task_result_id", "created_at")
-    )
-
-    def sent_at(h: dict) -> float | None:
-        if _is_number(h.get(SENT_AT_HEADER)):
-            return float(h[SENT_AT_HEADER])
-        run_created = created.get(h.get("id"))
-        return run_created.timestamp() if run_created else None
-
-    now = time.time()
-    ages = {}
-    for name, hs in headers.items():
-        times = [t for t in map(sent_at, hs) if t is not None]
-        ages[name] = max(0.0, now - min(times)) if times else None
-    return ages
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # --- Pause and resume ------------------------------------------------------------
@@ -281,7 +226,7 @@ def queue_purge(*, name: str, confirmation: str, actor) -> ActionReport:
         if confirmation.strip() != name:
             raise ActionRefused(f"Type the queue name {name!r} to confirm the purge; nothing was purged.")
         messages = _remove_all_messages(name)
-        task_ids = [task_id for task_id in (_message_headers(raw).get("id") for raw in messages) if task_id]
+        task_ids = [task_id for task_id in (message_headers(raw).get("id") for raw in messages) if task_id]
         cancelled = _mark_runs_purged(task_ids, queue=name, actor=actor)
         return ActionReport(
             f"Purged {len(messages)} messages from queue {name}; {cancelled} run(s) marked cancelled.",
@@ -295,7 +240,7 @@ def _remove_all_messages(name: str) -> list[bytes]:
     """Take every message off all priority lists of ``name`` in one MULTI/EXEC transaction."""
     with _broker_channel("nothing was purged") as channel:
         pipe = channel.client.pipeline(transaction=True)
-        for key in _priority_lists(channel, name).values():
+        for key in priority_lists(channel, name).values():
             pipe.lrange(key, 0, -1)
             pipe.delete(key)
         replies = pipe.execute()
@@ -354,7 +299,7 @@ def queue_message_ids(names: list[str]) -> set[str] | None:
     """
     with _broker_channel("the messages could not be read") as channel:
         client = channel.client
-        lists = [key for name in names for key in _priority_lists(channel, name).values()]
+        lists = [key for name in names for key in priority_lists(channel, name).values()]
         pipe = client.pipeline(transaction=True)
         for key in lists:
             pipe.llen(key)
@@ -390,26 +335,17 @@ def _require_configured(name: str) -> None:
 
 
 @contextmanager
-def _broker_channel(consequence: str) -> Iterator:
-    """A kombu channel of the broker; raises ``BrokerDown`` saying ``consequence`` when it fails."""
+def _broker_down_raised(consequence: str) -> Iterator:
+    """Turn a broker error inside the block into ``BrokerDown`` saying ``consequence``."""
     try:
-        with current_app.connection_for_write() as conn:
-            yield conn.default_channel
+        yield
     except BROKER_ERRORS as exc:
         logger.warning("Broker unavailable: %s (%s)", consequence, exc)
         raise BrokerDown(broker_down_message(consequence)) from exc
 
 
-def _priority_lists(channel, name: str) -> dict[int, str]:
-    """The Redis list of each priority step of queue ``name``, named by kombu itself."""
-    return {step: channel._q_for_pri(name, step) for step in channel.priority_steps}
-
-
-def _message_headers(raw: bytes) -> dict:
-    """The headers of a message as kombu stores it (a JSON envelope); {} when unreadable."""
-    try:
-        headers = json.loads(raw).get("headers")
-    except (ValueError, TypeError, AttributeError):
-        logger.warning("Unreadable message in the broker: %.200r", raw)
-        return {}
-    return headers if isinstance(headers, dict) else {}
+@contextmanager
+def _broker_channel(consequence: str) -> Iterator:
+    """A kombu channel of the broker; raises ``BrokerDown`` saying ``consequence`` when it fails."""
+    with _broker_down_raised(consequence), broker_channel() as channel:
+        yield channel

@@ -38,7 +38,8 @@ from taskcenter.safe_input import JSONInputError, parse_json
 from taskcenter.schedules.timing import CronFields
 from taskcenter.selectors.schedules import crontab_zone_name, schedule_describe
 from taskcenter.services.audit import Action, Outcome, audit_record
-from taskcenter.services.launch import FieldErrors, InvalidLaunch, LaunchError, launch_prepare, run_launch
+from taskcenter.services.errors import Forbidden, InvalidInput, ServiceError
+from taskcenter.services.launch import FieldErrors, InvalidLaunch, launch_prepare, run_launch
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +51,15 @@ MAX_INT = 2_147_483_647
 MAX_EVERY = {"seconds": 3_153_600_000, "minutes": 52_560_000, "hours": 876_000, "days": 36_500}
 
 
-class ScheduleForbidden(LaunchError):
+class ScheduleForbidden(Forbidden):
     """The actor may not do this to this schedule."""
 
-    status_code = 403
 
-
-class InvalidSchedule(LaunchError):
+class InvalidSchedule(InvalidInput):
     """A schedule's input is wrong; ``errors`` maps field to messages."""
 
     def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()))
+        super().__init__(errors=errors)
 
 
 @dataclass
@@ -274,7 +272,7 @@ def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> N
         for name, messages in exc.errors.items():
             for message in messages:
                 errors.add(name, message)
-    except LaunchError as exc:
+    except ServiceError as exc:
         errors.add("task", f"{exc} Only catalogued tasks can be scheduled.")
 
 
@@ -423,7 +421,7 @@ def schedules_act(
     if action in ("enable", "disable"):
         try:
             count = schedules_set_enabled(periodic_tasks=periodic_tasks, enabled=action == "enable", actor=actor)
-        except LaunchError as exc:
+        except ServiceError as exc:
             return [], [str(exc)]
         return [f"{action.capitalize()}d {count} schedule(s)."], []
     done, failed = [], []
@@ -438,7 +436,7 @@ def schedules_act(
             else:
                 schedule_delete(periodic_task=task, actor=actor)
                 done.append(f"Deleted {task.name}; its runs stay in the history.")
-        except LaunchError as exc:
+        except ServiceError as exc:
             failed.append(f"{task.name}: {exc}")
     return done, failed
 

@@ -20,19 +20,17 @@ from celery import current_app
 from celery.app.control import flatten_reply
 from celery.utils.time import rate as rate_per_second
 from django.conf import settings
-from redis.exceptions import RedisError
 
 from taskcenter import catalogue
+from taskcenter.broker import BROKER_ERRORS, broker_down_message
 from taskcenter.models import QueueState, TaskRateLimit
 from taskcenter.services.audit import Action, Outcome, audit_record
-from taskcenter.services.launch import BROKER_ERRORS as PUBLISH_ERRORS
+from taskcenter.services.errors import InvalidInput, NotFound, ServiceError, TimedOut, Unavailable
 
 logger = logging.getLogger(__name__)
 
 #: Seconds to wait for workers to answer a control or inspect command.
 CONTROL_TIMEOUT = 1.0
-#: Errors of an unreachable or failing broker; raw Redis client calls raise RedisError.
-BROKER_ERRORS = (*PUBLISH_ERRORS, RedisError)
 #: "10/s", "100/m", "1000/h", or a plain number of tasks per second.
 RATE_PATTERN = re.compile(r"\d+(\.\d+)?(/[smh])?")
 #: Highest rate limit accepted (tasks per second per worker), and the longest text of one.
@@ -44,38 +42,24 @@ INSPECTIONS = ("ping", "stats", "active", "reserved", "active_queues", "register
 INSPECT_ARGUMENTS = {"registered": ("rate_limit",)}
 
 
-class ActionError(Exception):
-    """An operator action on queues or workers did not happen; ``str(error)`` says why."""
-
-    status_code = 400
-    outcome = Outcome.REFUSED
+class ActionRefused(InvalidInput):
+    """The request is invalid (bad input); nothing was changed."""
 
 
-class ActionRefused(ActionError):
-    """The request is invalid (bad input, unknown target); nothing was changed."""
-
-
-class UnknownWorker(ActionRefused):
+class UnknownWorker(NotFound):
     """No worker of that name is online."""
 
-    status_code = 404
 
-
-class ActionFailed(ActionError):
+class ActionFailed(Unavailable):
     """The broker or the workers did not do what was asked."""
-
-    status_code = 503
-    outcome = Outcome.ERROR
 
 
 class BrokerDown(ActionFailed):
     """The broker (Redis) is not reachable."""
 
 
-class NoWorkerReplied(ActionFailed):
+class NoWorkerReplied(TimedOut, ActionFailed):
     """No worker confirmed within ``CONTROL_TIMEOUT``."""
-
-    status_code = 504
 
 
 @dataclass(frozen=True)
@@ -145,7 +129,7 @@ def run_audited(*, actor, action: str, target: str, perform: Callable[[], Action
     """Call ``perform`` and audit how it ended: its report, or the refusal or failure it raised."""
     try:
         report = perform()
-    except ActionError as exc:
+    except ServiceError as exc:
         audit_record(actor=actor, action=action, target=target, outcome=exc.outcome, message=str(exc))
         raise
     except Exception as exc:
@@ -202,11 +186,6 @@ def workers_inspect(*methods: str, destination: list[str] | None = None) -> dict
     except BROKER_ERRORS as exc:
         logger.warning("Inspect %s failed: broker unavailable (%s)", ",".join(methods), exc)
         raise BrokerDown(broker_down_message("no worker was asked")) from exc
-
-
-def broker_down_message(consequence: str) -> str:
-    """The operator's message for a broker that cannot be reached."""
-    return f"The message broker (Redis) is not reachable, so {consequence}. Check that Redis is running."
 
 
 def no_reply_message(destination: list[str] | None) -> str:

@@ -11,7 +11,8 @@ from celery import chain, chord, group
 
 from taskcenter.models import RunSource, Workflow
 from taskcenter.services.audit import Action
-from taskcenter.services.launch import InvalidLaunch, LaunchError, PreparedLaunch, launch_prepare, launches_publish
+from taskcenter.services.errors import ServiceError
+from taskcenter.services.launch import InvalidLaunch, PreparedLaunch, launch_prepare, launches_publish
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _prepare(step: Step, leading: int, label: str) -> PreparedLaunch:
         )
     except InvalidLaunch as exc:
         raise InvalidLaunch({f"{label} ({step.task})": [m for msgs in exc.errors.values() for m in msgs]}) from None
-    except LaunchError as exc:
+    except ServiceError as exc:
         raise InvalidLaunch({label: [str(exc)]}) from None
 
 

@@ -1,11 +1,21 @@
-"""Access rules shared by every page."""
+"""Access rules shared by every page, and the one place a service's refusal becomes a response.
 
+A service refuses or fails with a ``ServiceError`` (``taskcenter.services.errors``);
+``submit`` (a form) and ``perform_action`` (a button) catch it and answer with its
+``status_code``: the form again with the reasons on its fields, or the page again
+with the message.
+"""
+
+from collections.abc import Callable
 from functools import wraps
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
 
 from taskcenter import permissions
+from taskcenter.services.errors import ServiceError
 
 
 def staff_required(view):
@@ -57,7 +67,7 @@ def show_refusal(form, exc) -> None:
         url = reverse("taskcenter:run_detail", args=[exc.existing.task_id])
         form.add_error(None, format_html('{} <a href="{}">Open that run</a>.', str(exc), url))
         return
-    for field, errors in getattr(exc, "errors", {None: [str(exc)]}).items():
+    for field, errors in (exc.errors or {None: [str(exc)]}).items():
         for error in errors:
             form.add_error(field if field in form.fields else None, error)
 
@@ -66,16 +76,30 @@ def submit(request, form, action):
     """Call ``action(cleaned_data)`` for a valid POSTed form; return ``(result, status)``.
 
     ``result`` is None when the form must be shown again: not posted (200),
-    invalid (400), or refused by the service (its status, reasons on the form).
+    invalid (400), or refused by the service (a ``ServiceError``: its status, reasons on the form).
     """
-    from taskcenter.services.launch import LaunchError
-
     if request.method != "POST":
         return None, 200
     if not form.is_valid():
         return None, 400
     try:
         return action(form.cleaned_data), 200
-    except LaunchError as exc:
+    except ServiceError as exc:
         show_refusal(form, exc)
         return None, exc.status_code
+
+
+def perform_action(request, action: Callable, *, page: Callable, page_url: str, success: str = ""):
+    """Run a service action (a button); report success and go back to ``page_url``, or show the refusal.
+
+    On success the message is ``success`` or the ``message`` of what ``action`` returned
+    (an ``ActionReport``), and the answer a redirect to ``page_url``. On a ``ServiceError``
+    the answer is ``page(request, status=...)`` with the error's status and its message.
+    """
+    try:
+        report = action()
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+        return page(request, status=exc.status_code)
+    messages.success(request, success or report.message)
+    return redirect(page_url)

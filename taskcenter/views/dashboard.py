@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from taskcenter.charts import line_chart
-from taskcenter.services import alerts as alert_service
+from taskcenter.selectors import alerts as alert_service
 from taskcenter.views.common import staff_required
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from taskcenter import metrics as taskcenter_metrics
-from taskcenter.services.alerts import readiness_checks
+from taskcenter.selectors.alerts import readiness_checks
 
 logger = logging.getLogger(__name__)
 

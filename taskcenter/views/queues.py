@@ -2,14 +2,13 @@
 
 from collections.abc import Callable
 
-from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from taskcenter import permissions
 from taskcenter.services import queues
-from taskcenter.services.workers import ActionError, ActionReport
-from taskcenter.views.common import allowed, staff_required, user_abilities
+from taskcenter.services.workers import ActionReport
+from taskcenter.views.common import allowed, perform_action, staff_required, user_abilities
 
 manage_queues_required = allowed(
     permissions.can_manage_queues, "You need the 'manage queues' permission to pause, resume or purge queues."
@@ -38,17 +37,6 @@ def queue_resume(request, name):
 def queue_purge(request, name):
     confirmation = request.POST.get("confirm", "")
     return _perform(request, lambda: queues.queue_purge(name=name, confirmation=confirmation, actor=request.user))
-
-
-def perform_action(request, action: Callable[[], ActionReport], *, page: Callable, page_url: str):
-    """Run a service action; report success and go back to ``page_url``, or show ``page`` with the error."""
-    try:
-        report = action()
-    except ActionError as exc:
-        messages.error(request, str(exc))
-        return page(request, status=exc.status_code)
-    messages.success(request, report.message)
-    return redirect(page_url)
 
 
 def _perform(request, action: Callable[[], ActionReport]):

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from taskcenter import catalogue, permissions
+from taskcenter.broker import BROKER_ERRORS
 from taskcenter.forms import BulkRetryForm, RetryForm, RunFilterForm
 from taskcenter.models import Batch, Run, RunSource
 from taskcenter.progress import progress_of
@@ -27,8 +28,7 @@ from taskcenter.selectors.runs import (
     workflow_graph,
 )
 from taskcenter.services import control
-from taskcenter.services.launch import BROKER_ERRORS, LaunchError
-from taskcenter.views.common import allowed, staff_required, submit, user_abilities
+from taskcenter.views.common import allowed, perform_action, staff_required, submit, user_abilities
 
 CONTROL_REFUSED = "You need the 'cancel, terminate and retry runs' permission."
 
@@ -105,15 +105,16 @@ def run_cancel(request, task_id):
     terminate = run.state == "STARTED"
     if request.method == "POST":
         action = control.run_terminate if terminate else control.run_cancel
-        try:
-            action(run=run, actor=request.user)
-        except LaunchError as exc:
-            messages.error(request, str(exc))
-            context = {"run": run, "terminate": terminate}
-            return render(request, "taskcenter/run_cancel.html", context, status=exc.status_code)
         verb = "Terminated" if terminate else "Cancelled"
-        messages.success(request, f"{verb} {run.task_name} [{run.task_id}].")
-        return redirect("taskcenter:run_detail", task_id=run.task_id)
+        return perform_action(
+            request,
+            lambda: action(run=run, actor=request.user),
+            page=lambda request, status: render(
+                request, "taskcenter/run_cancel.html", {"run": run, "terminate": terminate}, status=status
+            ),
+            page_url=reverse("taskcenter:run_detail", args=[run.task_id]),
+            success=f"{verb} {run.task_name} [{run.task_id}].",
+        )
     return render(
         request,
         "taskcenter/run_cancel.html",

@@ -35,7 +35,7 @@ DST_NOTES = {
 
 def _beat_status():
     try:
-        from taskcenter.services.beat import beat_status
+        from taskcenter.selectors.beat import beat_status
     except ImportError:  # the scheduler module is optional until installed
         return None
     return beat_status()

@@ -10,8 +10,7 @@ from django.views.decorators.http import require_POST
 from taskcenter import catalogue, permissions
 from taskcenter.services import workers
 from taskcenter.services.workers import ActionReport
-from taskcenter.views.common import allowed, staff_required, user_abilities
-from taskcenter.views.queues import perform_action
+from taskcenter.views.common import allowed, perform_action, staff_required, user_abilities
 
 manage_workers_required = allowed(
     permissions.can_manage_workers, "You need the 'manage workers' permission to resize pools or set rate limits."

@@ -16,7 +16,8 @@ from taskcenter import permissions
 from taskcenter.models import RunSource
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import JSONInputError, parse_json
-from taskcenter.services.launch import InvalidLaunch, LaunchError, run_launch
+from taskcenter.services.errors import ServiceError
+from taskcenter.services.launch import InvalidLaunch, run_launch
 
 
 class Command(BaseCommand):
@@ -70,7 +71,7 @@ class Command(BaseCommand):
         except InvalidLaunch as exc:
             lines = [f"{field}: {message}" for field, messages in exc.errors.items() for message in messages]
             raise CommandError("Launch refused:\n  " + "\n  ".join(lines)) from None
-        except LaunchError as exc:
+        except ServiceError as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
             document = {"task_id": run.task_id, "task": run.task_name, "queue": run.queue, "priority": run.priority}

@@ -30,7 +30,7 @@ from taskcenter.selectors.schedules import (
     schedule_timezone,
     schedules_overview,
 )
-from taskcenter.services.launch import LaunchError
+from taskcenter.services.errors import ServiceError
 from taskcenter.services.schedules import (
     PERIODS,
     ScheduleSpec,
@@ -124,7 +124,7 @@ class Command(BaseCommand):
         handler = getattr(self, f"do_{options['action']}")
         try:
             handler(options, actor)
-        except LaunchError as exc:  # InvalidSchedule, InvalidLaunch, NotLaunchable, BrokerUnavailable, ...
+        except ServiceError as exc:  # InvalidSchedule, InvalidLaunch, NotLaunchable, BrokerUnavailable, ...
             raise CommandError(str(exc)) from exc
 
     # --- subcommands ------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from taskcenter.services.health import run_all_checks
+from taskcenter.selectors.health import run_all_checks
 
 
 class Command(BaseCommand):

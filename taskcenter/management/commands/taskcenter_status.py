@@ -9,7 +9,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from taskcenter.services.alerts import CHECK_TIMEOUT, readiness_checks
+from taskcenter.selectors.alerts import CHECK_TIMEOUT, readiness_checks
 
 
 class Command(BaseCommand):

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from taskcenter import broker
-from taskcenter.services.health import CheckResult, check_broker, check_database
+from taskcenter.selectors.health import CheckResult, check_broker, check_database
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class LiveQueues:
 
 @dataclass(frozen=True)
 class BeatSummary:
-    """The active beat, normalised from ``services.beat.beat_status()`` (absent keys are None)."""
+    """The active beat, normalised from ``selectors.beat.beat_status()`` (absent keys are None)."""
 
     available: bool
     reachable: bool
@@ -112,14 +112,12 @@ class Snapshot:
 
 def live_queues() -> LiveQueues:
     """Depth and oldest-message age of every configured queue, read from the broker in one round trip."""
-    from taskcenter.services.workers import broker_down_message
-
     names = list(settings.TASKCENTER_QUEUES)
     try:
         backlogs = broker.queue_backlogs(names)
     except broker.BROKER_ERRORS as exc:
         logger.warning("Queues not read, broker unreachable: %s", exc)
-        problem = broker_down_message("the queues could not be read")
+        problem = broker.broker_down_message("the queues could not be read")
         return LiveQueues([LiveQueue(name, None, None) for name in names], problem=problem)
     ages = broker.oldest_ages(backlogs)
     return LiveQueues(
@@ -130,7 +128,7 @@ def live_queues() -> LiveQueues:
 def beat_summary(*, timeout: float = 2.0) -> BeatSummary:
     """The active beat and its last tick; never raises."""
     try:
-        from taskcenter.services.beat import beat_status
+        from taskcenter.selectors.beat import beat_status
     except ImportError:
         return BeatSummary(False, False, None, None, None, 0, "Beat status is not available in this version.")
     try:
@@ -190,13 +188,11 @@ class LiveState:
 
 def broker_problem(*, timeout: float | None = None) -> str:
     """An empty string when the broker answers a ping within ``timeout`` s (one request timeout), else a message."""
-    from taskcenter.services.workers import broker_down_message
-
     result = check_broker(timeout=timeout)
     if result.ok:
         return ""
     logger.warning("Live figures not read: %s", result.message)
-    return broker_down_message("live figures (queues, workers, beat) could not be read")
+    return broker.broker_down_message("live figures (queues, workers, beat) could not be read")
 
 
 def live_state(*, stuck_limit: int = STUCK_LIMIT) -> LiveState:
