@@ -215,6 +215,40 @@ def test_the_kept_open_connection_survives_a_redis_restart_and_reloads_its_scrip
         server.stop()
 
 
+def test_the_beat_lock_runs_its_scripts_on_the_kept_open_connection(tmp_path, redis_server):
+    from config.celery import app
+    from taskcenter.selectors.beat import LAST_TICK_KEY, STANDBY_PREFIX
+    from taskcenter.services.beat import ACQUIRED, RENEWED, STANDBY, BeatIdentity, BeatLock
+
+    server = RedisServer(tmp_path)
+    server.start()
+    use_broker(server.url)
+    first = BeatLock(app, BeatIdentity(id="one:1:a", hostname="one", pid=1))
+    second = BeatLock(app, BeatIdentity(id="two:2:b", hostname="two", pid=2))
+    try:
+        assert isinstance(first.connection, broker.KeptOpenConnection)
+        assert first.tick(max_interval=5) == (ACQUIRED, "one:1:a")
+        assert first.tick(max_interval=5) == (RENEWED, "one:1:a")
+        assert second.tick(max_interval=5) == (STANDBY, "one:1:a")
+        assert json.loads(server.client().get(LAST_TICK_KEY))["id"] == "one:1:a"
+        assert server.client().exists(STANDBY_PREFIX + "two:2:b")
+        assert first.release() and not first.connection.connected
+        assert not first.release()  # no connection: nothing to give up, nothing raised
+        server.stop()
+        with pytest.raises(broker.BROKER_ERRORS):
+            second.tick(max_interval=5)
+        assert not second.connection.connected  # dropped, made again on the next call
+        server.start()  # an empty server: the scripts must be loaded again
+        assert second.tick(max_interval=5) == (ACQUIRED, "two:2:b")
+        assert second.release()
+        assert not server.client().exists(STANDBY_PREFIX + "two:2:b")
+    finally:
+        first.disconnect()
+        second.disconnect()
+        use_broker(redis_server.url)
+        server.stop()
+
+
 @pytest.mark.e2e
 def test_a_real_worker_runs_with_the_long_lived_timeouts(celery_worker, settings):
     from config.celery import app
