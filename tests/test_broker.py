@@ -164,7 +164,7 @@ def test_a_worker_or_beat_gets_the_long_lived_timeouts_and_a_web_process_the_sho
     options = app.conf.broker_transport_options
     assert options["socket_timeout"] == settings.BROKER_SOCKET_TIMEOUT >= 1
     assert options["health_check_interval"] > 0
-    assert options["visibility_timeout"] == settings.CELERY_VISIBILITY_TIMEOUT  # the rest kept
+    assert options["visibility_timeout"] == settings.BROKER_VISIBILITY_TIMEOUT  # the rest kept
 
 
 def test_a_frozen_broker_costs_one_request_timeout_in_broker_client(tmp_path, redis_server):
