@@ -22,7 +22,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
+from django_celery_results.models import GroupResult, TaskResult
 
 from taskcenter import catalogue, permissions
 from taskcenter.models import AuditEntry, Run, RunSource
@@ -253,3 +254,33 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
 def _is_id(value) -> bool:
     """A primary key the database can hold (a 64-bit integer)."""
     return isinstance(value, str) and value.isdigit() and 0 < int(value) < 2**63
+
+
+class ViewOnlyAdmin:
+    """Mixin: rows shown in the admin but changed only through taskcenter's services.
+
+    A timing row (interval, crontab, solar, clocked) is shared by schedules, and deleting
+    one deletes every schedule that uses it (a cascade): edited here it would change or
+    remove schedules with no permission check per task and no audit entry. Results are
+    written by workers; a hand edit would make the history lie.
+    """
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _view_only(model) -> None:
+    """Register ``model`` again with its stock admin made view-only."""
+    stock = type(admin.site._registry[model])
+    admin.site.unregister(model)
+    admin.site.register(model, type(f"ViewOnly{stock.__name__}", (ViewOnlyAdmin, stock), {}))
+
+
+for _model in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule, TaskResult, GroupResult):
+    _view_only(_model)

@@ -226,3 +226,22 @@ def test_admin_list_shows_a_schedule_in_error_and_its_last_run_from_the_runs(sta
     page = staff_client.get(reverse(CHANGELIST)).content.decode()
     assert "in error" in page and "bad crontab" in page
     assert page.count("never") == 1  # "first" never ran; "second" has a run (beat never set last_run_at)
+
+
+def test_timing_rows_and_results_cannot_be_changed_or_deleted_in_the_admin(staff_client, schedules):
+    """Deleting a crontab row would delete every schedule using it, with no audit: view only."""
+    from django_celery_beat.models import CrontabSchedule
+    from django_celery_results.models import TaskResult
+
+    crontab = CrontabSchedule.objects.create(minute="5", timezone="UTC")
+    PeriodicTask.objects.filter(pk=schedules[0].pk).update(interval=None, crontab=crontab)
+    result = TaskResult.objects.create(task_id="r-1", task_name="examples.add", status="SUCCESS")
+    for name, obj in (("django_celery_beat_crontabschedule", crontab), ("django_celery_results_taskresult", result)):
+        assert staff_client.get(reverse(f"admin:{name}_change", args=[obj.pk])).status_code == 200  # view
+        assert staff_client.post(reverse(f"admin:{name}_change", args=[obj.pk]), {"minute": "7"}).status_code == 403
+        assert staff_client.post(reverse(f"admin:{name}_delete", args=[obj.pk]), {"post": "yes"}).status_code == 403
+        assert staff_client.get(reverse(f"admin:{name}_add")).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [crontab.pk], "post": "yes"}
+    staff_client.post(reverse("admin:django_celery_beat_crontabschedule_changelist"), bulk)
+    assert CrontabSchedule.objects.get(pk=crontab.pk).minute == "5"
+    assert PeriodicTask.objects.filter(pk=schedules[0].pk).exists() and TaskResult.objects.filter(pk=result.pk).exists()

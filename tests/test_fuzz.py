@@ -7,9 +7,7 @@ year-1 dates, NUL bytes, odd ids). Every 5xx of a run is collected and listed in
 failure message, with its URL, input and exception.
 
 ``FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py --timeout 3600`` runs more examples and the
-full sweep (the suite's default takes about a minute). Tests whose causes are being
-fixed in other parts of the code are marked ``xfail(strict=False)`` one by one, so
-each mark can be removed once its fix is in.
+full sweep (the suite's default takes about a minute).
 """
 
 import json

@@ -49,10 +49,13 @@ def test_day_of_week_uses_celerys_numbering_and_both_day_fields_must_match():
     assert fire == datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
 
 
-def test_a_crontab_that_never_matches_has_no_next_run():
-    assert (
-        next_fire_after(CronFields.parse("0", "0", "30", "2", "*"), BERLIN, datetime(2026, 1, 1, tzinfo=BERLIN)) is None
-    )
+def test_a_crontab_that_never_matches_is_refused_or_has_no_next_run():
+    try:
+        fields = CronFields.parse("0", "0", "30", "2", "*")
+    except ValueError as exc:  # Celery 5.7 refuses a day that never occurs in the months given
+        assert "never occurs" in str(exc)
+        return
+    assert next_fire_after(fields, BERLIN, datetime(2026, 1, 1, tzinfo=BERLIN)) is None
 
 
 @pytest.mark.parametrize("bad", [("61", "*", "*", "*", "*"), ("*", "25", "*", "*", "*"), ("x", "*", "*", "*", "*")])

@@ -9,10 +9,10 @@ launch page; the run is recorded with source "Command line" and audited.
 
 import json
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from taskcenter import permissions
+from taskcenter.management.actors import command_actor
 from taskcenter.models import RunSource
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import JSONInputError, parse_json
@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 values[name] = parse_json(options[f"task_{name}"])
             except JSONInputError as exc:
                 raise CommandError(f"--{name}: {exc}") from None
-        user = _user(options["user"])
+        user = command_actor(options["user"])
         if user is not None and not permissions.can_launch(user, options["task"]):
             raise CommandError(f"User {user.get_username()!r} may not launch {options['task']!r}; nothing was sent.")
         try:
@@ -78,13 +78,3 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(document))
         else:
             self.stdout.write(run.task_id)
-
-
-def _user(username):
-    if not username:
-        return None
-    User = get_user_model()
-    try:
-        return User.objects.get(**{User.USERNAME_FIELD: username})
-    except User.DoesNotExist:
-        raise CommandError(f"No user named {username!r}.") from None

@@ -13,11 +13,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from taskcenter.management.actors import command_actor
 from taskcenter.models import RunSource, SchedulePolicy
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import JSONInputError, parse_json
@@ -120,7 +120,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         self.as_json = options["json"]
-        actor = _actor(options.get("user"))
+        actor = command_actor(options.get("user"))
         handler = getattr(self, f"do_{options['action']}")
         try:
             handler(options, actor)
@@ -247,16 +247,6 @@ class Command(BaseCommand):
 
     def _json(self, document) -> None:
         self.stdout.write(json.dumps(document, indent=2, default=str))
-
-
-def _actor(username):
-    if not username:
-        return None
-    User = get_user_model()
-    try:
-        return User.objects.get(**{User.USERNAME_FIELD: username})
-    except User.DoesNotExist:
-        raise CommandError(f"No user named {username!r}.") from None
 
 
 def _get(name: str) -> PeriodicTask:
