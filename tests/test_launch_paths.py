@@ -200,3 +200,21 @@ def test_a_batch_refused_by_a_stopped_broker_leaves_no_run_batch_or_key(dedup_ba
     assert not Run.objects.exists() and not Batch.objects.exists() and not DedupLock.objects.exists()
     assert AuditEntry.objects.filter(action="batch", outcome="error").exists()
     batch_launch(task_name=dedup_batch_task, items=[1, 2, 3], batch_size=2)  # the keys are free again
+
+
+def test_bulk_rerun_with_the_broker_stopped_reports_every_run_refused_and_sends_none(
+    staff_client, tmp_path, redis_server
+):
+    from tests.conftest import broker_down
+
+    for n in range(3):
+        TaskResult.objects.create(task_id=f"done-{n}", task_name="examples.add", status="FAILURE")
+        Run.objects.create(task_result_id=f"done-{n}", task_name="examples.add", queue="high", args=[n, 1])
+    form = {"scope": "selected", "task_ids": ["done-0", "done-1", "done-2"], "confirm": "on"}
+    with broker_down(tmp_path, redis_server):
+        response = staff_client.post(reverse("taskcenter:bulk_retry"), form, follow=True)
+    assert response.status_code == 200
+    assert "Re-ran 0 run(s); 3 refused." in response.content.decode()
+    assert "not reachable" in response.content.decode()
+    assert Run.objects.count() == 3  # nothing half-written
+    assert AuditEntry.objects.filter(action="retry", outcome="error").count() == 1  # one try, then it stopped

@@ -117,13 +117,19 @@ class BulkRetryResult:
 
 
 def runs_retry_bulk(*, runs: Iterable[Run], actor, source: RunSource = RunSource.CODE) -> BulkRetryResult:
-    """Re-run each finished run with its own arguments; report what was refused and why."""
+    """Re-run each finished run with its own arguments; report what was refused and why.
+
+    A broker that is down stops the whole batch at once (every later launch would wait
+    for it too): the runs not yet re-run are reported as refused with its message.
+    """
     result = BulkRetryResult()
-    for run in runs:
+    runs = list(runs)
+    for index, run in enumerate(runs):
         try:
             result.launched.append(run_retry(run=run, actor=actor, source=source))
-        except BrokerUnavailable:
-            raise
+        except BrokerUnavailable as exc:
+            result.refused.extend((left, str(exc)) for left in runs[index:])
+            break
         except ServiceError as exc:
             result.refused.append((run, str(exc)))
     return result

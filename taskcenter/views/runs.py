@@ -174,7 +174,8 @@ def bulk_retry(request):
     allowed_runs = [r for r in runs if permissions.can_launch(request.user, r.task_name)]
     result = control.runs_retry_bulk(runs=allowed_runs, actor=request.user, source=RunSource.WEB)
     refused = len(result.refused) + len(runs) - len(allowed_runs)
-    messages.success(request, f"Re-ran {len(result.launched)} run(s); {refused} refused.")
+    report = messages.success if result.launched or not refused else messages.error
+    report(request, f"Re-ran {len(result.launched)} run(s); {refused} refused.")
     for run, reason in result.refused[:10]:
         messages.warning(request, f"{run.task_id}: {reason}")
     return redirect(reverse("taskcenter:run_list") + "?" + filter_query_string(form.filter_data()))
