@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from celery import Task, shared_task
+from celery import shared_task
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
@@ -111,24 +111,6 @@ def register(
     return entry
 
 
-class MaskedArgumentsTask(Task):
-    """A task whose secret arguments are masked in every message's ``argsrepr``/``kwargsrepr``.
-
-    Those are what django-celery-results stores, what the task-sent and
-    task-received events (Flower) carry and what worker logs show; setting them
-    here covers beat and application code, not only the launch service.
-    """
-
-    def apply_async(self, args=None, kwargs=None, *rest, **options):
-        from taskcenter import secret_arguments
-
-        entry = get_entry(self.name)
-        if entry is not None and entry.secret and "argsrepr" not in options:
-            masked_args, masked_kwargs, _ = secret_arguments.mask(entry, list(args or ()), dict(kwargs or {}))
-            options.update(secret_arguments.repr_masked(masked_args, masked_kwargs))
-        return super().apply_async(args, kwargs, *rest, **options)
-
-
 def launchable_task(
     *,
     name: str | None = None,
@@ -152,13 +134,6 @@ def launchable_task(
         options = dict(task_options, priority=Priority(priority).broker_priority)
         if queue:
             options["queue"] = queue
-        if secret:
-            base = options.get("base") or Task
-            options["base"] = (
-                base
-                if issubclass(base, MaskedArgumentsTask)
-                else type(f"Masked{base.__name__}", (MaskedArgumentsTask, base), {})
-            )
         task = shared_task(name=task_name, **options)(func)
         register(
             task_name,

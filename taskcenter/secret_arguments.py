@@ -23,6 +23,7 @@ import inspect
 import json
 import os
 
+from celery.app.amqp import AMQP
 from django.conf import settings
 from django.core import signing
 
@@ -100,9 +101,33 @@ def fill_masked(entry, args: list, kwargs: dict, real_values, *, leading: int = 
     return args, kwargs
 
 
-def repr_masked(args, kwargs) -> dict:
-    """Message options that make Celery show (and store) the masked arguments."""
-    return {"argsrepr": repr(list(args)), "kwargsrepr": repr(dict(kwargs))}
+class MaskingAMQP(AMQP):
+    """Celery's task-message factory, masking secret arguments in every message it makes.
+
+    Every task message this process creates (``delay``, ``apply_async``, ``send_task``
+    by name, beat, canvas steps a worker sends on) is built by ``as_task_v2``. Its
+    ``argsrepr``/``kwargsrepr`` are what django-celery-results stores, what the
+    task-sent and task-received events (Flower, the monitor) carry and what worker logs
+    show; for a catalogued task with secret arguments they are set here from the masked
+    arguments, whatever the caller passed. The body keeps the real values for the worker.
+    Installed as the app's ``amqp`` class in ``config/celery.py``.
+    """
+
+    def as_task_v2(self, task_id, name, args=None, kwargs=None, *rest, argsrepr=None, kwargsrepr=None, **options):
+        from taskcenter import catalogue
+
+        entry = catalogue.get_entry(name)
+        if (
+            entry is not None
+            and entry.secret
+            and isinstance(args or [], list | tuple)
+            and isinstance(kwargs or {}, dict)
+        ):
+            masked_args, masked_kwargs, _ = mask(entry, list(args or ()), dict(kwargs or {}))
+            argsrepr, kwargsrepr = repr(masked_args), repr(masked_kwargs)
+        return super().as_task_v2(
+            task_id, name, args, kwargs, *rest, argsrepr=argsrepr, kwargsrepr=kwargsrepr, **options
+        )
 
 
 # --- Sealing ----------------------------------------------------------------------

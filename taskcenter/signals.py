@@ -5,7 +5,6 @@ import time
 
 from celery import signals
 
-from taskcenter import catalogue, secret_arguments
 from taskcenter.broker import use_long_lived_timeouts
 from taskcenter.services.recording import (
     PRIORITY_HEADER,
@@ -18,23 +17,12 @@ logger = logging.getLogger("taskcenter.worker")
 
 
 def annotate_message(sender=None, headers=None, properties=None, body=None, **_):
-    """Stamp the send time (for queue age), copy the priority for ``record_publish``, mask secrets.
-
-    Secret arguments are masked in the message's ``argsrepr``/``kwargsrepr``
-    whoever sends it (``send_task`` by name included): those are what
-    django-celery-results stores and what workers log and send in events.
-    """
+    """Stamp the send time (for queue age) and copy the priority for ``record_publish``."""
     if headers is None:
         return
     headers[SENT_AT_HEADER] = time.time()
     if properties:
         headers[PRIORITY_HEADER] = properties.get("priority")
-    entry = catalogue.get_entry(headers.get("task") or sender or "")
-    if entry is None or not entry.secret or not isinstance(body, list | tuple) or len(body) < 2:
-        return
-    if isinstance(body[0], list | tuple) and isinstance(body[1], dict):
-        args, kwargs, _ = secret_arguments.mask(entry, list(body[0]), dict(body[1]))
-        headers.update(secret_arguments.repr_masked(args, kwargs))
 
 
 def record_publish(sender=None, headers=None, body=None, routing_key=None, **_):

@@ -142,3 +142,37 @@ def test_a_secret_argument_reaches_the_worker_and_is_masked_everywhere_else(staf
     assert_nowhere(wait_for(lambda: Run.objects.filter(task_result_id=by_name.id).first(), message="run"), staff_client)
 
     assert PASSWORD not in celery_worker.log()
+
+
+@pytest.mark.parametrize("how", ["send_task by name", "delay", "apply_async with a caller's argsrepr", "signature"])
+def test_every_message_masks_secrets_in_its_reprs_and_sent_event_but_keeps_them_in_its_body(how):
+    """What events (Flower), results and logs show is masked, whoever builds the message."""
+    from celery import current_app
+
+    from taskcenter.examples.tasks import connect
+
+    amqp, real = current_app.amqp, ["db.example", "ops", "hunter2-secret"]
+    built = []
+    original = amqp.create_task_message
+
+    def capture(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        raise RuntimeError("captured, not sent")
+
+    amqp.create_task_message = capture
+    try:
+        with pytest.raises(RuntimeError, match="captured"):
+            if how == "send_task by name":
+                current_app.send_task("examples.connect", args=real)
+            elif how == "delay":
+                connect.delay(*real)
+            elif how == "signature":
+                connect.s(*real[:2], password=real[2]).apply_async()
+            else:
+                connect.apply_async(real, argsrepr=repr(real), kwargsrepr="{}")
+    finally:
+        amqp.create_task_message = original
+    headers, _, body, sent_event = built[0]
+    assert "hunter2-secret" in json.dumps(body)  # the worker gets the real value
+    shown = json.dumps([headers.get("argsrepr"), headers.get("kwargsrepr"), sent_event], default=str)
+    assert "hunter2-secret" not in shown and secret_arguments.MASK in shown

@@ -106,7 +106,7 @@ class PreparedLaunch:
     task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def message_options(self) -> dict:
-        """Options for ``apply_async`` / a signature."""
+        """Options for ``apply_async`` / a signature (secret arguments are masked by ``MaskingAMQP``)."""
         options = {
             "task_id": self.task_id,
             "queue": self.queue,
@@ -114,8 +114,6 @@ class PreparedLaunch:
             "eta": self.eta,
             "expires": self.expires,
         }
-        if self.entry.secret:
-            options.update(secret_arguments.repr_masked(self.masked_args, self.masked_kwargs))
         return options
 
     def signature(self):
