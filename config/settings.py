@@ -302,3 +302,14 @@ TASKCENTER_MONITOR_SAMPLE_INTERVAL = float(env_str("TASKCENTER_MONITOR_SAMPLE_IN
 TASKCENTER_MONITOR_MAX_TASKS = env_int("TASKCENTER_MONITOR_MAX_TASKS", 100_000, minimum=1000)
 TASKCENTER_MONITOR_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_RETENTION_DAYS", 30, minimum=1)
 TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS", 7, minimum=1)
+
+# --- Notifications (docs/monitoring.md, "Notifications") ---------------------------------
+# Seconds between two evaluations of the alerts by the monitor process; 0: no notifications.
+TASKCENTER_NOTIFY_INTERVAL = float(env_str("TASKCENTER_NOTIFY_INTERVAL", "30"))
+# Seconds one webhook or e-mail send may take.
+TASKCENTER_NOTIFY_TIMEOUT = float(env_str("TASKCENTER_NOTIFY_TIMEOUT", "5"))
+# Attempts of one notification before it is logged as failed, and the first wait (doubled each time, at most 1 h).
+TASKCENTER_NOTIFY_MAX_ATTEMPTS = env_int("TASKCENTER_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+TASKCENTER_NOTIFY_BACKOFF = float(env_str("TASKCENTER_NOTIFY_BACKOFF", "10"))
+# Allow webhooks to private, loopback and link-local addresses (off: a guard against SSRF).
+TASKCENTER_WEBHOOK_ALLOW_PRIVATE = env_bool("TASKCENTER_WEBHOOK_ALLOW_PRIVATE", False)

@@ -339,6 +339,13 @@ class AuditEntry(models.Model):
         SCHEDULE_RUN_NOW = "schedule_run_now", "Run schedule now"
         SCHEDULE_SKIP = "schedule_skip", "Skip a due run"
         SCHEDULE_ERROR = "schedule_error", "Schedule in error"
+        CHANNEL_CREATE = "channel_create", "Create notification channel"
+        CHANNEL_UPDATE = "channel_update", "Change notification channel"
+        CHANNEL_DELETE = "channel_delete", "Delete notification channel"
+        CHANNEL_TEST = "channel_test", "Test notification channel"
+        RULE_CREATE = "rule_create", "Create notification rule"
+        RULE_UPDATE = "rule_update", "Change notification rule"
+        RULE_DELETE = "rule_delete", "Delete notification rule"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -471,3 +478,100 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.queue}={self.depth}"
+
+
+class NotificationChannel(models.Model):
+    """Where alert notifications go: a signed webhook or e-mail addresses (see services.notifications)."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        EMAIL = "email", "E-mail"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    url = models.URLField(max_length=500, blank=True, default="", help_text="Webhook: the http(s) URL to POST to.")
+    addresses = models.TextField(blank=True, default="", help_text="E-mail: recipients, one per line.")
+    #: Webhook HMAC key; never shown after it is saved.
+    secret = models.CharField(max_length=200, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("manage_notifications", "Can add, change, delete and test notification channels and rules")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def target(self) -> str:
+        """Where it sends, for pages (never the secret)."""
+        return self.url if self.kind == self.Kind.WEBHOOK else ", ".join(self.address_list)
+
+    @property
+    def address_list(self) -> list[str]:
+        return [line.strip() for line in self.addresses.splitlines() if line.strip()]
+
+
+class NotificationRule(models.Model):
+    """Send an alert's firing (and, if asked, its resolving) to a channel; ``*`` matches every alert."""
+
+    alert_name = models.CharField(max_length=100, help_text="An alert name of the Alerts page, or * for every alert.")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="rules")
+    notify_on_resolve = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["alert_name", "channel__name"]
+        constraints = [models.UniqueConstraint(fields=["alert_name", "channel"], name="notificationrule_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.alert_name} -> {self.channel_id}"
+
+
+class AlertState(models.Model):
+    """Whether an alert fired at the last evaluation, so only transitions notify, across restarts."""
+
+    name = models.CharField(max_length=100, unique=True)
+    firing = models.BooleanField(default=False)
+    since = models.DateTimeField(default=timezone.now, help_text="When it last started firing or resolved.")
+    message = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'firing' if self.firing else 'resolved'}"
+
+
+class NotificationDelivery(models.Model):
+    """One notification to one channel and its delivery attempts (the delivery log)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    class Event(models.TextChoices):
+        FIRING = "firing", "Firing"
+        RESOLVED = "resolved", "Resolved"
+        TEST = "test", "Test"
+
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
+    alert_name = models.CharField(max_length=100)
+    event = models.CharField(max_length=10, choices=Event.choices)
+    summary = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["created_at"], name="delivery_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.alert_name} -> {self.channel_id}: {self.status}"

@@ -103,6 +103,7 @@ class Monitor:
             "sample": now,
             "cleanup": now,
             "lost": now + self.lost_check_interval,
+            "notify": now + 1.0,
         }
         self._next_due = now
         self._last_event_written: float | None = None
@@ -267,9 +268,20 @@ class Monitor:
         if now >= self._next["lost"]:
             self._reconcile_lost()
             self._next["lost"] = time.monotonic() + self.lost_check_interval
+        if now >= self._next["notify"]:
+            self._notify()
         if now - self._report["at"] >= REPORT_INTERVAL:
             self._log_activity(now)
         self._next_due = min(self._next.values())
+
+    def _notify(self) -> None:
+        """Evaluate the alerts and send notifications in a thread of their own (services.notifications)."""
+        from taskcenter.services.notifications import notifications_pass_start
+
+        interval = float(getattr(settings, "TASKCENTER_NOTIFY_INTERVAL", 30.0))
+        self._next["notify"] = time.monotonic() + (interval if interval > 0 else 3600.0)
+        if interval > 0:
+            notifications_pass_start()
 
     def _write_workers(self) -> None:
         due = self.workers.due()
