@@ -313,3 +313,12 @@ TASKCENTER_NOTIFY_MAX_ATTEMPTS = env_int("TASKCENTER_NOTIFY_MAX_ATTEMPTS", 5, mi
 TASKCENTER_NOTIFY_BACKOFF = float(env_str("TASKCENTER_NOTIFY_BACKOFF", "10"))
 # Allow webhooks to private, loopback and link-local addresses (off: a guard against SSRF).
 TASKCENTER_WEBHOOK_ALLOW_PRIVATE = env_bool("TASKCENTER_WEBHOOK_ALLOW_PRIVATE", False)
+# E-mail notifications go through Django's mail backend (https://docs.djangoproject.com/en/5.2/topics/email/).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = TASKCENTER_NOTIFY_TIMEOUT
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "taskcenter@localhost")
