@@ -311,6 +311,8 @@ TASKCENTER_NOTIFY_TIMEOUT = float(env_str("TASKCENTER_NOTIFY_TIMEOUT", "5"))
 # Attempts of one notification before it is logged as failed, and the first wait (doubled each time, at most 1 h).
 TASKCENTER_NOTIFY_MAX_ATTEMPTS = env_int("TASKCENTER_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 TASKCENTER_NOTIFY_BACKOFF = float(env_str("TASKCENTER_NOTIFY_BACKOFF", "10"))
+# Days the delivery log keeps sent and failed notifications.
+TASKCENTER_NOTIFY_LOG_DAYS = env_int("TASKCENTER_NOTIFY_LOG_DAYS", 30, minimum=1)
 # Allow webhooks to private, loopback and link-local addresses (off: a guard against SSRF).
 TASKCENTER_WEBHOOK_ALLOW_PRIVATE = env_bool("TASKCENTER_WEBHOOK_ALLOW_PRIVATE", False)
 # E-mail notifications go through Django's mail backend (https://docs.djangoproject.com/en/5.2/topics/email/).

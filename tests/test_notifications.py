@@ -309,3 +309,21 @@ def test_the_monitor_hook_evaluates_in_a_thread_and_never_runs_two_passes_at_onc
     assert notifications.notifications_pass_start()
     release.set()
     notifications._pass_thread.join(5)
+
+
+def test_old_finished_deliveries_are_pruned_and_pending_ones_kept(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.TASKCENTER_NOTIFY_LOG_DAYS = 30
+    channel = NotificationChannel.objects.create(name="mail", kind="email", addresses="ops@example.com")
+    old = timezone.now() - timedelta(days=31)
+    for status in ("sent", "failed", "pending"):
+        NotificationDelivery.objects.create(
+            channel=channel, alert_name="X", event="firing", status=status, created_at=old
+        )
+    NotificationDelivery.objects.create(channel=channel, alert_name="X", event="firing", status="sent")
+    assert notifications.deliveries_prune(batch=1) == 1
+    assert notifications.deliveries_prune() == 1
+    assert sorted(NotificationDelivery.objects.values_list("status", flat=True)) == ["pending", "sent"]

@@ -332,6 +332,14 @@ def deliveries_send_due(*, limit: int = SEND_LIMIT) -> int:
     return count
 
 
+def deliveries_prune(*, batch: int = 1000) -> int:
+    """Delete at most ``batch`` finished deliveries older than ``TASKCENTER_NOTIFY_LOG_DAYS``; return how many."""
+    cutoff = timezone.now() - timedelta(days=settings.TASKCENTER_NOTIFY_LOG_DAYS)
+    old = NotificationDelivery.objects.filter(created_at__lt=cutoff).exclude(status=NotificationDelivery.Status.PENDING)
+    ids = list(old.order_by("id").values_list("id", flat=True)[:batch])
+    return NotificationDelivery.objects.filter(id__in=ids).delete()[0] if ids else 0
+
+
 def notifications_pass() -> None:
     """One evaluation of the alerts and one round of sends; never raises."""
     from taskcenter.selectors.alerts import current_alerts
@@ -341,6 +349,7 @@ def notifications_pass() -> None:
         if NotificationRule.objects.filter(enabled=True).exists() or AlertState.objects.filter(firing=True).exists():
             notifications_evaluate(alerts=current_alerts())
         deliveries_send_due()
+        deliveries_prune()
     except Exception:
         logger.exception("Notification pass failed")
     finally:
