@@ -97,3 +97,8 @@ def can_act_on_schedule(user, action: str, task_name: str) -> bool:
     if action == "delete":
         return can_delete_schedule(user)
     return False
+
+
+def can_manage_deadletters(user) -> bool:
+    """Replay and discard dead letters (a replay also needs the task's launch permission)."""
+    return can_view(user) and user.has_perm(f"{APP}.manage_deadletters")
