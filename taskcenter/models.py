@@ -479,7 +479,7 @@ class DeadLetter(models.Model):
     """A run that will not run again by itself: retries exhausted, rejected by a worker, or expired.
 
     Written by the worker on those failure paths only (see ``services.deadletters``);
-    arguments are stored masked, the sealed secrets stay on the ``Run``.
+    arguments are stored masked, the real values of secret arguments sealed (as on ``Run``).
     """
 
     class Reason(models.TextChoices):
@@ -501,6 +501,8 @@ class DeadLetter(models.Model):
     traceback = models.TextField(blank=True, default="")
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
+    # Real values of secret arguments (masked in args/kwargs), sealed as on Run; never shown.
+    secrets = models.TextField(blank=True, default="", editable=False)
     worker = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 

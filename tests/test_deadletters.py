@@ -1,5 +1,6 @@
 """Dead letters page: filters, detail, discard, bulk actions with a confirmed count, permissions, metrics, alert."""
 
+import json
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -11,7 +12,9 @@ from django.utils import timezone
 from hypothesis import given
 
 from taskcenter.models import AuditEntry, DeadLetter, Run
+from taskcenter.secret_arguments import MASK, seal, unseal
 from taskcenter.selectors import alerts
+from taskcenter.services import deadletters
 from tests.test_fuzz import FUZZ, admin_client, outcome, query  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -201,3 +204,20 @@ def test_fuzz_dead_letter_filters_and_actions(admin_client, outcome):  # noqa: F
 
     fuzz()
     outcome.check()
+
+
+def test_a_replay_sends_the_sealed_secret_and_refuses_a_mask_it_cannot_read(staff_client, redis_server):
+    sealed = letter(
+        task_name="examples.connect",
+        args=[],
+        kwargs={"host": "db", "user": "u", "password": MASK},
+        secrets=seal({"password": "hunter2"}),
+    )
+    new_run = deadletters.deadletter_replay(letter=sealed, actor=staff_client.user)
+    assert new_run.kwargs["password"] == MASK and unseal(new_run.secrets) == {"password": "hunter2"}
+    unreadable = letter(task_name="examples.connect", args=[], kwargs={"host": "db", "user": "u", "password": MASK})
+    url = reverse("taskcenter:deadletter_replay", args=[unreadable.pk])
+    response = staff_client.post(url, {"args": "[]", "kwargs": json.dumps(unreadable.kwargs)})
+    assert response.status_code == 400 and "enter it again" in response.content.decode()
+    unreadable.refresh_from_db()
+    assert unreadable.resolution == ""

@@ -49,12 +49,17 @@ def deadletter_record(
     try:
         args = list(args) if isinstance(args, list | tuple) else []
         kwargs = dict(kwargs) if isinstance(kwargs, dict) else {}
-        run = Run.objects.filter(task_result_id=task_id).only("args", "kwargs", "queue").first() if task_id else None
+        run = (
+            Run.objects.filter(task_result_id=task_id).only("args", "kwargs", "queue", "secrets").first()
+            if task_id
+            else None
+        )
         if run is not None:  # the run's copy is masked already, and is what an operator launched
-            args, kwargs = run.args, run.kwargs
+            args, kwargs, sealed = run.args, run.kwargs, run.secrets
             queue = queue or run.queue
         else:
-            args, kwargs, _real = secret_arguments.mask(catalogue.get_entry(task_name or ""), args, kwargs)
+            args, kwargs, real = secret_arguments.mask(catalogue.get_entry(task_name or ""), args, kwargs)
+            sealed = secret_arguments.seal(real)
         if exception is not None:
             message = message or str(exception)
         return DeadLetter.objects.create(
@@ -67,6 +72,7 @@ def deadletter_record(
             traceback=(traceback or "")[-TRACEBACK_LENGTH:],
             args=args,
             kwargs=kwargs,
+            secrets=sealed,
             worker=(worker or "")[:255],
         )
     except (DatabaseError, TypeError, ValueError):
@@ -110,6 +116,7 @@ def deadletter_replay(
     kwargs = letter.kwargs if kwargs is None else kwargs
     run = Run.objects.filter(task_result_id=letter.task_id).first() if letter.task_id else None
     try:
+        args, kwargs = _with_secrets(letter, args, kwargs)
         if run is not None and run.is_finished:
             new_run = run_retry(run=run, actor=actor, args=args, kwargs=kwargs, source=source)
         else:
@@ -132,6 +139,19 @@ def deadletter_replay(
         **audit, message=f"Replayed as {new_run.task_id}.", detail={"dead_letter": letter.pk, "run": new_run.task_id}
     )
     return new_run
+
+
+def _with_secrets(letter: DeadLetter, args, kwargs) -> tuple:
+    """Put the sealed real values back where a secret argument still holds the mask."""
+    from taskcenter.services.launch import InvalidLaunch
+
+    try:
+        return secret_arguments.restore(catalogue.get_entry(letter.task_name), args, kwargs, letter.secrets)
+    except secret_arguments.SecretUnavailable as missing:
+        field = "kwargs" if isinstance(kwargs, dict) and missing.name in kwargs else "args"
+        raise InvalidLaunch(
+            {field: [f"The stored value of the secret argument {missing.name!r} cannot be read; enter it again."]}
+        ) from None
 
 
 def deadletter_discard(*, letter: DeadLetter, actor) -> None:
