@@ -126,6 +126,25 @@ def record_expired(sender=None, request=None, expired=False, **_):
     )
 
 
+def record_unknown_task(sender=None, message=None, exc=None, name=None, id=None, **_):
+    """Keep a dead letter for a message naming a task this worker does not know (Celery rejected it)."""
+    from celery.exceptions import NotRegistered
+
+    from taskcenter.models import DeadLetter
+    from taskcenter.services.deadletters import deadletter_record
+
+    delivery = getattr(message, "delivery_info", None) or {}
+    deadletter_record(
+        task_id=id if isinstance(id, str) else None,
+        task_name=name if isinstance(name, str) else None,
+        reason=DeadLetter.Reason.REJECTED,
+        queue=delivery.get("routing_key") if isinstance(delivery, dict) else "",
+        exception=NotRegistered(name),
+        message=f"Unknown task {name!r}: no worker of this app has it registered.",
+        worker=getattr(sender, "hostname", "") or "",
+    )
+
+
 def connect() -> None:
     signals.before_task_publish.connect(annotate_message, dispatch_uid="taskcenter.annotate_message")
     signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
@@ -137,3 +156,4 @@ def connect() -> None:
     # Dead letters: failure paths only, nothing on a successful task's path.
     signals.task_failure.connect(record_final_failure, dispatch_uid="taskcenter.deadletter_failure")
     signals.task_revoked.connect(record_expired, dispatch_uid="taskcenter.deadletter_expired")
+    signals.task_unknown.connect(record_unknown_task, dispatch_uid="taskcenter.deadletter_unknown")

@@ -63,6 +63,14 @@ def test_a_bad_message_from_a_plain_client_ends_as_a_dead_letter_rejected(celery
     assert letter.args == [] and letter.kwargs == {}
 
 
+def test_a_message_for_an_unknown_task_ends_as_a_dead_letter_rejected(celery_worker):
+    task_id = f"unknown-{uuid.uuid4()}"
+    publish(json.dumps([[1], {}, {}]), headers=task_headers(task_id, task="nobody.knows.this"))
+    letter = letter_of(task_id)
+    assert letter.reason == DeadLetter.Reason.REJECTED and letter.task_name == "nobody.knows.this"
+    assert letter.exception_type == "NotRegistered" and "Unknown task" in letter.message
+
+
 def test_a_run_that_expired_in_a_paused_queue_ends_as_a_dead_letter_expired(celery_worker):
     with paused_queue(celery_worker, "low"):
         run = run_launch(task_name="examples.add", args=[1, 1], queue="low", expires=1)
