@@ -106,11 +106,7 @@ def deadletters_recent(*, window: timedelta) -> int:
     return DeadLetter.objects.filter(created_at__gte=timezone.now() - window, resolution="").count()
 
 
-def exception_types(limit: int = 100) -> list[str]:
-    """Exception types seen, for the filter's suggestions."""
-    return list(
-        DeadLetter.objects.exclude(exception_type="")
-        .order_by("exception_type")
-        .values_list("exception_type", flat=True)
-        .distinct()[:limit]
-    )
+def exception_types(limit: int = 100, recent: int = 1000) -> list[str]:
+    """Exception types of the ``recent`` newest letters, for the filter's suggestions (no scan of the table)."""
+    seen = DeadLetter.objects.order_by("-id").values_list("exception_type", flat=True)[:recent]
+    return sorted({name for name in seen if name})[:limit]
