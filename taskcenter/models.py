@@ -346,6 +346,8 @@ class AuditEntry(models.Model):
         RULE_CREATE = "rule_create", "Create notification rule"
         RULE_UPDATE = "rule_update", "Change notification rule"
         RULE_DELETE = "rule_delete", "Delete notification rule"
+        DEADLETTER_REPLAY = "deadletter_replay", "Replay dead letter"
+        DEADLETTER_DISCARD = "deadletter_discard", "Discard dead letter"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -575,3 +577,56 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.alert_name} -> {self.channel_id}: {self.status}"
+class DeadLetter(models.Model):
+    """A run that will not run again by itself: retries exhausted, rejected by a worker, or expired.
+
+    Written by the worker on those failure paths only (see ``services.deadletters``);
+    arguments are stored masked, the real values of secret arguments sealed (as on ``Run``).
+    """
+
+    class Reason(models.TextChoices):
+        FAILED = "failed", "Failed after its last retry"
+        REJECTED = "rejected", "Rejected by a worker"
+        EXPIRED = "expired", "Expired before it ran"
+
+    class Resolution(models.TextChoices):
+        OPEN = "", "Unresolved"
+        REPLAYED = "replayed", "Replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    task_id = models.CharField(max_length=255)
+    task_name = models.CharField(max_length=255, blank=True, default="")
+    queue = models.CharField(max_length=200, blank=True, default="")
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    exception_type = models.CharField(max_length=255, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    # Real values of secret arguments (masked in args/kwargs), sealed as on Run; never shown.
+    secrets = models.TextField(blank=True, default="", editable=False)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True, default="")
+    replayed_as = models.CharField(max_length=255, blank=True, default="", help_text="Task id of the replay.")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("manage_deadletters", "Can replay and discard dead letters")]
+        indexes = [
+            # The page lists newest first by id (keyset), filtered by one of these.
+            models.Index(fields=["reason", "-id"], name="deadletter_reason_id"),
+            models.Index(fields=["task_name", "-id"], name="deadletter_task_id_desc"),
+            models.Index(fields=["exception_type", "-id"], name="deadletter_exc_id"),
+            models.Index(fields=["resolution", "-id"], name="deadletter_resolution_id"),
+            models.Index(fields=["created_at"], name="deadletter_created_at"),
+            models.Index(fields=["task_id"], name="deadletter_task_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} [{self.task_id}] {self.reason}"

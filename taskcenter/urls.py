@@ -7,7 +7,7 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from django.urls import path, register_converter
 
 from taskcenter.urls_monitoring import page_urlpatterns
-from taskcenter.views import audit, launch, notifications, queues, runs, schedules, workers
+from taskcenter.views import audit, deadletters, launch, notifications, queues, runs, schedules, workers
 
 app_name = "taskcenter"
 
@@ -74,6 +74,11 @@ urlpatterns = [
     path("notifications/rules/new/", notifications.rule_new, name="rule_new"),
     path("notifications/rules/<int:pk>/edit/", notifications.rule_edit, name="rule_edit"),
     path("notifications/rules/<int:pk>/delete/", notifications.rule_delete, name="rule_delete"),
+    path("deadletters/", deadletters.deadletter_list, name="deadletter_list"),
+    path("deadletters/actions/", deadletters.deadletter_bulk, name="deadletter_bulk"),
+    path("deadletters/<int:pk>/", deadletters.deadletter_detail, name="deadletter_detail"),
+    path("deadletters/<int:pk>/replay/", deadletters.deadletter_replay, name="deadletter_replay"),
+    path("deadletters/<int:pk>/discard/", deadletters.deadletter_discard, name="deadletter_discard"),
 ]
 
 urlpatterns += page_urlpatterns  # dashboard and alerts
