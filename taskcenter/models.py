@@ -577,6 +577,8 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.alert_name} -> {self.channel_id}: {self.status}"
+
+
 class DeadLetter(models.Model):
     """A run that will not run again by itself: retries exhausted, rejected by a worker, or expired.
 

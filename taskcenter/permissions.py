@@ -104,6 +104,8 @@ def can_act_on_schedule(user, action: str, task_name: str) -> bool:
 def can_manage_notifications(user) -> bool:
     """Add, change, delete and test notification channels and rules."""
     return can_view(user) and user.has_perm(f"{APP}.manage_notifications")
+
+
 def can_manage_deadletters(user) -> bool:
     """Replay and discard dead letters (a replay also needs the task's launch permission)."""
     return can_view(user) and user.has_perm(f"{APP}.manage_deadletters")
