@@ -7,7 +7,7 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from django.urls import path, register_converter
 
 from taskcenter.urls_monitoring import page_urlpatterns
-from taskcenter.views import audit, launch, queues, runs, schedules, workers
+from taskcenter.views import audit, failures, launch, queues, runs, schedules, workers
 
 app_name = "taskcenter"
 
@@ -69,3 +69,10 @@ urlpatterns = [
 ]
 
 urlpatterns += page_urlpatterns  # dashboard and alerts
+
+urlpatterns += [
+    path("failures/", failures.failure_list, name="failure_list"),
+    path("failures/<slug:fingerprint>/", failures.failure_detail, name="failure_detail"),
+    path("failures/<slug:fingerprint>/retry/", failures.failure_retry, name="failure_retry"),
+    path("failures/<slug:fingerprint>/status/", failures.failure_status, name="failure_status"),
+]
