@@ -119,6 +119,13 @@ def test_the_group_page_pages_through_its_runs_by_keyset(staff_client):
     assert staff_client.get(reverse("taskcenter:failure_detail", args=["0" * 40])).status_code == 404
 
 
+def test_a_failed_run_page_links_to_its_group(staff_client):
+    run = failed_run()
+    failures_write(collect(fail_event(run)))
+    page = staff_client.get(reverse("taskcenter:run_detail", args=[run.task_id])).content.decode()
+    assert reverse("taskcenter:failure_detail", args=[FailureGroup.objects.get().fingerprint]) in page
+
+
 def test_the_failures_page_does_a_bounded_number_of_queries(staff_client, django_assert_max_num_queries):
     make_groups(3)
     staff_client.get(reverse("taskcenter:failure_list"))  # warm caches (content types, permissions)
