@@ -197,3 +197,29 @@ def test_failure_pages_answer_any_input_without_a_server_error(staff_client, par
     assert staff_client.get(detail, params).status_code < 500
     status = reverse("taskcenter:failure_status", args=[fingerprint])
     assert staff_client.post(status, params).status_code < 500
+
+
+def test_a_groups_runs_and_the_group_list_are_read_through_their_indexes():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL may scan a small table instead; the plan is SQLite's")
+    runs = Run.objects.filter(failure_fingerprint="a" * 40).select_related("task_result").order_by("-id")[:51]
+    assert "run_failure_id" in runs.explain()
+    groups = FailureGroup.objects.order_by("-last_seen", "-id")[:200]
+    assert "failuregroup_last_seen" in groups.explain()
+
+
+def test_the_collector_keeps_only_failures_and_the_newest_event_per_run():
+    collector = FailureCollector(clock=lambda: T0, max_pending=2)
+    collector.handle({"type": "task-succeeded", "uuid": "a"})
+    collector.handle({"type": "task-failed", "uuid": ""})
+    assert len(collector) == 0
+    collector.handle({"type": "task-failed", "uuid": "a", "exception": "E('old')"})
+    taken = collector.take()
+    collector.handle({"type": "task-failed", "uuid": "a", "exception": "E('new')"})
+    collector.keep(taken)  # not written: put back, the newer event wins
+    assert collector.take()["a"].exception == "E('new')"
+    for task_id in "bcd":
+        collector.handle({"type": "task-failed", "uuid": task_id})
+    assert list(collector.take()) == ["c", "d"]  # bounded: the oldest is dropped
