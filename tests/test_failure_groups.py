@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from taskcenter.models import AuditEntry, FailureGroup, Run
@@ -183,7 +184,7 @@ def test_marking_a_group_resolved_is_audited(staff_client):
 text = st.text(max_size=40)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     params=st.dictionaries(
         st.sampled_from(["task_name", "exception_type", "status", "seen_from", "seen_to", "before", "after", "x"]),
@@ -223,3 +224,14 @@ def test_the_collector_keeps_only_failures_and_the_newest_event_per_run():
     for task_id in "bcd":
         collector.handle({"type": "task-failed", "uuid": task_id})
     assert list(collector.take()) == ["c", "d"]  # bounded: the oldest is dropped
+
+
+def test_a_group_retry_beyond_the_bulk_limit_is_refused_before_launching_anything(staff_client, settings):
+    settings.TASKCENTER_BULK_RETRY_LIMIT = 2
+    failures_write(collect(*(fail_event(failed_run()) for _ in range(3))))
+    url = reverse("taskcenter:failure_retry", args=[FailureGroup.objects.get().fingerprint])
+    response = staff_client.post(url, {"confirm": "on"})
+    assert response.status_code == 400
+    assert "More than 2 failed runs" in response.content.decode()
+    assert not Run.objects.filter(retry_of__isnull=False).exists()
+    assert not AuditEntry.objects.exists()
