@@ -7,7 +7,8 @@ worker, a flush every ``flush_interval`` seconds, queue samples every
 ``sample_interval`` seconds, retention every ten minutes. No event causes a
 database query; a flush costs a handful of statements whatever the event rate,
 plus two per 500 runs that had events (their state, times, worker and attempts,
-see ``taskcenter.monitor.runs``).
+see ``taskcenter.monitor.runs``), and for failed runs their failure groups (a few
+statements per flush, see ``taskcenter.monitor.failures``).
 
 Only one monitor counts at a time: it holds ``taskcenter:monitor:lock`` in
 Redis, renewed at every flush. A second monitor stands by until the lock is
