@@ -96,6 +96,9 @@ class Run(models.Model):
     outcome = models.TextField(blank=True, default="", help_text="Result or exception, shortened.")
     #: One dict per time a worker started the run: worker, pid, started (ISO 8601), ended (see monitor.runs).
     attempts = models.JSONField(default=list, blank=True)
+    #: The FailureGroup of a failed run (set by the monitor; see taskcenter.failures); null otherwise.
+    #: Null, not "": the partial index below then holds failed runs only, and SQLite can use it for "= fp".
+    failure_fingerprint = models.CharField(max_length=40, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["-id"]
@@ -114,6 +117,12 @@ class Run(models.Model):
             models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id"),
             models.Index(fields=["periodic_task_name", "created_at"], name="run_schedule_created"),
             models.Index(fields=["recorded_state", "-id"], name="run_state_id"),
+            # A failure group's runs, newest first; only failed runs are in it.
+            models.Index(
+                fields=["failure_fingerprint", "-id"],
+                name="run_failure_id",
+                condition=models.Q(failure_fingerprint__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -348,6 +357,8 @@ class AuditEntry(models.Model):
         RULE_DELETE = "rule_delete", "Delete notification rule"
         DEADLETTER_REPLAY = "deadletter_replay", "Replay dead letter"
         DEADLETTER_DISCARD = "deadletter_discard", "Discard dead letter"
+        FAILURES_RETRY = "failures_retry", "Retry a failure group"
+        FAILURES_STATUS = "failures_status", "Resolve or ignore a failure group"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -632,3 +643,43 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} [{self.task_id}] {self.reason}"
+
+
+class FailureGroup(models.Model):
+    """Failures of one task with the same exception type raised at the same place (see taskcenter.failures).
+
+    Written by the monitor from task-failed events, in its batch flush; a failed
+    run names its group in ``Run.failure_fingerprint``.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"  # opens again when it fails again
+        IGNORED = "ignored", "Ignored"  # stays ignored; still counted
+
+    fingerprint = models.CharField(max_length=40, unique=True)
+    task_name = models.CharField(max_length=255)
+    exception_type = models.CharField(max_length=255)
+    location = models.CharField(max_length=500, blank=True, default="", help_text="Innermost frames: file:function.")
+    count = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    sample_task_id = models.CharField(max_length=255, blank=True, default="")
+    sample_exception = models.TextField(blank=True, default="")
+    sample_traceback = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+        indexes = [
+            models.Index(fields=["-last_seen", "-id"], name="failuregroup_last_seen"),
+            models.Index(fields=["task_name", "-last_seen"], name="failuregroup_task"),
+            models.Index(fields=["exception_type", "-last_seen"], name="failuregroup_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}: {self.exception_type} ({self.count})"
