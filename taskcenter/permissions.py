@@ -97,3 +97,8 @@ def can_act_on_schedule(user, action: str, task_name: str) -> bool:
     if action == "delete":
         return can_delete_schedule(user)
     return False
+
+
+def can_change_retry_policy(user) -> bool:
+    """Edit (or reset) the retry policy of catalogued tasks: ``change_retry_policy``."""
+    return can_view(user) and user.has_perm(f"{APP}.change_retry_policy")

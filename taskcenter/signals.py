@@ -84,6 +84,16 @@ def on_worker_ready(sender=None, **_):
     log_worker_banner(sender)
 
 
+def publish_retry_policies(sender=None, **_):
+    """Copy the operators' retry policy overrides to Redis, in case Redis lost them (one query per start)."""
+    from taskcenter.services.retry_policy import retry_policies_publish
+
+    try:
+        retry_policies_publish()
+    except Exception:  # noqa: BLE001 (a worker must start even when the database or Redis fails here)
+        logger.warning("Could not copy the retry policy overrides to Redis", exc_info=True)
+
+
 def connect() -> None:
     signals.before_task_publish.connect(annotate_message, dispatch_uid="taskcenter.annotate_message")
     signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
@@ -92,3 +102,4 @@ def connect() -> None:
     # Workers and beat wait longer on the broker than a web request does (see settings).
     signals.worker_init.connect(use_long_lived_timeouts, dispatch_uid="taskcenter.worker_broker_timeouts")
     signals.beat_init.connect(use_long_lived_timeouts, dispatch_uid="taskcenter.beat_broker_timeouts")
+    signals.worker_ready.connect(publish_retry_policies, dispatch_uid="taskcenter.publish_retry_policies")

@@ -69,3 +69,10 @@ urlpatterns = [
 ]
 
 urlpatterns += page_urlpatterns  # dashboard and alerts
+
+from taskcenter.views import retry_policy  # noqa: E402 (retry policies, issue 10)
+
+urlpatterns += [
+    path("tasks/<str:task_name>/retry-policy/", retry_policy.retry_policy_detail, name="retry_policy"),
+    path("tasks/<str:task_name>/retry-policy/edit/", retry_policy.retry_policy_edit, name="retry_policy_edit"),
+]
