@@ -21,8 +21,9 @@ process, start time); the attempt ends with the task's next
 event: succeeded, failed, retried, revoked, requeued or rejected (the worker
 lost it or refused it). A failed or retried attempt keeps its exception (``error``),
 and a retried one the time its retry is due (``next_at``, the ``eta`` of the
-retry's ``task-received``). A new ``task-started`` while the previous attempt is
-still open means that attempt was lost without a word (its worker was killed).
+retry's ``task-received``, which may come before the ``task-retried``). A new
+``task-started`` while the previous attempt is still open means that attempt
+was lost without a word (its worker was killed).
 """
 
 import ast
@@ -263,8 +264,10 @@ def run_apply_event(run: Run | RunRecord, event: RunEvent) -> None:
                 attempts[-1]["error"] = event.text
         elif event.kind == "task-rejected":
             attempts[-1].update(ended="requeued" if event.requeue else "rejected", at=at.isoformat())
-    if event.kind == "task-received" and event.eta is not None and attempts and attempts[-1].get("ended") == "retried":
-        attempts[-1]["next_at"] = datetime.fromtimestamp(event.eta, UTC).isoformat()  # the retry's due time
+    if event.kind == "task-received" and event.eta is not None and attempts:
+        # A delayed message of a run that already ran once: its retry. The worker may report
+        # receiving it before the retried attempt's own task-retried event, so the open attempt counts too.
+        attempts[-1]["next_at"] = datetime.fromtimestamp(event.eta, UTC).isoformat()
     run.attempts = attempts[-MAX_ATTEMPTS:]
     if state in READY_STATES and run.recorded_state == state:
         run.recorded_finished_at = at
