@@ -6,7 +6,8 @@ Permissions (app label ``taskcenter``):
 - ``launch_any_task`` or ``launch_task:<task name>``: launch catalogued tasks;
 - ``control_run``: cancel, terminate and retry runs;
 - ``manage_queues``: pause, resume and purge queues;
-- ``manage_workers``: resize pools and set rate limits.
+- ``manage_workers``: resize pools and set rate limits;
+- ``change_retry_policy``: override the retry policy of catalogued tasks.
 
 Per-task launch permissions are created for every catalogued task after
 ``migrate`` (see ``ensure_task_permissions``).

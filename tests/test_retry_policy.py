@@ -183,3 +183,63 @@ def test_a_task_without_a_retry_policy_has_no_policy_page(staff_client):
     assert staff_client.get("/tasks/examples.add/retry-policy/").status_code == 404
     assert staff_client.post("/tasks/examples.add/retry-policy/edit/", _form()).status_code == 404
     assert staff_client.get("/tasks/no.such.task/retry-policy/").status_code == 404
+
+
+# --- Attempts as the monitor records them -----------------------------------------------------
+
+
+@pytest.mark.parametrize("received_first", [True, False])
+def test_a_retried_attempt_keeps_its_exception_and_when_the_retry_is_due(received_first):
+    from taskcenter.models import Run
+    from taskcenter.monitor.runs import RunEvent, run_apply_event
+
+    run = Run(task_result_id="r-1", task_name="examples.flaky", queue="default")
+    at = 1_700_000_000.0
+    retried = RunEvent(kind="task-retried", timestamp=at + 1, text="ConnectionError('attempt 1')")
+    received = RunEvent(kind="task-received", timestamp=at + 1, eta=at + 3)
+    run_apply_event(run, RunEvent(kind="task-started", timestamp=at, hostname="w1@h", pid=5))
+    for event in (received, retried) if received_first else (retried, received):
+        run_apply_event(run, event)
+    run_apply_event(run, RunEvent(kind="task-started", timestamp=at + 3, hostname="w1@h", pid=5))
+    run_apply_event(run, RunEvent(kind="task-failed", timestamp=at + 4, text="ConnectionError('attempt 2')"))
+    first, second = run.attempt_list
+    assert first["ended"] == "retried" and first["error"] == "ConnectionError('attempt 1')"
+    assert first["next_at"].timestamp() == at + 3
+    assert second["ended"] == "failed" and second["error"] == "ConnectionError('attempt 2')"
+    assert second["next_at"] is None
+
+
+def test_a_delayed_first_launch_is_no_retry():
+    from taskcenter.models import Run
+    from taskcenter.monitor.runs import RunEvent, run_apply_event
+
+    run = Run(task_result_id="r-2", task_name="examples.flaky", queue="default")
+    run_apply_event(run, RunEvent(kind="task-received", timestamp=1.0, eta=60.0))
+    assert run.attempts == []
+
+
+# --- Saving while the broker is down ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_save_while_the_broker_is_down_is_refused_with_503_and_nothing_is_saved(staff_client, redis_server,
+                                                                                   tmp_path):  # fmt: skip
+    from tests.conftest import broker_down
+
+    with broker_down(tmp_path, redis_server):
+        response = staff_client.post(EDIT_URL, _form())
+    assert response.status_code == 503
+    assert "not reachable" in response.content.decode()
+    assert not RetryPolicyOverride.objects.exists()
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.RETRY_POLICY)
+    assert entry.outcome == "error"
+
+
+# --- The task class -----------------------------------------------------------------------------
+
+
+def test_a_task_called_directly_raises_without_retrying():
+    from taskcenter.examples.tasks import flaky
+
+    with pytest.raises(ConnectionError):
+        flaky(failures=1)

@@ -34,9 +34,7 @@ def test_the_transient_example_succeeds_after_two_retries_with_its_backoff(celer
     result = wait_for_state(run, "SUCCESS", timeout=60)
     assert json.loads(result.result) == {"attempt": 3, "retries": 2}
     # Exponential backoff of 1 s then 2 s, no jitter: at least 3 s from the first attempt to the last.
-    assert (result.date_done - result.date_created).total_seconds() >= 3 - 0.2 or (
-        result.date_done - run.created_at
-    ).total_seconds() >= 3
+    assert (result.date_done - run.created_at).total_seconds() >= 3
 
     def three_attempts():
         fresh = run_by_task_id(run.task_id)
