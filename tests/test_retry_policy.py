@@ -243,3 +243,37 @@ def test_a_task_called_directly_raises_without_retrying():
 
     with pytest.raises(ConnectionError):
         flaky(failures=1)
+
+
+@pytest.mark.django_db
+def test_a_starting_worker_copies_only_the_overrides_redis_lacks(broker):
+    from taskcenter.services.retry_policy import retry_policies_publish
+
+    lost = RetryPolicy(max_retries=7).as_json()
+    RetryPolicyOverride.objects.create(task_name="examples.flaky", policy=lost)
+    assert retry_policies_publish() == 1
+    assert json.loads(broker.hget(OVERRIDES_KEY, "examples.flaky"))["max_retries"] == 7
+
+    newer = json.dumps(RetryPolicy(max_retries=2).as_json())  # saved meanwhile: kept
+    broker.hset(OVERRIDES_KEY, "examples.flaky", newer)
+    assert retry_policies_publish() == 0
+    assert broker.hget(OVERRIDES_KEY, "examples.flaky").decode() == newer
+
+
+@pytest.mark.django_db
+def test_the_run_page_shows_attempt_n_of_m_and_when_the_retry_is_due(staff_client):
+    from taskcenter.models import Run
+
+    run = Run.objects.create(
+        task_result_id="r-page", task_name="examples.flaky", queue="default", recorded_state="RETRY",
+        attempts=[{"worker": "w1@h", "pid": 5, "started": "2026-01-01T00:00:00+00:00", "ended": "retried",
+                   "at": "2026-01-01T00:00:01+00:00", "error": "ConnectionError('down')",
+                   "next_at": "2026-01-01T00:00:03+00:00"}],
+    )  # fmt: skip
+    page = staff_client.get(f"/runs/{run.task_id}/").content.decode()
+    assert "attempt 1 of 4" in page and "next retry at 2026-01-01" in page
+    assert "ConnectionError(&#x27;down&#x27;)" in page
+    waiting = Run.objects.create(task_result_id="r-wait", task_name="examples.flaky", queue="default")
+    assert "none recorded yet, at most 4" in staff_client.get(f"/runs/{waiting.task_id}/").content.decode()
+    plain = Run.objects.create(task_result_id="r-add", task_name="examples.add", queue="high")
+    assert "retry-status" not in staff_client.get(f"/runs/{plain.task_id}/").content.decode()

@@ -70,15 +70,17 @@ def retry_policy_reset(*, task_name: str, actor) -> None:
 
 
 def retry_policies_publish() -> int:
-    """Copy every override in the database to Redis (after Redis lost its data); return how many.
+    """Copy to Redis the overrides it lacks (it lost its data); return how many were copied.
 
-    Called when a worker starts: one query per worker start, none per task.
+    Called when a worker is ready: one query per worker start, none per task. Only missing
+    fields are written (HSETNX), so an override saved meanwhile is never replaced by the
+    older copy read here.
     """
     overrides = dict(RetryPolicyOverride.objects.values_list("task_name", "policy"))
+    if not overrides:
+        return 0
     with broker_client(timeout=2) as client:
         pipe = client.pipeline()
-        pipe.delete(OVERRIDES_KEY)
-        if overrides:
-            pipe.hset(OVERRIDES_KEY, mapping={name: json.dumps(data) for name, data in overrides.items()})
-        pipe.execute()
-    return len(overrides)
+        for name, data in overrides.items():
+            pipe.hsetnx(OVERRIDES_KEY, name, json.dumps(data))
+        return sum(bool(written) for written in pipe.execute())
