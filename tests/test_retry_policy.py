@@ -87,11 +87,22 @@ def test_exception_paths_name_importable_exception_classes(path, expected):
 
 @pytest.mark.parametrize(
     "path",
-    ["", "os.path", "json.dumps", "no.such.module.Error", "NoSuchError", "1abc", "a..b", "x" * 300, "os;rm", "int"],
-)
+    ["", "os.path", "json.dumps", "no.such.module.Error", "NoSuchError", "1abc", "a..b", "x" * 300, "os;rm", "int",
+     "os.NoSuchError"],
+)  # fmt: skip
 def test_exception_paths_that_are_not_exception_classes_are_refused(path):
     with pytest.raises(InvalidPolicy):
         exception_class(path)
+
+
+def test_an_exception_path_never_imports_a_module_not_yet_imported():
+    import sys
+
+    assert "antigravity" not in sys.modules and "this" not in sys.modules
+    for path in ("antigravity.Error", "this.Error", "tests.never_imported_module.Error"):
+        with pytest.raises(InvalidPolicy, match="not a module the tasks import"):
+            exception_class(path)
+    assert "antigravity" not in sys.modules and "this" not in sys.modules
 
 
 def test_a_policy_survives_its_json_form():
