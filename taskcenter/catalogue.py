@@ -12,7 +12,8 @@ The decorator creates a Celery ``shared_task`` whose messages go to the
 declared queue with the declared priority, whoever sends them. Arguments named
 in ``secret=(...)`` reach the worker but are masked everywhere they are stored
 or shown (see ``taskcenter.secret_arguments``). ``retry=RetryPolicy(...)`` retries
-its failures by that policy, which operators may override (see ``taskcenter.retry_policy``).
+its failures by that policy; operators may override it, or give one to a task that
+declares none (see ``taskcenter.retry_policy``).
 """
 
 import inspect
@@ -133,7 +134,8 @@ def launchable_task(
     ``dedup=True`` refuses a launch while a run with the same arguments waits or
     runs; ``batch_argument`` names the list parameter a batch launch fills;
     ``secret`` names parameters whose values are masked outside the worker;
-    ``retry`` is the task's retry policy (its failures are retried by ``PolicyTask``).
+    ``retry`` is the task's retry policy (its failures are retried by ``PolicyTask``, the
+    base class of every catalogued task unless ``base=`` names another).
     """
 
     def decorate(func: Callable):
@@ -141,9 +143,9 @@ def launchable_task(
         options = dict(task_options, priority=Priority(priority).broker_priority)
         if queue:
             options["queue"] = queue
-        if retry is not None:
-            options.setdefault("base", PolicyTask)
-            options["retry_policy"] = retry
+        # Every catalogued task can be given a retry policy by an operator, with one in its code or not.
+        options.setdefault("base", PolicyTask)
+        options["retry_policy"] = retry
         task = shared_task(name=task_name, **options)(func)
         register(
             task_name,

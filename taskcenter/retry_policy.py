@@ -183,10 +183,10 @@ def override_read(app, task_name: str) -> RetryPolicy | None:
 
 
 class PolicyTask(Task):
-    """Base class of catalogued tasks with a retry policy: retries their failures by it.
+    """Base class of catalogued tasks: retries their failures by their retry policy.
 
-    The policy in code is the class attribute ``retry_policy``; an operator's override in
-    Redis wins. Only a failure reads Redis.
+    The policy in code is the class attribute ``retry_policy`` (None: failures are not
+    retried); an operator's override in Redis wins. Only a failure reads Redis.
     """
 
     retry_policy: RetryPolicy | None = None

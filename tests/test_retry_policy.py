@@ -190,10 +190,20 @@ def test_invalid_policies_get_400_with_the_reason_and_nothing_is_saved(staff_cli
 
 
 @pytest.mark.django_db
-def test_a_task_without_a_retry_policy_has_no_policy_page(staff_client):
-    assert staff_client.get("/tasks/examples.add/retry-policy/").status_code == 404
-    assert staff_client.post("/tasks/examples.add/retry-policy/edit/", _form()).status_code == 404
+def test_a_task_without_a_retry_policy_in_its_code_can_be_given_one(staff_client, broker):
+    page = staff_client.get("/tasks/examples.add/retry-policy/").content.decode()
+    assert "No retry policy" in page and "not retried" in page
+    assert staff_client.post("/tasks/examples.add/retry-policy/edit/", _form()).status_code == 302
+    assert json.loads(broker.hget(OVERRIDES_KEY, "examples.add"))["max_retries"] == 1
+    assert AuditEntry.objects.get(target="examples.add").detail["default"] is None
+    assert "Override in effect" in staff_client.get("/tasks/examples.add/retry-policy/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_task_not_in_the_catalogue_has_no_policy_page(staff_client, broker):
     assert staff_client.get("/tasks/no.such.task/retry-policy/").status_code == 404
+    assert staff_client.post("/tasks/celery.backend_cleanup/retry-policy/edit/", _form()).status_code == 404
+    assert broker.hlen(OVERRIDES_KEY) == 0
 
 
 # --- Attempts as the monitor records them -----------------------------------------------------

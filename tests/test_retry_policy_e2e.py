@@ -87,3 +87,16 @@ def test_an_override_retrying_every_exception_retries_what_the_code_never_retrie
     result = wait_for_state(run, "FAILURE", "SUCCESS", timeout=60)
     assert result.status == "SUCCESS" and json.loads(result.result)["retries"] == 2
     assert TaskResult.objects.filter(task_id=run.task_id).count() == 1  # one run, one result: same task id
+
+
+def test_an_override_gives_a_retry_policy_to_a_task_whose_code_declares_none(celery_worker, no_override,
+                                                                              staff_client):  # fmt: skip
+    form = {"max_retries": "1", "backoff": "fixed", "delay": "0.2", "max_delay": "1", "jitter": "",
+            "retry_on": "", "never_retry": ""}  # fmt: skip
+    assert staff_client.post("/tasks/examples.fail/retry-policy/edit/", form).status_code == 302
+    run = run_launch(task_name="examples.fail", kwargs={"message": "fails every time"})
+    assert wait_for_state(run, "FAILURE", timeout=60).status == "FAILURE"
+    # One retry, logged by the worker: "examples.fail[<id>] failed (ExampleFailure); retry 1 of 1 in 0.2s".
+    wait_for(lambda: f"examples.fail[{run.task_id}] failed (ExampleFailure); retry 1 of 1" in celery_worker.log(),
+             timeout=10, message="the worker's log of the retry")  # fmt: skip
+    assert f"examples.fail[{run.task_id}] failed (ExampleFailure); retry 2" not in celery_worker.log()

@@ -12,15 +12,15 @@ from taskcenter.retry_policy import InvalidPolicy, RetryPolicy
 class PolicyView:
     """A task's retry policies as its page shows them."""
 
-    default: RetryPolicy
+    default: RetryPolicy | None  # None: the task's code declares none
     override: RetryPolicyOverride | None
-    current: RetryPolicy
+    current: RetryPolicy | None  # None: failures are not retried
 
 
 def retry_policy_of(task_name: str) -> PolicyView | None:
-    """The retry policies of ``task_name``, or None when it has none in its code."""
+    """The retry policies of ``task_name``, or None when it is not a catalogued task."""
     entry = catalogue.get_entry(task_name)
-    if entry is None or entry.retry is None:
+    if entry is None:
         return None
     override = RetryPolicyOverride.objects.select_related("changed_by").filter(task_name=task_name).first()
     current = entry.retry
@@ -44,7 +44,7 @@ class RetryStatus:
 def run_retry_status(run) -> RetryStatus | None:
     """The retry status of ``run``, or None when its task has no retry policy."""
     view = retry_policy_of(run.task_name)
-    if view is None:
+    if view is None or view.current is None:
         return None
     attempts = run.attempt_list
     last = attempts[-1] if attempts else None

@@ -17,13 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 class UnknownTask(NotFound):
-    """The task is not in the catalogue, or has no retry policy in its code."""
+    """The task is not in the catalogue."""
 
 
 def _entry(task_name: str) -> catalogue.CatalogueEntry:
     entry = catalogue.get_entry(task_name)
-    if entry is None or entry.retry is None:
-        raise UnknownTask(f"{task_name!r} is not a catalogued task with a retry policy.")
+    if entry is None:
+        raise UnknownTask(f"{task_name!r} is not a catalogued task.")
     return entry
 
 
@@ -35,7 +35,7 @@ def retry_policy_save(*, task_name: str, policy: RetryPolicy, actor) -> RetryPol
     """
     entry = _entry(task_name)
     data = policy.as_json()
-    detail = {"policy": data, "default": entry.retry.as_json()}
+    detail = {"policy": data, "default": entry.retry.as_json() if entry.retry else None}
     changed_by = actor if getattr(actor, "pk", None) else None
     try:
         with transaction.atomic():
@@ -55,7 +55,7 @@ def retry_policy_save(*, task_name: str, policy: RetryPolicy, actor) -> RetryPol
 
 
 def retry_policy_reset(*, task_name: str, actor) -> None:
-    """Remove the override of ``task_name``: the policy in its code applies again."""
+    """Remove the override of ``task_name``: the policy in its code (or none) applies again."""
     _entry(task_name)
     try:
         with transaction.atomic():

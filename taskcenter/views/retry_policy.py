@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from taskcenter import permissions
 from taskcenter.forms.retry_policy import RetryPolicyForm
 from taskcenter.models import AuditEntry
+from taskcenter.retry_policy import RetryPolicy
 from taskcenter.selectors.audit import AuditFilters, audit_page
 from taskcenter.selectors.retry_policy import retry_policy_of
 from taskcenter.services import retry_policy as service
@@ -27,7 +28,7 @@ def retry_policy_edit(request, task_name):
     view = _policies(task_name)
     if request.method == "POST" and request.POST.get("action") == "reset":
         return _perform_reset(request, task_name)
-    form = RetryPolicyForm(request.POST or None, initial=RetryPolicyForm.initial_from(view.current))
+    form = RetryPolicyForm(request.POST or None, initial=RetryPolicyForm.initial_from(view.current or RetryPolicy()))
     saved, status = submit(
         request,
         form,
@@ -54,20 +55,20 @@ def _perform_reset(request, task_name):
 def _policies(task_name):
     view = retry_policy_of(task_name)
     if view is None:
-        raise Http404("No catalogued task with a retry policy has this name.")
+        raise Http404("No catalogued task has this name.")
     return view
 
 
 def _page(request, task_name, form, *, status: int = 200, editing: bool = False):
     view = _policies(task_name)
     if not editing:
-        form = RetryPolicyForm(initial=RetryPolicyForm.initial_from(view.current))
+        form = RetryPolicyForm(initial=RetryPolicyForm.initial_from(view.current or RetryPolicy()))
     changes = AuditFilters(action=AuditEntry.Action.RETRY_POLICY, target=task_name)
     context = {
         "task_name": task_name,
         "policies": view,
-        "current": view.current.as_json(),
-        "default": view.default.as_json(),
+        "current": view.current.as_json() if view.current else None,
+        "default": view.default.as_json() if view.default else None,
         "form": form,
         "can_change": permissions.can_change_retry_policy(request.user),
         "audit_entries": audit_page(changes, page_size=20)[0],
