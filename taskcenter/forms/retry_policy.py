@@ -29,6 +29,15 @@ class RetryPolicyForm(forms.Form):
         help_text="Exception classes that fail the run at once, whatever retry_on says.",
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limit = settings.TASKCENTER_MAX_COUNTDOWN
+        self.fields[
+            "max_delay"
+        ].help_text = f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN, below the broker's visibility timeout)."
+        for name in ("delay", "max_delay"):
+            self.fields[name].widget.attrs["max"] = limit
+
     @classmethod
     def initial_from(cls, policy: RetryPolicy) -> dict:
         data = policy.as_json()
