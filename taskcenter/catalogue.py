@@ -11,7 +11,9 @@ this catalogue, so the UI can never be used to send an arbitrary task name
 The decorator creates a Celery ``shared_task`` whose messages go to the
 declared queue with the declared priority, whoever sends them. Arguments named
 in ``secret=(...)`` reach the worker but are masked everywhere they are stored
-or shown (see ``taskcenter.secret_arguments``).
+or shown (see ``taskcenter.secret_arguments``). ``retry=RetryPolicy(...)`` retries
+its failures by that policy; operators may override it, or give one to a task that
+declares none (see ``taskcenter.retry_policy``).
 """
 
 import inspect
@@ -24,6 +26,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from taskcenter.priorities import Priority
+from taskcenter.retry_policy import PolicyTask, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class CatalogueEntry:
     dedup: bool = False  # derive a de-duplication key from the arguments of every launch
     batch_argument: str | None = None  # parameter that takes a list of items in a batch launch
     secret: tuple[str, ...] = ()  # parameters whose values are masked outside the worker
+    retry: RetryPolicy | None = None  # retry policy in code; operators may override it
 
     @property
     def summary(self) -> str:
@@ -88,6 +92,7 @@ def register(
     dedup: bool = False,
     batch_argument: str | None = None,
     secret: tuple[str, ...] = (),
+    retry: RetryPolicy | None = None,
 ) -> CatalogueEntry:
     """Add a task, already registered with Celery under ``name``, to the catalogue."""
     secret = (secret,) if isinstance(secret, str) else tuple(secret)
@@ -101,6 +106,7 @@ def register(
         dedup=dedup,
         batch_argument=batch_argument,
         secret=secret,
+        retry=retry,
     )
     parameters = entry.signature.parameters
     takes_any_keyword = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
@@ -120,13 +126,16 @@ def launchable_task(
     dedup: bool = False,
     batch_argument: str | None = None,
     secret: tuple[str, ...] = (),
+    retry: RetryPolicy | None = None,
     **task_options,
 ):
     """Declare a Celery task and enter it in the catalogue in one step.
 
     ``dedup=True`` refuses a launch while a run with the same arguments waits or
     runs; ``batch_argument`` names the list parameter a batch launch fills;
-    ``secret`` names parameters whose values are masked outside the worker.
+    ``secret`` names parameters whose values are masked outside the worker;
+    ``retry`` is the task's retry policy (its failures are retried by ``PolicyTask``, the
+    base class of every catalogued task unless ``base=`` names another).
     """
 
     def decorate(func: Callable):
@@ -134,6 +143,9 @@ def launchable_task(
         options = dict(task_options, priority=Priority(priority).broker_priority)
         if queue:
             options["queue"] = queue
+        # Every catalogued task can be given a retry policy by an operator, with one in its code or not.
+        options.setdefault("base", PolicyTask)
+        options["retry_policy"] = retry
         task = shared_task(name=task_name, **options)(func)
         register(
             task_name,
@@ -145,6 +157,7 @@ def launchable_task(
             dedup=dedup,
             batch_argument=batch_argument,
             secret=secret,
+            retry=retry,
         )
         return task
 

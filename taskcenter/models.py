@@ -218,6 +218,8 @@ class Run(models.Model):
                         "started": _parse_instant(attempt.get("started")),
                         "ended": attempt.get("ended") or "",
                         "ended_at": _parse_instant(attempt.get("at")),
+                        "error": attempt.get("error") or "",
+                        "next_at": _parse_instant(attempt.get("next_at")),
                     }
                 )
         return rows
@@ -359,6 +361,7 @@ class AuditEntry(models.Model):
         DEADLETTER_DISCARD = "deadletter_discard", "Discard dead letter"
         FAILURES_RETRY = "failures_retry", "Retry a failure group"
         FAILURES_STATUS = "failures_status", "Resolve or ignore a failure group"
+        RETRY_POLICY = "retry_policy", "Change retry policy"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -683,3 +686,25 @@ class FailureGroup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name}: {self.exception_type} ({self.count})"
+
+
+class RetryPolicyOverride(models.Model):
+    """An operator's retry policy for one catalogued task, replacing the one in its code.
+
+    ``policy`` holds ``RetryPolicy.as_json()``; the service that saves it also copies it
+    to Redis, where workers read it (see ``taskcenter.retry_policy``).
+    """
+
+    task_name = models.CharField(max_length=255, primary_key=True)
+    policy = models.JSONField()
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        default_permissions = ()
+        permissions = [("change_retry_policy", "Can change the retry policy of tasks")]
+
+    def __str__(self) -> str:
+        return f"retry policy of {self.task_name}"

@@ -9,6 +9,7 @@ Permissions (app label ``taskcenter``):
 - ``manage_workers``: resize pools and set rate limits;
 - ``manage_notifications``: add, change, delete and test notification channels and rules.
 - ``manage_deadletters``: replay (with the task's launch permission) and discard dead letters.
+- ``change_retry_policy``: override the retry policy of catalogued tasks.
 
 Per-task launch permissions are created for every catalogued task after
 ``migrate`` (see ``ensure_task_permissions``).
@@ -109,3 +110,8 @@ def can_manage_notifications(user) -> bool:
 def can_manage_deadletters(user) -> bool:
     """Replay and discard dead letters (a replay also needs the task's launch permission)."""
     return can_view(user) and user.has_perm(f"{APP}.manage_deadletters")
+
+
+def can_change_retry_policy(user) -> bool:
+    """Edit (or reset) the retry policy of catalogued tasks: ``change_retry_policy``."""
+    return can_view(user) and user.has_perm(f"{APP}.change_retry_policy")

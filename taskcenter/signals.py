@@ -145,6 +145,16 @@ def record_unknown_task(sender=None, message=None, exc=None, name=None, id=None,
     )
 
 
+def publish_retry_policies(sender=None, **_):
+    """Copy the operators' retry policy overrides to Redis, in case Redis lost them (one query per start)."""
+    from taskcenter.services.retry_policy import retry_policies_publish
+
+    try:
+        retry_policies_publish()
+    except Exception:  # noqa: BLE001 (a worker must start even when the database or Redis fails here)
+        logger.warning("Could not copy the retry policy overrides to Redis", exc_info=True)
+
+
 def connect() -> None:
     signals.before_task_publish.connect(annotate_message, dispatch_uid="taskcenter.annotate_message")
     signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
@@ -157,3 +167,4 @@ def connect() -> None:
     signals.task_failure.connect(record_final_failure, dispatch_uid="taskcenter.deadletter_failure")
     signals.task_revoked.connect(record_expired, dispatch_uid="taskcenter.deadletter_expired")
     signals.task_unknown.connect(record_unknown_task, dispatch_uid="taskcenter.deadletter_unknown")
+    signals.worker_ready.connect(publish_retry_policies, dispatch_uid="taskcenter.publish_retry_policies")

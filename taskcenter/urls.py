@@ -7,7 +7,18 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from django.urls import path, register_converter
 
 from taskcenter.urls_monitoring import page_urlpatterns
-from taskcenter.views import audit, deadletters, failures, launch, notifications, queues, runs, schedules, workers
+from taskcenter.views import (
+    audit,
+    deadletters,
+    failures,
+    launch,
+    notifications,
+    queues,
+    retry_policy,
+    runs,
+    schedules,
+    workers,
+)
 
 app_name = "taskcenter"
 
@@ -83,9 +94,12 @@ urlpatterns = [
 
 urlpatterns += page_urlpatterns  # dashboard and alerts
 
+
 urlpatterns += [
     path("failures/", failures.failure_list, name="failure_list"),
     path("failures/<slug:fingerprint>/", failures.failure_detail, name="failure_detail"),
     path("failures/<slug:fingerprint>/retry/", failures.failure_retry, name="failure_retry"),
     path("failures/<slug:fingerprint>/status/", failures.failure_status, name="failure_status"),
+    path("tasks/<str:task_name>/retry-policy/", retry_policy.retry_policy_detail, name="retry_policy"),
+    path("tasks/<str:task_name>/retry-policy/edit/", retry_policy.retry_policy_edit, name="retry_policy_edit"),
 ]

@@ -538,5 +538,32 @@ def test_fuzz_notification_forms_and_log_filters(admin_client, outcome):
         outcome.request(admin_client, "post", "/notifications/rules/new/", rule_data)
         outcome.request(admin_client, "get", "/notifications/", params)
 
+
+def test_fuzz_retry_policy_form(admin_client, outcome):
+    from taskcenter.forms.retry_policy import RetryPolicyForm
+    from taskcenter.models import RetryPolicyOverride
+
+    url = "/tasks/examples.flaky/retry-policy/edit/"
+    form = RetryPolicyForm()
+    base = {"max_retries": "1", "backoff": "fixed", "delay": "1", "max_delay": "5", "jitter": "on",
+            "retry_on": "ConnectionError", "never_retry": "ValueError"}  # fmt: skip
+    paths = st.sampled_from(["os.path", "json.dumps", "no.such.Error", "int", "x" * 300, "a..b", "ValueError\n" * 30])
+
+    def valid_or_refused(data, response):
+        assert response.status_code in (302, 400), (data, response.status_code)
+        if response.status_code == 400:  # the last valid save stays
+            assert RetryPolicyOverride.objects.get().policy["max_delay"] == 5, data
+
+    assert outcome.request(admin_client, "post", url, base).status_code == 302
+    outcome.sweep(admin_client, "post", url, {**base, "max_delay": "5"}, form.fields, after=valid_or_refused)
+
+    @FUZZ
+    @given(data=form_data(form), path=st.one_of(hostile, paths), action=hostile, name=hostile)
+    def fuzz(data, path, action, name):
+        outcome.request(admin_client, "post", url, {**data, "retry_on": path})
+        outcome.request(admin_client, "post", url, {**data, "action": action})
+        outcome.request(admin_client, "get", f"/tasks/{quote(name, safe='') or 'x'}/retry-policy/")
+        outcome.request(admin_client, "post", f"/tasks/{quote(name, safe='') or 'x'}/retry-policy/edit/", data)
+
     fuzz()
     outcome.check()

@@ -1,4 +1,4 @@
-"""Example tasks: one quick, one long, one that fails, one with a secret. Try them from the catalogue."""
+"""Example tasks: one quick, one long, one that fails, one that fails and recovers, one with a secret."""
 
 import hashlib
 import time
@@ -8,6 +8,7 @@ from celery.utils.log import get_task_logger
 from taskcenter.catalogue import launchable_task
 from taskcenter.priorities import Priority
 from taskcenter.progress import report_progress
+from taskcenter.retry_policy import RetryPolicy
 
 logger = get_task_logger(__name__)
 
@@ -79,3 +80,32 @@ def fail(message: str = "This task fails on purpose.") -> None:
 
 def _check_input(message: str) -> None:
     raise ExampleFailure(message)
+
+
+@launchable_task(
+    name="examples.flaky",
+    queue="default",
+    bind=True,
+    retry=RetryPolicy(
+        max_retries=3,
+        backoff="exponential",
+        delay=1,
+        max_delay=10,
+        jitter=False,
+        retry_on=(ConnectionError, TimeoutError),
+        never_retry=(ValueError,),
+    ),
+)
+def flaky(self, failures: int = 2, error: str = "connection") -> dict:
+    """Fail on the first attempts, then succeed: retried by its retry policy.
+
+    Raises ``ConnectionError`` (retried) on its first ``failures`` attempts, or
+    ``ValueError`` (never retried) when ``error`` is "value". Its policy: up to
+    3 retries, exponential backoff 1 s, 2 s, 4 s, no jitter.
+    """
+    attempt = self.request.retries + 1
+    if attempt <= failures:
+        if error == "value":
+            raise ValueError(f"attempt {attempt}: bad input, retrying will not help")
+        raise ConnectionError(f"attempt {attempt}: the server did not answer")
+    return {"attempt": attempt, "retries": self.request.retries}

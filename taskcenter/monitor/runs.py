@@ -19,8 +19,11 @@ not SUCCESS or FAILURE; RECEIVED, STARTED and RETRY never replace a final state.
 Each ``task-started`` opens an attempt (worker, pid of the worker's main
 process, start time); the attempt ends with the task's next
 event: succeeded, failed, retried, revoked, requeued or rejected (the worker
-lost it or refused it). A new ``task-started`` while the previous attempt is
-still open means that attempt was lost without a word (its worker was killed).
+lost it or refused it). A failed or retried attempt keeps its exception (``error``),
+and a retried one the time its retry is due (``next_at``, the ``eta`` of the
+retry's ``task-received``, which may come before the ``task-retried``). A new
+``task-started`` while the previous attempt is still open means that attempt
+was lost without a word (its worker was killed).
 """
 
 import ast
@@ -81,6 +84,7 @@ class RunEvent:
     pid: int | None = None
     text: str = ""  # result or exception repr
     requeue: bool = False
+    eta: float | None = None  # task-received of a delayed message (a retry's countdown): when it is due
 
 
 @dataclass
@@ -128,6 +132,7 @@ class RunChanges:
                 pid=event.get("pid") if isinstance(event.get("pid"), int) else None,
                 text="" if text is None else str(text)[:OUTCOME_LENGTH],
                 requeue=bool(event.get("requeue")),
+                eta=_eta_timestamp(event.get("eta")) if kind == "task-received" else None,
             )
         )
 
@@ -255,8 +260,14 @@ def run_apply_event(run: Run | RunRecord, event: RunEvent) -> None:
     elif attempts and not attempts[-1].get("ended"):
         if event.kind in ATTEMPT_ENDS:
             attempts[-1].update(ended=ATTEMPT_ENDS[event.kind], at=at.isoformat())
+            if event.kind in ("task-failed", "task-retried") and event.text:
+                attempts[-1]["error"] = event.text
         elif event.kind == "task-rejected":
             attempts[-1].update(ended="requeued" if event.requeue else "rejected", at=at.isoformat())
+    if event.kind == "task-received" and event.eta is not None and attempts:
+        # A delayed message of a run that already ran once: its retry. The worker may report
+        # receiving it before the retried attempt's own task-retried event, so the open attempt counts too.
+        attempts[-1]["next_at"] = datetime.fromtimestamp(event.eta, UTC).isoformat()
     run.attempts = attempts[-MAX_ATTEMPTS:]
     if state in READY_STATES and run.recorded_state == state:
         run.recorded_finished_at = at

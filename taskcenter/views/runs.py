@@ -18,6 +18,7 @@ from taskcenter.progress import progress_of
 from taskcenter.secret_arguments import MASK
 from taskcenter.selectors.audit import audit_for_task
 from taskcenter.selectors.monitoring import stuck_runs
+from taskcenter.selectors.retry_policy import run_retry_status
 from taskcenter.selectors.runs import (
     RunFilters,
     batch_progress,
@@ -84,6 +85,7 @@ def run_detail(request, task_id):
             "audit_entries": audit_for_task(run.task_id),
             "graph": workflow_graph(run.workflow) if run.workflow_id else None,
             "batch": batch_progress(run.batch) if run.batch_id else None,
+            "retry_status": run_retry_status(run),
             "stuck": run.state == "STARTED" and any(r.task_id == run.task_id for r in stuck_runs(limit=1000)),
             **user_abilities(request.user),
         },

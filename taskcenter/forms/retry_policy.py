@@ -1,0 +1,98 @@
+"""The retry policy form of a task's page."""
+
+from django import forms
+from django.conf import settings
+
+from taskcenter.retry_policy import BACKOFFS, MAX_RETRIES_LIMIT, InvalidPolicy, RetryPolicy, exception_class
+
+MAX_PATHS = 20
+
+
+class RetryPolicyForm(forms.Form):
+    """A whole retry policy; exceptions as dotted paths, one per line."""
+
+    max_retries = forms.IntegerField(min_value=0, max_value=MAX_RETRIES_LIMIT, label="Max retries")
+    backoff = forms.ChoiceField(choices=[(b, b) for b in BACKOFFS])
+    delay = forms.FloatField(min_value=0, label="Delay (s)", help_text="Fixed delay, or the first exponential one.")
+    max_delay = forms.FloatField(min_value=0, label="Max delay (s)")
+    jitter = forms.BooleanField(required=False, help_text="Wait a random 0 to the computed delay (full jitter).")
+    retry_on = forms.CharField(
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
+        help_text="Exception classes retried, one dotted path a line (e.g. ConnectionError); empty: every exception.",
+    )
+    never_retry = forms.CharField(
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
+        help_text="Exception classes that fail the run at once, whatever retry_on says.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limit = settings.TASKCENTER_MAX_COUNTDOWN
+        self.fields[
+            "max_delay"
+        ].help_text = f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN, below the broker's visibility timeout)."
+        for name in ("delay", "max_delay"):
+            self.fields[name].widget.attrs["max"] = limit
+
+    @classmethod
+    def initial_from(cls, policy: RetryPolicy) -> dict:
+        data = policy.as_json()
+        return {**data, "retry_on": "\n".join(data["retry_on"]), "never_retry": "\n".join(data["never_retry"])}
+
+    def clean_max_delay(self):
+        value = self.cleaned_data["max_delay"]
+        limit = settings.TASKCENTER_MAX_COUNTDOWN
+        if value > limit:
+            raise forms.ValidationError(
+                f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN): a longer wait would outlast the broker's "
+                "visibility timeout and the retry would be delivered twice."
+            )
+        return value
+
+    def clean_delay(self):
+        value = self.cleaned_data["delay"]
+        if value > settings.TASKCENTER_MAX_COUNTDOWN:
+            raise forms.ValidationError(f"At most {settings.TASKCENTER_MAX_COUNTDOWN} s (TASKCENTER_MAX_COUNTDOWN).")
+        return value
+
+    def _classes(self, name: str) -> tuple:
+        paths = [line.strip() for line in self.cleaned_data[name].splitlines() if line.strip()]
+        if len(paths) > MAX_PATHS:
+            raise forms.ValidationError(f"At most {MAX_PATHS} exception classes.")
+        classes, errors = [], []
+        for path in paths:
+            try:
+                classes.append(exception_class(path))
+            except InvalidPolicy as exc:
+                errors.append(str(exc))
+        if errors:
+            raise forms.ValidationError(errors)
+        return tuple(classes)
+
+    def clean_retry_on(self):
+        return self._classes("retry_on")
+
+    def clean_never_retry(self):
+        return self._classes("never_retry")
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            data["policy"] = RetryPolicy(
+                max_retries=data["max_retries"],
+                backoff=data["backoff"],
+                delay=data["delay"],
+                max_delay=data["max_delay"],
+                jitter=data["jitter"],
+                retry_on=data["retry_on"],
+                never_retry=data["never_retry"],
+            )
+        except InvalidPolicy as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return data
