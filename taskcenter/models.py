@@ -339,6 +339,7 @@ class AuditEntry(models.Model):
         SCHEDULE_RUN_NOW = "schedule_run_now", "Run schedule now"
         SCHEDULE_SKIP = "schedule_skip", "Skip a due run"
         SCHEDULE_ERROR = "schedule_error", "Schedule in error"
+        RETENTION_CLEANUP = "retention_cleanup", "Retention cleanup"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
