@@ -312,6 +312,10 @@ TASKCENTER_RETENTION_BATCHES_DAYS = env_int("TASKCENTER_RETENTION_BATCHES_DAYS",
 TASKCENTER_RETENTION_WORKFLOWS_DAYS = env_int("TASKCENTER_RETENTION_WORKFLOWS_DAYS", 90, minimum=0)
 TASKCENTER_RETENTION_DEDUP_LOCKS_DAYS = env_int("TASKCENTER_RETENTION_DEDUP_LOCKS_DAYS", 7, minimum=0)
 TASKCENTER_RETENTION_AUDIT_DAYS = env_int("TASKCENTER_RETENTION_AUDIT_DAYS", 365, minimum=0)
+# Resolved (replayed or discarded) dead letters, by resolution time; unresolved ones are kept.
+TASKCENTER_RETENTION_DEAD_LETTERS_DAYS = env_int("TASKCENTER_RETENTION_DEAD_LETTERS_DAYS", 90, minimum=0)
+# Resolved or ignored failure groups not seen since; open groups are kept.
+TASKCENTER_RETENTION_FAILURE_GROUPS_DAYS = env_int("TASKCENTER_RETENTION_FAILURE_GROUPS_DAYS", 90, minimum=0)
 # Rows deleted per statement and per transaction: small enough that no statement holds a lock for long.
 TASKCENTER_RETENTION_BATCH_SIZE = env_int("TASKCENTER_RETENTION_BATCH_SIZE", 2000, minimum=1)
 # Beat runs the cleanup daily at this hour (CELERY_TIMEZONE), minute 30; beat writes the entry
@@ -325,3 +329,25 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=30, hour=TASKCENTER_RETENTION_CLEANUP_HOUR),
     },
 }
+
+# --- Notifications (docs/monitoring.md, "Notifications") ---------------------------------
+# Seconds between two evaluations of the alerts by the monitor process; 0: no notifications.
+TASKCENTER_NOTIFY_INTERVAL = float(env_str("TASKCENTER_NOTIFY_INTERVAL", "30"))
+# Seconds one webhook or e-mail send may take.
+TASKCENTER_NOTIFY_TIMEOUT = float(env_str("TASKCENTER_NOTIFY_TIMEOUT", "5"))
+# Attempts of one notification before it is logged as failed, and the first wait (doubled each time, at most 1 h).
+TASKCENTER_NOTIFY_MAX_ATTEMPTS = env_int("TASKCENTER_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+TASKCENTER_NOTIFY_BACKOFF = float(env_str("TASKCENTER_NOTIFY_BACKOFF", "10"))
+# Days the delivery log keeps sent and failed notifications.
+TASKCENTER_NOTIFY_LOG_DAYS = env_int("TASKCENTER_NOTIFY_LOG_DAYS", 30, minimum=1)
+# Allow webhooks to private, loopback and link-local addresses (off: a guard against SSRF).
+TASKCENTER_WEBHOOK_ALLOW_PRIVATE = env_bool("TASKCENTER_WEBHOOK_ALLOW_PRIVATE", False)
+# E-mail notifications go through Django's mail backend (https://docs.djangoproject.com/en/5.2/topics/email/).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = TASKCENTER_NOTIFY_TIMEOUT
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "taskcenter@localhost")

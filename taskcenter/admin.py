@@ -26,7 +26,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 from django_celery_results.models import GroupResult, TaskResult
 
 from taskcenter import catalogue, permissions
-from taskcenter.models import AuditEntry, Run, RunSource
+from taskcenter.models import AuditEntry, NotificationChannel, NotificationDelivery, Run, RunSource
 from taskcenter.selectors.runs import state_expression, state_is
 from taskcenter.selectors.schedules import (
     COUNT_WINDOW,
@@ -284,3 +284,19 @@ def _view_only(model) -> None:
 
 for _model in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule, TaskResult, GroupResult):
     _view_only(_model)
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(ReadOnlyAdmin):
+    """Read-only: channels change on the Notifications page (audited); the secret is never shown."""
+
+    list_display = ("name", "kind", "target", "enabled")
+    fields = ("name", "kind", "url", "addresses", "enabled", "created_at")
+    exclude = ("secret",)
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "channel", "alert_name", "event", "status", "attempts")
+    list_filter = ("status", "event")
+    exclude = ("payload",)

@@ -65,11 +65,38 @@ class TaskcenterCollector(Collector):
             GaugeMetricFamily("taskcenter_beat_last_tick_timestamp_seconds", ""),
             GaugeMetricFamily("taskcenter_stuck_runs", ""),
             GaugeMetricFamily("taskcenter_monitor_up", ""),
+            CounterMetricFamily("taskcenter_dead_letters", "", labels=["reason", "task"]),
+            GaugeMetricFamily("taskcenter_dead_letters_unresolved", "", labels=["reason", "task"]),
         ]
 
     def collect(self):
         yield from self._task_families()
         yield from self._live_families()
+        yield from self._dead_letter_families()
+
+    def _dead_letter_families(self):
+        from taskcenter.selectors.deadletters import deadletter_counts
+
+        try:
+            rows = deadletter_counts()
+        except DatabaseError as exc:
+            logger.warning("Metrics: dead letters not read: %s", exc)
+            return
+        total = CounterMetricFamily(
+            "taskcenter_dead_letters",
+            "Dead letters kept, per reason (failed, rejected, expired) and task.",
+            labels=["reason", "task"],
+        )
+        unresolved = GaugeMetricFamily(
+            "taskcenter_dead_letters_unresolved",
+            "Dead letters neither replayed nor discarded, per reason and task.",
+            labels=["reason", "task"],
+        )
+        for row in rows:
+            labels = [row["reason"], row["task_name"]]
+            total.add_metric(labels, row["total"])
+            unresolved.add_metric(labels, row["unresolved"])
+        yield from (total, unresolved)
 
     def _task_families(self):
         try:

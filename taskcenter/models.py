@@ -96,6 +96,9 @@ class Run(models.Model):
     outcome = models.TextField(blank=True, default="", help_text="Result or exception, shortened.")
     #: One dict per time a worker started the run: worker, pid, started (ISO 8601), ended (see monitor.runs).
     attempts = models.JSONField(default=list, blank=True)
+    #: The FailureGroup of a failed run (set by the monitor; see taskcenter.failures); null otherwise.
+    #: Null, not "": the partial index below then holds failed runs only, and SQLite can use it for "= fp".
+    failure_fingerprint = models.CharField(max_length=40, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["-id"]
@@ -114,6 +117,12 @@ class Run(models.Model):
             models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id"),
             models.Index(fields=["periodic_task_name", "created_at"], name="run_schedule_created"),
             models.Index(fields=["recorded_state", "-id"], name="run_state_id"),
+            # A failure group's runs, newest first; only failed runs are in it.
+            models.Index(
+                fields=["failure_fingerprint", "-id"],
+                name="run_failure_id",
+                condition=models.Q(failure_fingerprint__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -339,6 +348,17 @@ class AuditEntry(models.Model):
         SCHEDULE_RUN_NOW = "schedule_run_now", "Run schedule now"
         SCHEDULE_SKIP = "schedule_skip", "Skip a due run"
         SCHEDULE_ERROR = "schedule_error", "Schedule in error"
+        CHANNEL_CREATE = "channel_create", "Create notification channel"
+        CHANNEL_UPDATE = "channel_update", "Change notification channel"
+        CHANNEL_DELETE = "channel_delete", "Delete notification channel"
+        CHANNEL_TEST = "channel_test", "Test notification channel"
+        RULE_CREATE = "rule_create", "Create notification rule"
+        RULE_UPDATE = "rule_update", "Change notification rule"
+        RULE_DELETE = "rule_delete", "Delete notification rule"
+        DEADLETTER_REPLAY = "deadletter_replay", "Replay dead letter"
+        DEADLETTER_DISCARD = "deadletter_discard", "Discard dead letter"
+        FAILURES_RETRY = "failures_retry", "Retry a failure group"
+        FAILURES_STATUS = "failures_status", "Resolve or ignore a failure group"
         RETENTION_CLEANUP = "retention_cleanup", "Retention cleanup"
 
     class Outcome(models.TextChoices):
@@ -472,3 +492,195 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.queue}={self.depth}"
+
+
+class NotificationChannel(models.Model):
+    """Where alert notifications go: a signed webhook or e-mail addresses (see services.notifications)."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        EMAIL = "email", "E-mail"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    url = models.URLField(max_length=500, blank=True, default="", help_text="Webhook: the http(s) URL to POST to.")
+    addresses = models.TextField(blank=True, default="", help_text="E-mail: recipients, one per line.")
+    #: Webhook HMAC key; never shown after it is saved.
+    secret = models.CharField(max_length=200, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("manage_notifications", "Can add, change, delete and test notification channels and rules")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def target(self) -> str:
+        """Where it sends, for pages (never the secret)."""
+        return self.url if self.kind == self.Kind.WEBHOOK else ", ".join(self.address_list)
+
+    @property
+    def address_list(self) -> list[str]:
+        return [line.strip() for line in self.addresses.splitlines() if line.strip()]
+
+
+class NotificationRule(models.Model):
+    """Send an alert's firing (and, if asked, its resolving) to a channel; ``*`` matches every alert."""
+
+    alert_name = models.CharField(max_length=100, help_text="An alert name of the Alerts page, or * for every alert.")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="rules")
+    notify_on_resolve = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["alert_name", "channel__name"]
+        constraints = [models.UniqueConstraint(fields=["alert_name", "channel"], name="notificationrule_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.alert_name} -> {self.channel_id}"
+
+
+class AlertState(models.Model):
+    """Whether an alert fired at the last evaluation, so only transitions notify, across restarts."""
+
+    name = models.CharField(max_length=100, unique=True)
+    firing = models.BooleanField(default=False)
+    since = models.DateTimeField(default=timezone.now, help_text="When it last started firing or resolved.")
+    message = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'firing' if self.firing else 'resolved'}"
+
+
+class NotificationDelivery(models.Model):
+    """One notification to one channel and its delivery attempts (the delivery log)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    class Event(models.TextChoices):
+        FIRING = "firing", "Firing"
+        RESOLVED = "resolved", "Resolved"
+        TEST = "test", "Test"
+
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
+    alert_name = models.CharField(max_length=100)
+    event = models.CharField(max_length=10, choices=Event.choices)
+    summary = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["created_at"], name="delivery_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.alert_name} -> {self.channel_id}: {self.status}"
+
+
+class DeadLetter(models.Model):
+    """A run that will not run again by itself: retries exhausted, rejected by a worker, or expired.
+
+    Written by the worker on those failure paths only (see ``services.deadletters``);
+    arguments are stored masked, the real values of secret arguments sealed (as on ``Run``).
+    """
+
+    class Reason(models.TextChoices):
+        FAILED = "failed", "Failed after its last retry"
+        REJECTED = "rejected", "Rejected by a worker"
+        EXPIRED = "expired", "Expired before it ran"
+
+    class Resolution(models.TextChoices):
+        OPEN = "", "Unresolved"
+        REPLAYED = "replayed", "Replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    task_id = models.CharField(max_length=255)
+    task_name = models.CharField(max_length=255, blank=True, default="")
+    queue = models.CharField(max_length=200, blank=True, default="")
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    exception_type = models.CharField(max_length=255, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    # Real values of secret arguments (masked in args/kwargs), sealed as on Run; never shown.
+    secrets = models.TextField(blank=True, default="", editable=False)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True, default="")
+    replayed_as = models.CharField(max_length=255, blank=True, default="", help_text="Task id of the replay.")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("manage_deadletters", "Can replay and discard dead letters")]
+        indexes = [
+            # The page lists newest first by id (keyset), filtered by one of these.
+            models.Index(fields=["reason", "-id"], name="deadletter_reason_id"),
+            models.Index(fields=["task_name", "-id"], name="deadletter_task_id_desc"),
+            models.Index(fields=["exception_type", "-id"], name="deadletter_exc_id"),
+            models.Index(fields=["resolution", "-id"], name="deadletter_resolution_id"),
+            models.Index(fields=["created_at"], name="deadletter_created_at"),
+            models.Index(fields=["task_id"], name="deadletter_task_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} [{self.task_id}] {self.reason}"
+
+
+class FailureGroup(models.Model):
+    """Failures of one task with the same exception type raised at the same place (see taskcenter.failures).
+
+    Written by the monitor from task-failed events, in its batch flush; a failed
+    run names its group in ``Run.failure_fingerprint``.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"  # opens again when it fails again
+        IGNORED = "ignored", "Ignored"  # stays ignored; still counted
+
+    fingerprint = models.CharField(max_length=40, unique=True)
+    task_name = models.CharField(max_length=255)
+    exception_type = models.CharField(max_length=255)
+    location = models.CharField(max_length=500, blank=True, default="", help_text="Innermost frames: file:function.")
+    count = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    sample_task_id = models.CharField(max_length=255, blank=True, default="")
+    sample_exception = models.TextField(blank=True, default="")
+    sample_traceback = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+        indexes = [
+            models.Index(fields=["-last_seen", "-id"], name="failuregroup_last_seen"),
+            models.Index(fields=["task_name", "-last_seen"], name="failuregroup_task"),
+            models.Index(fields=["exception_type", "-last_seen"], name="failuregroup_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}: {self.exception_type} ({self.count})"

@@ -6,7 +6,9 @@ Permissions (app label ``taskcenter``):
 - ``launch_any_task`` or ``launch_task:<task name>``: launch catalogued tasks;
 - ``control_run``: cancel, terminate and retry runs;
 - ``manage_queues``: pause, resume and purge queues;
-- ``manage_workers``: resize pools and set rate limits.
+- ``manage_workers``: resize pools and set rate limits;
+- ``manage_notifications``: add, change, delete and test notification channels and rules.
+- ``manage_deadletters``: replay (with the task's launch permission) and discard dead letters.
 
 Per-task launch permissions are created for every catalogued task after
 ``migrate`` (see ``ensure_task_permissions``).
@@ -97,3 +99,13 @@ def can_act_on_schedule(user, action: str, task_name: str) -> bool:
     if action == "delete":
         return can_delete_schedule(user)
     return False
+
+
+def can_manage_notifications(user) -> bool:
+    """Add, change, delete and test notification channels and rules."""
+    return can_view(user) and user.has_perm(f"{APP}.manage_notifications")
+
+
+def can_manage_deadletters(user) -> bool:
+    """Replay and discard dead letters (a replay also needs the task's launch permission)."""
+    return can_view(user) and user.has_perm(f"{APP}.manage_deadletters")

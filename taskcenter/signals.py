@@ -84,6 +84,67 @@ def on_worker_ready(sender=None, **_):
     log_worker_banner(sender)
 
 
+def record_final_failure(
+    sender=None, task_id=None, exception=None, args=None, kwargs=None, traceback=None, einfo=None, **_
+):
+    """Keep a dead letter for a run that failed for good (a retry raises ``Retry``, not this signal)."""
+    from taskcenter.models import DeadLetter
+    from taskcenter.services.deadletters import deadletter_record, format_traceback
+
+    request = getattr(sender, "request", None)
+    delivery = getattr(request, "delivery_info", None) or {}
+    deadletter_record(
+        task_id=task_id,
+        task_name=getattr(sender, "name", None),
+        reason=DeadLetter.Reason.FAILED,
+        queue=delivery.get("routing_key") if isinstance(delivery, dict) else "",
+        exception=exception,
+        traceback=getattr(einfo, "traceback", None) or format_traceback(exception, traceback),
+        args=args,
+        kwargs=kwargs,
+        worker=getattr(request, "hostname", "") or "",
+    )
+
+
+def record_expired(sender=None, request=None, expired=False, **_):
+    """Keep a dead letter for a run that expired before a worker started it."""
+    if not expired:
+        return
+    from taskcenter.models import DeadLetter
+    from taskcenter.services.deadletters import deadletter_record
+
+    delivery = getattr(request, "delivery_info", None) or {}
+    deadletter_record(
+        task_id=getattr(request, "id", None),
+        task_name=getattr(sender, "name", None) or getattr(request, "task", None),
+        reason=DeadLetter.Reason.EXPIRED,
+        queue=delivery.get("routing_key") if isinstance(delivery, dict) else "",
+        message=f"Expired before it ran (expires {getattr(request, 'expires', None)}).",
+        args=getattr(request, "args", None),
+        kwargs=getattr(request, "kwargs", None),
+        worker=getattr(request, "hostname", "") or "",
+    )
+
+
+def record_unknown_task(sender=None, message=None, exc=None, name=None, id=None, **_):
+    """Keep a dead letter for a message naming a task this worker does not know (Celery rejected it)."""
+    from celery.exceptions import NotRegistered
+
+    from taskcenter.models import DeadLetter
+    from taskcenter.services.deadletters import deadletter_record
+
+    delivery = getattr(message, "delivery_info", None) or {}
+    deadletter_record(
+        task_id=id if isinstance(id, str) else None,
+        task_name=name if isinstance(name, str) else None,
+        reason=DeadLetter.Reason.REJECTED,
+        queue=delivery.get("routing_key") if isinstance(delivery, dict) else "",
+        exception=NotRegistered(name),
+        message=f"Unknown task {name!r}: no worker of this app has it registered.",
+        worker=getattr(sender, "hostname", "") or "",
+    )
+
+
 def connect() -> None:
     signals.before_task_publish.connect(annotate_message, dispatch_uid="taskcenter.annotate_message")
     signals.after_task_publish.connect(record_publish, dispatch_uid="taskcenter.record_publish")
@@ -92,3 +153,7 @@ def connect() -> None:
     # Workers and beat wait longer on the broker than a web request does (see settings).
     signals.worker_init.connect(use_long_lived_timeouts, dispatch_uid="taskcenter.worker_broker_timeouts")
     signals.beat_init.connect(use_long_lived_timeouts, dispatch_uid="taskcenter.beat_broker_timeouts")
+    # Dead letters: failure paths only, nothing on a successful task's path.
+    signals.task_failure.connect(record_final_failure, dispatch_uid="taskcenter.deadletter_failure")
+    signals.task_revoked.connect(record_expired, dispatch_uid="taskcenter.deadletter_expired")
+    signals.task_unknown.connect(record_unknown_task, dispatch_uid="taskcenter.deadletter_unknown")

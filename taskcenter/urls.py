@@ -7,7 +7,7 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from django.urls import path, register_converter
 
 from taskcenter.urls_monitoring import page_urlpatterns
-from taskcenter.views import audit, launch, queues, runs, schedules, workers
+from taskcenter.views import audit, deadletters, failures, launch, notifications, queues, runs, schedules, workers
 
 app_name = "taskcenter"
 
@@ -66,6 +66,26 @@ urlpatterns = [
     path("schedules/<int:pk>/", schedules.schedule_detail, name="schedule_detail"),
     path("schedules/<int:pk>/edit/", schedules.schedule_edit, name="schedule_edit"),
     path("audit/", audit.audit_list, name="audit_list"),
+    path("notifications/", notifications.notification_list, name="notification_list"),
+    path("notifications/channels/new/", notifications.channel_new, name="channel_new"),
+    path("notifications/channels/<int:pk>/edit/", notifications.channel_edit, name="channel_edit"),
+    path("notifications/channels/<int:pk>/delete/", notifications.channel_delete, name="channel_delete"),
+    path("notifications/channels/<int:pk>/test/", notifications.channel_test, name="channel_test"),
+    path("notifications/rules/new/", notifications.rule_new, name="rule_new"),
+    path("notifications/rules/<int:pk>/edit/", notifications.rule_edit, name="rule_edit"),
+    path("notifications/rules/<int:pk>/delete/", notifications.rule_delete, name="rule_delete"),
+    path("deadletters/", deadletters.deadletter_list, name="deadletter_list"),
+    path("deadletters/actions/", deadletters.deadletter_bulk, name="deadletter_bulk"),
+    path("deadletters/<int:pk>/", deadletters.deadletter_detail, name="deadletter_detail"),
+    path("deadletters/<int:pk>/replay/", deadletters.deadletter_replay, name="deadletter_replay"),
+    path("deadletters/<int:pk>/discard/", deadletters.deadletter_discard, name="deadletter_discard"),
 ]
 
 urlpatterns += page_urlpatterns  # dashboard and alerts
+
+urlpatterns += [
+    path("failures/", failures.failure_list, name="failure_list"),
+    path("failures/<slug:fingerprint>/", failures.failure_detail, name="failure_detail"),
+    path("failures/<slug:fingerprint>/retry/", failures.failure_retry, name="failure_retry"),
+    path("failures/<slug:fingerprint>/status/", failures.failure_status, name="failure_status"),
+]

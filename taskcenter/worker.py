@@ -137,6 +137,7 @@ def refuse(message, reason: str, *, app, hostname: str | None = None, eventer=No
             message.reject(requeue=False)
         except Exception:
             logger.exception("Could not reject task message %s", task_id)
+    _dead_letter(message, task_id, name, reason, hostname)
     if task_id is None:
         return
     exc = MessageRejected(f"Rejected: {reason}")
@@ -161,6 +162,21 @@ def refuse(message, reason: str, *, app, hostname: str | None = None, eventer=No
             eventer.send("task-failed", uuid=task_id, exception=repr(exc), traceback="", name=name)
         except Exception:
             logger.exception("Could not send the task-failed event of %s", task_id)
+
+
+def _dead_letter(message, task_id, name, reason: str, hostname) -> None:
+    """Keep the refused message as a dead letter (arguments are not kept: they may be what is wrong)."""
+    from taskcenter.models import DeadLetter
+    from taskcenter.services.deadletters import deadletter_record
+
+    deadletter_record(
+        task_id=task_id,
+        task_name=name,
+        reason=DeadLetter.Reason.REJECTED,
+        queue=(message.delivery_info or {}).get("routing_key") if isinstance(message.delivery_info, dict) else "",
+        exception=MessageRejected(f"Rejected: {reason}"),
+        worker=hostname,
+    )
 
 
 def guard_task_handler(consumer, handler):

@@ -40,6 +40,7 @@ RULE_NAMES = {
     "BeatNotTicking",
     "StuckRuns",
     "MonitorDown",
+    "DeadLettersArriving",
 }
 
 # --- promtool ---------------------------------------------------------------------------

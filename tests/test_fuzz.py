@@ -517,3 +517,26 @@ def test_fuzz_admin_periodic_task_forms(admin_client, outcome, a_schedule):
 
     fuzz()
     outcome.check()
+
+
+def test_fuzz_notification_forms_and_log_filters(admin_client, outcome):
+    from taskcenter.forms.notifications import ChannelForm, RuleForm
+    from taskcenter.models import NotificationChannel
+
+    channel = NotificationChannel.objects.create(name="fuzzed", kind="email", addresses="ops@example.com")
+    channel_base = {"name": "swept", "kind": "email", "addresses": "a@example.com", "enabled": "on"}
+    rule_base = {"alert_name": "NoWorkersOnline", "channel": str(channel.pk), "enabled": "on"}
+    outcome.sweep(admin_client, "post", "/notifications/channels/new/", channel_base, ChannelForm().fields)
+    outcome.sweep(admin_client, "post", f"/notifications/channels/{channel.pk}/edit/", channel_base, ["kind", "url"])
+    outcome.sweep(admin_client, "post", "/notifications/rules/new/", rule_base, RuleForm().fields)
+    outcome.sweep(admin_client, "get", "/notifications/", {}, ["channel", "status", "alert"])
+
+    @FUZZ
+    @given(channel_data=form_data(ChannelForm()), rule_data=form_data(RuleForm()), params=query(["channel", "status"]))
+    def fuzz(channel_data, rule_data, params):
+        outcome.request(admin_client, "post", "/notifications/channels/new/", channel_data)
+        outcome.request(admin_client, "post", "/notifications/rules/new/", rule_data)
+        outcome.request(admin_client, "get", "/notifications/", params)
+
+    fuzz()
+    outcome.check()

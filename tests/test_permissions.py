@@ -160,7 +160,7 @@ def _every_taskcenter_url(schedule_pk: int) -> list[str]:
     from django.urls import get_resolver
 
     samples = {"task_name": "examples.add", "name": "default", "hostname": "worker@host", "task_id": "task-1"}
-    samples |= {"pk": schedule_pk, "batch_id": 1}
+    samples |= {"pk": schedule_pk, "batch_id": 1, "fingerprint": "0" * 40}
     urls = []
     for pattern in get_resolver("taskcenter.urls").url_patterns:
         params = list(pattern.pattern.converters)

@@ -293,3 +293,33 @@ def test_the_task_runs_the_cleanup_and_returns_its_counts(retention):
 
     audit_at(300)
     assert task.run()["audit_entries"] == 1
+
+
+def test_dead_letters_failure_groups_and_deliveries_go_only_once_resolved_and_old(retention):
+    from taskcenter.models import DeadLetter, FailureGroup, NotificationChannel, NotificationDelivery
+
+    retention.TASKCENTER_RETENTION_DEAD_LETTERS_DAYS = 30
+    retention.TASKCENTER_RETENTION_FAILURE_GROUPS_DAYS = 30
+    retention.TASKCENTER_NOTIFY_LOG_DAYS = 30
+    for resolution, days in [("replayed", 31), ("discarded", 31), ("", 400), ("replayed", 1)]:
+        DeadLetter.objects.create(task_id="t", reason="failed", resolution=resolution, resolved_at=ago(days))
+    for number, (status, days) in enumerate([("resolved", 31), ("ignored", 31), ("open", 400), ("resolved", 1)]):
+        FailureGroup.objects.create(
+            fingerprint=f"f{number}",
+            task_name="t",
+            exception_type="E",
+            status=status,
+            first_seen=ago(days),
+            last_seen=ago(days),
+        )
+    channel = NotificationChannel.objects.create(name="hook", kind="webhook", url="https://example.com/x")
+    for status, days in [("sent", 31), ("failed", 31), ("pending", 400), ("sent", 1)]:
+        NotificationDelivery.objects.create(
+            channel=channel, alert_name="A", event="firing", status=status, created_at=ago(days)
+        )
+    report = retention_cleanup(now=NOW)
+    assert report.counts["dead_letters"] == 2 and report.counts["failure_groups"] == 2
+    assert report.counts["notification_deliveries"] == 2
+    assert DeadLetter.objects.count() == FailureGroup.objects.count() == NotificationDelivery.objects.count() == 2
+    assert DeadLetter.objects.filter(resolution="").exists() and FailureGroup.objects.filter(status="open").exists()
+    assert NotificationDelivery.objects.filter(status="pending").exists()

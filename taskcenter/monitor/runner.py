@@ -7,7 +7,8 @@ worker, a flush every ``flush_interval`` seconds, queue samples every
 ``sample_interval`` seconds, retention every ten minutes. No event causes a
 database query; a flush costs a handful of statements whatever the event rate,
 plus two per 500 runs that had events (their state, times, worker and attempts,
-see ``taskcenter.monitor.runs``).
+see ``taskcenter.monitor.runs``), and for failed runs their failure groups (a few
+statements per flush, see ``taskcenter.monitor.failures``).
 
 Only one monitor counts at a time: it holds ``taskcenter:monitor:lock`` in
 Redis, renewed at every flush. A second monitor stands by until the lock is
@@ -31,6 +32,7 @@ from kombu import Consumer
 
 from taskcenter.broker import BROKER_ERRORS
 from taskcenter.monitor.aggregate import Aggregator, WorkerTracker
+from taskcenter.monitor.failures import FailureCollector, failures_write
 from taskcenter.monitor.redis_state import MonitorRedis
 from taskcenter.monitor.runs import RunChanges, runs_changes_write, runs_lost_reconcile
 from taskcenter.monitor.store import flush_write, minutes_load, old_rows_delete, queue_samples_record, runs_lookup
@@ -88,6 +90,7 @@ class Monitor:
         self.aggregator = Aggregator(max_tasks=max_tasks)
         self.workers = WorkerTracker()
         self.runs = RunChanges()
+        self.failures = FailureCollector()
         self.lost_suspects: set[str] = set()
         self.watching_since: datetime | None = None  # since when the event stream is read without a break
         self.lost_check_interval = float(
@@ -103,6 +106,7 @@ class Monitor:
             "sample": now,
             "cleanup": now,
             "lost": now + self.lost_check_interval,
+            "notify": now + 1.0,
         }
         self._next_due = now
         self._last_event_written: float | None = None
@@ -139,6 +143,7 @@ class Monitor:
                 )  # fmt: skip
                 self.aggregator.forget_counts()
                 self.runs.forget()
+                self.failures.forget()
         if self.stopping:
             logger.info("Monitor %s: %s received, flushing and stopping", self.identity, self.stopping)
         if holding:
@@ -231,6 +236,7 @@ class Monitor:
             self.aggregator.handle(event)
             self.workers.handle(event)
             self.runs.handle(event)
+            self.failures.handle(event)
         except Exception:
             logger.exception("Could not count event %.300r", event)
         if time.monotonic() >= self._next_due:
@@ -267,9 +273,20 @@ class Monitor:
         if now >= self._next["lost"]:
             self._reconcile_lost()
             self._next["lost"] = time.monotonic() + self.lost_check_interval
+        if now >= self._next["notify"]:
+            self._notify()
         if now - self._report["at"] >= REPORT_INTERVAL:
             self._log_activity(now)
         self._next_due = min(self._next.values())
+
+    def _notify(self) -> None:
+        """Evaluate the alerts and send notifications in a thread of their own (services.notifications)."""
+        from taskcenter.services.notifications import notifications_pass_start
+
+        interval = float(getattr(settings, "TASKCENTER_NOTIFY_INTERVAL", 30.0))
+        self._next["notify"] = time.monotonic() + (interval if interval > 0 else 3600.0)
+        if interval > 0:
+            notifications_pass_start()
 
     def _write_workers(self) -> None:
         due = self.workers.due()
@@ -312,6 +329,7 @@ class Monitor:
                 flush_write(rows, aggregator.totals)
             aggregator.flushed(rows)
             self._write_runs(final=final)
+            self._write_failures()
         except DatabaseError as exc:
             if not self._db_failing:
                 logger.warning("Flush failed, counts kept in memory and written later: %s", exc)
@@ -344,6 +362,18 @@ class Monitor:
             self.runs.keep(taken)
             raise
         self.runs.keep(later)
+
+    def _write_failures(self) -> None:
+        """Group the failures seen (after the runs' rows are written); keep them when the database fails."""
+        if not self.failures:
+            return
+        taken = self.failures.take()
+        try:
+            later = failures_write(taken)
+        except DatabaseError:
+            self.failures.keep(taken)
+            raise
+        self.failures.keep(later)
 
     def _reconcile_lost(self) -> None:
         from taskcenter.services.errors import ServiceError

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Window of the failure-rate alert (the Prometheus rule uses the same 5 minutes).
 FAILURE_WINDOW = timedelta(minutes=5)
+#: Window of the dead-letters alert (the Prometheus rule uses the same 10 minutes).
+DEAD_LETTER_WINDOW = timedelta(minutes=10)
 #: Seconds without a flush after which the monitor counts as down.
 MONITOR_MAX_AGE = 30
 #: Most stuck runs read at once; counts at this size are shown as "N+".
@@ -105,6 +107,7 @@ class Snapshot:
     monitor_alive: bool
     taken_at: datetime = field(default_factory=timezone.now)
     schedules_in_error: list = field(default_factory=list)  # (name, error) that beat could not evaluate or send
+    dead_letters_recent: int = 0  # unresolved dead letters that arrived within DEAD_LETTER_WINDOW
 
 
 # --- Reading the current state -------------------------------------------------------
@@ -239,7 +242,18 @@ def snapshot() -> Snapshot:
         stuck_runs=len(live.stuck or []),
         monitor_alive=live.monitor_alive,
         schedules_in_error=_schedules_in_error(),
+        dead_letters_recent=_dead_letters_recent(),
     )
+
+
+def _dead_letters_recent() -> int:
+    from taskcenter.selectors.deadletters import deadletters_recent
+
+    try:
+        return deadletters_recent(window=DEAD_LETTER_WINDOW)
+    except DatabaseError as exc:
+        logger.warning("Dead letters not read: %s", exc)
+        return 0
 
 
 def _schedules_in_error() -> list:
@@ -291,6 +305,7 @@ def thresholds() -> list[Threshold]:
         ),
         Threshold("BrokerUnreachable", "", None, "the broker (Redis) does not answer"),
         Threshold("ScheduleInError", "", None, "a schedule beat could not evaluate or send"),
+        Threshold("DeadLettersArriving", "", 0, "unresolved dead letters that arrived in the last 10 minutes, above"),
     ]
 
 
@@ -374,6 +389,16 @@ def evaluate(state: Snapshot) -> list[Alert]:
         )
     for name, error in state.schedules_in_error:
         alerts.append(Alert("ScheduleInError", WARNING, f"Schedule {name} is not being sent: {error}", None, None))
+    if state.dead_letters_recent > 0:
+        alerts.append(
+            Alert(
+                "DeadLettersArriving",
+                WARNING,
+                f"{state.dead_letters_recent} unresolved dead letter(s) arrived in the last 10 minutes.",
+                state.dead_letters_recent,
+                0,
+            )
+        )
     return sorted(alerts, key=lambda alert: alert.severity != CRITICAL)
 
 

@@ -322,6 +322,37 @@ def _register_builtin_kinds() -> None:
             default=7,
         )
     )
+    # Records of issue 10's other parts, registered here once so one cleanup covers them all.
+    retention_register(
+        RetentionKind(
+            name="dead_letters",
+            model="taskcenter.DeadLetter",
+            date_field="resolved_at",
+            setting="TASKCENTER_RETENTION_DEAD_LETTERS_DAYS",
+            default=90,
+            expired=lambda rows: rows.exclude(resolution=""),  # unresolved letters wait for an operator
+        )
+    )
+    retention_register(
+        RetentionKind(
+            name="failure_groups",
+            model="taskcenter.FailureGroup",
+            date_field="last_seen",
+            setting="TASKCENTER_RETENTION_FAILURE_GROUPS_DAYS",
+            default=90,
+            expired=lambda rows: rows.exclude(status="open"),
+        )
+    )
+    retention_register(
+        RetentionKind(
+            name="notification_deliveries",
+            model="taskcenter.NotificationDelivery",
+            date_field="created_at",
+            setting="TASKCENTER_NOTIFY_LOG_DAYS",
+            default=30,
+            expired=lambda rows: rows.exclude(status="pending"),
+        )
+    )
 
 
 _register_builtin_kinds()

@@ -1,0 +1,74 @@
+"""Forms of the dead letters page: the filter, and the letters an action applies to."""
+
+from django import forms
+
+from taskcenter.forms import JSONTextField
+from taskcenter.models import DeadLetter
+from taskcenter.safe_input import INT_MAX, SafeDateTimeField
+from taskcenter.selectors.deadletters import DeadLetterFilters
+
+STATUS_CHOICES = [("open", "Unresolved"), ("replayed", "Replayed"), ("discarded", "Discarded"), ("", "All")]
+
+
+class DeadLetterFilterForm(forms.Form):
+    """Filters of the dead letters page; invalid values are reported, not ignored."""
+
+    task_name = forms.CharField(required=False, max_length=255, label="Task")
+    reason = forms.ChoiceField(choices=[("", "Any reason"), *DeadLetter.Reason.choices], required=False)
+    exception_type = forms.CharField(required=False, max_length=255, label="Exception type")
+    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False, initial="open")
+    created_from = SafeDateTimeField(
+        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    created_to = SafeDateTimeField(
+        required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    before = forms.IntegerField(required=False, min_value=1, max_value=INT_MAX, widget=forms.HiddenInput)
+    after = forms.IntegerField(required=False, min_value=0, max_value=INT_MAX, widget=forms.HiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("created_from"), cleaned.get("created_to")
+        if start and end and start >= end:
+            self.add_error("created_to", "Must be after the start of the range.")
+        return cleaned
+
+    def filters(self) -> DeadLetterFilters:
+        data = self.cleaned_data if self.is_bound else {}
+        return DeadLetterFilters(
+            task_name=data.get("task_name") or "",
+            reason=data.get("reason") or "",
+            exception_type=data.get("exception_type") or "",
+            status=data.get("status", "open") if self.is_bound and "status" in self.data else "open",
+            created_from=data.get("created_from"),
+            created_to=data.get("created_to"),
+        )
+
+
+class DeadLetterActionForm(forms.Form):
+    """Replay or discard: the selected letters, or every unresolved one matching the filter."""
+
+    action = forms.ChoiceField(choices=[("replay", "Replay"), ("discard", "Discard")])
+    scope = forms.ChoiceField(choices=[("selected", "Selected"), ("filter", "Every one matching the filter")])
+    ids = forms.TypedMultipleChoiceField(required=False, coerce=int)
+    confirm = forms.BooleanField(required=False)
+
+    def __init__(self, data=None, **kwargs):
+        super().__init__(data, **kwargs)
+        ids = data.getlist("ids") if data is not None and hasattr(data, "getlist") else []
+        self.fields["ids"].choices = [(i, i) for i in ids if i.isdigit() and len(i) < 19]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("scope") == "selected" and not cleaned.get("ids"):
+            raise forms.ValidationError("Select at least one dead letter.")
+        return cleaned
+
+
+class ReplayForm(forms.Form):
+    """The arguments of a replay, prefilled with the dead letter's."""
+
+    args = JSONTextField(expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)")
+    kwargs = JSONTextField(
+        expected_type=dict, example='{"x": 1}', required=False, label="Keyword arguments (JSON object)"
+    )

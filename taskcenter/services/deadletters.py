@@ -1,0 +1,205 @@
+"""Dead letters: record runs that will not run again by themselves; replay or discard them.
+
+Written by the worker, on failure paths only (a successful task costs nothing
+more): Celery's ``task_failure`` signal (sent for a final failure only, a retry
+raises ``Retry`` instead), ``task_revoked`` with ``expired=True``, and the message
+guard's ``refuse`` (``taskcenter.worker``). See docs/operations.md, "Dead letters".
+"""
+
+import logging
+import traceback as traceback_module
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from taskcenter import catalogue, secret_arguments
+from taskcenter.models import DeadLetter, Run, RunSource
+from taskcenter.services.audit import Action, Outcome, audit_record
+from taskcenter.services.errors import Conflict, ServiceError
+
+logger = logging.getLogger(__name__)
+
+Reason = DeadLetter.Reason
+#: Characters of an exception message kept.
+MESSAGE_LENGTH = 2000
+#: Characters of a traceback kept (its end, where the error is).
+TRACEBACK_LENGTH = 20000
+
+
+class DeadLetterResolved(Conflict):
+    """The dead letter was already replayed or discarded."""
+
+
+def deadletter_record(
+    *,
+    task_id: str | None,
+    task_name: str | None,
+    reason: str,
+    queue: str | None = "",
+    exception=None,
+    message: str = "",
+    traceback: str = "",
+    args=None,
+    kwargs=None,
+    worker: str | None = "",
+) -> DeadLetter | None:
+    """Keep one dead letter; secret arguments are masked. Never raises (called from a worker)."""
+    try:
+        args = list(args) if isinstance(args, list | tuple) else []
+        kwargs = dict(kwargs) if isinstance(kwargs, dict) else {}
+        run = (
+            Run.objects.filter(task_result_id=task_id).only("args", "kwargs", "queue", "secrets").first()
+            if task_id
+            else None
+        )
+        if run is not None:  # the run's copy is masked already, and is what an operator launched
+            args, kwargs, sealed = run.args, run.kwargs, run.secrets
+            queue = queue or run.queue
+        else:
+            args, kwargs, real = secret_arguments.mask(catalogue.get_entry(task_name or ""), args, kwargs)
+            sealed = secret_arguments.seal(real)
+        if exception is not None:
+            message = message or str(exception)
+        return DeadLetter.objects.create(
+            task_id=(task_id or "")[:255],
+            task_name=(task_name or "")[:255],
+            queue=(queue or "")[:200],
+            reason=reason,
+            exception_type=type(exception).__name__[:255] if exception is not None else "",
+            message=message[:MESSAGE_LENGTH],
+            traceback=(traceback or "")[-TRACEBACK_LENGTH:],
+            args=args,
+            kwargs=kwargs,
+            secrets=sealed,
+            worker=(worker or "")[:255],
+        )
+    except (DatabaseError, TypeError, ValueError):
+        logger.exception("Could not record the dead letter of task %s (%s)", task_id, reason)
+        return None
+
+
+def format_traceback(exception, tb) -> str:
+    """The text of a traceback object, or an empty string."""
+    if tb is None:
+        return ""
+    try:
+        return "".join(traceback_module.format_exception(type(exception), exception, tb))
+    except Exception:  # noqa: BLE001 (a dead letter without its traceback is better than none)
+        return ""
+
+
+def deadletter_replay(
+    *, letter: DeadLetter, actor, args: list | None = None, kwargs: dict | None = None, source=RunSource.CODE
+) -> Run:
+    """Launch a dead letter's task again, with its own or edited arguments; mark it replayed.
+
+    Goes through the one launch path: ``run_retry`` when the original run is known
+    (linked to it, its sealed secrets sent again), else ``run_launch``.
+    """
+    from taskcenter.services.control import run_retry
+    from taskcenter.services.launch import run_launch
+
+    audit = {"actor": actor, "action": Action.DEADLETTER_REPLAY, "target": letter.task_name, "task_id": letter.task_id}
+    # Claim it first, so two operators cannot replay the same letter twice.
+    claimed = DeadLetter.objects.filter(pk=letter.pk, resolution="").update(
+        resolution=DeadLetter.Resolution.REPLAYED,
+        resolved_by=actor if getattr(actor, "pk", None) else None,
+        resolved_at=timezone.now(),
+    )
+    if not claimed:
+        error = DeadLetterResolved(f"Dead letter {letter.pk} was already replayed or discarded.")
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    args = letter.args if args is None else args
+    kwargs = letter.kwargs if kwargs is None else kwargs
+    run = Run.objects.filter(task_result_id=letter.task_id).first() if letter.task_id else None
+    try:
+        args, kwargs = _with_secrets(letter, args, kwargs)
+        if run is not None and run.is_finished:
+            new_run = run_retry(run=run, actor=actor, args=args, kwargs=kwargs, source=source)
+        else:
+            new_run = run_launch(
+                task_name=letter.task_name,
+                args=args,
+                kwargs=kwargs,
+                queue=letter.queue or None,
+                launched_by=actor,
+                source=source,
+                retry_of=run,
+            )
+    except ServiceError as exc:
+        DeadLetter.objects.filter(pk=letter.pk).update(resolution="", resolved_by=None, resolved_at=None)
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(exc))
+        raise
+    DeadLetter.objects.filter(pk=letter.pk).update(replayed_as=new_run.task_id)
+    letter.refresh_from_db()
+    audit_record(
+        **audit, message=f"Replayed as {new_run.task_id}.", detail={"dead_letter": letter.pk, "run": new_run.task_id}
+    )
+    return new_run
+
+
+def _with_secrets(letter: DeadLetter, args, kwargs) -> tuple:
+    """Put the sealed real values back where a secret argument still holds the mask."""
+    from taskcenter.services.launch import InvalidLaunch
+
+    try:
+        return secret_arguments.restore(catalogue.get_entry(letter.task_name), args, kwargs, letter.secrets)
+    except secret_arguments.SecretUnavailable as missing:
+        field = "kwargs" if isinstance(kwargs, dict) and missing.name in kwargs else "args"
+        raise InvalidLaunch(
+            {field: [f"The stored value of the secret argument {missing.name!r} cannot be read; enter it again."]}
+        ) from None
+
+
+def deadletter_discard(*, letter: DeadLetter, actor) -> None:
+    """Mark a dead letter discarded: nothing is run."""
+    audit = {"actor": actor, "action": Action.DEADLETTER_DISCARD, "target": letter.task_name, "task_id": letter.task_id}
+    discarded = DeadLetter.objects.filter(pk=letter.pk, resolution="").update(
+        resolution=DeadLetter.Resolution.DISCARDED,
+        resolved_by=actor if getattr(actor, "pk", None) else None,
+        resolved_at=timezone.now(),
+    )
+    if not discarded:
+        error = DeadLetterResolved(f"Dead letter {letter.pk} was already replayed or discarded.")
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    audit_record(**audit, message="Discarded.", detail={"dead_letter": letter.pk})
+
+
+@dataclass
+class BulkResult:
+    done: list[DeadLetter] = field(default_factory=list)
+    refused: list[tuple[DeadLetter, str]] = field(default_factory=list)
+
+
+def deadletters_replay_bulk(*, letters: Iterable[DeadLetter], actor, source=RunSource.CODE) -> BulkResult:
+    """Replay each dead letter with its own arguments; a broker that is down stops the batch."""
+    from taskcenter.services.launch import BrokerUnavailable
+
+    result = BulkResult()
+    letters = list(letters)
+    for index, letter in enumerate(letters):
+        try:
+            deadletter_replay(letter=letter, actor=actor, source=source)
+            result.done.append(letter)
+        except BrokerUnavailable as exc:
+            result.refused.extend((left, str(exc)) for left in letters[index:])
+            break
+        except ServiceError as exc:
+            result.refused.append((letter, str(exc)))
+    return result
+
+
+def deadletters_discard_bulk(*, letters: Iterable[DeadLetter], actor) -> BulkResult:
+    """Discard each dead letter; those already resolved are reported as refused."""
+    result = BulkResult()
+    for letter in letters:
+        try:
+            deadletter_discard(letter=letter, actor=actor)
+            result.done.append(letter)
+        except ServiceError as exc:
+            result.refused.append((letter, str(exc)))
+    return result
