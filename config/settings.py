@@ -8,6 +8,7 @@ call time, never copies of these values.
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
@@ -300,8 +301,34 @@ TASKCENTER_ALERT_STUCK_RUNS = env_int("TASKCENTER_ALERT_STUCK_RUNS", 1, minimum=
 TASKCENTER_MONITOR_FLUSH_INTERVAL = float(env_str("TASKCENTER_MONITOR_FLUSH_INTERVAL", "2"))
 TASKCENTER_MONITOR_SAMPLE_INTERVAL = float(env_str("TASKCENTER_MONITOR_SAMPLE_INTERVAL", "10"))
 TASKCENTER_MONITOR_MAX_TASKS = env_int("TASKCENTER_MONITOR_MAX_TASKS", 100_000, minimum=1000)
-TASKCENTER_MONITOR_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_RETENTION_DAYS", 30, minimum=1)
-TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS", 7, minimum=1)
+TASKCENTER_MONITOR_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_RETENTION_DAYS", 30, minimum=0)
+TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS", 7, minimum=0)
+
+# --- Retention (taskcenter.services.retention; docs/operations.md "Retention") -------------
+# Days each kind of record is kept; 0 keeps it forever. Results follow CELERY_RESULT_EXPIRES
+# (seconds), per-minute figures and queue samples the TASKCENTER_MONITOR_*RETENTION_DAYS above.
+TASKCENTER_RETENTION_RUNS_DAYS = env_int("TASKCENTER_RETENTION_RUNS_DAYS", 90, minimum=0)
+TASKCENTER_RETENTION_BATCHES_DAYS = env_int("TASKCENTER_RETENTION_BATCHES_DAYS", 90, minimum=0)
+TASKCENTER_RETENTION_WORKFLOWS_DAYS = env_int("TASKCENTER_RETENTION_WORKFLOWS_DAYS", 90, minimum=0)
+TASKCENTER_RETENTION_DEDUP_LOCKS_DAYS = env_int("TASKCENTER_RETENTION_DEDUP_LOCKS_DAYS", 7, minimum=0)
+TASKCENTER_RETENTION_AUDIT_DAYS = env_int("TASKCENTER_RETENTION_AUDIT_DAYS", 365, minimum=0)
+# Resolved (replayed or discarded) dead letters, by resolution time; unresolved ones are kept.
+TASKCENTER_RETENTION_DEAD_LETTERS_DAYS = env_int("TASKCENTER_RETENTION_DEAD_LETTERS_DAYS", 90, minimum=0)
+# Resolved or ignored failure groups not seen since; open groups are kept.
+TASKCENTER_RETENTION_FAILURE_GROUPS_DAYS = env_int("TASKCENTER_RETENTION_FAILURE_GROUPS_DAYS", 90, minimum=0)
+# Rows deleted per statement and per transaction: small enough that no statement holds a lock for long.
+TASKCENTER_RETENTION_BATCH_SIZE = env_int("TASKCENTER_RETENTION_BATCH_SIZE", 2000, minimum=1)
+# Beat runs the cleanup daily at this hour (CELERY_TIMEZONE), minute 30; beat writes the entry
+# "taskcenter-retention-cleanup" at start (an operator may disable it; a restart keeps it disabled).
+TASKCENTER_RETENTION_CLEANUP_HOUR = env_int("TASKCENTER_RETENTION_CLEANUP_HOUR", 3, minimum=0)
+if TASKCENTER_RETENTION_CLEANUP_HOUR > 23:
+    raise ImproperlyConfigured("TASKCENTER_RETENTION_CLEANUP_HOUR must be between 0 and 23.")
+CELERY_BEAT_SCHEDULE = {
+    "taskcenter-retention-cleanup": {
+        "task": "taskcenter.retention_cleanup",
+        "schedule": crontab(minute=30, hour=TASKCENTER_RETENTION_CLEANUP_HOUR),
+    },
+}
 
 # --- Notifications (docs/monitoring.md, "Notifications") ---------------------------------
 # Seconds between two evaluations of the alerts by the monitor process; 0: no notifications.

@@ -20,7 +20,6 @@ Set with ``CELERY_RESULT_BACKEND = "taskcenter.backend:TaskcenterBackend"``.
 import logging
 
 from celery import states
-from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Now, Substr
 from django_celery_results.backends.database import DatabaseBackend
@@ -62,14 +61,15 @@ class TaskcenterBackend(DatabaseBackend):
         return True
 
     def cleanup(self):
-        """Copy what expired results tell into their runs, then delete them as django-celery-results does."""
+        """Copy what expired results tell into their runs, then delete them, in bounded batches."""
         if not self.expires:
             return
-        with transaction.atomic():
-            copied = runs_record_results(self.TaskModel._default_manager.get_all_expired(self.expires))
-            super().cleanup()
-        if copied:
-            logger.info("Recorded the final state of %d run(s) before deleting their expired results", copied)
+        # Bounded batches, each copying into its runs first (taskcenter.services.retention).
+        from taskcenter.services.retention import results_delete_expired
+
+        deleted = results_delete_expired()
+        if deleted:
+            logger.info("Deleted %d expired result(s), their final states recorded on their runs", deleted)
 
 
 def runs_record_results(results) -> int:

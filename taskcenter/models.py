@@ -362,6 +362,7 @@ class AuditEntry(models.Model):
         FAILURES_RETRY = "failures_retry", "Retry a failure group"
         FAILURES_STATUS = "failures_status", "Resolve or ignore a failure group"
         RETRY_POLICY = "retry_policy", "Change retry policy"
+        RETENTION_CLEANUP = "retention_cleanup", "Retention cleanup"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"

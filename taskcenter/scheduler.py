@@ -132,8 +132,9 @@ FINGERPRINT_FIELDS = (
 )
 NAME_INDEX = FINGERPRINT_FIELDS.index("name")
 #: Tasks outside the catalogue that beat sends, without arguments: the entries Celery installs itself
-#: (``celery.backend_cleanup`` deletes results older than ``CELERY_RESULT_EXPIRES``).
-SYSTEM_TASKS = frozenset({"celery.backend_cleanup"})
+#: (``celery.backend_cleanup`` deletes results older than ``CELERY_RESULT_EXPIRES``) and taskcenter's
+#: own daily ``taskcenter.retention_cleanup`` (see ``taskcenter.services.retention``).
+SYSTEM_TASKS = frozenset({"celery.backend_cleanup", "taskcenter.retention_cleanup"})
 #: Seconds before a schedule in error is looked at again (an edit reloads it at once).
 ERROR_RECHECK = 300.0
 

@@ -6,9 +6,8 @@ the ``minute`` index, samples by the ``at`` index, totals per (task, queue).
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -23,9 +22,6 @@ logger = logging.getLogger(__name__)
 
 #: Task ids per query when runs are looked up (SQLite limits query parameters).
 LOOKUP_BATCH_SIZE = 500
-#: Defaults of the retention settings (days).
-DEFAULT_MINUTE_RETENTION_DAYS = 30
-DEFAULT_SAMPLE_RETENTION_DAYS = 7
 _MINUTE_FIELDS = [*COUNTERS, "runtime_sum", "runtime_buckets", "wait_sum", "wait_buckets"]
 
 
@@ -137,17 +133,12 @@ def queue_samples_record(names: list[str], *, at: datetime | None = None) -> lis
     return samples
 
 
-def retention_days() -> tuple[float, float]:
-    """Days minutes and queue samples are kept, read from settings now."""
-    minutes = getattr(settings, "TASKCENTER_MONITOR_RETENTION_DAYS", DEFAULT_MINUTE_RETENTION_DAYS)
-    samples = getattr(settings, "TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS", DEFAULT_SAMPLE_RETENTION_DAYS)
-    return float(minutes), float(samples)
-
-
 def old_rows_delete(*, now: datetime | None = None) -> tuple[int, int]:
-    """Delete minutes and queue samples older than their retention; return how many of each."""
+    """Delete minutes and queue samples older than their retention, in bounded batches; return how many of each."""
+    from taskcenter.services.retention import kind_delete_expired, retention_kinds
+
+    kinds = {kind.name: kind for kind in retention_kinds()}
     now = now or timezone.now()
-    minute_days, sample_days = retention_days()
-    minutes, _ = TaskMinute.objects.filter(minute__lt=now - timedelta(days=minute_days)).delete()
-    samples, _ = QueueSample.objects.filter(at__lt=now - timedelta(days=sample_days)).delete()
+    minutes, _ = kind_delete_expired(kinds["task_minutes"], now=now)
+    samples, _ = kind_delete_expired(kinds["queue_samples"], now=now)
     return minutes, samples
