@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from taskcenter.priorities import Priority
+from taskcenter.strategies import Strategy
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class CatalogueEntry:
     dedup: bool = False  # derive a de-duplication key from the arguments of every launch
     batch_argument: str | None = None  # parameter that takes a list of items in a batch launch
     secret: tuple[str, ...] = ()  # parameters whose values are masked outside the worker
+    recovery: str | None = None  # recovery strategy after a final failure (taskcenter.strategies); None: none
 
     @property
     def summary(self) -> str:
@@ -88,9 +90,12 @@ def register(
     dedup: bool = False,
     batch_argument: str | None = None,
     secret: tuple[str, ...] = (),
+    recovery: str | None = None,
 ) -> CatalogueEntry:
     """Add a task, already registered with Celery under ``name``, to the catalogue."""
     secret = (secret,) if isinstance(secret, str) else tuple(secret)
+    if recovery is not None and recovery not in Strategy.values:
+        raise ValueError(f"{name}: unknown recovery strategy {recovery!r}; use one of {', '.join(Strategy.values)}")
     entry = CatalogueEntry(
         name=name,
         func=func,
@@ -101,6 +106,7 @@ def register(
         dedup=dedup,
         batch_argument=batch_argument,
         secret=secret,
+        recovery=recovery,
     )
     parameters = entry.signature.parameters
     takes_any_keyword = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
@@ -120,13 +126,15 @@ def launchable_task(
     dedup: bool = False,
     batch_argument: str | None = None,
     secret: tuple[str, ...] = (),
+    recovery: str | None = None,
     **task_options,
 ):
     """Declare a Celery task and enter it in the catalogue in one step.
 
     ``dedup=True`` refuses a launch while a run with the same arguments waits or
     runs; ``batch_argument`` names the list parameter a batch launch fills;
-    ``secret`` names parameters whose values are masked outside the worker.
+    ``secret`` names parameters whose values are masked outside the worker;
+    ``recovery`` is the strategy applied after a final failure (RETRY, RESUME, ...).
     """
 
     def decorate(func: Callable):
@@ -145,6 +153,7 @@ def launchable_task(
             dedup=dedup,
             batch_argument=batch_argument,
             secret=secret,
+            recovery=recovery,
         )
         return task
 

@@ -8,6 +8,7 @@ from django.urls import path, register_converter
 
 from taskcenter.urls_monitoring import page_urlpatterns
 from taskcenter.views import audit, deadletters, failures, launch, notifications, queues, runs, schedules, workers
+from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
 
 app_name = "taskcenter"
 
@@ -88,4 +89,11 @@ urlpatterns += [
     path("failures/<slug:fingerprint>/", failures.failure_detail, name="failure_detail"),
     path("failures/<slug:fingerprint>/retry/", failures.failure_retry, name="failure_retry"),
     path("failures/<slug:fingerprint>/status/", failures.failure_status, name="failure_status"),
+]
+
+urlpatterns += [
+    path("recovery/", recovery_page, name="recovery"),
+    path("recovery/policy/", recovery_policy, name="recovery_policy"),
+    path("recovery/apply/", recovery_bulk, name="recovery_bulk"),
+    path("runs/<taskid:task_id>/recover/", run_recover, name="run_recover"),
 ]
