@@ -69,12 +69,20 @@ def test_a_run_killed_at_item_11_resumes_at_item_11(private_redis, private_broke
             second_worker.stop()
 
 
-def test_a_final_failure_on_a_real_worker_gets_the_operators_strategy_by_rule(celery_worker):
+def test_a_final_failure_on_a_real_worker_gets_the_operators_strategy_until_the_automatic_limit(celery_worker):
     from taskcenter.services.recovery import recovery_policy_set
 
-    recovery_policy_set(task_name="examples.fail", strategy="MANUAL", actor=None)
-    run = run_launch(task_name="examples.fail", kwargs={"message": "left for an operator"})
-    action = wait_for(
-        lambda: RecoveryAction.objects.filter(task_id=run.task_id).first(), timeout=60, message="the strategy"
+    recovery_policy_set(task_name="examples.fail", strategy="RETRY", actor=None)
+    run = run_launch(task_name="examples.fail", kwargs={"message": "fails every time"})
+    manual = wait_for(
+        lambda: RecoveryAction.objects.filter(task_name="examples.fail", strategy="MANUAL").first(),
+        timeout=90,
+        message="the lineage to be left for an operator",
     )
-    assert action.strategy == "MANUAL" and action.rule == "operator override" and action.new_task_id == ""
+    lineage = list(RecoveryAction.objects.filter(task_name="examples.fail").order_by("id"))
+    assert [a.strategy for a in lineage] == ["RETRY", "RETRY", "RETRY", "MANUAL"]  # TASKCENTER_RECOVERY_MAX_AUTOMATIC
+    assert lineage[0].task_id == run.task_id and all(a.rule.startswith("operator override") for a in lineage)
+    for earlier, later in zip(lineage, lineage[1:], strict=False):
+        assert Run.objects.get(task_result_id=later.task_id).retry_of.task_id == earlier.task_id
+        assert earlier.new_task_id == later.task_id
+    assert manual.new_task_id == "" and "limit of 3 reached" in manual.rule
