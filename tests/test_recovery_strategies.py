@@ -134,6 +134,23 @@ def test_a_strategy_applies_to_selected_runs_in_bulk(staff_client, redis_server)
     assert sorted(RecoveryAction.objects.values_list("task_id", flat=True)) == ["bulk-1", "bulk-2"]
 
 
+def test_history_applies_a_strategy_to_the_runs_selected_there(staff_client):
+    failed_run("hist-1")
+    history = staff_client.get(reverse("taskcenter:run_list")).content.decode()
+    assert f'formaction="{BULK}"' in history and 'value="hist-1" form="bulk-retry"' in history
+    # The History form posts its filter fields and scope too; they are ignored.
+    response = staff_client.post(BULK, {"strategy": "MANUAL", "task_ids": ["hist-1"], "state": "FAILURE", "scope": ""})
+    assert response.status_code == 302
+    assert RecoveryAction.objects.get(task_id="hist-1").strategy == "MANUAL"
+
+
+def test_the_apply_form_is_offered_only_for_a_run_a_strategy_applies_to(staff_client):
+    failed_run("offer-ok", status="SUCCESS")
+    failed_run("offer-failed")
+    assert b"Apply strategy" not in staff_client.get(reverse("taskcenter:run_detail", args=["offer-ok"])).content
+    assert b"Apply strategy" in staff_client.get(reverse("taskcenter:run_detail", args=["offer-failed"])).content
+
+
 def test_the_policy_form_sets_an_override_audited(staff_client):
     response = staff_client.post(POLICY, {"task_name": "examples.add", "strategy": "RETRY"})
     assert response.status_code == 302

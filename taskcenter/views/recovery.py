@@ -114,6 +114,6 @@ def recovery_context(request, run) -> dict:
         "checkpoints": checkpoints_for_run(run.task_id),
         "recovery_actions": recovery_actions_for_run(run.task_id),
         "recovered_from": recovered_from(run.task_id),
-        "can_recover": permissions.can_recover(request.user, run.task_name),
+        "can_recover": permissions.can_recover(request.user, run.task_name) and recovery.run_is_recoverable(run),
         "strategy_choices": Strategy.choices,
     }
