@@ -118,8 +118,17 @@ def test_cleanup_removes_old_checkpoints_of_finished_runs_only():
     old = timezone.now() - timedelta(days=30)
     a_run("done-run", status="SUCCESS")
     a_run("running-run", status="STARTED")
-    for task_id, created in (("done-run", old), ("running-run", old), ("gone-run", old), ("done-run", timezone.now())):
+    a_run("waiting-run")
+    Run.objects.create(task_result_id="expired-result-run", task_name="x", queue="low", recorded_state="FAILURE")
+    for task_id, created in (
+        ("done-run", old),
+        ("running-run", old),
+        ("waiting-run", old),
+        ("expired-result-run", old),
+        ("gone-run", old),
+        ("done-run", timezone.now()),
+    ):
         Checkpoint.objects.create(task_id=task_id, root_task_id=task_id, state={}, checksum=checksum_of({}),
                                   created_at=created)  # fmt: skip
-    assert checkpoints_cleanup(older_than=timedelta(days=7), batch_size=1) == 2
-    assert sorted(Checkpoint.objects.values_list("task_id", flat=True)) == ["done-run", "running-run"]
+    assert checkpoints_cleanup(older_than=timedelta(days=7), batch_size=1) == 3
+    assert sorted(Checkpoint.objects.values_list("task_id", flat=True)) == ["done-run", "running-run", "waiting-run"]

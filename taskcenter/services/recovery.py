@@ -241,31 +241,38 @@ def checkpoints_discard(*, run: Run) -> int:
     return deleted
 
 
+def checkpoints_of_finished_runs(rows):
+    """Narrow a ``Checkpoint`` queryset to those whose run finished or is gone (never a run that waits or runs).
+
+    Usable as the ``expired`` filter of a retention kind.
+    """
+    from django.db.models import Exists, OuterRef
+    from django_celery_results.models import TaskResult
+
+    from taskcenter.models import READY_STATES
+
+    finished_result = TaskResult.objects.filter(task_id=OuterRef("task_id"), status__in=READY_STATES)
+    unfinished_run = Run.objects.filter(task_result_id=OuterRef("task_id")).exclude(recorded_state__in=READY_STATES)
+    return rows.filter(~Exists(unfinished_run) | Exists(finished_result))
+
+
 def checkpoints_cleanup(*, older_than: timedelta | None = None, batch_size: int = 1000, max_batches: int = 1000) -> int:
     """Delete checkpoints older than the retention period whose run finished (or is gone); return how many.
 
-    In batches of ``batch_size`` rows, so no statement holds a lock for long; for the retention work.
+    In batches of ``batch_size`` rows (one short statement each), so no statement
+    holds a lock for long; for the retention work.
     """
     if older_than is None:
         older_than = timedelta(days=settings.TASKCENTER_CHECKPOINT_RETENTION_DAYS)
     cutoff = timezone.now() - older_than
-    removed = 0
-    last_id = 0
+    removed, last_id = 0, 0
     for _ in range(max_batches):
-        rows = list(
-            Checkpoint.objects.filter(created_at__lt=cutoff, id__gt=last_id)
-            .order_by("id")
-            .values_list("id", "task_id")[:batch_size]
-        )
-        if not rows:
+        old = Checkpoint.objects.filter(created_at__lt=cutoff, id__gt=last_id)
+        ids = list(checkpoints_of_finished_runs(old).order_by("id").values_list("id", flat=True)[:batch_size])
+        if not ids:
             break
-        last_id = rows[-1][0]
-        task_ids = {task_id for _, task_id in rows}
-        runs = Run.objects.filter(task_result_id__in=task_ids).select_related("task_result")
-        active = {run.task_id for run in runs if not run.is_finished}
-        doomed = [pk for pk, task_id in rows if task_id not in active]
-        if doomed:
-            removed += Checkpoint.objects.filter(pk__in=doomed).delete()[0]
+        last_id = ids[-1]
+        removed += Checkpoint.objects.filter(pk__in=ids).delete()[0]
     if removed:
         logger.info("Removed %d checkpoint(s) older than %s", removed, cutoff)
     return removed
