@@ -221,3 +221,15 @@ def test_fuzz_recovery_forms(admin_client, outcome):  # noqa: F811
 
     fuzz()
     outcome.check()
+
+
+def test_manage_recovery_sets_strategies_but_applies_none(client, django_user_model):
+    user = django_user_model.objects.create_user(username="rec-manager", password="pw-1", is_staff=True)
+    for codename in ("view_run", "manage_recovery"):
+        user.user_permissions.add(Permission.objects.get(codename=codename, content_type__app_label="taskcenter"))
+    client.force_login(user)
+    failed_run("mgr-1")
+    assert f'action="{POLICY}"'.encode() in client.get(PAGE).content
+    assert client.post(POLICY, {"task_name": "examples.fail", "strategy": "MANUAL"}).status_code == 302
+    assert RecoveryPolicy.objects.get(task_name="examples.fail").changed_by == user
+    assert client.post(reverse("taskcenter:run_recover", args=["mgr-1"]), {"strategy": "SKIP"}).status_code == 403
