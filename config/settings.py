@@ -351,3 +351,13 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = TASKCENTER_NOTIFY_TIMEOUT
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "taskcenter@localhost")
+
+# --- Checkpoints and recovery strategies (docs/operations.md, "Checkpoints and recovery strategies") ---
+# Seconds between two checkpoint writes of one run (the latest is kept in memory and written at the task's end).
+TASKCENTER_CHECKPOINT_INTERVAL = float(env_str("TASKCENTER_CHECKPOINT_INTERVAL", "5"))
+# Largest checkpoint state, in bytes of JSON; a larger one is refused with ValueError.
+TASKCENTER_CHECKPOINT_MAX_BYTES = env_int("TASKCENTER_CHECKPOINT_MAX_BYTES", 1_000_000, minimum=1)
+# Days the checkpoints of finished runs are kept.
+TASKCENTER_CHECKPOINT_RETENTION_DAYS = env_int("TASKCENTER_CHECKPOINT_RETENTION_DAYS", 7, minimum=1)
+# Strategies applied automatically in one lineage before the next failure is left MANUAL (no endless loop).
+TASKCENTER_RECOVERY_MAX_AUTOMATIC = env_int("TASKCENTER_RECOVERY_MAX_AUTOMATIC", 3, minimum=0)

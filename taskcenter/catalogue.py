@@ -27,6 +27,7 @@ from django.utils.crypto import salted_hmac
 
 from taskcenter.priorities import Priority
 from taskcenter.retry_policy import PolicyTask, RetryPolicy
+from taskcenter.strategies import Strategy
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class CatalogueEntry:
     batch_argument: str | None = None  # parameter that takes a list of items in a batch launch
     secret: tuple[str, ...] = ()  # parameters whose values are masked outside the worker
     retry: RetryPolicy | None = None  # retry policy in code; operators may override it
+    recovery: str | None = None  # recovery strategy after a final failure (taskcenter.strategies); None: none
 
     @property
     def summary(self) -> str:
@@ -93,9 +95,12 @@ def register(
     batch_argument: str | None = None,
     secret: tuple[str, ...] = (),
     retry: RetryPolicy | None = None,
+    recovery: str | None = None,
 ) -> CatalogueEntry:
     """Add a task, already registered with Celery under ``name``, to the catalogue."""
     secret = (secret,) if isinstance(secret, str) else tuple(secret)
+    if recovery is not None and recovery not in Strategy.values:
+        raise ValueError(f"{name}: unknown recovery strategy {recovery!r}; use one of {', '.join(Strategy.values)}")
     entry = CatalogueEntry(
         name=name,
         func=func,
@@ -107,6 +112,7 @@ def register(
         batch_argument=batch_argument,
         secret=secret,
         retry=retry,
+        recovery=recovery,
     )
     parameters = entry.signature.parameters
     takes_any_keyword = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
@@ -127,6 +133,7 @@ def launchable_task(
     batch_argument: str | None = None,
     secret: tuple[str, ...] = (),
     retry: RetryPolicy | None = None,
+    recovery: str | None = None,
     **task_options,
 ):
     """Declare a Celery task and enter it in the catalogue in one step.
@@ -136,6 +143,7 @@ def launchable_task(
     ``secret`` names parameters whose values are masked outside the worker;
     ``retry`` is the task's retry policy (its failures are retried by ``PolicyTask``, the
     base class of every catalogued task unless ``base=`` names another).
+    ``recovery`` is the strategy applied after a final failure (RETRY, RESUME, ...).
     """
 
     def decorate(func: Callable):
@@ -158,6 +166,7 @@ def launchable_task(
             batch_argument=batch_argument,
             secret=secret,
             retry=retry,
+            recovery=recovery,
         )
         return task
 

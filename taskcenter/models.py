@@ -8,6 +8,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from taskcenter.priorities import Priority
+from taskcenter.strategies import Strategy
 
 #: State shown for a run that no worker has reported on yet.
 PENDING = "PENDING"
@@ -363,6 +364,8 @@ class AuditEntry(models.Model):
         FAILURES_STATUS = "failures_status", "Resolve or ignore a failure group"
         RETRY_POLICY = "retry_policy", "Change retry policy"
         RETENTION_CLEANUP = "retention_cleanup", "Retention cleanup"
+        RECOVERY_APPLY = "recovery_apply", "Apply a recovery strategy"
+        RECOVERY_POLICY = "recovery_policy", "Set a recovery strategy"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -709,3 +712,78 @@ class RetryPolicyOverride(models.Model):
 
     def __str__(self) -> str:
         return f"retry policy of {self.task_name}"
+
+
+class Checkpoint(models.Model):
+    """The state a run saved to continue from (see ``taskcenter.checkpoints``).
+
+    ``root_task_id`` is the first run of a lineage: a run launched with RESUME
+    saves under its predecessor's root, so it (and a later resume) finds the
+    last checkpoint of the whole lineage. ``checksum`` is the SHA-256 of the
+    canonical JSON of ``state``, verified on every read.
+    """
+
+    task_id = models.CharField(max_length=255, help_text="The run that saved it.")
+    root_task_id = models.CharField(max_length=255, help_text="The first run of its lineage.")
+    sequence = models.PositiveIntegerField(default=1, help_text="1 for the run's first checkpoint, then 2...")
+    state = models.JSONField(default=dict, blank=True)
+    progress = models.CharField(max_length=200, blank=True, default="")
+    checksum = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["root_task_id", "-id"], name="checkpoint_root_id"),
+            models.Index(fields=["task_id", "-id"], name="checkpoint_task_id"),
+            models.Index(fields=["created_at"], name="checkpoint_created_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} #{self.sequence}"
+
+
+class RecoveryPolicy(models.Model):
+    """An operator's choice of recovery strategy for a task type, over the default declared in code."""
+
+    task_name = models.CharField(max_length=255, unique=True)
+    strategy = models.CharField(max_length=10, choices=Strategy.choices)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task_name"]
+        permissions = [("manage_recovery", "Can set the recovery strategy of task types")]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}: {self.strategy}"
+
+
+class RecoveryAction(models.Model):
+    """A recovery strategy applied to a run: by whom (``actor``) or by which rule, and the run it launched."""
+
+    task_id = models.CharField(max_length=255, help_text="The run the strategy was applied to.")
+    task_name = models.CharField(max_length=255, blank=True, default="")
+    strategy = models.CharField(max_length=10, choices=Strategy.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rule = models.CharField(max_length=200, blank=True, default="", help_text="Empty when an operator applied it.")
+    new_task_id = models.CharField(max_length=255, blank=True, default="", help_text="The run it launched.")
+    message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    #: Set on a MANUAL action once another strategy is applied to its run.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["task_id", "-id"], name="recoveryaction_task_id"),
+            models.Index(fields=["new_task_id"], name="recoveryaction_new_task_id"),
+            models.Index(fields=["strategy", "resolved_at", "-id"], name="recoveryaction_attention"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.strategy} on {self.task_id}"

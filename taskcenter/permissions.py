@@ -10,6 +10,8 @@ Permissions (app label ``taskcenter``):
 - ``manage_notifications``: add, change, delete and test notification channels and rules.
 - ``manage_deadletters``: replay (with the task's launch permission) and discard dead letters.
 - ``change_retry_policy``: override the retry policy of catalogued tasks.
+- ``manage_recovery``: set the recovery strategy of task types (applying one to a run needs
+  ``control_run`` and the task's launch permission).
 
 Per-task launch permissions are created for every catalogued task after
 ``migrate`` (see ``ensure_task_permissions``).
@@ -115,3 +117,13 @@ def can_manage_deadletters(user) -> bool:
 def can_change_retry_policy(user) -> bool:
     """Edit (or reset) the retry policy of catalogued tasks: ``change_retry_policy``."""
     return can_view(user) and user.has_perm(f"{APP}.change_retry_policy")
+
+
+def can_manage_recovery(user) -> bool:
+    """Set the recovery strategy of task types (``manage_recovery``)."""
+    return can_view(user) and user.has_perm(f"{APP}.manage_recovery")
+
+
+def can_recover(user, task_name: str) -> bool:
+    """Apply a strategy to a run: control runs, and be allowed to launch its task (a strategy may re-run it)."""
+    return can_control(user) and can_launch(user, task_name)

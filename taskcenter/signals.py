@@ -87,7 +87,10 @@ def on_worker_ready(sender=None, **_):
 def record_final_failure(
     sender=None, task_id=None, exception=None, args=None, kwargs=None, traceback=None, einfo=None, **_
 ):
-    """Keep a dead letter for a run that failed for good (a retry raises ``Retry``, not this signal)."""
+    """Keep a dead letter for a run that failed for good, then apply its recovery strategy.
+
+    A retry raises ``Retry``, not this signal.
+    """
     from taskcenter.models import DeadLetter
     from taskcenter.services.deadletters import deadletter_record, format_traceback
 
@@ -104,6 +107,9 @@ def record_final_failure(
         kwargs=kwargs,
         worker=getattr(request, "hostname", "") or "",
     )
+    from taskcenter.services.recovery import recovery_apply_after_failure
+
+    recovery_apply_after_failure(task_id=task_id, task_name=getattr(sender, "name", None))
 
 
 def record_expired(sender=None, request=None, expired=False, **_):
@@ -168,3 +174,7 @@ def connect() -> None:
     signals.task_revoked.connect(record_expired, dispatch_uid="taskcenter.deadletter_expired")
     signals.task_unknown.connect(record_unknown_task, dispatch_uid="taskcenter.deadletter_unknown")
     signals.worker_ready.connect(publish_retry_policies, dispatch_uid="taskcenter.publish_retry_policies")
+    # Checkpoints kept back by the rate limit are written when the task ends (a dict lookup otherwise).
+    from taskcenter.checkpoints import flush_at_task_end
+
+    signals.task_postrun.connect(flush_at_task_end, dispatch_uid="taskcenter.checkpoints_flush")

@@ -19,6 +19,7 @@ from taskcenter.views import (
     schedules,
     workers,
 )
+from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
 
 app_name = "taskcenter"
 
@@ -102,4 +103,11 @@ urlpatterns += [
     path("failures/<slug:fingerprint>/status/", failures.failure_status, name="failure_status"),
     path("tasks/<str:task_name>/retry-policy/", retry_policy.retry_policy_detail, name="retry_policy"),
     path("tasks/<str:task_name>/retry-policy/edit/", retry_policy.retry_policy_edit, name="retry_policy_edit"),
+]
+
+urlpatterns += [
+    path("recovery/", recovery_page, name="recovery"),
+    path("recovery/policy/", recovery_policy, name="recovery_policy"),
+    path("recovery/apply/", recovery_bulk, name="recovery_bulk"),
+    path("runs/<taskid:task_id>/recover/", run_recover, name="run_recover"),
 ]

@@ -6,6 +6,7 @@ import time
 from celery.utils.log import get_task_logger
 
 from taskcenter.catalogue import launchable_task
+from taskcenter.checkpoints import checkpoint_load, checkpoint_save
 from taskcenter.priorities import Priority
 from taskcenter.progress import report_progress
 from taskcenter.retry_policy import RetryPolicy
@@ -22,19 +23,26 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-@launchable_task(name="examples.process_items", queue="low", priority=Priority.LOW, bind=True)
+@launchable_task(name="examples.process_items", queue="low", priority=Priority.LOW, bind=True, recovery="RESUME")
 def process_items(self, items: int = 10, seconds_per_item: float = 1.0) -> dict:
     """Process a number of items, sleeping a while for each.
 
     A long task that reports its progress, for watching a run move from PENDING
-    to STARTED to SUCCESS with a progress bar, speed and ETA.
+    to STARTED to SUCCESS with a progress bar, speed and ETA. It saves a
+    checkpoint after each item: resumed (strategy RESUME) after its worker died
+    at item 11, it goes on at item 11, not 1.
     """
-    report_progress(self, done=0, total=items, message="starting")
-    for done in range(1, items + 1):
+    done = int((checkpoint_load(self) or {}).get("done", 0))
+    if done:
+        logger.info("Resuming at item %s of %s", done + 1, items)
+    report_progress(self, done=done, total=items, message="starting" if not done else f"resuming at item {done + 1}")
+    first = done + 1
+    for done in range(first, items + 1):
         time.sleep(seconds_per_item)
+        checkpoint_save(self, {"done": done}, progress=f"{done} of {items}")
         report_progress(self, done=done, total=items, message=f"item {done} of {items}")
         logger.info("Processed item %s of %s", done, items)
-    return {"processed": items}
+    return {"processed": items, "first_item": first}
 
 
 @launchable_task(name="examples.sum_batch", queue="default", batch_argument="numbers")

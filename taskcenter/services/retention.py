@@ -15,8 +15,8 @@ never deleted. Attempts live on the run row and go with it.
 Other modules register their own records, e.g.::
 
     retention_register(RetentionKind(
-        name="checkpoints", model="taskcenter.Checkpoint", date_field="saved_at",
-        setting="TASKCENTER_RETENTION_CHECKPOINTS_DAYS", default=30,
+        name="deliveries", model="myapp.Delivery", date_field="created_at",
+        setting="MYAPP_DELIVERY_RETENTION_DAYS", default=30,
     ))
 """
 
@@ -243,6 +243,12 @@ def _released_locks(queryset: models.QuerySet) -> models.QuerySet:
     return queryset.exclude(Exists(active))
 
 
+def _checkpoints_of_finished_runs(queryset: models.QuerySet) -> models.QuerySet:
+    from taskcenter.services.recovery import checkpoints_of_finished_runs
+
+    return checkpoints_of_finished_runs(queryset)
+
+
 def _register_builtin_kinds() -> None:
     retention_register(
         RetentionKind(
@@ -341,6 +347,16 @@ def _register_builtin_kinds() -> None:
             setting="TASKCENTER_RETENTION_FAILURE_GROUPS_DAYS",
             default=90,
             expired=lambda rows: rows.exclude(status="open"),
+        )
+    )
+    retention_register(
+        RetentionKind(
+            name="checkpoints",
+            model="taskcenter.Checkpoint",
+            date_field="created_at",
+            setting="TASKCENTER_CHECKPOINT_RETENTION_DAYS",
+            default=7,
+            expired=_checkpoints_of_finished_runs,  # a run that waits or runs may still resume from them
         )
     )
     retention_register(

@@ -30,6 +30,7 @@ from taskcenter.selectors.runs import (
 )
 from taskcenter.services import control
 from taskcenter.views.common import allowed, perform_action, staff_required, submit, user_abilities
+from taskcenter.views.recovery import recovery_context
 
 CONTROL_REFUSED = "You need the 'cancel, terminate and retry runs' permission."
 
@@ -87,6 +88,7 @@ def run_detail(request, task_id):
             "batch": batch_progress(run.batch) if run.batch_id else None,
             "retry_status": run_retry_status(run),
             "stuck": run.state == "STARTED" and any(r.task_id == run.task_id for r in stuck_runs(limit=1000)),
+            **recovery_context(request, run),
             **user_abilities(request.user),
         },
     )

@@ -1,0 +1,255 @@
+"""Recovery strategies: apply RETRY, RESUME, RESTART, SKIP or MANUAL to a run; set a task type's strategy.
+
+A task type's strategy is the operator's override (``RecoveryPolicy``) or the
+default declared in code (``launchable_task(..., recovery=...)``). The worker
+applies it after a final failure (``recovery_apply_after_failure``, called from
+the dead-letter signal receiver: failure paths only). Operators apply any
+strategy to a failed, dead-lettered or orphaned run with ``run_recover``. Every
+re-run goes through ``control.run_retry`` / ``launch.run_launch``, linked to the
+run it repeats (``retry_of``). See docs/operations.md.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from taskcenter import catalogue, secret_arguments
+from taskcenter.models import Checkpoint, DeadLetter, RecoveryAction, RecoveryPolicy, Run, RunSource
+from taskcenter.services.audit import Action, Outcome, audit_record
+from taskcenter.services.errors import Conflict, InvalidInput, ServiceError
+from taskcenter.strategies import RELAUNCHING, Strategy
+
+logger = logging.getLogger(__name__)
+
+#: States of a run a strategy may be applied to (a STARTED run only when orphaned, or forced).
+RECOVERABLE_STATES = ("FAILURE", "REVOKED")
+#: Runs of a lineage walked to count automatic recoveries.
+LINEAGE_LIMIT = 50
+
+
+class NotRecoverable(Conflict):
+    """The run is not failed, dead-lettered or orphaned."""
+
+
+def _strategy(value) -> Strategy:
+    if value not in Strategy.values:
+        message = f"Unknown strategy {value!r}; use one of {', '.join(Strategy.values)}."
+        raise InvalidInput(message, errors={"strategy": [message]})
+    return Strategy(value)
+
+
+def strategy_for(task_name: str) -> tuple[Strategy | None, str]:
+    """The strategy applied after a final failure of ``task_name``, and the rule it comes from."""
+    override = RecoveryPolicy.objects.filter(task_name=task_name).values_list("strategy", flat=True).first()
+    if override:
+        return Strategy(override), "operator override"
+    entry = catalogue.get_entry(task_name)
+    if entry is not None and entry.recovery:
+        return Strategy(entry.recovery), "default in code"
+    return None, ""
+
+
+def recovery_policy_set(*, task_name: str, strategy: str, actor) -> RecoveryPolicy | None:
+    """Override a task type's strategy; an empty ``strategy`` removes the override (back to the code's)."""
+    audit = {"actor": actor, "action": Action.RECOVERY_POLICY, "target": task_name}
+    if catalogue.get_entry(task_name) is None:
+        error = InvalidInput(errors={"task_name": [f"No launchable task is named {task_name!r}."]})
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    if not strategy:
+        RecoveryPolicy.objects.filter(task_name=task_name).delete()
+        audit_record(**audit, message="Override removed: the default in code applies.")
+        return None
+    strategy = _strategy(strategy)
+    policy, _ = RecoveryPolicy.objects.update_or_create(
+        task_name=task_name,
+        defaults={
+            "strategy": strategy,
+            "changed_by": actor if getattr(actor, "pk", None) else None,
+            "changed_at": timezone.now(),
+        },
+    )
+    audit_record(**audit, message=f"Recovery strategy set to {strategy}.", detail={"strategy": strategy.value})
+    return policy
+
+
+def run_is_recoverable(run: Run) -> bool:
+    """Failed, revoked, dead-lettered (unresolved) or orphaned (STARTED on a worker that is gone)."""
+    from taskcenter.selectors.monitoring import stuck_runs
+
+    if run.state in RECOVERABLE_STATES:
+        return True
+    if DeadLetter.objects.filter(task_id=run.task_id, resolution="").exists():
+        return True
+    return run.state == "STARTED" and any(r.task_id == run.task_id for r in stuck_runs(limit=1000))
+
+
+def run_recover(
+    *, run: Run, strategy: str, actor, rule: str = "", force: bool = False, source: RunSource = RunSource.CODE
+) -> RecoveryAction:
+    """Apply ``strategy`` to a failed, dead-lettered or orphaned run; return the action recorded.
+
+    RETRY and RESUME launch the run again with its arguments (RESUME lets the new
+    run read the lineage's last checkpoint); RESTART first deletes the lineage's
+    checkpoints; SKIP marks it resolved; MANUAL lists it as needing attention.
+    ``force`` accepts a STARTED run the monitor has not (yet) found orphaned,
+    for an operator who knows its worker is gone.
+    """
+    audit = {"actor": actor, "action": Action.RECOVERY_APPLY, "target": run.task_name, "task_id": run.task_id}
+    try:
+        strategy = _strategy(strategy)
+    except InvalidInput as error:
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise
+    if not (force or rule) and not run_is_recoverable(run):
+        error = NotRecoverable(
+            f"Run {run.task_id} is {run.state}; a strategy applies to failed, dead-lettered or orphaned runs only."
+        )
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    user = actor if getattr(actor, "pk", None) else None
+    action = RecoveryAction.objects.create(
+        task_id=run.task_id, task_name=run.task_name, strategy=strategy, actor=user, rule=rule[:200]
+    )
+    if strategy in RELAUNCHING:
+        try:
+            if strategy == Strategy.RESTART:
+                removed = checkpoints_discard(run=run)
+                action.message = f"{removed} checkpoint(s) discarded. "
+            new_run = _relaunch(run, actor, source)
+        except ServiceError as exc:
+            action.delete()
+            audit_record(**audit, outcome=Outcome.REFUSED, message=f"{strategy}: {exc}")
+            raise
+        action.new_task_id = new_run.task_id
+        action.message += f"Launched again as {new_run.task_id}."
+        DeadLetter.objects.filter(task_id=run.task_id, resolution="").update(
+            resolution=DeadLetter.Resolution.REPLAYED, replayed_as=new_run.task_id, resolved_by=user,
+            resolved_at=timezone.now(),
+        )  # fmt: skip
+    elif strategy == Strategy.SKIP:
+        action.message = "Marked resolved; nothing run."
+        DeadLetter.objects.filter(task_id=run.task_id, resolution="").update(
+            resolution=DeadLetter.Resolution.DISCARDED, resolved_by=user, resolved_at=timezone.now()
+        )
+    else:
+        action.message = "Left for an operator."
+    action.save(update_fields=["new_task_id", "message"])
+    if strategy != Strategy.MANUAL:  # a run left for an operator is resolved by what is done with it next
+        RecoveryAction.objects.filter(task_id=run.task_id, strategy=Strategy.MANUAL, resolved_at=None).update(
+            resolved_at=timezone.now()
+        )
+    by = f" by rule: {rule}" if rule else ""
+    audit_record(
+        **audit,
+        message=f"{strategy}{by}. {action.message}",
+        detail={"strategy": strategy.value, "rule": rule, "new_task_id": action.new_task_id},
+    )
+    logger.info("Recovery %s applied to %s [%s]%s", strategy, run.task_name, run.task_id, by)
+    return action
+
+
+def _relaunch(run: Run, actor, source) -> Run:
+    """Launch ``run`` again through the one launch path, linked to it."""
+    from taskcenter.services.control import run_retry
+    from taskcenter.services.launch import InvalidLaunch, run_launch
+
+    if run.is_finished:
+        return run_retry(run=run, actor=actor, source=source)
+    try:  # an orphaned run: still STARTED, so run_retry would refuse it
+        args, kwargs = secret_arguments.restore(catalogue.get_entry(run.task_name), run.args, run.kwargs, run.secrets)
+    except secret_arguments.SecretUnavailable as missing:
+        raise InvalidLaunch({"args": [f"The stored value of the secret argument {missing.name!r} cannot be read."]})
+    return run_launch(
+        task_name=run.task_name,
+        args=args,
+        kwargs=kwargs,
+        queue=run.queue,
+        priority=run.priority,
+        launched_by=actor,
+        source=source,
+        retry_of=run,
+    )
+
+
+def _automatic_recoveries(run: Run) -> int:
+    """How many strategies were applied automatically in ``run``'s lineage (itself and the runs before it)."""
+    task_ids, current = [], run
+    while current is not None and len(task_ids) < LINEAGE_LIMIT:
+        task_ids.append(current.task_id)
+        current = current.retry_of
+    return RecoveryAction.objects.filter(task_id__in=task_ids, actor=None).exclude(rule="").count()
+
+
+def recovery_apply_after_failure(*, task_id: str | None, task_name: str | None) -> RecoveryAction | None:
+    """Apply the task type's strategy to a run that failed for good. Never raises (called from a worker).
+
+    After ``TASKCENTER_RECOVERY_MAX_AUTOMATIC`` automatic recoveries in one
+    lineage, the run is left MANUAL instead, so a run that always fails does not
+    run forever.
+    """
+    if not task_id or not task_name:
+        return None
+    try:
+        strategy, rule = strategy_for(task_name)
+        if strategy is None:
+            return None
+        run = Run.objects.filter(task_result_id=task_id).select_related("retry_of").first()
+        if run is None:
+            return None
+        if strategy != Strategy.MANUAL and _automatic_recoveries(run) >= settings.TASKCENTER_RECOVERY_MAX_AUTOMATIC:
+            strategy, rule = Strategy.MANUAL, f"{rule}; limit of {settings.TASKCENTER_RECOVERY_MAX_AUTOMATIC} reached"
+        return run_recover(run=run, strategy=strategy, actor=None, rule=rule)
+    except (ServiceError, DatabaseError):
+        logger.exception("Could not apply the recovery strategy of %s [%s]", task_name, task_id)
+        return None
+
+
+@dataclass
+class BulkRecoveryResult:
+    done: list[RecoveryAction] = field(default_factory=list)
+    refused: list[tuple[Run, str]] = field(default_factory=list)
+
+
+def runs_recover_bulk(*, runs: Iterable[Run], strategy: str, actor, source=RunSource.CODE) -> BulkRecoveryResult:
+    """Apply one strategy to each run; a broker that is down stops the batch."""
+    from taskcenter.services.launch import BrokerUnavailable
+
+    result = BulkRecoveryResult()
+    runs = list(runs)
+    for index, run in enumerate(runs):
+        try:
+            result.done.append(run_recover(run=run, strategy=strategy, actor=actor, source=source))
+        except BrokerUnavailable as exc:
+            result.refused.extend((left, str(exc)) for left in runs[index:])
+            break
+        except ServiceError as exc:
+            result.refused.append((run, str(exc)))
+    return result
+
+
+def checkpoints_discard(*, run: Run) -> int:
+    """Delete the checkpoints of ``run``'s lineage (those it wrote or could resume from); return how many."""
+    roots = set(Checkpoint.objects.filter(task_id=run.task_id).values_list("root_task_id", flat=True).distinct())
+    roots.add(run.task_id)
+    deleted, _ = Checkpoint.objects.filter(root_task_id__in=roots).delete()
+    return deleted
+
+
+def checkpoints_of_finished_runs(rows):
+    """Narrow a ``Checkpoint`` queryset to those whose run finished or is gone (never a run that waits or runs).
+
+    Usable as the ``expired`` filter of a retention kind.
+    """
+    from django.db.models import Exists, OuterRef
+    from django_celery_results.models import TaskResult
+
+    from taskcenter.models import READY_STATES
+
+    finished_result = TaskResult.objects.filter(task_id=OuterRef("task_id"), status__in=READY_STATES)
+    unfinished_run = Run.objects.filter(task_result_id=OuterRef("task_id")).exclude(recorded_state__in=READY_STATES)
+    return rows.filter(~Exists(unfinished_run) | Exists(finished_result))
