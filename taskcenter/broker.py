@@ -91,6 +91,18 @@ def broker_client(app=None, *, timeout: float | None = None) -> Iterator:
 
 
 @contextmanager
+def pooled_broker_client(app=None, *, timeout: float = 2.0) -> Iterator:
+    """A redis-py client on a connection of the app's pool (kept open between uses, as a worker wants).
+
+    For reads on a worker's failure path (e.g. a retry policy override): no new connection
+    per call. Waits at most ``timeout`` seconds for a free connection.
+    """
+    app = app or current_app
+    with app.pool.acquire(block=True, timeout=timeout) as connection:
+        yield connection.default_channel.client
+
+
+@contextmanager
 def broker_channel(app=None) -> Iterator:
     """A kombu channel of the broker for a block (for kombu's own key names of queues)."""
     connection = broker_connection(app)

@@ -35,6 +35,8 @@ from celery.exceptions import Ignore, Reject, Retry
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from taskcenter.broker import pooled_broker_client
+
 logger = logging.getLogger(__name__)
 
 #: Redis hash of the operators' overrides: task name -> policy JSON.
@@ -168,8 +170,8 @@ def override_read(app, task_name: str) -> RetryPolicy | None:
     from the code), gives None: the worker then applies the policy in the code.
     """
     try:
-        with app.pool.acquire(block=True, timeout=2) as connection:
-            raw = connection.default_channel.client.hget(OVERRIDES_KEY, task_name)
+        with pooled_broker_client(app) as client:
+            raw = client.hget(OVERRIDES_KEY, task_name)
     except Exception:  # noqa: BLE001 (the broker's errors vary; a failing task must still fail or retry)
         logger.warning("Could not read the retry policy override of %s; using the code's", task_name, exc_info=True)
         return None
