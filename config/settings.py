@@ -324,3 +324,11 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = TASKCENTER_NOTIFY_TIMEOUT
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "taskcenter@localhost")
+
+# --- Recovery of lost task messages (docs/architecture.md, "Nothing lost") ---------------
+# The monitor gives back to their queue, every TASKCENTER_RECOVERY_INTERVAL seconds (0: never),
+# the unacknowledged messages at least TASKCENTER_RECOVERY_MIN_AGE seconds old that no live
+# worker holds; a worker is lost after TASKCENTER_WORKER_LOST_SECONDS without a heartbeat.
+TASKCENTER_RECOVERY_INTERVAL = float(env_str("TASKCENTER_RECOVERY_INTERVAL", "3"))
+TASKCENTER_RECOVERY_MIN_AGE = float(env_str("TASKCENTER_RECOVERY_MIN_AGE", "5"))
+TASKCENTER_WORKER_LOST_SECONDS = float(env_str("TASKCENTER_WORKER_LOST_SECONDS", "15"))
