@@ -109,13 +109,20 @@ def orphans(
     queues: set[str],
     now: float,
     min_age: float,
+    holders: dict[str, str] | None = None,
 ) -> list[Unacked]:
-    """The entries no worker holds, or [] when an alive worker did not answer (``held`` by hostname).
+    """The entries no worker holds (``held``: the ids each worker that answered holds, by hostname).
 
+    When every alive worker answered, every entry held by none is an orphan. When some
+    did not (a slow worker, or one that just died and still counts as alive), only the
+    entries whose last holder (``holders``, from events) is a worker that is not alive
+    are: an alive worker that did not answer may be running the others.
     Only messages of taskcenter's queues with a task id, delivered at least ``min_age`` seconds ago, are judged.
     """
-    if held is None or not alive <= set(held):
+    if held is None:
         return []
+    everyone_answered = alive <= set(held)
+    holders = holders or {}
     holding = set().union(*held.values()) if held else set()
     return [
         entry
@@ -124,7 +131,12 @@ def orphans(
         and entry.queue in queues
         and now - entry.delivered_at >= min_age
         and entry.task_id not in holding
+        and (everyone_answered or _held_by_a_lost_worker(holders.get(entry.task_id), alive))
     ]
+
+
+def _held_by_a_lost_worker(holder: str | None, alive: set[str]) -> bool:
+    return holder is not None and holder not in alive
 
 
 def lost_reason(holder: str | None, alive: set[str]) -> str:
@@ -226,9 +238,12 @@ def unacked_restore(channel, tag: str, script=None) -> str | None:
     return (payload.get("headers") or {}).get("id") if moved else None
 
 
-def held_by_workers(app, *, timeout: float) -> dict[str, set[str]]:
-    """Ask every worker which task ids it holds; {hostname: ids} of those that answered in ``timeout`` seconds."""
-    replies = app.control.broadcast(HELD_COMMAND, reply=True, timeout=timeout) or []
+def held_by_workers(app, *, timeout: float, expected: int | None = None) -> dict[str, set[str]]:
+    """Ask every worker which task ids it holds; {hostname: ids} of those that answered in ``timeout`` seconds.
+
+    With ``expected``, returns as soon as that many workers answered.
+    """
+    replies = app.control.broadcast(HELD_COMMAND, reply=True, timeout=timeout, limit=expected or None) or []
     held = {}
     for reply in replies:
         for hostname, answer in reply.items():
@@ -280,14 +295,16 @@ class Recovery:
         alive = alive_workers(
             workers, now=now, lost_seconds=lost_seconds, watching_since=watching_since, stream_lost_at=stream_lost_at
         )
-        held = held_by_workers(self.app, timeout=self.reply_timeout)
+        held = held_by_workers(self.app, timeout=self.reply_timeout, expected=len(alive))
         missing = alive - set(held)
         if missing:
-            logger.info("Lost-message sweep skipped: worker(s) %s did not answer", ", ".join(sorted(missing)))
-            return []
-        found = orphans(entries, held, alive=alive, queues=set(settings.TASKCENTER_QUEUES), now=now, min_age=min_age)[
-            :RESTORE_BATCH
-        ]
+            logger.info(
+                "Worker(s) %s did not answer: only messages of workers that are gone are given back",
+                ", ".join(sorted(missing)),
+            )
+        queues = set(settings.TASKCENTER_QUEUES)
+        found = orphans(entries, held, alive=alive, queues=queues, now=now, min_age=min_age, holders=holders)
+        found = found[:RESTORE_BATCH]
         if self._script is None:
             self._script = channel.client.register_script(_RESTORE_SCRIPT)
         restored = []

@@ -52,9 +52,12 @@ def test_messages_no_worker_holds_are_orphans_once_old_enough():
     assert [e.task_id for e in found] == ["lost"]
 
 
-def test_nothing_is_given_back_while_an_alive_worker_has_not_answered():
+def test_while_an_alive_worker_has_not_answered_only_messages_of_workers_that_are_gone_are_orphans():
     # A slow worker that still sends heartbeats keeps its task, even if it did not answer in time.
-    assert orphans([entry("t1")], {"a": set()}, alive={"a", "slow"}, queues={"default"}, now=NOW, min_age=5) == []
+    entries = [entry("t1"), entry("t2"), entry("t3")]
+    holders = {"t1": "slow", "t2": "dead"}  # t3: holder unknown (events missed)
+    found = orphans(entries, {"a": set()}, alive={"a", "slow"}, queues={"default"}, now=NOW, min_age=5, holders=holders)
+    assert [e.task_id for e in found] == ["t2"]
     assert orphans([entry("t1")], None, alive=set(), queues={"default"}, now=NOW, min_age=5) == []
 
 
