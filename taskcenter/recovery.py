@@ -79,7 +79,12 @@ def recovery_settings() -> tuple[float, float, float]:
 
 
 def alive_workers(
-    workers: list[dict], *, now: float, lost_seconds: float, watching_since: float, stream_lost_at: float | None
+    workers: list[dict],
+    *,
+    now: float,
+    lost_seconds: float,
+    watching_since: float | None,
+    stream_lost_at: float | None,
 ) -> set[str]:
     """Hostnames of the workers that must answer before anything is given back.
 
@@ -88,10 +93,13 @@ def alive_workers(
     last heartbeat is younger than ``lost_seconds``. Heartbeats are only seen while
     the monitor reads events: while it has read them for less than ``lost_seconds``
     (``watching_since``), a worker heard from within ``lost_seconds`` before the
-    event stream was lost (``stream_lost_at``, or ``watching_since`` at start) counts as alive.
+    event stream was lost (``stream_lost_at``, or ``watching_since`` at start) counts as alive;
+    so does one, while the stream is down (``watching_since`` None).
     """
     cutoff = now - lost_seconds
-    if now - watching_since < lost_seconds:
+    if watching_since is None:
+        cutoff = min(cutoff, (stream_lost_at or now) - lost_seconds)
+    elif now - watching_since < lost_seconds:
         cutoff = min(cutoff, (stream_lost_at or watching_since) - lost_seconds)
     alive = set()
     for state in workers:
@@ -277,7 +285,7 @@ class Recovery:
         *,
         workers: list[dict],
         holders: dict[str, str],
-        watching_since: float,
+        watching_since: float | None,
         stream_lost_at: float | None,
         now: float | None = None,
     ) -> list[Restored]:

@@ -42,6 +42,9 @@ def test_right_after_the_event_stream_came_back_workers_heard_before_it_was_lost
     # Once the stream has been read for the whole silence, the usual rule applies again.
     later = alive_workers(workers, now=NOW, lost_seconds=15, watching_since=NOW - 16, stream_lost_at=NOW - 30)
     assert later == set()
+    # While the stream is down, workers heard before it was lost must answer before anything is given back.
+    down = alive_workers(workers, now=NOW, lost_seconds=15, watching_since=None, stream_lost_at=NOW - 30)
+    assert down == {"a"}
 
 
 def test_messages_no_worker_holds_are_orphans_once_old_enough():

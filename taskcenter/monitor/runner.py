@@ -395,8 +395,8 @@ class Monitor:
 
     def _recover(self) -> None:
         """Give back the messages no live worker holds; their runs' open attempts end as lost."""
-        if self.stream_since is None or self.recovery_interval <= 0:
-            return  # heartbeats are not seen: no worker can be judged gone
+        if self.recovery_interval <= 0 or (self.stream_since is None and self.stream_lost_at is None):
+            return  # no heartbeat seen yet: no worker can be judged gone
         try:
             with self.redis.connection.calls():
                 channel = self.redis.connection._connection.default_channel
