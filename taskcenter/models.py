@@ -359,6 +359,7 @@ class AuditEntry(models.Model):
         DEADLETTER_DISCARD = "deadletter_discard", "Discard dead letter"
         FAILURES_RETRY = "failures_retry", "Retry a failure group"
         FAILURES_STATUS = "failures_status", "Resolve or ignore a failure group"
+        RUN_RECOVER = "run_recover", "Give back a lost run's message"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"

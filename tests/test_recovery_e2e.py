@@ -16,7 +16,7 @@ import pytest
 from celery import current_app
 from django_celery_results.models import TaskResult
 
-from taskcenter.models import Run
+from taskcenter.models import AuditEntry, Run
 from taskcenter.services.launch import run_launch
 from tests.conftest import CeleryProcess, process_env, wait_for
 
@@ -127,6 +127,8 @@ def test_the_run_of_a_killed_worker_runs_again_on_another_worker_within_a_minute
         assert attempts[0]["worker"] == first.hostname and attempts[0]["ended"] == "worker lost"
         assert attempts[1]["worker"] == second.hostname and attempts[1]["ended"] == "succeeded"
         assert "no worker holds it" in monitor.log()
+        audit = AuditEntry.objects.get(action="run_recover", task_id=run.task_id)
+        assert audit.actor is None and "worker lost" in audit.message and first.hostname in audit.message
         assert not private_broker.hlen("unacked")
     finally:
         stop_all(second, monitor, first)

@@ -415,6 +415,13 @@ class Monitor:
             self.runs.handle({"type": "task-restored", "uuid": item.task_id, "timestamp": now, "reason": item.reason})
         if restored:
             logger.warning("Gave back %d message(s) that no live worker held", len(restored))
+            from taskcenter.services.recovery import recovery_record
+
+            try:
+                close_old_connections()
+                recovery_record(restored=restored)
+            except DatabaseError as exc:
+                logger.warning("Could not audit the messages given back: %s", exc)
 
     def _reconcile_lost(self) -> None:
         from taskcenter.services.errors import ServiceError
