@@ -361,3 +361,10 @@ TASKCENTER_CHECKPOINT_MAX_BYTES = env_int("TASKCENTER_CHECKPOINT_MAX_BYTES", 1_0
 TASKCENTER_CHECKPOINT_RETENTION_DAYS = env_int("TASKCENTER_CHECKPOINT_RETENTION_DAYS", 7, minimum=1)
 # Strategies applied automatically in one lineage before the next failure is left MANUAL (no endless loop).
 TASKCENTER_RECOVERY_MAX_AUTOMATIC = env_int("TASKCENTER_RECOVERY_MAX_AUTOMATIC", 3, minimum=0)
+# --- Recovery of lost task messages (docs/architecture.md, "Nothing lost") ---------------
+# The monitor gives back to their queue, every TASKCENTER_RECOVERY_INTERVAL seconds (0: never),
+# the unacknowledged messages at least TASKCENTER_RECOVERY_MIN_AGE seconds old that no live
+# worker holds; a worker is lost after TASKCENTER_WORKER_LOST_SECONDS without a heartbeat.
+TASKCENTER_RECOVERY_INTERVAL = float(env_str("TASKCENTER_RECOVERY_INTERVAL", "3"))
+TASKCENTER_RECOVERY_MIN_AGE = float(env_str("TASKCENTER_RECOVERY_MIN_AGE", "5"))
+TASKCENTER_WORKER_LOST_SECONDS = float(env_str("TASKCENTER_WORKER_LOST_SECONDS", "15"))

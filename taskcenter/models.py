@@ -366,6 +366,7 @@ class AuditEntry(models.Model):
         RETENTION_CLEANUP = "retention_cleanup", "Retention cleanup"
         RECOVERY_APPLY = "recovery_apply", "Apply a recovery strategy"
         RECOVERY_POLICY = "recovery_policy", "Set a recovery strategy"
+        RUN_RECOVER = "run_recover", "Give back a lost run's message"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"

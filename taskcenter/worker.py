@@ -17,6 +17,12 @@ Celery ``send_task``, a kombu producer, a raw ``LPUSH``):
   the message is treated the same way.
 - ``PoolGuard`` (worker) does the same for an exception while handing a request
   to the pool, and gives back the pool slot it held.
+
+A message that comes back marked ``redelivered`` (kombu's restore after a visibility
+timeout, taskcenter's recovery of a lost worker's messages, see ``taskcenter.recovery``)
+is acknowledged without running when its run is already recorded as finished
+(``redelivered_finished_state``); first deliveries pay no extra lookup. The
+``taskcenter_held`` control command tells the monitor which task ids the worker holds.
 """
 
 import logging
@@ -25,6 +31,7 @@ from celery import bootsteps, states
 from celery.exceptions import InvalidTaskError
 from celery.utils.objects import Bunch
 from celery.worker import state as worker_state
+from celery.worker.control import inspect_command
 from django.conf import settings
 from kombu.exceptions import ContentDisallowed, DecodeError
 
@@ -191,6 +198,8 @@ def guard_task_handler(consumer, handler):
             return refuse(
                 message, reason, app=consumer.app, hostname=consumer.hostname, eventer=consumer.event_dispatcher
             )
+        if is_redelivered(message) and acknowledge_if_finished(message):
+            return None
         try:
             return handler(message)
         except (InvalidTaskError, ContentDisallowed, DecodeError) as exc:
@@ -202,6 +211,58 @@ def guard_task_handler(consumer, handler):
         refuse(message, reason, app=consumer.app, hostname=consumer.hostname, eventer=consumer.event_dispatcher)
 
     return on_task_received
+
+
+def is_redelivered(message) -> bool:
+    """Whether kombu (or taskcenter's recovery) gave this message back after a first delivery."""
+    info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    return bool(info.get("redelivered") or headers.get("redelivered"))
+
+
+def redelivered_finished_state(task_id: str) -> str | None:
+    """The final state already recorded for ``task_id`` (its run's, else its result's), or None.
+
+    At most two indexed reads, paid only by redelivered messages.
+    """
+    from django_celery_results.models import TaskResult
+
+    from taskcenter.models import OUTCOME_STATES, Run
+
+    recorded = Run.objects.filter(task_result_id=task_id).values_list("recorded_state", flat=True).first()
+    if recorded in OUTCOME_STATES:
+        return recorded
+    status = TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
+    return status if status in states.READY_STATES else None
+
+
+def acknowledge_if_finished(message) -> bool:
+    """Acknowledge a redelivered message whose run already finished; True when it was (it must not run again)."""
+    task_id, name = _task_identity(message)
+    if task_id is None:
+        return False
+    try:
+        state = redelivered_finished_state(task_id)
+    except Exception:  # noqa: BLE001 (the database may be down: run it rather than lose it)
+        logger.exception("Could not check whether redelivered task %s already finished", task_id)
+        return False
+    if state is None:
+        return False
+    logger.warning(
+        "Acknowledged the redelivered message of %s (%s) without running it: it already finished in %s",
+        task_id, name, state,
+    )  # fmt: skip
+    if not message.acknowledged:
+        message.ack()
+    return True
+
+
+@inspect_command()
+def taskcenter_held(state, **kwargs):
+    """The ids of every task this worker holds: running, reserved, or waiting for its ETA."""
+    held = set(worker_state.requests)
+    held.update(request.id for request in getattr(worker_state, "scheduled_requests", ()))
+    return {"ids": sorted(held)}
 
 
 class MessageGuard(bootsteps.Step):

@@ -14,6 +14,10 @@ Only one monitor counts at a time: it holds ``taskcenter:monitor:lock`` in
 Redis, renewed at every flush. A second monitor stands by until the lock is
 free (a restart, or the first one died and the lock expired). SIGTERM and
 SIGINT end the process after a last flush and release the lock.
+
+Every ``TASKCENTER_RECOVERY_INTERVAL`` seconds it also gives back to their queues the
+task messages that no live worker holds any more (a killed worker's, a broker
+restart's), see ``taskcenter.recovery``, and ends their open attempt as lost.
 """
 
 import logging
@@ -36,6 +40,7 @@ from taskcenter.monitor.failures import FailureCollector, failures_write
 from taskcenter.monitor.redis_state import MonitorRedis
 from taskcenter.monitor.runs import RunChanges, runs_changes_write, runs_lost_reconcile
 from taskcenter.monitor.store import flush_write, minutes_load, old_rows_delete, queue_samples_record, runs_lookup
+from taskcenter.recovery import HolderTracker, Recovery, recovery_settings
 
 logger = logging.getLogger("taskcenter.monitor")
 
@@ -97,6 +102,11 @@ class Monitor:
             getattr(settings, "TASKCENTER_MONITOR_LOST_CHECK_INTERVAL", DEFAULT_LOST_CHECK_INTERVAL)
         )
         self.redis = MonitorRedis(app, identity=self.identity, lock_seconds=max(30.0, 10 * self.flush_interval))
+        self.holders = HolderTracker(max_ids=max_tasks)
+        self.recovery = Recovery(app)
+        self.recovery_interval = recovery_settings()[0]
+        self.stream_since: float | None = None  # Unix time the event stream was last connected, None while down
+        self.stream_lost_at: float | None = None
         self.stopping: str | bool = False
         self.lost_lock = False
         now = time.monotonic()
@@ -107,6 +117,7 @@ class Monitor:
             "cleanup": now,
             "lost": now + self.lost_check_interval,
             "notify": now + 1.0,
+            "recover": now + self.recovery_interval,
         }
         self._next_due = now
         self._last_event_written: float | None = None
@@ -190,6 +201,8 @@ class Monitor:
             except (_BrokerLost, *BROKER_ERRORS) as exc:
                 if time.monotonic() - connected_at > 60:
                     backoff = BACKOFF_FIRST
+                if self.stream_since is not None:
+                    self.stream_since, self.stream_lost_at = None, time.time()
                 logger.warning("Event stream lost: %s; reconnecting in %.0f s", exc or type(exc).__name__, backoff)
                 self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -210,6 +223,7 @@ class Monitor:
                     logger.warning("Could not ask workers for a heartbeat: %s", exc)
                 logger.info("Monitor %s consuming events from %s", self.identity, conn.as_uri())
                 self.watching_since = datetime.now(UTC)  # events before this were not seen
+                self.stream_since = time.time()
                 while not self.stopping and not self.lost_lock:
                     try:
                         conn.drain_events(timeout=POLL_TIMEOUT)
@@ -237,6 +251,7 @@ class Monitor:
             self.workers.handle(event)
             self.runs.handle(event)
             self.failures.handle(event)
+            self.holders.handle(event)
         except Exception:
             logger.exception("Could not count event %.300r", event)
         if time.monotonic() >= self._next_due:
@@ -275,6 +290,9 @@ class Monitor:
             self._next["lost"] = time.monotonic() + self.lost_check_interval
         if now >= self._next["notify"]:
             self._notify()
+        if now >= self._next["recover"]:
+            self._recover()
+            self._next["recover"] = time.monotonic() + self.recovery_interval
         if now - self._report["at"] >= REPORT_INTERVAL:
             self._log_activity(now)
         self._next_due = min(self._next.values())
@@ -374,6 +392,36 @@ class Monitor:
             self.failures.keep(taken)
             raise
         self.failures.keep(later)
+
+    def _recover(self) -> None:
+        """Give back the messages no live worker holds; their runs' open attempts end as lost."""
+        if self.recovery_interval <= 0 or (self.stream_since is None and self.stream_lost_at is None):
+            return  # no heartbeat seen yet: no worker can be judged gone
+        try:
+            with self.redis.connection.calls():
+                channel = self.redis.connection._connection.default_channel
+                restored = self.recovery.sweep(
+                    channel,
+                    workers=list(self.workers.workers.values()),
+                    holders=self.holders.holders,
+                    watching_since=self.stream_since,
+                    stream_lost_at=self.stream_lost_at,
+                )
+        except BROKER_ERRORS as exc:
+            self._redis_problem(exc)
+            return
+        now = time.time()
+        for item in restored:
+            self.runs.handle({"type": "task-restored", "uuid": item.task_id, "timestamp": now, "reason": item.reason})
+        if restored:
+            logger.warning("Gave back %d message(s) that no live worker held", len(restored))
+            from taskcenter.services.recovery import recovery_record
+
+            try:
+                close_old_connections()
+                recovery_record(restored=restored)
+            except DatabaseError as exc:
+                logger.warning("Could not audit the messages given back: %s", exc)
 
     def _reconcile_lost(self) -> None:
         from taskcenter.services.errors import ServiceError

@@ -19,11 +19,12 @@ not SUCCESS or FAILURE; RECEIVED, STARTED and RETRY never replace a final state.
 Each ``task-started`` opens an attempt (worker, pid of the worker's main
 process, start time); the attempt ends with the task's next
 event: succeeded, failed, retried, revoked, requeued or rejected (the worker
-lost it or refused it). A failed or retried attempt keeps its exception (``error``),
-and a retried one the time its retry is due (``next_at``, the ``eta`` of the
-retry's ``task-received``, which may come before the ``task-retried``). A new
-``task-started`` while the previous attempt is still open means that attempt
-was lost without a word (its worker was killed).
+lost it or refused it), or ``worker lost`` / ``broker lost`` when the monitor gave its
+message back to the queue (``task-restored``, see ``taskcenter.recovery``). A failed or
+retried attempt keeps its exception (``error``), and a retried one the time its retry is
+due (``next_at``, the ``eta`` of the retry's ``task-received``, which may come before the
+``task-retried``). A new ``task-started`` while the previous attempt is still open means
+that attempt was lost without a word (its worker was killed).
 """
 
 import ast
@@ -121,9 +122,9 @@ class RunChanges:
             return
         if kind == "task-received" and change.received is None:
             change.received = event
-        if kind not in EVENT_STATES and kind != "task-rejected":
+        if kind not in EVENT_STATES and kind not in ("task-rejected", "task-restored"):
             return
-        text = event.get("result") if kind == "task-succeeded" else event.get("exception")
+        text = event.get("result") if kind == "task-succeeded" else event.get("exception") or event.get("reason")
         change.events.append(
             RunEvent(
                 kind=kind,
@@ -264,6 +265,8 @@ def run_apply_event(run: Run | RunRecord, event: RunEvent) -> None:
                 attempts[-1]["error"] = event.text
         elif event.kind == "task-rejected":
             attempts[-1].update(ended="requeued" if event.requeue else "rejected", at=at.isoformat())
+        elif event.kind == "task-restored":
+            attempts[-1].update(ended=event.text or "worker lost", at=at.isoformat())
     if event.kind == "task-received" and event.eta is not None and attempts:
         # A delayed message of a run that already ran once: its retry. The worker may report
         # receiving it before the retried attempt's own task-retried event, so the open attempt counts too.

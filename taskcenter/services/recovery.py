@@ -1,4 +1,4 @@
-"""Recovery strategies: apply RETRY, RESUME, RESTART, SKIP or MANUAL to a run; set a task type's strategy.
+"""Recovery: apply RETRY, RESUME, RESTART, SKIP or MANUAL to a run; set a task type's strategy; audit lost runs given back.
 
 A task type's strategy is the operator's override (``RecoveryPolicy``) or the
 default declared in code (``launchable_task(..., recovery=...)``). The worker
@@ -18,7 +18,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from taskcenter import catalogue, secret_arguments
-from taskcenter.models import Checkpoint, DeadLetter, RecoveryAction, RecoveryPolicy, Run, RunSource
+from taskcenter.models import AuditEntry, Checkpoint, DeadLetter, RecoveryAction, RecoveryPolicy, Run, RunSource
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.errors import Conflict, InvalidInput, ServiceError
 from taskcenter.strategies import RELAUNCHING, Strategy
@@ -253,3 +253,20 @@ def checkpoints_of_finished_runs(rows):
     finished_result = TaskResult.objects.filter(task_id=OuterRef("task_id"), status__in=READY_STATES)
     unfinished_run = Run.objects.filter(task_result_id=OuterRef("task_id")).exclude(recorded_state__in=READY_STATES)
     return rows.filter(~Exists(unfinished_run) | Exists(finished_result))
+
+
+def recovery_record(*, restored: list) -> int:
+    """Audit each run whose message the monitor gave back (``taskcenter.recovery.Restored``), in one INSERT."""
+    entries = [
+        AuditEntry(
+            actor=None,
+            action=AuditEntry.Action.RUN_RECOVER,
+            target=item.task_id[:255],
+            task_id=item.task_id[:255],
+            message=f"Given back to queue {item.queue}: {item.reason} (last held by {item.holder or 'unknown'}).",
+            detail={"queue": item.queue, "reason": item.reason, "holder": item.holder},
+        )
+        for item in restored
+    ]
+    AuditEntry.objects.bulk_create(entries)
+    return len(entries)
