@@ -1,4 +1,4 @@
-"""Recovery: apply RETRY, RESUME, RESTART, SKIP or MANUAL to a run; set a task type's strategy; audit lost runs given back.
+"""Recovery: apply RETRY, RESUME, RESTART, SKIP or MANUAL to a run; set strategies; audit lost runs given back.
 
 A task type's strategy is the operator's override (``RecoveryPolicy``) or the
 default declared in code (``launchable_task(..., recovery=...)``). The worker
