@@ -99,3 +99,17 @@ def test_the_group_page_offers_both_actions_to_an_operator(staff_client):
     group, _ = group_of(1)
     page = staff_client.get(reverse("taskcenter:failure_detail", args=[group.fingerprint])).content.decode()
     assert "Apply to the failed runs" in page and "Dead-letter this group" in page
+
+
+def test_retry_applied_to_a_group_launches_each_failed_run_again_linked_to_it(staff_client, redis_server):
+    group, runs = group_of(2)
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(
+        task_name="examples.process_items", kwargs={"items": 1, "seconds_per_item": 0}
+    )
+    url = reverse("taskcenter:failure_recover", args=[group.fingerprint])
+    assert staff_client.post(url, {"strategy": "RETRY", "confirm": "on"}).status_code == 302
+    reruns = Run.objects.filter(retry_of__in=runs)
+    assert sorted(r.retry_of_id for r in reruns) == sorted(r.pk for r in runs)
+    assert AuditEntry.objects.get(action=AuditEntry.Action.FAILURES_RECOVER).detail["done"] == 2
+    again = staff_client.post(url, {"strategy": "RETRY"})  # runs already re-run are left out
+    assert "Apply RETRY to 0 failed runs" in again.content.decode()
