@@ -368,3 +368,8 @@ TASKCENTER_RECOVERY_MAX_AUTOMATIC = env_int("TASKCENTER_RECOVERY_MAX_AUTOMATIC",
 TASKCENTER_RECOVERY_INTERVAL = float(env_str("TASKCENTER_RECOVERY_INTERVAL", "3"))
 TASKCENTER_RECOVERY_MIN_AGE = float(env_str("TASKCENTER_RECOVERY_MIN_AGE", "5"))
 TASKCENTER_WORKER_LOST_SECONDS = float(env_str("TASKCENTER_WORKER_LOST_SECONDS", "15"))
+
+# Alerts of failures (docs/monitoring.md): a task type's failure rate counts once it has
+# this many finished runs in 5 minutes; a failure group alerts while first seen this recently.
+TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS = env_int("TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS", 20, minimum=1)
+TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES = env_int("TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES", 15, minimum=1)

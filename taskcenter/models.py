@@ -367,6 +367,8 @@ class AuditEntry(models.Model):
         RECOVERY_APPLY = "recovery_apply", "Apply a recovery strategy"
         RECOVERY_POLICY = "recovery_policy", "Set a recovery strategy"
         RUN_RECOVER = "run_recover", "Give back a lost run's message"
+        FAILURES_RECOVER = "failures_recover", "Apply a strategy to a failure group"
+        FAILURES_DEADLETTER = "failures_deadletter", "Dead-letter a failure group"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"

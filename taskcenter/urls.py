@@ -101,6 +101,8 @@ urlpatterns += [
     path("failures/<slug:fingerprint>/", failures.failure_detail, name="failure_detail"),
     path("failures/<slug:fingerprint>/retry/", failures.failure_retry, name="failure_retry"),
     path("failures/<slug:fingerprint>/status/", failures.failure_status, name="failure_status"),
+    path("failures/<slug:fingerprint>/recover/", failures.failure_recover, name="failure_recover"),
+    path("failures/<slug:fingerprint>/deadletter/", failures.failure_deadletter, name="failure_deadletter"),
     path("tasks/<str:task_name>/retry-policy/", retry_policy.retry_policy_detail, name="retry_policy"),
     path("tasks/<str:task_name>/retry-policy/edit/", retry_policy.retry_policy_edit, name="retry_policy_edit"),
 ]

@@ -41,6 +41,7 @@ RULE_NAMES = {
     "StuckRuns",
     "MonitorDown",
     "DeadLettersArriving",
+    "TaskTypeFailureRateHigh",
 }
 
 # --- promtool ---------------------------------------------------------------------------

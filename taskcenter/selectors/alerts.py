@@ -34,6 +34,8 @@ DEAD_LETTER_WINDOW = timedelta(minutes=10)
 MONITOR_MAX_AGE = 30
 #: Most stuck runs read at once; counts at this size are shown as "N+".
 STUCK_LIMIT = 100
+#: Most new failure groups (and task types failing too often) alerted on at once.
+PER_ITEM_LIMIT = 20
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -108,6 +110,21 @@ class Snapshot:
     taken_at: datetime = field(default_factory=timezone.now)
     schedules_in_error: list = field(default_factory=list)  # (name, error) that beat could not evaluate or send
     dead_letters_recent: int = 0  # unresolved dead letters that arrived within DEAD_LETTER_WINDOW
+    task_failures: list = field(default_factory=list)  # TaskFailures of each task type over FAILURE_WINDOW
+    new_failure_groups: list = field(default_factory=list)  # FailureGroups first seen within the setting's minutes
+
+
+@dataclass(frozen=True)
+class TaskFailures:
+    """Finished and failed runs of one task type over ``FAILURE_WINDOW`` (from the minute table)."""
+
+    task_name: str
+    failed: int
+    finished: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.failed / self.finished if self.finished else None
 
 
 # --- Reading the current state -------------------------------------------------------
@@ -243,7 +260,49 @@ def snapshot() -> Snapshot:
         monitor_alive=live.monitor_alive,
         schedules_in_error=_schedules_in_error(),
         dead_letters_recent=_dead_letters_recent(),
+        task_failures=_task_failures(),
+        new_failure_groups=_new_failure_groups(),
     )
+
+
+def _task_failures() -> list[TaskFailures]:
+    """Per task type, the runs that finished and failed in the last 5 minutes, those failing most first.
+
+    Only task types with at least ``TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS`` finished
+    runs (a rarely run task failing once is not a rate) and at least one failure.
+    """
+    from django.db.models import F, Sum
+
+    from taskcenter.models import TaskMinute
+
+    since = (timezone.now() - FAILURE_WINDOW).replace(second=0, microsecond=0)
+    try:
+        rows = (
+            TaskMinute.objects.filter(minute__gte=since)
+            .values("task_name")
+            .annotate(failed_sum=Sum("failed"), finished_sum=Sum(F("failed") + F("succeeded")))
+            .filter(failed_sum__gt=0, finished_sum__gte=settings.TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS)
+            .order_by("-failed_sum", "task_name")[:PER_ITEM_LIMIT]
+        )
+        return [TaskFailures(row["task_name"], int(row["failed_sum"]), int(row["finished_sum"])) for row in rows]
+    except DatabaseError as exc:
+        logger.warning("Failures per task type not read: %s", exc)
+        return []
+
+
+def _new_failure_groups() -> list:
+    """Failure groups first seen within ``TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES``, newest first."""
+    from taskcenter.models import FailureGroup
+
+    since = timezone.now() - timedelta(minutes=settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES)
+    try:  # first seen since then implies last seen since then: read through the last_seen index
+        groups = FailureGroup.objects.filter(last_seen__gte=since, first_seen__gte=since).exclude(
+            status=FailureGroup.Status.IGNORED
+        )
+        return list(groups.defer("sample_traceback").order_by("-first_seen", "-id")[:PER_ITEM_LIMIT])
+    except DatabaseError as exc:
+        logger.warning("New failure groups not read: %s", exc)
+        return []
 
 
 def _dead_letters_recent() -> int:
@@ -298,7 +357,10 @@ def thresholds() -> list[Threshold]:
             "seconds since the active beat last ticked, at least",
         ),
         Threshold(
-            "StuckRuns", "TASKCENTER_ALERT_STUCK_RUNS", settings.TASKCENTER_ALERT_STUCK_RUNS, "stuck runs, at least"
+            "StuckRuns",
+            "TASKCENTER_ALERT_STUCK_RUNS",
+            settings.TASKCENTER_ALERT_STUCK_RUNS,
+            "orphaned runs (STARTED on a worker that is gone), at least",
         ),
         Threshold(
             "MonitorDown", "", MONITOR_MAX_AGE, "seconds since the event monitor last wrote its figures, at least"
@@ -306,6 +368,20 @@ def thresholds() -> list[Threshold]:
         Threshold("BrokerUnreachable", "", None, "the broker (Redis) does not answer"),
         Threshold("ScheduleInError", "", None, "a schedule beat could not evaluate or send"),
         Threshold("DeadLettersArriving", "", 0, "unresolved dead letters that arrived in the last 10 minutes, above"),
+        Threshold(
+            "TaskTypeFailureRateHigh",
+            "TASKCENTER_ALERT_FAILURE_RATE",
+            settings.TASKCENTER_ALERT_FAILURE_RATE,
+            "share of one task type's runs that failed over the last 5 minutes, above "
+            f"(with at least {settings.TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS} finished runs: "
+            "TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS)",
+        ),
+        Threshold(
+            "NewFailureGroup",
+            "TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES",
+            settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES,
+            "minutes since a failure group (not ignored) was first seen, within",
+        ),
     ]
 
 
@@ -372,7 +448,7 @@ def evaluate(state: Snapshot) -> list[Alert]:
             Alert(
                 "StuckRuns",
                 WARNING,
-                f"{state.stuck_runs} run(s) look stuck (threshold {stuck_limit}).",
+                f"{state.stuck_runs} run(s) orphaned: STARTED on a worker that is gone (threshold {stuck_limit}).",
                 state.stuck_runs,
                 stuck_limit,
             )
@@ -397,6 +473,31 @@ def evaluate(state: Snapshot) -> list[Alert]:
                 f"{state.dead_letters_recent} unresolved dead letter(s) arrived in the last 10 minutes.",
                 state.dead_letters_recent,
                 0,
+            )
+        )
+    for task in state.task_failures:
+        if task.rate is not None and task.rate > rate_limit:
+            alerts.append(
+                Alert(
+                    "TaskTypeFailureRateHigh",
+                    WARNING,
+                    f"{task.failed} of {task.finished} runs of {task.task_name} finished in the last 5 minutes "
+                    f"failed ({task.rate:.0%}, threshold {rate_limit:.0%}).",
+                    round(task.rate, 4),
+                    rate_limit,
+                )
+            )
+    minutes = settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES
+    for group in state.new_failure_groups:
+        alerts.append(
+            Alert(
+                "NewFailureGroup",
+                WARNING,
+                f"New failure: {group.exception_type} in {group.task_name} at {group.location or 'an unknown place'}, "
+                f"first seen {timezone.localtime(group.first_seen):%H:%M:%S} "
+                f"({group.count} run(s), within {minutes} minutes).",
+                group.count,
+                minutes,
             )
         )
     return sorted(alerts, key=lambda alert: alert.severity != CRITICAL)

@@ -69,3 +69,18 @@ def failure_group_runs_to_retry(group: FailureGroup, *, limit: int) -> list[Run]
         .select_related("task_result")
         .order_by("-id")[:limit]
     )
+
+
+def failure_group_runs_without_deadletter(group: FailureGroup, *, limit: int) -> list[Run]:
+    """The group's failed runs that have no dead letter yet, newest first, at most ``limit``."""
+    from django.db.models import Exists, OuterRef
+
+    from taskcenter.models import DeadLetter
+
+    lettered = DeadLetter.objects.filter(task_id=OuterRef("task_result_id"))
+    return list(
+        Run.objects.filter(failure_fingerprint=group.fingerprint, recorded_state="FAILURE")
+        .filter(~Exists(lettered))
+        .select_related("task_result")
+        .order_by("-id")[:limit]
+    )

@@ -1,12 +1,15 @@
-"""Actions on whole failure groups: re-run their failed runs, resolve or ignore them. Audited."""
+"""Actions on whole failure groups: re-run their failed runs, apply a recovery strategy to them,
+dead-letter them, resolve or ignore them. Audited."""
 
 import logging
 
 from django.utils import timezone
 
-from taskcenter.models import FailureGroup, Run, RunSource
+from taskcenter.models import DeadLetter, FailureGroup, Run, RunSource
 from taskcenter.services.audit import Action, audit_record
 from taskcenter.services.control import BulkRetryResult, runs_retry_bulk
+from taskcenter.services.deadletters import deadletter_record
+from taskcenter.services.recovery import BulkRecoveryResult, runs_recover_bulk
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +51,58 @@ def failure_group_set_status(*, group: FailureGroup, status: str, actor) -> Fail
         detail={"fingerprint": group.fingerprint, "from": previous, "to": group.status},
     )
     return group
+
+
+def failure_group_recover(
+    *, group: FailureGroup, runs: list[Run], strategy: str, actor, source: RunSource = RunSource.CODE
+) -> BulkRecoveryResult:
+    """Apply ``strategy`` to each of ``runs`` (each audited by ``run_recover``) and record the group action."""
+    result = runs_recover_bulk(runs=runs, strategy=strategy, actor=actor, source=source)
+    audit_record(
+        actor=actor,
+        action=Action.FAILURES_RECOVER,
+        target=group.task_name,
+        message=(
+            f"{strategy} applied to {len(result.done)} run(s) of failure group {group.exception_type} "
+            f"({group.fingerprint[:12]}); {len(result.refused)} refused."
+        ),
+        detail={
+            "fingerprint": group.fingerprint,
+            "strategy": strategy,
+            "done": len(result.done),
+            "refused": len(result.refused),
+        },
+    )
+    return result
+
+
+def failure_group_deadletter(*, group: FailureGroup, runs: list[Run], actor) -> int:
+    """Give each of ``runs`` a dead letter (reason "failed"); return how many were recorded."""
+    recorded = 0
+    for run in runs:
+        result = run.task_result
+        letter = deadletter_record(
+            task_id=run.task_id,
+            task_name=run.task_name,
+            reason=DeadLetter.Reason.FAILED,
+            queue=run.queue,
+            message=run.outcome or group.sample_exception,
+            traceback=(result.traceback if result is not None else "") or "",
+            worker=run.worker,
+        )
+        if letter is not None:
+            if not letter.exception_type:
+                DeadLetter.objects.filter(pk=letter.pk).update(exception_type=group.exception_type[:255])
+            recorded += 1
+    audit_record(
+        actor=actor,
+        action=Action.FAILURES_DEADLETTER,
+        target=group.task_name,
+        message=(
+            f"Dead-lettered {recorded} run(s) of failure group {group.exception_type} ({group.fingerprint[:12]})"
+            f"{f'; {len(runs) - recorded} could not be recorded' if recorded < len(runs) else ''}."
+        ),
+        detail={"fingerprint": group.fingerprint, "recorded": recorded, "runs": len(runs)},
+    )
+    logger.info("Dead-lettered %d run(s) of failure group %s", recorded, group.fingerprint)
+    return recorded

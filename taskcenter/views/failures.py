@@ -16,10 +16,14 @@ from taskcenter.selectors.failures import (
     failure_group_by_fingerprint,
     failure_group_runs_page,
     failure_group_runs_to_retry,
+    failure_group_runs_without_deadletter,
     failure_groups_list,
 )
 from taskcenter.services import failures
+from taskcenter.strategies import Strategy
 from taskcenter.views.common import allowed, staff_required, user_abilities
+from taskcenter.views.deadletters import MANAGE_REFUSED
+from taskcenter.views.recovery import RECOVER_REFUSED
 from taskcenter.views.runs import CONTROL_REFUSED
 
 
@@ -68,6 +72,9 @@ def failure_detail(request, fingerprint):
         "page": page,
         "statuses": FailureGroup.Status.choices,
         "can_retry": permissions.can_control(request.user) and permissions.can_launch(request.user, group.task_name),
+        "can_recover": permissions.can_recover(request.user, group.task_name),
+        "can_manage_deadletters": permissions.can_manage_deadletters(request.user),
+        "strategies": Strategy.choices,
         **user_abilities(request.user),
     }
     return render(request, "taskcenter/failure_detail.html", context)
@@ -109,4 +116,58 @@ def failure_status(request, fingerprint):
         return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
     failures.failure_group_set_status(group=group, status=form.cleaned_data["status"], actor=request.user)
     messages.success(request, f"Failure group marked {group.get_status_display().lower()}.")
+    return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
+
+
+def _confirm(request, group, *, runs, limit, action: str, strategy: str = ""):
+    """The confirmation page of a group action (400 when more runs than ``limit`` would be touched)."""
+    too_many = len(runs) > limit
+    context = {
+        "group": group,
+        "runs": runs[:limit],
+        "count": len(runs[:limit]),
+        "too_many": too_many,
+        "limit": limit,
+        "action": action,
+        "strategy": strategy,
+    }
+    return render(request, "taskcenter/failure_action_confirm.html", context, status=400 if too_many else 200)
+
+
+@allowed(permissions.can_control, RECOVER_REFUSED)
+@require_POST
+def failure_recover(request, fingerprint):
+    """Apply a recovery strategy to every failed run of the group not re-run yet; ``confirm`` applies it."""
+    group = _group_or_404(fingerprint)
+    if not permissions.can_recover(request.user, group.task_name):
+        raise PermissionDenied(RECOVER_REFUSED)
+    strategy = request.POST.get("strategy", "")
+    if strategy not in Strategy.values:
+        messages.error(request, "Choose one of the strategies.")
+        return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
+    limit = settings.TASKCENTER_BULK_RETRY_LIMIT
+    runs = failure_group_runs_to_retry(group, limit=limit + 1)
+    if request.POST.get("confirm") != "on" or len(runs) > limit:
+        return _confirm(request, group, runs=runs, limit=limit, action="recover", strategy=strategy)
+    result = failures.failure_group_recover(
+        group=group, runs=runs, strategy=strategy, actor=request.user, source=RunSource.WEB
+    )
+    report = messages.success if result.done or not result.refused else messages.error
+    report(request, f"{strategy} applied to {len(result.done)} run(s) of this group; {len(result.refused)} refused.")
+    for run, reason in result.refused[:10]:
+        messages.warning(request, f"{run.task_id}: {reason}")
+    return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
+
+
+@allowed(permissions.can_manage_deadletters, MANAGE_REFUSED)
+@require_POST
+def failure_deadletter(request, fingerprint):
+    """Give every failed run of the group without a dead letter one; the first POST shows the count."""
+    group = _group_or_404(fingerprint)
+    limit = settings.TASKCENTER_BULK_RETRY_LIMIT
+    runs = failure_group_runs_without_deadletter(group, limit=limit + 1)
+    if request.POST.get("confirm") != "on" or len(runs) > limit:
+        return _confirm(request, group, runs=runs, limit=limit, action="deadletter")
+    recorded = failures.failure_group_deadletter(group=group, runs=runs, actor=request.user)
+    messages.success(request, f"Dead-lettered {recorded} run(s) of this group.")
     return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
