@@ -143,7 +143,10 @@ def test_revoked_pending_run_never_runs_even_on_a_worker_started_afterwards(
     # ...and dropped it: the task never started.
     result = result_of(run)
     assert result.status == "REVOKED" and result.date_started is None
-    assert "Discarding revoked task" in fresh.log()
+    # Celery's revoke list drops it, or, when the message came back marked redelivered, the
+    # worker's guard acknowledges it unrun because the run already ended REVOKED.
+    log = fresh.log()
+    assert "Discarding revoked task" in log or "without running it: it already finished in REVOKED" in log
     entry = AuditEntry.objects.get(action="cancel", task_id=run.task_id)
     assert entry.actor == staff_client.user and entry.outcome == "ok"
 
