@@ -201,12 +201,9 @@ class LaunchForm(TaskArgumentsMixin, forms.Form):
         return [self[name] for name in self.option_names]
 
 
-class RunFilterForm(forms.Form):
-    """Filters of the run history; invalid values are reported, not ignored."""
+class TimeRangePageForm(forms.Form):
+    """A list page's filter: a creation time range (from before to) and keyset page cursors."""
 
-    state = forms.ChoiceField(choices=[("", "Any state")] + [(s, s) for s in RUN_STATES], required=False)
-    task_name = forms.CharField(required=False, max_length=255, label="Task")
-    queue = forms.CharField(required=False, max_length=200)
     created_from = SafeDateTimeField(
         required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
@@ -222,6 +219,16 @@ class RunFilterForm(forms.Form):
         if start and end and start >= end:
             self.add_error("created_to", "Must be after the start of the range.")
         return cleaned
+
+
+class RunFilterForm(TimeRangePageForm):
+    """Filters of the run history; invalid values are reported, not ignored."""
+
+    field_order = ("state", "task_name", "queue", "created_from", "created_to")
+
+    state = forms.ChoiceField(choices=[("", "Any state")] + [(s, s) for s in RUN_STATES], required=False)
+    task_name = forms.CharField(required=False, max_length=255, label="Task")
+    queue = forms.CharField(required=False, max_length=200)
 
 
 def _is_json(value) -> bool:

@@ -2,36 +2,22 @@
 
 from django import forms
 
-from taskcenter.forms import JSONTextField
+from taskcenter.forms import JSONTextField, TimeRangePageForm
 from taskcenter.models import DeadLetter
-from taskcenter.safe_input import INT_MAX, SafeDateTimeField
 from taskcenter.selectors.deadletters import DeadLetterFilters
 
 STATUS_CHOICES = [("open", "Unresolved"), ("replayed", "Replayed"), ("discarded", "Discarded"), ("", "All")]
 
 
-class DeadLetterFilterForm(forms.Form):
+class DeadLetterFilterForm(TimeRangePageForm):
     """Filters of the dead letters page; invalid values are reported, not ignored."""
+
+    field_order = ("task_name", "reason", "exception_type", "status", "created_from", "created_to")
 
     task_name = forms.CharField(required=False, max_length=255, label="Task")
     reason = forms.ChoiceField(choices=[("", "Any reason"), *DeadLetter.Reason.choices], required=False)
     exception_type = forms.CharField(required=False, max_length=255, label="Exception type")
     status = forms.ChoiceField(choices=STATUS_CHOICES, required=False, initial="open")
-    created_from = SafeDateTimeField(
-        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
-    )
-    created_to = SafeDateTimeField(
-        required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
-    )
-    before = forms.IntegerField(required=False, min_value=1, max_value=INT_MAX, widget=forms.HiddenInput)
-    after = forms.IntegerField(required=False, min_value=0, max_value=INT_MAX, widget=forms.HiddenInput)
-
-    def clean(self):
-        cleaned = super().clean()
-        start, end = cleaned.get("created_from"), cleaned.get("created_to")
-        if start and end and start >= end:
-            self.add_error("created_to", "Must be after the start of the range.")
-        return cleaned
 
     def filters(self) -> DeadLetterFilters:
         data = self.cleaned_data if self.is_bound else {}
