@@ -57,6 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--kill-every", type=float, default=4.0, help="seconds between two kills (default 4)")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     parser.add_argument("--state-dir", default=None, help="state folder (default: a new /tmp/tck-<pid>)")
+    parser.add_argument(
+        "--delayed", type=float, default=0.0,
+        help="fraction of runs launched with a countdown of 2 to --max-countdown s (default 0)",
+    )  # fmt: skip
+    parser.add_argument("--max-countdown", type=int, default=90, help="longest countdown of a delayed run (default 90)")
+    parser.add_argument("--visibility-timeout", type=int, default=None, help="CELERY_VISIBILITY_TIMEOUT of workers")
     parser.add_argument("--keep", action="store_true", help="keep the state folder (database, logs)")
     parser.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     return parser.parse_args(argv)
@@ -125,6 +131,12 @@ def main(argv=None) -> dict:
     state_dir = Path(args.state_dir or f"/tmp/tck-{os.getpid()}")
     state_dir.mkdir(parents=True, exist_ok=True)
     env = prepare_environment(state_dir)
+    if args.visibility_timeout:
+        env.update(
+            CELERY_VISIBILITY_TIMEOUT=str(args.visibility_timeout),
+            CELERY_TASK_TIME_LIMIT=str(args.visibility_timeout - 10),
+            CELERY_TASK_SOFT_TIME_LIMIT=str(args.visibility_timeout - 20),
+        )  # fmt: skip
     migrate(env)
     redis_process, client = start_redis(state_dir)
     monitor = start([PYTHON, "manage.py", "taskcenter_monitor"], env, state_dir / "monitor.log")
@@ -142,10 +154,17 @@ def main(argv=None) -> dict:
         wait_until(lambda: client.exists("taskcenter:monitor:tick"), timeout=60, what="the monitor")
 
         started = time.time()
-        ids = [
-            run_launch(task_name=TASK, kwargs={"account_id": n, "seconds": args.seconds}, dedup_key=f"acct-{n}").task_id
-            for n in range(args.tasks)
-        ]
+        rng = random.Random(7)
+        ids, etas = [], {}
+        for n in range(args.tasks):
+            countdown = rng.randint(2, args.max_countdown) if rng.random() < args.delayed else None
+            run = run_launch(
+                task_name=TASK, kwargs={"account_id": n, "seconds": args.seconds}, dedup_key=f"acct-{n}",
+                countdown=countdown,
+            )  # fmt: skip
+            ids.append(run.task_id)
+            if run.eta:
+                etas[run.task_id] = run.eta.timestamp()
         logger.info("Launched %d runs in %.1f s", len(ids), time.time() - started)
         kills: dict[str, float] = {}
         while len(kills) < args.kills and time.time() - started < args.timeout:
@@ -178,8 +197,18 @@ def main(argv=None) -> dict:
                 if previous.get("ended") == "worker lost" and previous.get("worker") in kills:
                     restarted = datetime.fromisoformat(following["started"]).timestamp()
                     resumes.append(restarted - kills[previous["worker"]])
+        starts = dict(
+            TaskResult.objects.filter(task_id__in=list(etas)).values_list("task_id", "date_started")
+        )  # fmt: skip
+        lateness = [starts[t].timestamp() - eta for t, eta in etas.items() if starts.get(t)]
+        early = [late for late in lateness if late < -0.01]
         figures = {
             "tasks": len(ids),
+            "delayed": len(etas),
+            "visibility_timeout": args.visibility_timeout,
+            "delayed_started_before_eta": len(early),
+            "delayed_lateness_seconds_median": round(statistics.median(lateness), 2) if lateness else None,
+            "delayed_lateness_seconds_max": round(max(lateness), 2) if lateness else None,
             "kills": len(kills),
             "seconds_per_task": args.seconds,
             "workers": args.workers,

@@ -227,15 +227,25 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_TRACK_STARTED = True
 
+# Delayed runs (countdown, ETA, retries with backoff) wait in taskcenter's scheduled set in
+# Redis and are published when due (taskcenter/scheduled_set.py), never parked unacknowledged
+# on a worker. A message due more than TASKCENTER_SCHEDULED_MIN_DELAY seconds ahead is held;
+# each worker looks for due messages every TASKCENTER_SCHEDULED_POLL_SECONDS (+-50%).
+TASKCENTER_SCHEDULED_MIN_DELAY = float(env_str("TASKCENTER_SCHEDULED_MIN_DELAY", "1"))
+TASKCENTER_SCHEDULED_POLL_SECONDS = float(env_str("TASKCENTER_SCHEDULED_POLL_SECONDS", "1"))
+if not 0 < TASKCENTER_SCHEDULED_POLL_SECONDS <= 60:
+    raise ImproperlyConfigured("TASKCENTER_SCHEDULED_POLL_SECONDS must be between 0 and 60.")
+TASKCENTER_MAX_COUNTDOWN = env_int("TASKCENTER_MAX_COUNTDOWN", 30 * 24 * 3600, minimum=0)
+
 # Redis visibility timeout: an unacknowledged message is redelivered after this many
-# seconds. It must exceed the longest countdown the UI allows, or delayed tasks run
-# again and again (celery#2481).
-BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)
-TASKCENTER_MAX_COUNTDOWN = env_int("TASKCENTER_MAX_COUNTDOWN", 3600, minimum=0)
-if TASKCENTER_MAX_COUNTDOWN >= BROKER_VISIBILITY_TIMEOUT:
+# seconds, so it must exceed the longest run (the hard time limit), or a long run is
+# delivered twice. Delayed runs do not count: they are not delivered until due. Messages
+# of a worker that died come back sooner, through the monitor (taskcenter/recovery.py).
+BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+if BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(
-        f"TASKCENTER_MAX_COUNTDOWN ({TASKCENTER_MAX_COUNTDOWN}s) must be below "
-        f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s)."
+        f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s) must exceed "
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT}s), or a long run is delivered twice."
     )
 
 # A broker that is down or frozen must fail a request within 2 s, not hang it.

@@ -369,6 +369,7 @@ class AuditEntry(models.Model):
         RUN_RECOVER = "run_recover", "Give back a lost run's message"
         FAILURES_RECOVER = "failures_recover", "Apply a strategy to a failure group"
         FAILURES_DEADLETTER = "failures_deadletter", "Dead-letter a failure group"
+        RUN_NOW = "run_now", "Run a delayed run now"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"

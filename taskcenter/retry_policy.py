@@ -19,8 +19,8 @@ Rules, in order, for an exception raised by a task with a policy:
 
 Countdown of retry ``n`` (0 for the first): ``delay`` when ``backoff`` is fixed,
 ``delay * 2**n`` when exponential, capped at ``max_delay`` and at ``TASKCENTER_MAX_COUNTDOWN``
-(a retry waits on a worker as an unacknowledged ETA message, which Redis would redeliver
-after the visibility timeout, and ``TASKCENTER_MAX_COUNTDOWN`` is kept below it). With
+(the longest delay a launch may have; a waiting retry is held in taskcenter's scheduled
+set, ``taskcenter.scheduled_set``, not on a worker). With
 ``jitter`` the countdown is drawn uniformly from 0 to that value ("full jitter").
 """
 

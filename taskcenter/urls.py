@@ -20,6 +20,7 @@ from taskcenter.views import (
     workers,
 )
 from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
+from taskcenter.views.scheduled import scheduled_list, scheduled_run_now
 
 app_name = "taskcenter"
 
@@ -112,4 +113,9 @@ urlpatterns += [
     path("recovery/policy/", recovery_policy, name="recovery_policy"),
     path("recovery/apply/", recovery_bulk, name="recovery_bulk"),
     path("runs/<taskid:task_id>/recover/", run_recover, name="run_recover"),
+]
+
+urlpatterns += [
+    path("scheduled/", scheduled_list, name="scheduled_list"),
+    path("scheduled/<taskid:task_id>/run-now/", scheduled_run_now, name="scheduled_run_now"),
 ]

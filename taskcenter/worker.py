@@ -355,6 +355,9 @@ def _give_back_slot(worker, request) -> None:
 
 
 def install(app) -> None:
-    """Add the message guard steps to ``app``'s workers."""
+    """Add the message guard steps and the scheduled set's pump to ``app``'s workers."""
+    from taskcenter.scheduled_set import ScheduledSetPump
+
     app.steps["consumer"].add(MessageGuard)
     app.steps["worker"].add(PoolGuard)
+    app.steps["worker"].add(ScheduledSetPump)

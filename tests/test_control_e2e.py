@@ -49,9 +49,12 @@ def test_eta_is_honoured(celery_worker):
     assert result.date_started >= eta - timedelta(milliseconds=5)
 
 
-def test_eta_beyond_the_visibility_timeout_is_refused_with_a_schedule_hint(settings):
+def test_eta_beyond_the_longest_delay_is_refused_with_a_schedule_hint(settings):
     with pytest.raises(InvalidLaunch) as info:
-        run_launch(task_name="examples.add", args=[1, 2], eta=timezone.now() + timedelta(days=2))
+        run_launch(
+            task_name="examples.add", args=[1, 2],
+            eta=timezone.now() + timedelta(seconds=settings.TASKCENTER_MAX_COUNTDOWN + 60),
+        )  # fmt: skip
     assert "use a one-off (clocked) schedule instead" in info.value.errors["eta"][0]
     assert not Run.objects.exists()
 

@@ -22,6 +22,7 @@ ACTION_URLS = [
     ("taskcenter:queue_purge", ["default"]),
     ("taskcenter:worker_pool", ["worker@host"]),
     ("taskcenter:rate_limit", []),
+    ("taskcenter:scheduled_run_now", ["task-1"]),
 ]
 PAGES = ["taskcenter:catalogue", "taskcenter:run_list", "taskcenter:audit_list"]
 

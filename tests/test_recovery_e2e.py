@@ -16,6 +16,7 @@ import pytest
 from celery import current_app
 from django_celery_results.models import TaskResult
 
+from taskcenter.broker import BROKER_ERRORS
 from taskcenter.models import AuditEntry, Run
 from taskcenter.services.launch import run_launch
 from tests.conftest import CeleryProcess, process_env, wait_for
@@ -30,20 +31,25 @@ RECOVERY_ENV = {
 }
 
 
-def start_worker(redis, name: str, *, concurrency: int = 1, queues: str = "default,high,low") -> CeleryProcess:
+def start_worker(
+    redis, name: str, *, concurrency: int = 1, queues: str = "default,high,low", env: dict | None = None
+) -> CeleryProcess:
     hostname = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
     worker = CeleryProcess(
         f"recovery-{hostname}",
         ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", f"--hostname={hostname}", f"--queues={queues}",
          "--without-mingle", "--without-gossip"],
-        process_env(redis),
+        process_env(redis, **(env or {})),
     )  # fmt: skip
     worker.hostname = hostname
 
     def answers():
         if worker.process.poll() is not None:
             raise AssertionError(f"Worker exited early:\n{worker.log()[-3000:]}")
-        return current_app.control.ping(destination=[hostname], timeout=0.5)
+        try:
+            return current_app.control.ping(destination=[hostname], timeout=0.5)
+        except BROKER_ERRORS:  # a connection of this process's pool that a broker restart broke
+            return False
 
     wait_for(answers, timeout=90, message=f"worker {hostname} to answer a ping")
     return worker
@@ -200,3 +206,68 @@ def test_runs_in_flight_during_a_broker_restart_run_again_within_ten_seconds_of_
         assert all(executions(task_id, worker) == 1 for task_id in ids)
     finally:
         stop_all(monitor, worker)
+
+
+# --- Delayed runs: held in the scheduled set, not on a worker ---------------------------------
+
+
+def test_a_delayed_run_outlives_the_worker_that_was_up_when_it_was_launched_and_runs_once(
+    private_redis, private_broker
+):
+    from taskcenter.scheduled_set import SCHEDULED_KEY
+
+    first = start_worker(private_redis, "gone-before-due")
+    second = None
+    try:
+        run = run_launch(task_name="examples.add", args=[3, 4], countdown=6)
+        assert private_broker.zscore(SCHEDULED_KEY, run.task_id) is not None
+        kill_whole_worker(first)
+        assert not private_broker.hlen("unacked")  # nothing was parked on the dead worker
+        second = start_worker(private_redis, "up-when-due")
+        wait_for(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+            timeout=60, message="the delayed run to succeed on the second worker",
+        )  # fmt: skip
+        assert executions(run.task_id, first, second) == 1
+        assert TaskResult.objects.get(task_id=run.task_id).date_started >= run.eta
+    finally:
+        stop_all(second, first)
+
+
+def test_a_delayed_run_survives_a_broker_restart_and_runs_once(private_redis, private_broker):
+    from taskcenter.scheduled_set import SCHEDULED_KEY
+
+    worker = start_worker(private_redis, "through-restart")
+    try:
+        run = run_launch(task_name="examples.add", args=[5, 6], countdown=8)
+        assert private_broker.zscore(SCHEDULED_KEY, run.task_id) is not None
+        time.sleep(1.5)  # the append-only file is written every second
+        private_redis.stop()  # SIGTERM
+        time.sleep(3)
+        private_redis.start()
+        wait_for(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+            timeout=60, message="the delayed run to succeed after the restart",
+        )  # fmt: skip
+        assert executions(run.task_id, worker) == 1
+    finally:
+        stop_all(worker)
+
+
+def test_a_countdown_longer_than_a_short_visibility_timeout_runs_once(private_redis, private_broker):
+    """With a 60 s visibility timeout a run due in 65 s is not delivered twice (celery#2481)."""
+    short = {"CELERY_VISIBILITY_TIMEOUT": "60", "CELERY_TASK_TIME_LIMIT": "50", "CELERY_TASK_SOFT_TIME_LIMIT": "40"}
+    workers = []
+    try:
+        for name in ("short-a", "short-b"):
+            workers.append(start_worker(private_redis, name, env=short))
+        run = run_launch(task_name="examples.add", args=[6, 7], countdown=65)
+        wait_for(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+            timeout=120, message="the delayed run to succeed",
+        )  # fmt: skip
+        time.sleep(3)  # a second delivery would run at once
+        assert executions(run.task_id, *workers) == 1
+        assert not private_broker.hlen("unacked")
+    finally:
+        stop_all(*workers)

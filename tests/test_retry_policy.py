@@ -180,7 +180,7 @@ def test_a_viewer_sees_the_policy_but_gets_403_on_edit_and_nothing_changes(viewe
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "changes",
-    [{"max_retries": "-1"}, {"max_retries": "101"}, {"backoff": "linear"}, {"delay": "nan"}, {"max_delay": "99999"},
+    [{"max_retries": "-1"}, {"max_retries": "101"}, {"backoff": "linear"}, {"delay": "nan"}, {"max_delay": "99999999"},
      {"retry_on": "os.path"}, {"never_retry": "no.such.Error"}, {"retry_on": "\n".join(["ValueError"] * 21)}],
 )  # fmt: skip
 def test_invalid_policies_get_400_with_the_reason_and_nothing_is_saved(staff_client, broker, changes):

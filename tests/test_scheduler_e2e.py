@@ -8,13 +8,14 @@ in the beat's environment) so that a take-over is quick to observe.
 import re
 import signal
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
-from config.celery import app as celery_app
+from taskcenter import scheduled_set
+from taskcenter.broker import broker_client
 from taskcenter.models import AuditEntry, Run, SchedulePolicy
 from taskcenter.selectors.beat import KEY_PREFIX, beat_status
 from tests.conftest import LOG_DIR, CeleryProcess, process_env, use_broker, wait_for
@@ -262,17 +263,16 @@ def test_jitter_delays_the_run_by_a_random_countdown(start_beat, celery_worker):
     beat = start_beat()
 
     run = wait_for(lambda: runs("jittered add").first(), timeout=60, message=f"the run\n{tail(beat)}")
-    try:
-        # The worker holds the message until its ETA, up to an hour away.
-        def scheduled():
-            replies = celery_app.control.inspect(destination=[celery_worker.hostname], timeout=1).scheduled() or {}
-            return [item for items in replies.values() for item in items if item["request"]["id"] == run.task_id]
-
-        item = wait_for(scheduled, timeout=20, message="the worker to hold the delayed run")[0]
-        assert datetime.fromisoformat(item["eta"]) > run.created_at
-        assert run.state == "PENDING"
-    finally:
-        celery_app.control.revoke(run.task_id)
+    with broker_client() as client:
+        try:
+            # The message waits in the scheduled set until its ETA, up to an hour away.
+            due = wait_for(
+                lambda: scheduled_set.held_due(client, run.task_id), timeout=20, message="the run to wait in the set"
+            )  # fmt: skip
+            assert due > run.created_at
+            assert run.state == "PENDING"
+        finally:
+            scheduled_set.cancel(client, run.task_id)
 
 
 def test_beat_status_says_no_leader_without_beat_and_unknown_without_broker(tmp_path, redis_server):

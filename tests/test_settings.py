@@ -57,10 +57,16 @@ def test_soft_time_limit_must_be_below_the_hard_limit():
     assert "CELERY_TASK_SOFT_TIME_LIMIT (60s) must be below" in result.stderr
 
 
-def test_countdown_limit_must_stay_below_the_visibility_timeout():
-    result = load_settings(DEBUG="true", CELERY_VISIBILITY_TIMEOUT="600", TASKCENTER_MAX_COUNTDOWN="600")
+def test_visibility_timeout_must_exceed_the_longest_run():
+    result = load_settings(DEBUG="true", CELERY_VISIBILITY_TIMEOUT="600", CELERY_TASK_TIME_LIMIT="600")
     assert result.returncode != 0
-    assert "TASKCENTER_MAX_COUNTDOWN (600s) must be below" in result.stderr
+    assert "CELERY_VISIBILITY_TIMEOUT (600s) must exceed CELERY_TASK_TIME_LIMIT (600s)" in result.stderr
+
+
+def test_a_countdown_may_be_longer_than_the_visibility_timeout():
+    """Delayed runs wait in the scheduled set, not unacknowledged on a worker."""
+    result = load_settings(DEBUG="true", CELERY_VISIBILITY_TIMEOUT="900", TASKCENTER_MAX_COUNTDOWN="86400")
+    assert result.returncode == 0, result.stderr
 
 
 def test_default_queue_must_be_a_configured_queue():

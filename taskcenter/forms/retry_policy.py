@@ -34,7 +34,7 @@ class RetryPolicyForm(forms.Form):
         limit = settings.TASKCENTER_MAX_COUNTDOWN
         self.fields[
             "max_delay"
-        ].help_text = f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN, below the broker's visibility timeout)."
+        ].help_text = f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN, the longest delay of a launch)."
         for name in ("delay", "max_delay"):
             self.fields[name].widget.attrs["max"] = limit
 
@@ -47,10 +47,7 @@ class RetryPolicyForm(forms.Form):
         value = self.cleaned_data["max_delay"]
         limit = settings.TASKCENTER_MAX_COUNTDOWN
         if value > limit:
-            raise forms.ValidationError(
-                f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN): a longer wait would outlast the broker's "
-                "visibility timeout and the retry would be delivered twice."
-            )
+            raise forms.ValidationError(f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN, the longest delay of a launch).")
         return value
 
     def clean_delay(self):

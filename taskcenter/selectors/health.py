@@ -94,10 +94,10 @@ def check_celery_settings() -> list[CheckResult]:
     visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)
     expect(
         "visibility_timeout",
-        visibility > settings.TASKCENTER_MAX_COUNTDOWN,
-        f"Redis visibility timeout {visibility}s exceeds the longest countdown ({settings.TASKCENTER_MAX_COUNTDOWN}s).",
-        f"Redis visibility timeout {visibility}s must exceed TASKCENTER_MAX_COUNTDOWN "
-        f"({settings.TASKCENTER_MAX_COUNTDOWN}s), or delayed tasks run repeatedly.",
+        visibility > (conf.task_time_limit or 0),
+        f"Redis visibility timeout {visibility}s exceeds the longest run ({conf.task_time_limit}s).",
+        f"Redis visibility timeout {visibility}s must exceed CELERY_TASK_TIME_LIMIT "
+        f"({conf.task_time_limit}s), or long runs are delivered twice.",
     )
     policy = conf.task_publish_retry_policy or {}
     bounded = policy.get("max_retries") is not None and policy.get("max_retries", 99) <= 3

@@ -1,6 +1,8 @@
 """Cancel, terminate and re-run runs.
 
-Cancelling a waiting run broadcasts a revoke to the workers online *and* keeps
+Cancelling a run that waits in the scheduled set (a countdown, an ETA, a retry's
+backoff) takes it out of the set: it is never published. Cancelling any other
+waiting run broadcasts a revoke to the workers online *and* keeps
 the task id in a Redis sorted set that every worker loads into its revoked list
 when it starts, so the run never runs even if the worker that would have taken
 it restarts (worker revokes live in memory only).
@@ -15,7 +17,7 @@ from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 
-from taskcenter import catalogue, secret_arguments
+from taskcenter import catalogue, scheduled_set, secret_arguments
 from taskcenter.broker import BROKER_ERRORS, broker_client
 from taskcenter.models import Run, RunSource
 from taskcenter.services.audit import Action, Outcome, audit_record
@@ -45,13 +47,19 @@ def run_cancel(*, run: Run, actor) -> None:
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     try:
+        with broker_client() as client:
+            held = scheduled_set.cancel(client, run.task_id)
         revoked_store_add(run.task_id)
         current_app.control.revoke(run.task_id)
     except BROKER_ERRORS as exc:
         audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
         raise BrokerUnavailable("The broker (Redis) is not reachable, so the run was not cancelled.") from exc
+    if held:  # never published, so no worker will record it revoked
+        current_app.backend.mark_as_revoked(run.task_id, reason="cancelled before it started")
     _mark_cancelled(run, actor, "cancelled before it started")
-    audit_record(**audit, message="Revoked before it started.")
+    audit_record(
+        **audit, message="Taken out of the scheduled set before it was due." if held else "Revoked before it started."
+    )
 
 
 def run_terminate(*, run: Run, actor) -> None:
@@ -150,8 +158,15 @@ def _mark_cancelled(run: Run, actor, reason: str) -> None:
 
 
 def _revoke_retention() -> int:
-    """Seconds a revoke is kept: as long as its message can still be delivered."""
-    return settings.BROKER_VISIBILITY_TIMEOUT + settings.TASKCENTER_MAX_COUNTDOWN
+    """Seconds a revoke is kept: as long as its message can still be delivered.
+
+    A run that waits in the scheduled set is taken out of it when cancelled; the revoke
+    is for a message already published (or being published by a pump) that a worker may
+    still receive, until the visibility timeout has passed.
+    """
+    from taskcenter.scheduled_set import STALE_CLAIM_SECONDS
+
+    return settings.BROKER_VISIBILITY_TIMEOUT + STALE_CLAIM_SECONDS + 60
 
 
 def revoked_store_add(task_id: str) -> None:

@@ -387,10 +387,7 @@ def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str
 def _check_start(countdown, eta, now, errors) -> datetime | None:
     """Return the ETA (None: as soon as possible), from a countdown or a time."""
     limit = settings.TASKCENTER_MAX_COUNTDOWN
-    beyond = (
-        f"is more than {limit} seconds ahead: the broker would deliver it again and again "
-        "(its visibility timeout); use a one-off (clocked) schedule instead."
-    )
+    beyond = f"is more than {limit} seconds ahead (TASKCENTER_MAX_COUNTDOWN); use a one-off (clocked) schedule instead."
     if countdown is not None and eta is not None:
         errors.add("countdown", "Give a countdown or an ETA, not both.")
         return None

@@ -28,6 +28,7 @@ from taskcenter.selectors.runs import (
     runs_page,
     workflow_graph,
 )
+from taskcenter.selectors.scheduled import waiting_until
 from taskcenter.services import control
 from taskcenter.views.common import allowed, perform_action, staff_required, submit, user_abilities
 from taskcenter.views.recovery import recovery_context
@@ -88,6 +89,7 @@ def run_detail(request, task_id):
             "batch": batch_progress(run.batch) if run.batch_id else None,
             "retry_status": run_retry_status(run),
             "stuck": run.state == "STARTED" and any(r.task_id == run.task_id for r in stuck_runs(limit=1000)),
+            "waiting_until": waiting_until(run.task_id) if run.state in ("PENDING", "RETRY") else None,
             **recovery_context(request, run),
             **user_abilities(request.user),
         },
