@@ -260,3 +260,12 @@ def test_wait_shows_reported_progress_on_stderr_and_gives_up_at_the_timeout(redi
     with pytest.raises(CommandError, match="still PENDING"):
         tc("task", "wait", run.task_id, "--timeout", "0.5", "--no-progress", stderr=quiet)
     assert quiet.getvalue() == ""
+
+
+def test_list_reads_a_page_in_a_fixed_number_of_queries(django_assert_max_num_queries):
+    original = recorded_run("orig")
+    for n in range(30):
+        recorded_run(f"q-{n}", retry_of=original)
+    with django_assert_max_num_queries(3):
+        page = tc_json("task", "list", "--limit", "25")
+    assert len(page["runs"]) == 25 and {r["retry_of"] for r in page["runs"]} == {"orig"}

@@ -112,7 +112,12 @@ def add_actions(actions) -> None:
     add.add_argument("--max-instances", type=int, default=0, help="Skip a run while N runs wait or run (0: no limit).")
     add.add_argument("--description", default="", help="Free text shown with the schedule.")
 
-    add_parser(actions, "list", help="List every schedule with its next and last run.")
+    add_parser(
+        actions,
+        "list",
+        help="List every schedule with its next and last run.",
+        examples="  manage.py tc schedule list\n  manage.py tc schedule list --json",
+    )
     for action, text in (
         ("show", "Show a schedule's definition and its next run times (DST changes flagged)."),
         ("enable", "Enable a schedule."),
@@ -120,7 +125,8 @@ def add_actions(actions) -> None:
         ("run", "Send a schedule's task now, with its arguments, queue and priority; prints the task id."),
         ("remove", "Delete a schedule (its past runs stay in the history). A missing one is not an error."),
     ):
-        add_parser(actions, action, help=text).add_argument("name", help="Name of the schedule.")
+        example = f"  manage.py tc schedule {action} daily_sync" + (" --user alice" if action != "show" else " --json")
+        add_parser(actions, action, help=text, examples=example).add_argument("name", help="Name of the schedule.")
 
     for name, sub in actions.choices.items():
         add_common(sub)

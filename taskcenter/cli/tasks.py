@@ -164,9 +164,15 @@ def get_run(task_id: str) -> Run:
 # --- documents ---------------------------------------------------------------------------
 
 
-def run_document(run: Run) -> dict:
-    """A run as plain values with stable keys (arguments of secret parameters are masked)."""
+def run_document(run: Run, *, retry_of: str | None = None) -> dict:
+    """A run as plain values with stable keys (arguments of secret parameters are masked).
+
+    ``retry_of`` is the task id of the run it repeats, when the caller read it already
+    (a list reads them all in one query); else it is read here.
+    """
     duration = run.duration
+    if retry_of is None and run.retry_of_id:
+        retry_of = run.retry_of.task_id
     return {
         "task_id": run.task_id,
         "task": run.task_name,
@@ -187,7 +193,7 @@ def run_document(run: Run) -> dict:
         "duration_seconds": round(duration.total_seconds(), 3) if duration is not None else None,
         "worker": run.worker_name or None,
         "result": (run.result_text or None) if run.is_finished else None,
-        "retry_of": run.retry_of.task_id if run.retry_of_id else None,
+        "retry_of": retry_of,
         "cancelled_at": iso(run.cancelled_at),
         "cancel_reason": run.cancel_reason or None,
     }
@@ -309,7 +315,13 @@ def task_list(cli: Cli) -> None:
     )
     page = runs_page(filters, before=options["before"], page_size=limit)
     if cli.as_json:
-        cli.json({"runs": [run_document(run) for run in page.runs], "next_before": page.older_cursor})
+        originals = dict(
+            Run.objects.filter(pk__in={run.retry_of_id for run in page.runs if run.retry_of_id}).values_list(
+                "pk", "task_result_id"
+            )
+        )
+        runs = [run_document(run, retry_of=originals.get(run.retry_of_id)) for run in page.runs]
+        cli.json({"runs": runs, "next_before": page.older_cursor})
         return
     if not page.runs:
         cli.line("No runs.")
