@@ -3,13 +3,16 @@
 
 import io
 import json
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 from django.core.management.base import CommandError
 
 from tests.cli_helpers import command_line, tc, tc_json
-from tests.conftest import wait_for
+from tests.conftest import ROOT, _die_with_parent, process_env, wait_for
 
 
 @pytest.mark.e2e
@@ -91,3 +94,23 @@ def test_the_real_command_line_exit_codes_help_and_a_down_broker(tmp_path):
     status = manage("tc", "status", "--json")
     assert status.returncode == 1 and json.loads(status.stdout)["status"] == "fail"
     assert time.monotonic() - began < 30  # two process starts; each command gives up within 2 s
+
+
+@pytest.mark.django_db(transaction=True)
+def test_monitor_progress_refreshes_until_interrupted(redis_server):
+    """Live mode in a real process: a JSON line per frame, and Ctrl-C (SIGINT) ends it cleanly."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "tc", "monitor", "progress", "--json", "--interval", "0.2"],
+        cwd=ROOT, env=process_env(redis_server, LOG_LEVEL="WARNING"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
+    )  # fmt: skip
+    try:
+        frames = [json.loads(process.stdout.readline()) for _ in range(3)]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert all(frame["running"] == [] for frame in frames)
+    assert frames[0]["at"] <= frames[1]["at"] <= frames[2]["at"]
