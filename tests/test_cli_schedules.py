@@ -56,6 +56,7 @@ def test_a_user_with_the_rights_is_the_actor_in_the_audit_trail(redis_server, dj
     tc("schedule", "remove", "nightly", "--user", "planner")
     actions = list(AuditEntry.objects.filter(actor=planner).order_by("id").values_list("action", flat=True))
     assert actions == ["schedule_create", "schedule_disable", "schedule_delete"]
+    assert {entry.detail.get("source") for entry in AuditEntry.objects.all()} == {"cli"}
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,8 @@ def test_create_as_a_user_is_audited_as_that_user_with_every_option(redis_server
     assert document["eta"] == timezone.localtime(eta).isoformat()  # ISO 8601 with its offset
     assert document["expires"][-6] in "+-"
     assert run.launched_by == operator
-    assert AuditEntry.objects.get(action="launch", task_id=run.task_id).actor == operator
+    entry = AuditEntry.objects.get(action="launch", task_id=run.task_id)
+    assert entry.actor == operator and entry.detail["source"] == "cli"
     again = tc_fails("task", "create", "examples.sync_account", "--args", "[7]", "--dedup-key", "account-7", code=1)
     assert "still pending or running" in str(again)
 
@@ -190,7 +191,7 @@ def test_cancel_revokes_a_waiting_run_and_is_audited_as_the_user(redis_server, o
     document = tc_json("task", "cancel", run.task_id, "--user", "ops")
     assert document["status"] == "cancelled" and document["run"]["state"] == "REVOKED"
     entry = AuditEntry.objects.get(action="cancel", task_id=run.task_id)
-    assert entry.actor == operator and entry.outcome == "ok"
+    assert entry.actor == operator and entry.outcome == "ok" and entry.detail["source"] == "cli"
     again = tc_fails("task", "cancel", run.task_id, code=1, match="only waiting runs can be cancelled")
     assert "REVOKED" in str(again)
 
@@ -269,3 +270,8 @@ def test_list_reads_a_page_in_a_fixed_number_of_queries(django_assert_max_num_qu
     with django_assert_max_num_queries(3):
         page = tc_json("task", "list", "--limit", "25")
     assert len(page["runs"]) == 25 and {r["retry_of"] for r in page["runs"]} == {"orig"}
+
+
+def test_audit_entries_outside_the_command_line_carry_no_source(redis_server):
+    run_launch(task_name="examples.add", args=[1, 2])
+    assert "source" not in AuditEntry.objects.get().detail

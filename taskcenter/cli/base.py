@@ -18,7 +18,9 @@ from django.utils import timezone
 from taskcenter import permissions
 from taskcenter.broker import BROKER_ERRORS, broker_down_message
 from taskcenter.management.actors import command_actor
+from taskcenter.models import RunSource
 from taskcenter.safe_input import JSONInputError, parse_json
+from taskcenter.services.audit import audit_context
 from taskcenter.services.errors import InvalidInput, NotFound, ServiceError
 
 #: Exit code of a refused or failed action.
@@ -71,6 +73,11 @@ class Cli:
             self.actor = command_actor(options.get("user"))
         except CommandError as exc:
             raise usage_error(str(exc)) from None
+
+    def run(self, handler) -> None:
+        """Run a subcommand's handler; what it audits is marked ``"source": "cli"``."""
+        with audit_context(source=RunSource.CLI.value):
+            handler(self)
 
     # --- rights -------------------------------------------------------------------------
 

@@ -41,4 +41,4 @@ class Command(BaseCommand):
         add_common(parser)
 
     def handle(self, *args, **options):
-        task_create(Cli(self, options))
+        Cli(self, options).run(task_create)

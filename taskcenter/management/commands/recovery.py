@@ -21,4 +21,4 @@ class Command(BaseCommand):
         recovery.add_actions(parser.add_subparsers(dest="command", required=True))
 
     def handle(self, *args, **options):
-        options["handler"](Cli(self, options))
+        Cli(self, options).run(options["handler"])

@@ -20,4 +20,4 @@ class Command(BaseCommand):
         schedules.add_actions(parser.add_subparsers(dest="action", required=True, metavar="ACTION"))
 
     def handle(self, *args, **options):
-        options["handler"](Cli(self, options))
+        Cli(self, options).run(options["handler"])

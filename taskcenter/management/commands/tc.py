@@ -46,4 +46,4 @@ class Command(BaseCommand):
             group.register(groups)
 
     def handle(self, *args, **options):
-        options["handler"](Cli(self, options))
+        Cli(self, options).run(options["handler"])
