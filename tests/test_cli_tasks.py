@@ -275,3 +275,17 @@ def test_list_reads_a_page_in_a_fixed_number_of_queries(django_assert_max_num_qu
 def test_audit_entries_outside_the_command_line_carry_no_source(redis_server):
     run_launch(task_name="examples.add", args=[1, 2])
     assert "source" not in AuditEntry.objects.get().detail
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["stopped", "frozen"])
+def test_cancel_with_the_broker_down_fails_within_two_seconds_and_changes_nothing(redis_server, tmp_path, frozen):
+    run = run_launch(task_name="examples.add", args=[1, 2], countdown=600)
+    with broker_down(tmp_path, redis_server, frozen=frozen):
+        began = time.monotonic()
+        tc_fails("task", "cancel", run.task_id, code=1, match="broker")
+        elapsed = time.monotonic() - began
+        with pytest.raises(CommandError, match="broker"):
+            tc("task", "create", "examples.add", "--args", "[1, 2]")
+        elapsed_launch = time.monotonic() - began - elapsed
+    assert elapsed < 2 and elapsed_launch < 2, (elapsed, elapsed_launch)
+    assert Run.objects.get(pk=run.pk).cancelled_at is None and Run.objects.count() == 1
