@@ -431,10 +431,11 @@ class ProgressBar:
         if text == self.last:
             return
         self.last, self.shown = text, True
+        # style_func=str: not in the red Django gives stderr on a terminal.
         if self.tty:
-            self.out.write("\r\x1b[K" + text, ending="")
+            self.out.write("\r\x1b[K" + text, style_func=str, ending="")
         else:
-            self.out.write(text)
+            self.out.write(text, style_func=str)
         self.out.flush()
 
     def close(self) -> None:
