@@ -8,7 +8,7 @@ from django.utils import timezone
 from taskcenter.broker import BROKER_ERRORS
 from taskcenter.cli.base import Cli, add_common, add_parser, iso, usage_error
 from taskcenter.cli.status import add_timeout, exit_by_health, health_checks, health_document, print_checks
-from taskcenter.cli.tasks import _bar_text
+from taskcenter.cli.tasks import bar_text
 from taskcenter.progress import progress_of
 from taskcenter.selectors.alerts import current_alerts, live_queues
 from taskcenter.selectors.monitoring import workers_state
@@ -157,5 +157,5 @@ def _print_frame(cli: Cli, frame: dict) -> None:
     if frame["problem"]:
         cli.line(frame["problem"], cli.style.WARNING)
     for row in frame["running"]:
-        progress = _bar_text(row["progress"]) if row["progress"] else "(no progress reported)"
+        progress = bar_text(row["progress"]) if row["progress"] else "(no progress reported)"
         cli.line(f"{row['task_id']}  {row['task']:<24} {progress}")

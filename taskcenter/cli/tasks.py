@@ -288,7 +288,7 @@ def _print_run(cli: Cli, document: dict) -> None:
         cli.line(f"{key + ':':<17} {'-' if value is None else value}")
     progress = document.get("progress")
     if progress:
-        cli.line(f"{'progress:':<17} {_bar_text(progress)}")
+        cli.line(f"{'progress:':<17} {bar_text(progress)}")
     for attempt in document.get("attempts") or []:
         ended = f" -> {attempt['ended']}" if attempt["ended"] else ""
         error = f" ({attempt['error']})" if attempt["error"] else ""
@@ -405,7 +405,8 @@ def task_wait(cli: Cli) -> None:
         raise refused(f"Run {run.task_id} finished {run.state}.")
 
 
-def _bar_text(progress: dict) -> str:
+def bar_text(progress: dict) -> str:
+    """A progress bar with percent, items done of total, ETA and the task's message."""
     filled = round(BAR_WIDTH * progress["percent"] / 100)
     text = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {progress['percent']:5.1f}%"
     if progress.get("total") is not None and progress.get("done") is not None:
@@ -427,7 +428,7 @@ class ProgressBar:
         self.shown = False
 
     def show(self, progress: dict) -> None:
-        text = _bar_text(progress)
+        text = bar_text(progress)
         if text == self.last:
             return
         self.last, self.shown = text, True
