@@ -24,6 +24,7 @@ class RunFilters:
     created_from: datetime | None = None
     created_to: datetime | None = None
     periodic_task_name: str = ""
+    worker: str = ""  # the worker that ran it (its result's, or the run's own record)
 
 
 @dataclass
@@ -45,6 +46,8 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(queue=filters.queue)
     if filters.periodic_task_name:
         runs = runs.filter(periodic_task_name=filters.periodic_task_name)
+    if filters.worker:
+        runs = runs.filter(Q(task_result__worker=filters.worker) | Q(worker=filters.worker))
     if filters.created_from:
         runs = runs.filter(created_at__gte=filters.created_from)
     if filters.created_to:

@@ -1,6 +1,8 @@
 """The audit trail: one row per operator action, whatever the outcome."""
 
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from taskcenter.models import AuditEntry
 
@@ -28,7 +30,21 @@ def audit_record(
         outcome=outcome,
         message=message,
         task_id=task_id,
-        detail=detail or {},
+        detail={**_context.get(), **(detail or {})},
     )
     logger.info("audit: %s %s %s -> %s %s", entry.actor, action, target, outcome, message)
     return entry
+
+
+#: Detail added to every entry recorded inside ``audit_context`` (e.g. the entry point).
+_context: ContextVar[dict] = ContextVar("taskcenter_audit_context", default={})  # noqa: B039 (never mutated)
+
+
+@contextmanager
+def audit_context(**detail):
+    """Add ``detail`` (e.g. ``source="cli"``) to every audit entry recorded in the block."""
+    token = _context.set({**_context.get(), **detail})
+    try:
+        yield
+    finally:
+        _context.reset(token)

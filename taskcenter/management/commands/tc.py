@@ -1,0 +1,49 @@
+"""``manage.py tc``: taskcenter's command line, one entry point with subcommands (see docs/cli.md).
+
+    manage.py tc status
+    manage.py tc task create examples.add --args '[1, 2]'
+    manage.py tc task wait TASK_ID
+
+Each group lives in ``taskcenter.cli``; this command only builds the parser and runs
+the chosen subcommand's handler.
+"""
+
+import argparse
+
+from django.core.management.base import BaseCommand
+
+from taskcenter.cli import deadletters, monitor, recovery, schedules, status, tasks
+from taskcenter.cli.base import Cli
+
+#: The groups, in the order ``--help`` lists them.
+# API tokens: the coordinator adds ``taskcenter.cli.tokens`` here (token create/list/revoke)
+# once the API branch with ``taskcenter.services.api_tokens`` is merged.
+GROUPS = (status, tasks, schedules, monitor, recovery, deadletters)
+
+EXAMPLES = """examples:
+  manage.py tc status                                   health; exit 0 ok, 1 degraded or failing
+  manage.py tc task create examples.add --args '[1, 2]' launch; prints the task id
+  manage.py tc task wait TASK_ID                        wait for it; exit 0 on SUCCESS
+  manage.py tc task list --state FAILURE --json         runs, newest first
+  manage.py tc schedule add nightly examples.add -t cron -c "0 2 * * *" --args '[1, 2]'
+  manage.py tc monitor progress                         live progress of running tasks
+  manage.py tc recovery resume TASK_ID --user alice     act as alice (checked and audited)
+  manage.py tc deadletters replay --task examples.fail --yes
+
+Every subcommand takes --json (one JSON document on stdout) and --user USERNAME.
+Exit codes: 0 done, 1 refused or failed, 2 wrong command line (bad JSON, unknown task or id).
+"""
+
+
+class Command(BaseCommand):
+    help = "taskcenter's command line: status, task, schedule, monitor, recovery, deadletters."
+
+    def add_arguments(self, parser):
+        parser.epilog = EXAMPLES
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+        for group in GROUPS:
+            group.register(groups)
+
+    def handle(self, *args, **options):
+        Cli(self, options).run(options["handler"])
