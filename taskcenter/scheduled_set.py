@@ -184,8 +184,9 @@ def holding_sender(publish):
 
     def send_task_message(producer, name, message, **options):
         due = hold_until(message.headers)
-        client = getattr(getattr(producer, "channel", None), "client", None)
-        if due is None or client is None or not hasattr(client, "register_script"):
+        # kombu's command client of the channel (its ``client`` may be waiting on a BRPOP).
+        commands = getattr(getattr(producer, "channel", None), "conn_or_acquire", None)
+        if due is None or commands is None:
             return publish(producer, name, message, **options)
         extra_headers = options.pop("headers", None)
         if extra_headers:  # as Celery's sender does (beat's periodic_task_name, ...)
@@ -196,7 +197,8 @@ def holding_sender(publish):
             sender=name, body=message.body, exchange=_name(options.get("exchange")), routing_key=queue,
             declare=None, headers=message.headers, properties=message.properties, retry_policy=None,
         )  # fmt: skip
-        hold(client, name, message, options, due=due)
+        with commands() as client:
+            hold(client, name, message, options, due=due)
         signals.after_task_publish.send(
             sender=name, body=message.body, exchange=_name(options.get("exchange")), routing_key=queue,
             headers=message.headers,

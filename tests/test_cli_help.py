@@ -22,6 +22,7 @@ def test_every_subcommand_has_examples_and_the_common_options():
         "status",
         *(f"task {a}" for a in ("create", "info", "list", "cancel", "terminate", "retry", "wait")),
         *(f"schedule {a}" for a in ("add", "list", "show", "enable", "disable", "run", "remove")),
+        "scheduled list", "scheduled run-now",
         "monitor health", "monitor progress",
         "recovery checkpoints", "recovery resume", "recovery apply",
         "deadletters list", "deadletters replay", "deadletters discard",

@@ -321,3 +321,31 @@ def test_headers_given_as_a_send_option_are_kept_and_recorded(private_broker):
     raw = private_broker.hget(scheduled_set.MESSAGES_KEY, result.id)
     _name, message, _options = scheduled_set._message_of(raw)
     assert message.headers["periodic_task_name"] == "nightly add"
+
+
+# --- tc scheduled ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_tc_scheduled_lists_waiting_runs_and_makes_one_due(held_run, private_broker, django_user_model):
+    from tests.cli_helpers import make_user, tc, tc_fails, tc_json
+
+    listed = tc_json("scheduled", "list")
+    assert listed["total"] == 1 and listed["runs"][0]["task_id"] == held_run.task_id
+    assert held_run.task_id in tc("scheduled", "list")
+    make_user(django_user_model, "watcher", "view_run")
+    tc_fails("scheduled", "run-now", held_run.task_id, "--user", "watcher", code=1, match="may not")
+    assert private_broker.zscore(scheduled_set.SCHEDULED_KEY, held_run.task_id) > time.time() + 60
+    assert tc_json("scheduled", "run-now", held_run.task_id) == {"status": "due", "task_id": held_run.task_id}
+    assert private_broker.zscore(scheduled_set.SCHEDULED_KEY, held_run.task_id) <= time.time()
+    tc_fails("scheduled", "run-now", "no-such-run", code=2)
+
+
+@pytest.mark.django_db
+def test_holding_works_after_a_control_broadcast_used_the_pooled_connection(private_broker):
+    """A broadcast leaves a BRPOP on the pooled connection's channel; holding must not read its reply."""
+    current_app.control.ping(timeout=0.3)
+    runs = [run_launch(task_name="examples.add", args=[n, n], countdown=300) for n in range(3)]
+    current_app.control.inspect(timeout=0.3).scheduled()
+    runs.append(run_launch(task_name="examples.add", args=[9, 9], countdown=300))
+    assert {run.task_id for run in runs} <= waiting_ids(private_broker)
