@@ -251,6 +251,22 @@ def held_due(client, task_id: str) -> datetime | None:
     return None if score is None else datetime.fromtimestamp(score, UTC)
 
 
+def waiting_among(client, task_ids: list[str]) -> set[str]:
+    """Those of ``task_ids`` waiting in the set or claimed by a pump (one round trip)."""
+    if not task_ids:
+        return set()
+    pipe = client.pipeline(transaction=False)
+    for task_id in task_ids:
+        pipe.zscore(SCHEDULED_KEY, task_id)
+        pipe.zscore(CLAIMED_KEY, task_id)
+    replies = pipe.execute()
+    return {
+        task_id
+        for index, task_id in enumerate(task_ids)
+        if replies[2 * index] is not None or replies[2 * index + 1] is not None
+    }
+
+
 def cancel(client, task_id: str) -> bool:
     """Take ``task_id`` out of the set before it is published; False when it is not waiting there."""
     return client.register_script(_CANCEL)(keys=KEYS, args=[task_id]) is not None

@@ -16,9 +16,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from taskcenter.models import Run
+from taskcenter.models import AuditEntry, Run
 from taskcenter.services.control import run_cancel
 from taskcenter.services.launch import DuplicateRun, run_launch
+from taskcenter.services.queues import queue_message_present
 from tests.conftest import CeleryProcess, process_env, wait_for
 from tests.test_control_e2e import paused_queue
 
@@ -194,7 +195,8 @@ def test_a_key_held_by_a_run_whose_message_was_purged_outside_taskcenter_is_free
     wait_for_status(again.task_id, "SUCCESS")
 
 
-def test_the_monitor_records_runs_whose_message_was_purged_outside_taskcenter(redis_server, celery_worker):
+def test_the_monitor_sends_again_a_waiting_run_whose_message_left_the_broker(redis_server, celery_worker):
+    """A message purged behind taskcenter's back, or lost by a worker killed as it took it, is sent again."""
     from taskcenter.monitor.runs import runs_lost_reconcile
 
     with paused_queue(celery_worker, "default"):
@@ -212,6 +214,27 @@ def test_the_monitor_records_runs_whose_message_was_purged_outside_taskcenter(re
         # A run created before the monitor (re)connected may have run unseen: never judged.
         assert runs_lost_reconcile(suspects, since=timezone.now()) == (set(), 0)
         assert runs_lost_reconcile(suspects) == (set(), 1)
-    lost = fresh(run)
-    assert lost.state == "REVOKED"
-    assert "no longer in the broker" in lost.cancel_reason
+        assert queue_message_present(task_id=run.task_id, queue="default")  # sent again, same task id
+        assert fresh(run).state == "PENDING"
+        entry = AuditEntry.objects.get(action="run_recover", task_id=run.task_id)
+        assert "Sent again to queue default" in entry.message and entry.actor is None
+    assert wait_for_status(run.task_id, "SUCCESS", timeout=60)
+
+
+def test_a_delayed_run_is_neither_suspected_lost_nor_freed_of_its_key(redis_server, celery_worker):
+    from taskcenter import scheduled_set
+    from taskcenter.broker import broker_client
+    from taskcenter.monitor.runs import runs_lost_reconcile
+
+    run = run_launch(
+        task_name="examples.sync_account", kwargs={"account_id": 11, "seconds": 0}, dedup_key="acct-11", countdown=600
+    )
+    try:
+        Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+        assert runs_lost_reconcile(set()) == (set(), 0)
+        with pytest.raises(DuplicateRun):  # old and not on any queue, but waiting in the scheduled set
+            run_launch(task_name="examples.sync_account", kwargs={"account_id": 11}, dedup_key="acct-11")
+        assert fresh(run).state == "PENDING"
+    finally:
+        with broker_client() as client:
+            scheduled_set.cancel(client, run.task_id)

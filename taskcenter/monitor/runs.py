@@ -329,20 +329,27 @@ def _is_json(value, depth: int = 0) -> bool:
 
 
 def runs_lost_reconcile(suspects: set[str], *, since: datetime | None = None) -> tuple[set[str], int]:
-    """Record as revoked the waiting runs whose message has left the broker without a word (``celery purge``).
+    """Send again the waiting runs whose message has left the broker without running.
 
     A run is lost when it is PENDING with no result, between ``LOST_MIN_AGE``
     and ``LOST_MAX_AGE`` old, on a configured queue, and its message is neither in
-    its queue nor in kombu's unacked hash in two reconciliations in a row
-    (``suspects`` are the ids missing last time). Bounded: ``LOST_BATCH`` runs,
+    its queue, nor in kombu's unacked hash, nor in the scheduled set, in two
+    reconciliations in a row (``suspects`` are the ids missing last time). kombu's
+    Redis transport takes a message off its list and then records it unacknowledged:
+    a worker killed between the two loses it. Such runs are sent again with the same
+    task id (``run_resend``); those that cannot be (a workflow step, a task no longer
+    catalogued) are recorded as revoked. Runs purged through taskcenter are already
+    cancelled and not looked at. Bounded: ``LOST_BATCH`` runs,
     and nothing is decided when the broker holds more than the search limit of
     ``queue_message_ids``. Only runs created after ``since`` count: the monitor
     passes the time it started, so every run it judges had its events seen (a
     task that stores no result and ran while no monitor watched is not taken
-    for a lost one). Returns the new suspects and the number of runs marked.
+    for a lost one). Returns the new suspects and the number of lost runs found.
     Raises DatabaseError and ``BrokerDown``.
     """
-    from taskcenter.services.queues import queue_message_ids
+    from taskcenter.broker import BROKER_ERRORS, broker_down_message
+    from taskcenter.services.launch import run_resend
+    from taskcenter.services.queues import BrokerDown, queue_message_ids, scheduled_waiting_ids
 
     now = timezone.now()
     queues = list(settings.TASKCENTER_QUEUES)
@@ -360,18 +367,28 @@ def runs_lost_reconcile(suspects: set[str], *, since: datetime | None = None) ->
     )
     if not candidates:
         return set(), 0
+    # The scheduled set first: a message it publishes meanwhile is then found on its queue.
+    waiting = scheduled_waiting_ids(candidates)
     present = queue_message_ids(queues)
     if present is None:
         return set(), 0
-    missing = candidates - present
+    missing = candidates - present - waiting
     confirmed = list(missing & suspects)
+    not_sent: list[str] = []
+    for run in Run.objects.filter(task_result_id__in=confirmed, recorded_state=PENDING, cancelled_at__isnull=True):
+        try:
+            if run_resend(run, reason="its message was no longer in the broker"):
+                continue
+        except BROKER_ERRORS as exc:
+            raise BrokerDown(broker_down_message("lost runs were not sent again")) from exc
+        not_sent.append(run.task_id)
     marked = 0
-    for start in range(0, len(confirmed), WRITE_BATCH_SIZE):
+    for start in range(0, len(not_sent), WRITE_BATCH_SIZE):
         marked += Run.objects.filter(
-            task_result_id__in=confirmed[start : start + WRITE_BATCH_SIZE],
+            task_result_id__in=not_sent[start : start + WRITE_BATCH_SIZE],
             recorded_state=PENDING,
             cancelled_at__isnull=True,
         ).update(recorded_state=REVOKED, recorded_finished_at=now, cancelled_at=now, cancel_reason=LOST_REASON)
     if marked:
         logger.warning("%d waiting run(s) lost their message in the broker (purged?); recorded as revoked", marked)
-    return missing - set(confirmed), marked
+    return missing - set(confirmed), len(confirmed)

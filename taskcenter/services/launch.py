@@ -445,3 +445,33 @@ def _check_expiry(expires, start, now, errors) -> datetime | None:
         errors.add("expires", "Expiry must be later than the time the run may start.")
         return None
     return expires
+
+
+def run_resend(run: Run, *, reason: str) -> bool:
+    """Publish the message of a waiting ``run`` again, with the same task id; True when sent.
+
+    For a run whose message left the broker without running (a worker killed between
+    taking it off the queue and recording it unacknowledged, a key deleted by hand):
+    the same run, not a re-run. Only catalogued tasks outside a workflow are sent
+    again (a workflow step's message carries the rest of the workflow, which the run
+    row does not keep); the caller records the others as lost. Raises broker errors.
+    """
+    entry = catalogue.get_entry(run.task_name)
+    task = current_app.tasks.get(run.task_name) if entry is not None else None
+    if task is None or run.workflow_id:
+        return False
+    try:
+        args, kwargs = secret_arguments.restore(entry, run.args, run.kwargs, run.secrets)
+    except secret_arguments.SecretUnavailable:
+        return False
+    options = {"task_id": run.task_id, "queue": run.queue, "priority": Priority(run.priority).broker_priority}
+    if run.expires:
+        options["expires"] = run.expires
+    with launch_publishing([run.task_id]):
+        task.apply_async(args=args, kwargs=kwargs, **options)
+    audit_record(
+        actor=None, action=Action.RUN_RECOVER, target=run.task_name, task_id=run.task_id,
+        message=f"Sent again to queue {run.queue}: {reason}.", detail={"queue": run.queue, "reason": reason},
+    )  # fmt: skip
+    logger.warning("Sent %s [%s] again to %s: %s", run.task_name, run.task_id, run.queue, reason)
+    return True

@@ -276,14 +276,17 @@ MESSAGE_SEARCH_LIMIT = 10_000
 
 
 def queue_message_present(*, task_id: str, queue: str) -> bool:
-    """Whether the broker still holds the message of ``task_id``: waiting in a queue, or delivered and unacked.
+    """Whether the broker still holds the message of ``task_id``: in the scheduled set, in a queue, or unacked.
 
-    Reads the priority lists of ``queue`` (of every configured queue when it is
-    not one of them) and kombu's hash of unacknowledged messages (those a worker
-    holds: reserved, ETA, running). Bounded: when more than
+    Looks in the scheduled set first (a message it publishes meanwhile is then on
+    its queue), then reads the priority lists of ``queue`` (of every configured
+    queue when it is not one of them) and kombu's hash of unacknowledged messages
+    (those a worker holds: reserved, running). Bounded: when more than
     ``MESSAGE_SEARCH_LIMIT`` messages would have to be read, it answers True
     without reading them. Raises ``BrokerDown``.
     """
+    if scheduled_waiting_ids([task_id]):
+        return True
     names = [queue] if queue in settings.TASKCENTER_QUEUES else list(settings.TASKCENTER_QUEUES)
     present = queue_message_ids(names)
     return present is None or task_id in present
@@ -312,6 +315,14 @@ def queue_message_ids(names: list[str]) -> set[str] | None:
         pipe.hvals(channel.unacked_key)
         replies = pipe.execute()
     return {task_id for messages in replies for raw in messages if (task_id := _message_id(raw))}
+
+
+def scheduled_waiting_ids(task_ids) -> set[str]:
+    """Those of ``task_ids`` whose message waits in (or is being published from) the scheduled set."""
+    from taskcenter import scheduled_set
+
+    with _broker_channel("the scheduled set could not be read") as channel:
+        return scheduled_set.waiting_among(channel.client, list(task_ids))
 
 
 def _message_id(raw: bytes) -> str | None:
