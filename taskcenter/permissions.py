@@ -127,3 +127,8 @@ def can_manage_recovery(user) -> bool:
 def can_recover(user, task_name: str) -> bool:
     """Apply a strategy to a run: control runs, and be allowed to launch its task (a strategy may re-run it)."""
     return can_control(user) and can_launch(user, task_name)
+
+
+def can_delete_run(user) -> bool:
+    """Delete the record of a finished run (``delete_run``, a permission of its own)."""
+    return can_view(user) and user.has_perm(f"{APP}.delete_run")

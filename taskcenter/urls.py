@@ -113,3 +113,10 @@ urlpatterns += [
     path("recovery/apply/", recovery_bulk, name="recovery_bulk"),
     path("runs/<taskid:task_id>/recover/", run_recover, name="run_recover"),
 ]
+
+from taskcenter.views.api_tokens import token_list, token_revoke_view  # noqa: E402
+
+urlpatterns += [
+    path("tokens/", token_list, name="api_tokens"),
+    path("tokens/<int:pk>/revoke/", token_revoke_view, name="api_token_revoke"),
+]

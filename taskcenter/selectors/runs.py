@@ -24,6 +24,8 @@ class RunFilters:
     created_from: datetime | None = None
     created_to: datetime | None = None
     periodic_task_name: str = ""
+    worker: str = ""  # the worker that ran it (hostname, as recorded on the run)
+    launched_by: str = ""  # the username of whoever launched it
 
 
 @dataclass
@@ -45,6 +47,10 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(queue=filters.queue)
     if filters.periodic_task_name:
         runs = runs.filter(periodic_task_name=filters.periodic_task_name)
+    if filters.worker:
+        runs = runs.filter(worker=filters.worker)
+    if filters.launched_by:
+        runs = runs.filter(launched_by__username=filters.launched_by)
     if filters.created_from:
         runs = runs.filter(created_at__gte=filters.created_from)
     if filters.created_to:
@@ -113,6 +119,15 @@ def runs_page(
         older_cursor=rows[-1].id if rows and has_older else None,
         filters=filters,
     )
+
+
+def runs_count(filters: RunFilters, *, limit: int) -> tuple[int, bool]:
+    """How many runs match ``filters``, counting at most ``limit``: ``(count, capped)``.
+
+    The count reads at most ``limit + 1`` rows, so it stays cheap with millions of runs.
+    """
+    counted = runs_filtered(filters).order_by().values("pk")[: limit + 1].count()
+    return min(counted, limit), counted > limit
 
 
 def run_by_task_id(task_id: str) -> Run | None:

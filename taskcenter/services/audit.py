@@ -1,6 +1,8 @@
 """The audit trail: one row per operator action, whatever the outcome."""
 
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from taskcenter.models import AuditEntry
 
@@ -8,6 +10,9 @@ logger = logging.getLogger(__name__)
 
 Action = AuditEntry.Action
 Outcome = AuditEntry.Outcome
+
+#: Details added to every entry recorded in the current context (e.g. the API token acting).
+_context: ContextVar[dict | None] = ContextVar("taskcenter_audit_context", default=None)
 
 
 def audit_record(
@@ -21,6 +26,10 @@ def audit_record(
     detail: dict | None = None,
 ) -> AuditEntry:
     """Record one action. ``actor`` may be None for actions of the system itself."""
+    context = _context.get() or {}
+    if context.get("api_token"):
+        message = f"{message} [API token {context['api_token']!r}]".strip()
+    detail = {**context, **(detail or {})}
     entry = AuditEntry.objects.create(
         actor=actor if getattr(actor, "pk", None) else None,
         action=action,
@@ -32,3 +41,17 @@ def audit_record(
     )
     logger.info("audit: %s %s %s -> %s %s", entry.actor, action, target, outcome, message)
     return entry
+
+
+@contextmanager
+def audit_context(**detail):
+    """Add ``detail`` to every entry recorded inside the block (``api_token`` also to its message).
+
+    Lets an entry point say how an action came in (the API token acting) without
+    every service passing it along.
+    """
+    reset = _context.set({**(_context.get() or {}), **detail})
+    try:
+        yield
+    finally:
+        _context.reset(reset)

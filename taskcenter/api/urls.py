@@ -1,0 +1,56 @@
+"""Routes of the REST API, mounted at ``/api/v1/``."""
+
+from django.contrib.auth.decorators import login_required
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
+
+import taskcenter.urls  # noqa: F401  (registers the ``taskid`` path converter)
+from taskcenter.api.base import ApiView
+from taskcenter.api.views import catalogue, runs
+
+app_name = "api"
+
+
+class Schema(SpectacularAPIView):
+    """The OpenAPI 3 schema: public, like any API description (it holds no data)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+
+class Docs(SpectacularSwaggerView):
+    """Swagger UI, from the drf-spectacular-sidecar package (no CDN)."""
+
+    permission_classes = [AllowAny]  # login_required below sends the browser to the login page
+    throttle_classes = []
+
+
+class Unknown(ApiView):
+    """Any other path under the API: a problem details 404 (not the HTML page)."""
+
+    schema = None  # not an endpoint
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        raise NotFound("No such API endpoint.")
+
+
+urlpatterns = [
+    path("schema/", Schema.as_view(), name="schema"),
+    path("docs/", login_required(Docs.as_view(url_name="api:schema")), name="docs"),
+    path("catalogue/", catalogue.CatalogueList.as_view(), name="catalogue"),
+    path("catalogue/<str:name>/", catalogue.CatalogueDetail.as_view(), name="catalogue_entry"),
+    path("runs/", runs.RunCollection.as_view(), name="runs"),
+    path("runs/count/", runs.RunCount.as_view(), name="runs_count"),
+    path("runs/retry/", runs.RunBulkRetry.as_view(), name="runs_bulk_retry"),
+    path("runs/<taskid:task_id>/", runs.RunItem.as_view(), name="run"),
+    path("runs/<taskid:task_id>/cancel/", runs.RunCancel.as_view(), name="run_cancel"),
+    path("runs/<taskid:task_id>/terminate/", runs.RunTerminate.as_view(), name="run_terminate"),
+    path("runs/<taskid:task_id>/retry/", runs.RunRetry.as_view(), name="run_retry"),
+]
+
+# Last: every other path under /api/v1/ answers 404 as problem details.
+urlpatterns += [re_path(r"^.*$", Unknown.as_view(), name="unknown")]
