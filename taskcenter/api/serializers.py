@@ -128,11 +128,30 @@ class RecoveryActionSerializer(serializers.Serializer):
 
 
 class RunDetailSerializer(RunSerializer):
+    """A run and what its page shows beside it (given in ``context["detail"]``)."""
+
     progress = ProgressSerializer(allow_null=True)
-    attempts = AttemptSerializer(many=True, source="attempt_list")
-    reruns = serializers.ListField(child=serializers.CharField())
+    attempts = AttemptSerializer(many=True)
+    reruns = serializers.ListField(child=serializers.CharField(), help_text="Task ids of its re-runs, newest first.")
     checkpoints = CheckpointSerializer(many=True)
     recovery_actions = RecoveryActionSerializer(many=True)
+
+    def to_representation(self, run):
+        data = super().to_representation(run)
+        detail = self.context["detail"]
+        data["progress"] = detail["progress"]
+        data["attempts"] = AttemptSerializer(detail["attempts"], many=True).data
+        data["reruns"] = detail["reruns"]
+        data["checkpoints"] = CheckpointSerializer(detail["checkpoints"], many=True).data
+        data["recovery_actions"] = RecoveryActionSerializer(detail["recovery_actions"], many=True).data
+        return data
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if "detail" in self.context:  # serialising: these come from the context, not the run
+            for name in ("progress", "attempts", "reruns", "checkpoints", "recovery_actions"):
+                fields.pop(name)
+        return fields
 
 
 class LaunchSerializer(StrictSerializer):

@@ -61,11 +61,14 @@ def run_detail_data(run: Run) -> dict:
         progress = progress_of([run.task_id]).get(run.task_id)
     except BROKER_ERRORS:
         progress = None  # a down broker hides the progress, not the run
-    run.progress = progress.as_dict() if progress else None
-    run.reruns = list(run.reruns.order_by("-id").values_list("task_result_id", flat=True)[:50])
-    run.checkpoints = checkpoints_for_run(run.task_id)
-    run.recovery_actions = recovery_actions_for_run(run.task_id)
-    return s.RunDetailSerializer(run).data
+    detail = {
+        "progress": progress.as_dict() if progress else None,
+        "attempts": run.attempt_list,
+        "reruns": list(run.reruns.order_by("-id").values_list("task_result_id", flat=True)[:50]),
+        "checkpoints": checkpoints_for_run(run.task_id),
+        "recovery_actions": recovery_actions_for_run(run.task_id),
+    }
+    return s.RunDetailSerializer(run, context={"detail": detail}).data
 
 
 class RunCollection(ApiView):
