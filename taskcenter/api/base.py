@@ -69,13 +69,15 @@ def problems(*statuses: int) -> dict:
         403: "Not allowed.",
         404: "Not found.",
         405: "Method not allowed.",
+        406: "No acceptable media type (the API answers JSON).",
         409: "The target's state does not allow it.",
+        415: "The body is not JSON.",
         422: "The Idempotency-Key was used for a different request.",
         429: "Rate limit exceeded.",
         503: "The broker or the workers are unavailable.",
         504: "No worker answered in time.",
     }
-    wanted = {400, 401, 403, 404, 405, 429, *statuses}
+    wanted = {400, 401, 403, 404, 405, 406, 415, 429, *statuses}
     return {
         (status, "application/problem+json"): OpenApiResponse(Problem, description=described[status])
         for status in sorted(wanted)
