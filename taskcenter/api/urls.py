@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 
 import taskcenter.urls  # noqa: F401  (registers the ``taskid`` path converter)
 from taskcenter.api.base import ApiView
-from taskcenter.api.views import catalogue, runs
+from taskcenter.api.views import catalogue, runs, schedules
 
 app_name = "api"
 
@@ -50,6 +50,12 @@ urlpatterns = [
     path("runs/<taskid:task_id>/cancel/", runs.RunCancel.as_view(), name="run_cancel"),
     path("runs/<taskid:task_id>/terminate/", runs.RunTerminate.as_view(), name="run_terminate"),
     path("runs/<taskid:task_id>/retry/", runs.RunRetry.as_view(), name="run_retry"),
+    path("schedules/", schedules.ScheduleCollection.as_view(), name="schedules"),
+    path("schedules/<int:pk>/", schedules.ScheduleItem.as_view(), name="schedule"),
+    path("schedules/<int:pk>/enable/", schedules.ScheduleEnable.as_view(), name="schedule_enable"),
+    path("schedules/<int:pk>/disable/", schedules.ScheduleDisable.as_view(), name="schedule_disable"),
+    path("schedules/<int:pk>/run/", schedules.ScheduleRunNow.as_view(), name="schedule_run"),
+    path("schedules/<int:pk>/next-runs/", schedules.ScheduleNextRuns.as_view(), name="schedule_next_runs"),
 ]
 
 # Last: every other path under /api/v1/ answers 404 as problem details.
