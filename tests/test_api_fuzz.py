@@ -1,7 +1,7 @@
 """Schema-driven fuzz of the REST API: schemathesis generates requests from the live OpenAPI schema.
 
 It calls the Django app in process (WSGI) with a superuser's token, against a real
-broker, and checks every answer: no 5xx, and status code, content type and body
+broker of its own (no worker), and checks every answer: no 5xx, and status code, content type and body
 as the schema says. Requests that break the schema (negative cases) are sent too,
 and must be refused with a 4xx. ``TASKCENTER_FUZZ_EXAMPLES`` (examples per operation, default 30) bounds its time.
 """
@@ -47,10 +47,16 @@ def _keep_test_connection():
 
 
 @pytest.fixture
-def superuser_token(db, redis_server, settings):
+def superuser_token(db, private_broker, settings, monkeypatch):
+    """A superuser's token, with a broker of this module's own that no worker consumes.
+
+    A superuser may pause, purge and resize: on its own broker the fuzz can never
+    steer the session's worker; control commands time out quickly instead.
+    """
     from django.core.cache import cache
 
     cache.clear()
+    monkeypatch.setattr("taskcenter.services.workers.CONTROL_TIMEOUT", 0.05)
     settings.TASKCENTER_API_RATE = ""  # the fuzz is not a test of the rate limit
     _, plain = token_create(user=make_user("fuzzer", superuser=True), name="fuzz", actor=None)
     return plain

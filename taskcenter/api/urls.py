@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 
 import taskcenter.urls  # noqa: F401  (registers the ``taskid`` path converter)
 from taskcenter.api.base import ApiView
-from taskcenter.api.views import catalogue, runs, schedules
+from taskcenter.api.views import catalogue, operations, runs, schedules
 
 app_name = "api"
 
@@ -56,6 +56,13 @@ urlpatterns = [
     path("schedules/<int:pk>/disable/", schedules.ScheduleDisable.as_view(), name="schedule_disable"),
     path("schedules/<int:pk>/run/", schedules.ScheduleRunNow.as_view(), name="schedule_run"),
     path("schedules/<int:pk>/next-runs/", schedules.ScheduleNextRuns.as_view(), name="schedule_next_runs"),
+    path("queues/", operations.QueueList.as_view(), name="queues"),
+    path("queues/<str:name>/pause/", operations.QueuePause.as_view(), name="queue_pause"),
+    path("queues/<str:name>/resume/", operations.QueueResume.as_view(), name="queue_resume"),
+    path("queues/<str:name>/purge/", operations.QueuePurge.as_view(), name="queue_purge"),
+    path("workers/", operations.WorkerList.as_view(), name="workers"),
+    path("workers/rate-limits/", operations.RateLimits.as_view(), name="rate_limits"),
+    path("workers/<str:hostname>/pool/", operations.WorkerPool.as_view(), name="worker_pool"),
 ]
 
 # Last: every other path under /api/v1/ answers 404 as problem details.
