@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 
 import taskcenter.urls  # noqa: F401  (registers the ``taskid`` path converter)
 from taskcenter.api.base import ApiView
-from taskcenter.api.views import catalogue, operations, runs, schedules
+from taskcenter.api.views import catalogue, deadletters, operations, runs, schedules
 
 app_name = "api"
 
@@ -56,6 +56,11 @@ urlpatterns = [
     path("schedules/<int:pk>/disable/", schedules.ScheduleDisable.as_view(), name="schedule_disable"),
     path("schedules/<int:pk>/run/", schedules.ScheduleRunNow.as_view(), name="schedule_run"),
     path("schedules/<int:pk>/next-runs/", schedules.ScheduleNextRuns.as_view(), name="schedule_next_runs"),
+    path("runs/<taskid:task_id>/recover/", deadletters.RunRecover.as_view(), name="run_recover"),
+    path("deadletters/", deadletters.DeadLetterList.as_view(), name="deadletters"),
+    path("deadletters/<int:pk>/", deadletters.DeadLetterItem.as_view(), name="deadletter"),
+    path("deadletters/<int:pk>/replay/", deadletters.DeadLetterReplay.as_view(), name="deadletter_replay"),
+    path("deadletters/<int:pk>/discard/", deadletters.DeadLetterDiscard.as_view(), name="deadletter_discard"),
     path("queues/", operations.QueueList.as_view(), name="queues"),
     path("queues/<str:name>/pause/", operations.QueuePause.as_view(), name="queue_pause"),
     path("queues/<str:name>/resume/", operations.QueueResume.as_view(), name="queue_resume"),
