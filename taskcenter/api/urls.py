@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 
 import taskcenter.urls  # noqa: F401  (registers the ``taskid`` path converter)
 from taskcenter.api.base import ApiView
-from taskcenter.api.views import catalogue, deadletters, operations, runs, schedules
+from taskcenter.api.views import catalogue, deadletters, groups, operations, runs, schedules, system
 
 app_name = "api"
 
@@ -68,6 +68,12 @@ urlpatterns = [
     path("workers/", operations.WorkerList.as_view(), name="workers"),
     path("workers/rate-limits/", operations.RateLimits.as_view(), name="rate_limits"),
     path("workers/<str:hostname>/pool/", operations.WorkerPool.as_view(), name="worker_pool"),
+    path("batches/", groups.BatchCollection.as_view(), name="batches"),
+    path("batches/<int:pk>/", groups.BatchItem.as_view(), name="batch"),
+    path("workflows/", groups.WorkflowCollection.as_view(), name="workflows"),
+    path("workflows/<int:pk>/", groups.WorkflowItem.as_view(), name="workflow"),
+    path("audit/", system.AuditList.as_view(), name="audit"),
+    path("health/", system.Health.as_view(), name="health"),
 ]
 
 # Last: every other path under /api/v1/ answers 404 as problem details.
