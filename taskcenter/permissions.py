@@ -12,6 +12,7 @@ Permissions (app label ``taskcenter``):
 - ``change_retry_policy``: override the retry policy of catalogued tasks.
 - ``manage_recovery``: set the recovery strategy of task types (applying one to a run needs
   ``control_run`` and the task's launch permission).
+- ``delete_run``: delete the record of a finished run (the API's ``DELETE /api/v1/runs/<id>/``).
 
 Per-task launch permissions are created for every catalogued task after
 ``migrate`` (see ``ensure_task_permissions``).
