@@ -144,3 +144,40 @@ def test_token_create_and_revoke_are_audited():
     actions = list(AuditEntry.objects.filter(actor=user).values_list("action", "detail__token_name"))
     assert (AuditEntry.Action.TOKEN_CREATE, "deploy") in actions
     assert (AuditEntry.Action.TOKEN_REVOKE, "deploy") in actions
+
+
+def _operations():
+    """Every (method, path) of the live schema, path parameters filled with sample values."""
+    from django.test import Client
+
+    schema = Client().get("/api/v1/schema/?format=json").json()
+    samples = {"{task_id}": "some-task", "{name}": "default", "{id}": "1", "{hostname}": "w@host"}
+    for path, methods in schema["paths"].items():
+        for sample, value in samples.items():
+            path = path.replace(sample, value)
+        assert "{" not in path, path
+        for method in methods:
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield method, path
+
+
+def test_every_operation_refuses_anonymous_requests_with_401():
+    client = APIClient()
+    answers = {(m, p): getattr(client, m)(p, {}, format="json") for m, p in _operations()}
+    assert len(answers) > 30
+    for operation, response in answers.items():
+        assert response.status_code == 401, operation
+        assert response["Content-Type"] == "application/problem+json", operation
+
+
+def test_every_write_operation_refuses_a_view_only_token_with_403(redis_server):
+    from taskcenter.models import Run
+
+    client = token_client(make_user("looker"))
+    writes = [(m, p) for m, p in _operations() if m != "get"]
+    assert len(writes) > 20
+    for method, path in writes:
+        response = getattr(client, method)(path, {}, format="json")
+        assert response.status_code == 403, (method, path, response.content[:300])
+    assert not Run.objects.exists()
+    assert not AuditEntry.objects.exclude(action="token_create").exists()

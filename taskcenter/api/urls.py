@@ -35,7 +35,7 @@ class Unknown(ApiView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        raise NotFound("No such API endpoint.")
+        raise NotFound("No such API endpoint (API paths end with a slash; see /api/v1/docs/).")
 
 
 urlpatterns = [
