@@ -324,3 +324,13 @@ def test_launch_through_the_api_runs_on_a_real_worker(celery_worker):
         timeout=60, message="the run to succeed",
     )  # fmt: skip
     assert body["result"] == "5" and body["worker"] and body["started_at"] and body["finished_at"]
+
+
+def test_a_page_of_runs_costs_the_same_queries_whatever_its_size(viewer, django_assert_max_num_queries):
+    original = finished_run("orig-0")
+    for n in range(30):
+        finished_run(f"rerun-{n}", retry_of=original, launched_by=viewer.user)
+    viewer.get("/api/v1/runs/?page_size=2")  # warm up: token lookup, permissions cache
+    with django_assert_max_num_queries(6):
+        body = viewer.get("/api/v1/runs/?page_size=25").json()
+    assert len(body["results"]) == 25 and body["results"][0]["retry_of"] == "orig-0"

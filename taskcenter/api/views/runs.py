@@ -94,7 +94,9 @@ class RunCollection(ApiView):
 
         return Response(
             {
-                "results": s.RunSerializer(page.runs, many=True).data,
+                "results": s.RunSerializer(
+                    page.runs, many=True, context={"retry_of_task_ids": s.retry_of_task_ids(page.runs)}
+                ).data,
                 "next": link(before=page.older_cursor) if page.older_cursor is not None else None,
                 "previous": link(after=page.newer_cursor) if page.newer_cursor is not None else None,
             }
