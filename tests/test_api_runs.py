@@ -143,7 +143,7 @@ def test_launch_with_the_broker_down_is_a_503_within_two_seconds(admin, tmp_path
         response = admin.post("/api/v1/runs/", {"task": "examples.add", "args": [1, 2]}, format="json")
         elapsed = time.monotonic() - started
     assert_problem(response, 503)
-    assert elapsed < 2.5
+    assert elapsed < 2, f"the request took {elapsed:.2f}s"
     assert not Run.objects.exists()
 
 
