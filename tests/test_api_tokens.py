@@ -72,3 +72,20 @@ def test_token_services_validate_and_refuse_a_second_revoke():
     with pytest.raises(Conflict):
         token_revoke(token=token, actor=user)
     assert AuditEntry.objects.filter(action=AuditEntry.Action.TOKEN_CREATE, outcome="refused").count() == 1
+
+
+def test_admin_revokes_a_leaked_token_audited_and_never_deletes_it(client):
+    admin_user = make_user("root", superuser=True)
+    owner = make_user("leaky")
+    token, plain = token_create(user=owner, name="leaked", actor=owner)
+    client.force_login(admin_user)
+    changelist = reverse("admin:taskcenter_apitoken_changelist")
+    page = client.get(changelist).content.decode()
+    assert "leaked" in page and plain not in page and token.key_hash not in page
+    response = client.post(changelist, {"action": "revoke", "_selected_action": [token.pk]})
+    assert response.status_code == 302
+    assert token_authenticate(plain) is None
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.TOKEN_REVOKE)
+    assert entry.actor == admin_user and entry.detail["token_name"] == "leaked"
+    assert client.post(reverse("admin:taskcenter_apitoken_delete", args=[token.pk]), {"post": "yes"}).status_code == 403
+    assert ApiToken.objects.filter(pk=token.pk).exists()
