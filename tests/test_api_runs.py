@@ -168,6 +168,7 @@ def test_list_filters_and_pages_with_cursors(viewer):
     for n in range(5):
         finished_run(f"ok-{n}", worker="w1@host", launched_by=operator if n % 2 else None)
     finished_run("bad-1", status="FAILURE", queue="low", periodic_task_name="nightly")
+    TaskResult.objects.filter(task_id="bad-1").update(worker="w2@host")  # reported by the worker only
     page = viewer.get("/api/v1/runs/?page_size=2").json()
     assert [r["task_id"] for r in page["results"]] == ["bad-1", "ok-4"]
     assert page["previous"] is None
@@ -180,6 +181,7 @@ def test_list_filters_and_pages_with_cursors(viewer):
     assert only("queue=low") == only("schedule=nightly") == ["bad-1"]
     assert only("launched_by=operator") == ["ok-3", "ok-1"]
     assert only("worker=w1@host&task=examples.add") == ["ok-4", "ok-3", "ok-2", "ok-1", "ok-0"]
+    assert only("worker=w2@host") == ["bad-1"]
     assert only("created_from=2000-01-01T00:00:00Z&created_to=2001-01-01T00:00:00Z") == []
     assert_problem(viewer.get("/api/v1/runs/?state=BOGUS"), 400)
 

@@ -47,8 +47,8 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(queue=filters.queue)
     if filters.periodic_task_name:
         runs = runs.filter(periodic_task_name=filters.periodic_task_name)
-    if filters.worker:
-        runs = runs.filter(worker=filters.worker)
+    if filters.worker:  # recorded by the monitor, or reported on the result row
+        runs = runs.filter(Q(worker=filters.worker) | Q(task_result__worker=filters.worker))
     if filters.launched_by:
         runs = runs.filter(launched_by__username=filters.launched_by)
     if filters.created_from:
