@@ -378,6 +378,11 @@ TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES = env_int("TASKCENTER_ALERT_NEW_FAILU
 INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar"]
 # Requests per token (or per signed-in user) allowed, e.g. "600/min"; see DRF throttling rates.
 TASKCENTER_API_RATE = env_str("TASKCENTER_API_RATE", "600/min")
+_rate_count, _, _rate_period = (TASKCENTER_API_RATE or "").partition("/")
+if TASKCENTER_API_RATE and not (
+    _rate_count.isdigit() and _rate_period in ("s", "sec", "m", "min", "h", "hour", "d", "day")
+):
+    raise ImproperlyConfigured(f"TASKCENTER_API_RATE={TASKCENTER_API_RATE!r}: use N/s, N/min, N/h or N/day.")
 # Most runs the count endpoint counts; beyond it the answer says "at least" (no full-table COUNT).
 TASKCENTER_API_COUNT_LIMIT = env_int("TASKCENTER_API_COUNT_LIMIT", 10_000, minimum=1)
 REST_FRAMEWORK = {

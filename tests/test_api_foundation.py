@@ -181,3 +181,17 @@ def test_every_write_operation_refuses_a_view_only_token_with_403(redis_server):
         assert response.status_code == 403, (method, path, response.content[:300])
     assert not Run.objects.exists()
     assert not AuditEntry.objects.exclude(action="token_create").exists()
+
+
+@pytest.mark.parametrize("rate", ["600", "fast", "10/fortnight", "x/min"])
+def test_an_unreadable_rate_stops_start_up(rate):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='tests.settings'; django.setup()"
+    env = {**os.environ, "TASKCENTER_API_RATE": rate}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "TASKCENTER_API_RATE" in result.stderr
