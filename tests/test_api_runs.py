@@ -336,3 +336,19 @@ def test_a_page_of_runs_costs_the_same_queries_whatever_its_size(viewer, django_
     with django_assert_max_num_queries(6):
         body = viewer.get("/api/v1/runs/?page_size=25").json()
     assert len(body["results"]) == 25 and body["results"][0]["retry_of"] == "orig-0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_terminate_a_started_run_on_a_real_worker(celery_worker):
+    from tests.conftest import wait_for_state
+
+    client = token_client(make_user("stopper", superuser=True), name="stopper")
+    long = {"task": "examples.process_items", "kwargs": {"items": 60, "seconds_per_item": 0.5}, "queue": "default"}
+    task_id = client.post("/api/v1/runs/", long, format="json").json()["task_id"]
+    wait_for_state(task_id, "STARTED", timeout=60)
+    assert_problem(client.post(f"/api/v1/runs/{task_id}/cancel/"), 409)  # started: terminate, not cancel
+    response = client.post(f"/api/v1/runs/{task_id}/terminate/")
+    assert response.status_code == 200, response.json()
+    assert wait_for_state(task_id, "REVOKED", "SUCCESS", timeout=30).status == "REVOKED"
+    entry = AuditEntry.objects.get(action="terminate", task_id=task_id, outcome="ok")
+    assert entry.detail["api_token"] == "stopper"
