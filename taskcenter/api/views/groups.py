@@ -1,6 +1,6 @@
 """Batches and workflows: launch, and detail with progress."""
 
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
@@ -123,6 +123,9 @@ class BatchCollection(ApiView):
     @extend_schema(
         operation_id="batches_launch", tags=["batches and workflows"], request=BatchLaunchSerializer,
         parameters=[IDEMPOTENCY_PARAMETER], responses={201: BatchSerializer, **problems(409, 422, 503)},
+        examples=[OpenApiExample(
+            "sum", request_only=True, value={"task": "examples.sum_batch", "items": [1, 2, 3, 4, 5], "batch_size": 2}
+        )],
     )  # fmt: skip
     def post(self, request):
         """Launch a task once per slice of ``batch_size`` items, as one group."""
@@ -169,6 +172,11 @@ class WorkflowCollection(ApiView):
     @extend_schema(
         operation_id="workflows_launch", tags=["batches and workflows"], request=WorkflowLaunchSerializer,
         parameters=[IDEMPOTENCY_PARAMETER], responses={201: WorkflowSerializer, **problems(409, 422, 503)},
+        examples=[OpenApiExample("chord", request_only=True, value={
+            "kind": "chord",
+            "steps": [{"task": "examples.add", "args": [1, 2]}, {"task": "examples.add", "args": [3, 4]}],
+            "callback": {"task": "examples.sum_batch"},
+        })],
     )  # fmt: skip
     def post(self, request):
         """Launch a chain, group or chord of catalogued tasks."""

@@ -4,7 +4,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
@@ -105,6 +105,10 @@ class RunCollection(ApiView):
     @extend_schema(
         operation_id="runs_launch", tags=["runs"], request=s.LaunchSerializer, parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: s.RunDetailSerializer, **problems(409, 422, 503)},
+        examples=[OpenApiExample(
+            "add", request_only=True,
+            value={"task": "examples.add", "kwargs": {"x": 2, "y": 3}, "priority": "HIGH", "countdown": 10},
+        )],
     )  # fmt: skip
     def post(self, request):
         """Launch a catalogued task (the same checks, de-duplication and audit as the launch page)."""

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -166,6 +166,10 @@ class ScheduleCollection(ApiView):
     @extend_schema(
         operation_id="schedules_create", tags=["schedules"], request=ScheduleInputSerializer,
         responses={201: ScheduleDetailSerializer, **problems()},
+        examples=[OpenApiExample("nightly", request_only=True, value={
+            "name": "nightly add", "task": "examples.add", "kind": "crontab", "cron": "0 2 * * *",
+            "timezone": "Europe/Berlin", "args": [1, 2],
+        })],
     )  # fmt: skip
     def post(self, request):
         """Create a schedule (the same checks and audit as the schedule page)."""
