@@ -206,6 +206,7 @@ def test_detail_shows_attempts_lineage_checkpoints_and_progress(viewer):
     report_progress("again", done=3, total=4, message="nearly")
     body = viewer.get("/api/v1/runs/again/").json()
     assert body["retry_of"] == "orig" and body["attempts"][0]["worker"] == "w1"
+    assert body["lineage"] == ["orig", "again"]
     assert body["checkpoints"][0]["sequence"] == 1 and body["progress"]["total"] == 4
     assert viewer.get("/api/v1/runs/orig/").json()["reruns"] == ["again"]
     assert_problem(viewer.get("/api/v1/runs/missing/"), 404)

@@ -140,6 +140,9 @@ class RunDetailSerializer(RunSerializer):
     progress = ProgressSerializer(allow_null=True)
     attempts = AttemptSerializer(many=True)
     reruns = serializers.ListField(child=serializers.CharField(), help_text="Task ids of its re-runs, newest first.")
+    lineage = serializers.ListField(
+        child=serializers.CharField(), help_text="Task ids from the first run this one repeats to this one."
+    )
     checkpoints = CheckpointSerializer(many=True)
     recovery_actions = RecoveryActionSerializer(many=True)
 
@@ -149,6 +152,7 @@ class RunDetailSerializer(RunSerializer):
         data["progress"] = detail["progress"]
         data["attempts"] = AttemptSerializer(detail["attempts"], many=True).data
         data["reruns"] = detail["reruns"]
+        data["lineage"] = detail["lineage"]
         data["checkpoints"] = CheckpointSerializer(detail["checkpoints"], many=True).data
         data["recovery_actions"] = RecoveryActionSerializer(detail["recovery_actions"], many=True).data
         return data
@@ -156,7 +160,7 @@ class RunDetailSerializer(RunSerializer):
     def get_fields(self):
         fields = super().get_fields()
         if "detail" in self.context:  # serialising: these come from the context, not the run
-            for name in ("progress", "attempts", "reruns", "checkpoints", "recovery_actions"):
+            for name in ("progress", "attempts", "reruns", "lineage", "checkpoints", "recovery_actions"):
                 fields.pop(name)
         return fields
 

@@ -198,3 +198,14 @@ def workflow_graph(workflow: Workflow) -> dict:
     runs = {run.task_id: run for run in workflow.runs.select_related("task_result")}
     stages = [[runs.get(task_id) or task_id for task_id in stage] for stage in workflow.stages]
     return {"workflow": workflow, "stages": stages, "progress": _progress(runs.values())}
+
+
+def run_lineage(run: Run, *, limit: int = 50) -> list[str]:
+    """Task ids of the runs ``run`` repeats, from the first one to ``run`` itself (at most ``limit``)."""
+    task_ids, current = [run.task_id], run
+    while current.retry_of_id and len(task_ids) < limit:
+        current = Run.objects.only("task_result_id", "retry_of_id").filter(pk=current.retry_of_id).first()
+        if current is None:
+            break
+        task_ids.append(current.task_id)
+    return list(reversed(task_ids))

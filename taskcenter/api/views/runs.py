@@ -17,7 +17,7 @@ from taskcenter.broker import BROKER_ERRORS
 from taskcenter.models import Run, RunSource
 from taskcenter.progress import progress_of
 from taskcenter.selectors.recovery import checkpoints_for_run, recovery_actions_for_run
-from taskcenter.selectors.runs import RunFilters, run_by_task_id, runs_count, runs_for_retry, runs_page
+from taskcenter.selectors.runs import RunFilters, run_by_task_id, run_lineage, runs_count, runs_for_retry, runs_page
 from taskcenter.services import control
 from taskcenter.services.launch import run_launch
 
@@ -65,6 +65,7 @@ def run_detail_data(run: Run) -> dict:
         "progress": progress.as_dict() if progress else None,
         "attempts": run.attempt_list,
         "reruns": list(run.reruns.order_by("-id").values_list("task_result_id", flat=True)[:50]),
+        "lineage": run_lineage(run),
         "checkpoints": checkpoints_for_run(run.task_id),
         "recovery_actions": recovery_actions_for_run(run.task_id),
     }
