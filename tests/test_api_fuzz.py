@@ -10,7 +10,8 @@ import os
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
 
 from config.wsgi import application
@@ -63,7 +64,7 @@ def superuser_token(db, private_broker, settings, monkeypatch):
 
 
 @schema.parametrize()
-@settings(
+@hypothesis_settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
     database=None,
