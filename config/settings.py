@@ -383,3 +383,38 @@ TASKCENTER_WORKER_LOST_SECONDS = float(env_str("TASKCENTER_WORKER_LOST_SECONDS",
 # this many finished runs in 5 minutes; a failure group alerts while first seen this recently.
 TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS = env_int("TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS", 20, minimum=1)
 TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES = env_int("TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES", 15, minimum=1)
+
+# --- REST API (docs/api.md) -------------------------------------------------------
+INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar"]
+# Requests per token (or per signed-in user) allowed, e.g. "600/min"; see DRF throttling rates.
+TASKCENTER_API_RATE = env_str("TASKCENTER_API_RATE", "600/min")
+_rate_count, _, _rate_period = (TASKCENTER_API_RATE or "").partition("/")
+if TASKCENTER_API_RATE and not (
+    _rate_count.isdigit() and _rate_period in ("s", "sec", "m", "min", "h", "hour", "d", "day")
+):
+    raise ImproperlyConfigured(f"TASKCENTER_API_RATE={TASKCENTER_API_RATE!r}: use N/s, N/min, N/h or N/day.")
+# Most runs the count endpoint counts; beyond it the answer says "at least" (no full-table COUNT).
+TASKCENTER_API_COUNT_LIMIT = env_int("TASKCENTER_API_COUNT_LIMIT", 10_000, minimum=1)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "taskcenter.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["taskcenter.api.permissions.CanView"],
+    "DEFAULT_THROTTLE_CLASSES": ["taskcenter.api.throttling.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "taskcenter.api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "taskcenter API",
+    "DESCRIPTION": "Launch and control Celery tasks. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}

@@ -26,7 +26,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 from django_celery_results.models import GroupResult, TaskResult
 
 from taskcenter import catalogue, permissions
-from taskcenter.models import AuditEntry, NotificationChannel, NotificationDelivery, Run, RunSource
+from taskcenter.models import ApiToken, AuditEntry, NotificationChannel, NotificationDelivery, Run, RunSource
 from taskcenter.selectors.runs import state_expression, state_is
 from taskcenter.selectors.schedules import (
     COUNT_WINDOW,
@@ -35,6 +35,7 @@ from taskcenter.selectors.schedules import (
     schedule_next_runs,
     schedule_timezone,
 )
+from taskcenter.services.api_tokens import token_revoke
 from taskcenter.services.schedules import ScheduleForbidden, schedule_delete, schedules_act
 
 
@@ -300,3 +301,32 @@ class NotificationDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "channel", "alert_name", "event", "status", "attempts")
     list_filter = ("status", "event")
     exclude = ("payload",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """API tokens: created by their own user (the secret is shown once); an admin may revoke a leaked one.
+
+    Never deleted here: a revoked token stays listed, and the revoke goes through
+    ``token_revoke`` so it is audited.
+    """
+
+    list_display = ("name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
+    list_select_related = ("user",)
+    search_fields = ("name", "user__username", "prefix")
+    fields = readonly_fields = ("name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("taskcenter.change_apitoken")
+
+    @admin.action(description="Revoke selected API tokens", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True).select_related("user"):
+            token_revoke(token=token, actor=request.user)
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)

@@ -382,3 +382,85 @@ def _parses(parse, value: str) -> bool:
 def _describe(value) -> str:
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def arguments_schema(signature: inspect.Signature, hints: dict) -> dict:
+    """A JSON Schema of a task's arguments: ``args`` (a list) and ``kwargs`` (an object by parameter).
+
+    Each parameter's schema comes from its type hint (``{}``, anything, when it has
+    none JSON can express); required parameters are those without a default.
+    """
+    positional, properties, required = [], {}, []
+    extra_args, extra_kwargs = False, False
+    for name, param in signature.parameters.items():
+        hint = hints.get(name, param.annotation)
+        if param.kind == inspect.Parameter.VAR_POSITIONAL:
+            extra_args = json_schema_of(hint)
+            continue
+        if param.kind == inspect.Parameter.VAR_KEYWORD:
+            extra_kwargs = json_schema_of(hint)
+            continue
+        schema = json_schema_of(hint)
+        if param.default is not _MISSING:
+            default = param.default.value if isinstance(param.default, enum.Enum) else param.default
+            schema = {**schema, "default": default} if _json_safe(default) else schema
+            if param.default is None and schema:
+                schema = {"anyOf": [schema, {"type": "null"}], "default": None}
+        else:
+            required.append(name)
+        if param.kind != inspect.Parameter.KEYWORD_ONLY:
+            positional.append({"title": name, **schema})
+        properties[name] = schema
+    kwargs_schema = {"type": "object", "properties": properties, "additionalProperties": extra_kwargs}
+    if required:
+        kwargs_schema["required"] = required
+    args_schema = {"type": "array", "prefixItems": positional, "items": extra_args}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"args": args_schema, "kwargs": kwargs_schema},
+    }
+
+
+def json_schema_of(hint) -> dict:
+    """The JSON Schema of values fitting ``hint`` (as ``type_error`` checks them)."""
+    if hint in (_MISSING, typing.Any, object) or isinstance(hint, str | typing.TypeVar):
+        return {}
+    if hint is None or hint is type(None):
+        return {"type": "null"}
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [json_schema_of(member) for member in typing.get_args(hint)]}
+    if origin is typing.Annotated:
+        return json_schema_of(typing.get_args(hint)[0])
+    if origin is typing.Literal:
+        return {"enum": list(typing.get_args(hint))}
+    simple = {
+        bool: {"type": "boolean"},
+        int: {"type": "integer"},
+        float: {"type": "number"},
+        str: {"type": "string"},
+        dt.datetime: {"type": "string", "format": "date-time"},
+        dt.date: {"type": "string", "format": "date"},
+    }
+    if hint in simple:
+        return dict(simple[hint])
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return {"enum": [member.value for member in hint]}
+    container = origin or hint
+    members = typing.get_args(hint)
+    if container in _SEQUENCES:
+        if container is tuple and members and not (len(members) == 2 and members[1] is Ellipsis):
+            return {
+                "type": "array",
+                "prefixItems": [json_schema_of(m) for m in members],
+                "items": False,
+                "minItems": len(members),
+            }
+        return {"type": "array", "items": json_schema_of(members[0])} if members else {"type": "array"}
+    if container in _MAPPINGS:
+        schema = {"type": "object"}
+        if len(members) == 2:
+            schema["additionalProperties"] = json_schema_of(members[1])
+        return schema
+    return {}

@@ -370,6 +370,9 @@ class AuditEntry(models.Model):
         FAILURES_RECOVER = "failures_recover", "Apply a strategy to a failure group"
         FAILURES_DEADLETTER = "failures_deadletter", "Dead-letter a failure group"
         RUN_NOW = "run_now", "Run a delayed run now"
+        TOKEN_CREATE = "token_create", "Create an API token"
+        TOKEN_REVOKE = "token_revoke", "Revoke an API token"
+        RUN_DELETE = "run_delete", "Delete a run's record"
 
     class Outcome(models.TextChoices):
         OK = "ok", "Done"
@@ -791,3 +794,52 @@ class RecoveryAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.strategy} on {self.task_id}"
+
+
+class ApiToken(models.Model):
+    """A personal API token: its secret is shown once and only its SHA-256 hash is stored.
+
+    A token acts with its user's permissions; ``prefix`` (the start of the secret)
+    lets the user tell tokens apart on the tokens page.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The start of the token, for display.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class IdempotentRequest(models.Model):
+    """The first answer to an API request sent with an ``Idempotency-Key`` header.
+
+    A retry with the same key by the same user within a day gets this answer again
+    instead of launching twice. ``response_status`` is null while the first request runs.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the method, path and body.")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

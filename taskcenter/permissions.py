@@ -12,6 +12,7 @@ Permissions (app label ``taskcenter``):
 - ``change_retry_policy``: override the retry policy of catalogued tasks.
 - ``manage_recovery``: set the recovery strategy of task types (applying one to a run needs
   ``control_run`` and the task's launch permission).
+- ``delete_run``: delete the record of a finished run (the API's ``DELETE /api/v1/runs/<id>/``).
 
 Per-task launch permissions are created for every catalogued task after
 ``migrate`` (see ``ensure_task_permissions``).
@@ -127,3 +128,8 @@ def can_manage_recovery(user) -> bool:
 def can_recover(user, task_name: str) -> bool:
     """Apply a strategy to a run: control runs, and be allowed to launch its task (a strategy may re-run it)."""
     return can_control(user) and can_launch(user, task_name)
+
+
+def can_delete_run(user) -> bool:
+    """Delete the record of a finished run (``delete_run``, a permission of its own)."""
+    return can_view(user) and user.has_perm(f"{APP}.delete_run")

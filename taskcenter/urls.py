@@ -19,6 +19,7 @@ from taskcenter.views import (
     schedules,
     workers,
 )
+from taskcenter.views.api_tokens import token_list, token_revoke_view
 from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
 from taskcenter.views.scheduled import scheduled_list, scheduled_run_now
 
@@ -118,4 +119,9 @@ urlpatterns += [
 urlpatterns += [
     path("scheduled/", scheduled_list, name="scheduled_list"),
     path("scheduled/<taskid:task_id>/run-now/", scheduled_run_now, name="scheduled_run_now"),
+]
+
+urlpatterns += [
+    path("tokens/", token_list, name="api_tokens"),
+    path("tokens/<int:pk>/revoke/", token_revoke_view, name="api_token_revoke"),
 ]

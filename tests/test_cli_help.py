@@ -26,6 +26,7 @@ def test_every_subcommand_has_examples_and_the_common_options():
         "monitor health", "monitor progress",
         "recovery checkpoints", "recovery resume", "recovery apply",
         "deadletters list", "deadletters replay", "deadletters discard",
+        "token create", "token list", "token revoke",
     }  # fmt: skip
     assert set(found) == expected
     for path, sub in found.items():

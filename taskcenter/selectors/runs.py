@@ -24,7 +24,8 @@ class RunFilters:
     created_from: datetime | None = None
     created_to: datetime | None = None
     periodic_task_name: str = ""
-    worker: str = ""  # the worker that ran it (its result's, or the run's own record)
+    worker: str = ""  # the worker that ran it (hostname, as recorded on the run)
+    launched_by: str = ""  # the username of whoever launched it
 
 
 @dataclass
@@ -46,8 +47,10 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(queue=filters.queue)
     if filters.periodic_task_name:
         runs = runs.filter(periodic_task_name=filters.periodic_task_name)
-    if filters.worker:
-        runs = runs.filter(Q(task_result__worker=filters.worker) | Q(worker=filters.worker))
+    if filters.worker:  # recorded by the monitor, or reported on the result row
+        runs = runs.filter(Q(worker=filters.worker) | Q(task_result__worker=filters.worker))
+    if filters.launched_by:
+        runs = runs.filter(launched_by__username=filters.launched_by)
     if filters.created_from:
         runs = runs.filter(created_at__gte=filters.created_from)
     if filters.created_to:
@@ -118,6 +121,15 @@ def runs_page(
     )
 
 
+def runs_count(filters: RunFilters, *, limit: int) -> tuple[int, bool]:
+    """How many runs match ``filters``, counting at most ``limit``: ``(count, capped)``.
+
+    The count reads at most ``limit + 1`` rows, so it stays cheap with millions of runs.
+    """
+    counted = runs_filtered(filters).order_by().values("pk")[: limit + 1].count()
+    return min(counted, limit), counted > limit
+
+
 def run_by_task_id(task_id: str) -> Run | None:
     """The run with this Celery task id, with its result, or None.
 
@@ -186,3 +198,14 @@ def workflow_graph(workflow: Workflow) -> dict:
     runs = {run.task_id: run for run in workflow.runs.select_related("task_result")}
     stages = [[runs.get(task_id) or task_id for task_id in stage] for stage in workflow.stages]
     return {"workflow": workflow, "stages": stages, "progress": _progress(runs.values())}
+
+
+def run_lineage(run: Run, *, limit: int = 50) -> list[str]:
+    """Task ids of the runs ``run`` repeats, from the first one to ``run`` itself (at most ``limit``)."""
+    task_ids, current = [run.task_id], run
+    while current.retry_of_id and len(task_ids) < limit:
+        current = Run.objects.only("task_result_id", "retry_of_id").filter(pk=current.retry_of_id).first()
+        if current is None:
+            break
+        task_ids.append(current.task_id)
+    return list(reversed(task_ids))

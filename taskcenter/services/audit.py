@@ -11,6 +11,9 @@ logger = logging.getLogger(__name__)
 Action = AuditEntry.Action
 Outcome = AuditEntry.Outcome
 
+#: Details added to every entry recorded in the current context (e.g. the API token acting).
+_context: ContextVar[dict | None] = ContextVar("taskcenter_audit_context", default=None)
+
 
 def audit_record(
     *,
@@ -23,6 +26,10 @@ def audit_record(
     detail: dict | None = None,
 ) -> AuditEntry:
     """Record one action. ``actor`` may be None for actions of the system itself."""
+    context = _context.get() or {}
+    if context.get("api_token"):
+        message = f"{message} [API token {context['api_token']!r}]".strip()
+    detail = {**context, **(detail or {})}
     entry = AuditEntry.objects.create(
         actor=actor if getattr(actor, "pk", None) else None,
         action=action,
@@ -30,21 +37,21 @@ def audit_record(
         outcome=outcome,
         message=message,
         task_id=task_id,
-        detail={**_context.get(), **(detail or {})},
+        detail=detail or {},
     )
     logger.info("audit: %s %s %s -> %s %s", entry.actor, action, target, outcome, message)
     return entry
 
 
-#: Detail added to every entry recorded inside ``audit_context`` (e.g. the entry point).
-_context: ContextVar[dict] = ContextVar("taskcenter_audit_context", default={})  # noqa: B039 (never mutated)
-
-
 @contextmanager
 def audit_context(**detail):
-    """Add ``detail`` (e.g. ``source="cli"``) to every audit entry recorded in the block."""
-    token = _context.set({**_context.get(), **detail})
+    """Add ``detail`` to every entry recorded inside the block (``api_token`` also to its message).
+
+    Lets an entry point say how an action came in (``source="cli"``, the API token acting) without
+    every service passing it along.
+    """
+    reset = _context.set({**(_context.get() or {}), **detail})
     try:
         yield
     finally:
-        _context.reset(token)
+        _context.reset(reset)

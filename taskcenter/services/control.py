@@ -199,3 +199,18 @@ def revoked_store_load_into_worker() -> int:
         worker_state.revoked.add(task_id)
     logger.info("Loaded %d revoked task id(s) from %s", len(ids), REVOKED_KEY)
     return len(ids)
+
+
+def run_delete(*, run: Run, actor) -> None:
+    """Delete the record of a finished run (its Run and result rows); a waiting or running run is refused."""
+    from django_celery_results.models import TaskResult
+
+    audit = {"actor": actor, "action": Action.RUN_DELETE, "target": run.task_name, "task_id": run.task_id}
+    if not run.is_finished:
+        error = ControlError(f"Run {run.task_id} is {run.state}; only a finished run's record can be deleted.")
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    state = run.state
+    TaskResult.objects.filter(task_id=run.task_id).delete()
+    Run.objects.filter(pk=run.pk).delete()
+    audit_record(**audit, message=f"Deleted the record of a {state} run.", detail={"state": state})

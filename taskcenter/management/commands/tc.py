@@ -12,13 +12,11 @@ import argparse
 
 from django.core.management.base import BaseCommand
 
-from taskcenter.cli import deadletters, monitor, recovery, scheduled, schedules, status, tasks
+from taskcenter.cli import deadletters, monitor, recovery, scheduled, schedules, status, tasks, tokens
 from taskcenter.cli.base import Cli
 
 #: The groups, in the order ``--help`` lists them.
-# API tokens: the coordinator adds ``taskcenter.cli.tokens`` here (token create/list/revoke)
-# once the API branch with ``taskcenter.services.api_tokens`` is merged.
-GROUPS = (status, tasks, schedules, scheduled, monitor, recovery, deadletters)
+GROUPS = (status, tasks, schedules, scheduled, monitor, recovery, deadletters, tokens)
 
 EXAMPLES = """examples:
   manage.py tc status                                   health; exit 0 ok, 1 degraded or failing
@@ -36,7 +34,7 @@ Exit codes: 0 done, 1 refused or failed, 2 wrong command line (bad JSON, unknown
 
 
 class Command(BaseCommand):
-    help = "taskcenter's command line: status, task, schedule, scheduled, monitor, recovery, deadletters."
+    help = "taskcenter's command line: status, task, schedule, scheduled, monitor, recovery, deadletters, token."
 
     def add_arguments(self, parser):
         parser.epilog = EXAMPLES
