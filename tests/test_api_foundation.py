@@ -195,3 +195,11 @@ def test_an_unreadable_rate_stops_start_up(rate):
     env = {**os.environ, "TASKCENTER_API_RATE": rate}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "TASKCENTER_API_RATE" in result.stderr
+
+
+def test_an_unknown_path_with_a_newline_is_a_problem_404_too(client):
+    from tests.api_support import PROBLEM
+
+    response = client.post("/api/v1/schedules/%0A%0A%C3%BE/run/")
+    assert response.status_code in (401, 404)
+    assert response["Content-Type"].startswith(PROBLEM)

@@ -52,11 +52,11 @@ def test_purge_needs_the_queue_name_and_cancels_the_runs(admin, private_broker):
     assert AuditEntry.objects.get(action="purge", outcome="ok").detail["api_token"] == "ci"
 
 
-def test_pause_with_no_worker_online_is_saved_and_reported_as_a_timeout(admin, private_broker):
-    body = assert_problem(admin.post("/api/v1/queues/low/pause/"), 504)
-    assert "saved as paused" in body["detail"]
+def test_pause_with_no_worker_online_is_saved_and_reported(admin, private_broker):
+    response = admin.post("/api/v1/queues/low/pause/")
+    assert response.status_code == 200 and "saved as paused" in response.json()["message"]
     assert QueueState.objects.get(name="low").paused
-    assert_problem(admin.post("/api/v1/queues/low/resume/"), 504)
+    assert admin.post("/api/v1/queues/low/resume/").status_code == 200
     assert not QueueState.objects.get(name="low").paused
 
 

@@ -77,4 +77,4 @@ urlpatterns = [
 ]
 
 # Last: every other path under /api/v1/ answers 404 as problem details.
-urlpatterns += [re_path(r"^.*$", Unknown.as_view(), name="unknown")]
+urlpatterns += [re_path(r"^[\s\S]*$", Unknown.as_view(), name="unknown")]  # newlines too

@@ -37,6 +37,7 @@ from taskcenter.services.workers import (
     ActionRefused,
     ActionReport,
     BrokerDown,
+    NoWorkerReplied,
     as_user,
     no_reply_message,
     run_audited,
@@ -209,7 +210,11 @@ def _queue_set_paused(*, name: str, paused: bool, actor) -> ActionReport:
         _require_configured(name)
         QueueState.objects.update_or_create(name=name, defaults={"paused": paused, "changed_by": as_user(actor)})
         note = f"Queue {name} is saved as {verb}; workers apply that when they start."
-        workers = workers_broadcast(command, note=note, queue=name)
+        try:
+            workers = workers_broadcast(command, note=note, queue=name)
+        except NoWorkerReplied:
+            # As for rate limits: nothing is lost, every worker that starts applies the saved state.
+            return ActionReport(f"No worker is online now. {note}", {"workers": []})
         return ActionReport(f"Queue {name} {verb} on {len(workers)} worker(s).", {"workers": workers})
 
     return run_audited(actor=actor, action=action, target=name, perform=perform)
