@@ -164,3 +164,33 @@ def test_the_run_page_shows_the_strategy_applied_to_an_orphan_and_its_rule(staff
     recovery.recovery_record(restored=[skipped])
     page = staff_client.get(reverse("taskcenter:run_detail", args=["page1"])).content.decode()
     assert "SKIP" in page and "rule: operator override" in page and "not run again" in page
+
+
+def left_manual(task_id: str) -> Run:
+    run = started_run(task_id)
+    manual = Restored(**{**orphan(task_id).__dict__, "plan": OrphanPlan(Strategy.MANUAL, "default in code")})
+    recovery.recovery_record(restored=[manual])
+    return run
+
+
+@pytest.mark.django_db
+def test_orphans_left_manual_are_resumed_in_bulk_and_restarted_from_the_command_line(staff_client, redis_server):
+    from django.core.management import call_command
+    from django.urls import reverse
+
+    first, second, third = left_manual("man-1"), left_manual("man-2"), left_manual("man-3")
+    checkpoint("man-3")
+    response = staff_client.post(
+        reverse("taskcenter:recovery_bulk"), {"strategy": "RESUME", "task_ids": ["man-1", "man-2"]}
+    )
+    assert response.status_code == 302
+    for run in (first, second):
+        action = RecoveryAction.objects.get(task_id=run.task_id, strategy="RESUME")
+        assert action.actor == staff_client.user
+        assert Run.objects.get(task_result_id=action.new_task_id).retry_of_id == run.pk
+
+    call_command("recovery", "apply", "man-3", "--strategy", "RESTART")
+    restart = RecoveryAction.objects.get(task_id="man-3", strategy="RESTART")
+    assert Run.objects.get(task_result_id=restart.new_task_id).retry_of_id == third.pk
+    assert not Checkpoint.objects.filter(task_id="man-3").exists()
+    assert runs_needing_attention() == []  # each MANUAL is resolved by what was applied
