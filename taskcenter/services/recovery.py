@@ -263,7 +263,8 @@ def orphans_plan(orphans: list) -> dict:
     The task type's strategy (read once per task name per sweep) applies to a run
     whose worker is gone, within ``TASKCENTER_RECOVERY_MAX_AUTOMATIC`` automatic
     recoveries per lineage (``taskcenter.recovery.orphan_plan``). RESTART discards
-    the run's lineage checkpoints here, before its message is given back.
+    the run's lineage checkpoints here, before its message is given back (should the
+    message turn out acknowledged meanwhile, its run had finished and needs none).
     Returns {task_id: OrphanPlan}. Raises DatabaseError.
     """
     from taskcenter.recovery import orphan_plan
