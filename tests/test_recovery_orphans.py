@@ -194,3 +194,37 @@ def test_orphans_left_manual_are_resumed_in_bulk_and_restarted_from_the_command_
     assert Run.objects.get(task_result_id=restart.new_task_id).retry_of_id == third.pk
     assert not Checkpoint.objects.filter(task_id="man-3").exists()
     assert runs_needing_attention() == []  # each MANUAL is resolved by what was applied
+
+
+@pytest.mark.django_db(transaction=True)  # the monitor closes old connections, as in its own process
+def test_the_monitor_records_a_skipped_orphan_once_the_database_answers_again(monkeypatch, redis_server):
+    """A run taken out of the broker is never left unrecorded: a failed record is tried again at the next sweep."""
+    from django.db import DatabaseError
+
+    from config.celery import app
+    from taskcenter.monitor.runner import Monitor
+    from taskcenter.services import recovery as recovery_service
+
+    started_run("dbdown")
+    skipped = Restored(**{**orphan("dbdown").__dict__, "plan": OrphanPlan(Strategy.SKIP, "operator override")})
+    monitor = Monitor(app=app)
+    monitor.stream_since = time.time()
+    found = [[skipped], []]
+    monkeypatch.setattr(monitor.recovery, "sweep", lambda channel, **kwargs: found.pop(0))
+    real_record, calls = recovery_service.recovery_record, []
+
+    def record_once_down(*, restored):
+        calls.append([item.task_id for item in restored])
+        if len(calls) == 1:
+            raise DatabaseError("database is locked")
+        return real_record(restored=restored)
+
+    monkeypatch.setattr(recovery_service, "recovery_record", record_once_down)
+    monitor._recover()
+    assert TaskResult.objects.get(task_id="dbdown").status == "STARTED" and monitor.unrecorded == [skipped]
+    monitor._recover()  # the next sweep finds nothing new, and records what was left
+    assert calls == [["dbdown"], ["dbdown"]] and monitor.unrecorded == []
+    assert TaskResult.objects.get(task_id="dbdown").status == "FAILURE"
+    assert RecoveryAction.objects.get(task_id="dbdown").strategy == "SKIP"
+    events = [event.kind for event in monitor.runs.changes["dbdown"].events]
+    assert events == ["task-restored", "task-failed"]  # once: the run recorder is fed at the sweep itself

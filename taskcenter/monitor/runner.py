@@ -62,6 +62,8 @@ BATCH_PAUSE = 0.02
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: Seconds between two searches of the broker for waiting runs whose message is gone (see runs_lost_reconcile).
 DEFAULT_LOST_CHECK_INTERVAL = 60.0
+#: Recovered messages kept in memory at most while their record fails.
+MAX_UNRECORDED = 10_000
 #: Seconds between two activity lines in the log.
 REPORT_INTERVAL = 60.0
 
@@ -109,6 +111,7 @@ class Monitor:
         self.recovery_interval = recovery_settings()[0]
         self.stream_since: float | None = None  # Unix time the event stream was last connected, None while down
         self.stream_lost_at: float | None = None
+        self.unrecorded: list = []  # recovered messages whose record failed (see _recover)
         self.stopping: str | bool = False
         self.lost_lock = False
         now = time.monotonic()
@@ -427,11 +430,16 @@ class Monitor:
                     consumer.handle(failed)
         if restored:
             logger.warning("Recovered %d message(s) that no live worker held", len(restored))
+        # What could not be recorded (database down) is recorded at a later sweep: a run taken out
+        # of the broker (SKIP, MANUAL) still gets its failed result and its recovery action.
+        pending, self.unrecorded = self.unrecorded + restored, []
+        if pending:
             try:
                 close_old_connections()
-                recovery_record(restored=restored)
+                recovery_record(restored=pending)
             except DatabaseError as exc:
-                logger.warning("Could not record the messages recovered: %s", exc)
+                self.unrecorded = pending[-MAX_UNRECORDED:]
+                logger.warning("Could not record %d recovered message(s), will try again: %s", len(pending), exc)
 
     def _plan_orphans(self, orphans: list) -> dict | None:
         """The strategies of the orphans found (a few indexed reads per sweep); None while the database fails."""

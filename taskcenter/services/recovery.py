@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from taskcenter import catalogue, secret_arguments
@@ -360,12 +360,14 @@ def _decoded(text):
         return text
 
 
+@transaction.atomic
 def recovery_record(*, restored: list) -> int:
     """Record what the monitor did with orphaned messages (``taskcenter.recovery.Restored``).
 
     Each is audited (one INSERT for all), with the strategy applied and its rule;
     each strategy applied is a ``RecoveryAction``; a run taken out of the broker
-    (SKIP, MANUAL) gets its FAILURE result through the result backend.
+    (SKIP, MANUAL) gets its FAILURE result through the result backend. All or
+    nothing, so the monitor can try again after a database error.
     """
     entries, actions = [], []
     for item in restored:
