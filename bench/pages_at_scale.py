@@ -1,12 +1,16 @@
 #!/usr/bin/env python
-"""Benchmark: response times of the dashboard, /metrics and the history with a large run history.
+"""Benchmark: response times of the dashboard, /metrics, the history, Failures and Dead letters at scale.
 
-Usage: .venv/bin/python bench/pages_at_scale.py [--runs 1000000] [--requests 20]
+Usage: .venv/bin/python bench/pages_at_scale.py [--runs 1000000] [--deadletters 1000000] [--groups 2000]
+       [--requests 20]
 
 Builds its own state folder (SQLite database, Valkey server), fills it with
-``--runs`` runs and results plus a day of per-minute figures, then times requests
-through Django's test client (no network). Prints a table; docs/benchmarks.md keeps
-the figures. A benchmark, not a test: nothing here asserts a time.
+``--runs`` runs and results (the failed ones in ``--groups`` failure groups, the
+first group holding most of them), ``--deadletters`` dead letters over 100 days,
+plus a day of per-minute figures, then times requests through Django's test
+client (no network), with the number of SQL statements each takes. Prints a
+table; docs/benchmarks.md keeps the figures. A benchmark, not a test: nothing
+here asserts a time.
 """
 
 import argparse
@@ -27,28 +31,50 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def fill(db_path: Path, runs: int) -> None:
-    """Insert runs, results and a day of minute figures straight into SQLite (fast)."""
+TASKS = [("examples.add", "high"), ("examples.fail", "default"), ("examples.process_items", "low")]
+EXCEPTIONS = [f"Error{n:02d}" for n in range(30)]
+OTHER_TASKS = [f"app.task_{n:02d}" for n in range(20)]
+
+
+def group_fingerprint(n: int) -> str:
+    return f"{n:040x}"
+
+
+def fill(db_path: Path, runs: int, groups: int) -> None:
+    """Insert runs, results, failure groups and a day of minute figures straight into SQLite (fast).
+
+    The runs' own state is written as the monitor writes it; each failed run is in a
+    failure group: 60 % in the first group (its page pages through tens of thousands
+    of runs), the rest spread over the others.
+    """
     now = datetime.now(UTC)
-    tasks = [("examples.add", "high"), ("examples.fail", "default"), ("examples.process_items", "low")]
+    tasks = TASKS
     states = ["SUCCESS"] * 90 + ["FAILURE"] * 8 + ["STARTED"] + ["REVOKED"]
     con = sqlite3.connect(db_path)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=OFF")
     batch = 50_000
+    group_counts = [0] * groups
     for start in range(0, runs, batch):
         run_rows, result_rows = [], []
         for i in range(start, min(start + batch, runs)):
             task_id = str(uuid.UUID(int=random.getrandbits(128)))
             name, queue = tasks[i % 3]
             created = (now - timedelta(seconds=(runs - i) * 2)).isoformat(sep=" ")
-            run_rows.append((task_id, name, queue, "NORMAL", "[1, 2]", "{}", "code", "", created, "", ""))
             status = random.choice(states)
+            fingerprint = None
+            if status == "FAILURE" and groups:
+                group = 0 if random.random() < 0.6 else random.randrange(groups)
+                group_counts[group] += 1
+                fingerprint = group_fingerprint(group)
+            run_rows.append((task_id, name, queue, "NORMAL", "[1, 2]", "{}", "code", "", created, "", "", "", "[]",
+                             "", status, "worker@bench", fingerprint))  # fmt: skip
             result_rows.append((task_id, name, status, "worker@bench", "application/json", "utf-8", "3", created,
                                 created, created))  # fmt: skip
         con.executemany(
             "INSERT INTO taskcenter_run (task_id, task_name, queue, priority, args, kwargs, source, "
-            "periodic_task_name, created_at, dedup_key, cancel_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "periodic_task_name, created_at, dedup_key, cancel_reason, secrets, attempts, outcome, state, worker, "
+            "failure_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             run_rows,
         )
         con.executemany(
@@ -75,6 +101,54 @@ def fill(db_path: Path, runs: int) -> None:
         "runtime_sum, runtime_buckets, wait_sum, wait_buckets) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [(name, queue, runs, runs, runs, 0, 0, 0, 1.0, buckets, 1.0, buckets) for name, queue in tasks],
     )
+    con.executemany(
+        "INSERT INTO taskcenter_failuregroup (fingerprint, task_name, exception_type, location, count, first_seen, "
+        "last_seen, sample_task_id, sample_exception, sample_traceback, status) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (group_fingerprint(n), tasks[n % 3][0], EXCEPTIONS[n % len(EXCEPTIONS)], f"app/mod{n}.py:f{n}",
+             group_counts[n], (now - timedelta(days=30, minutes=n)).isoformat(sep=" "),
+             (now - timedelta(minutes=n)).isoformat(sep=" "), "", f"{EXCEPTIONS[n % len(EXCEPTIONS)]}('boom')",
+             "Traceback (most recent call last):\n" * 5, ["open", "open", "open", "resolved", "ignored"][n % 5])
+            for n in range(groups)
+        ],
+    )  # fmt: skip
+    con.commit()
+    con.execute("ANALYZE")
+    con.close()
+
+
+def fill_deadletters(db_path: Path, letters: int) -> None:
+    """Insert dead letters over 100 days, oldest first: mostly resolved after a week, mostly open before."""
+    now = datetime.now(UTC)
+    names = [name for name, _ in TASKS] + OTHER_TASKS
+    reasons = ["failed"] * 85 + ["rejected"] * 10 + ["expired"] * 5
+    con = sqlite3.connect(db_path)
+    con.execute("PRAGMA synchronous=OFF")
+    batch = 50_000
+    span = timedelta(days=100).total_seconds()
+    for start in range(0, letters, batch):
+        rows = []
+        for i in range(start, min(start + batch, letters)):
+            age = span * (letters - i) / letters
+            created = (now - timedelta(seconds=age)).isoformat(sep=" ")
+            resolved = random.random() < (0.95 if age > 7 * 86400 else 0.2)
+            resolution = random.choice(["replayed", "discarded"]) if resolved else ""
+            exception = EXCEPTIONS[min(int(random.expovariate(0.3)), len(EXCEPTIONS) - 1)]
+            rows.append((str(uuid.UUID(int=random.getrandbits(128))), names[min(int(random.expovariate(0.4)),
+                         len(names) - 1)], "default", random.choice(reasons), exception, "boom",
+                         "Traceback (most recent call last):\n  ...\n" * 20, "[1, 2]", "{}", "", "worker@bench",
+                         created, resolution, "", created if resolved else None))  # fmt: skip
+        con.executemany(
+            "INSERT INTO taskcenter_deadletter (task_id, task_name, queue, reason, exception_type, message, "
+            "traceback, args, kwargs, secrets, worker, created_at, resolution, replayed_as, resolved_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        con.commit()
+    con.execute(
+        "INSERT INTO taskcenter_deadlettertotal (reason, task_name, total) "
+        "SELECT reason, task_name, COUNT(*) FROM taskcenter_deadletter GROUP BY reason, task_name"
+    )  # as the migration starts the counters, and each recorded letter adds to them
     con.commit()
     con.execute("ANALYZE")
     con.close()
@@ -85,19 +159,26 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def timed(client, url: str, n: int, **headers) -> tuple[float, float, int]:
-    times, status = [], 0
+def timed(client, url: str, n: int, *, data=None, **headers) -> tuple[float, float, int, int]:
+    """Median and longest time of ``n`` requests (a POST with ``data``), the last status and its SQL statements."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    times, status, statements = [], 0, 0
     for _ in range(n):
         began = time.perf_counter()
-        response = client.get(url, **headers)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post(url, data, **headers) if data is not None else client.get(url, **headers)
         times.append(time.perf_counter() - began)
-        status = response.status_code
-    return statistics.median(times), max(times), status
+        status, statements = response.status_code, len(queries)
+    return statistics.median(times), max(times), status, statements
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--deadletters", type=int, default=1_000_000)
+    parser.add_argument("--groups", type=int, default=2_000)
     parser.add_argument("--requests", type=int, default=20)
     options = parser.parse_args()
 
@@ -113,8 +194,11 @@ def main() -> None:
     env.pop("REDIS_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     began = time.perf_counter()
-    fill(state / "taskcenter.sqlite3", options.runs)
-    say(f"filled {options.runs:,} runs in {time.perf_counter() - began:.0f} s")
+    fill(state / "taskcenter.sqlite3", options.runs, options.groups)
+    say(f"filled {options.runs:,} runs in {options.groups:,} failure groups in {time.perf_counter() - began:.0f} s")
+    began = time.perf_counter()
+    fill_deadletters(state / "taskcenter.sqlite3", options.deadletters)
+    say(f"filled {options.deadletters:,} dead letters in {time.perf_counter() - began:.0f} s")
 
     from taskcenter.embedded_redis import server_command
 
@@ -134,6 +218,24 @@ def main() -> None:
         user = get_user_model().objects.create_superuser(username="bench", password="bench-pass-1")
         client = Client()
         client.force_login(user)
+        from taskcenter.models import DeadLetter, Run
+
+        big, small = group_fingerprint(0), group_fingerprint(max(options.groups - 1, 0))
+        middle = (
+            Run.objects.filter(failure_fingerprint=big)
+            .order_by("-id")
+            .values_list("id", flat=True)[max(Run.objects.filter(failure_fingerprint=big).count() // 2, 0)]
+        )  # a cursor half way down the big group (measured once, outside the timings)
+        deep = DeadLetter.objects.order_by("id").values_list("id", flat=True)[options.deadletters // 2]
+        day = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+        next_day = (datetime.now(UTC) - timedelta(days=29)).strftime("%Y-%m-%dT%H:%M")
+        everything = (datetime.now(UTC) - timedelta(days=200)).strftime("%Y-%m-%dT%H:%M")
+        long_ago = (datetime.now(UTC) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M")
+        in_window = (
+            DeadLetter.objects.filter(created_at__lt=datetime.now(UTC) - timedelta(days=31))
+            .order_by("-created_at", "-id")
+            .values_list("id", flat=True)[49]
+        )  # the last letter of the first page of that window
         pages = [
             ("dashboard", "/dashboard/?refresh=0", {}),
             ("/metrics", "/metrics", {"HTTP_AUTHORIZATION": "Bearer bench"}),
@@ -141,11 +243,53 @@ def main() -> None:
             ("history, state=FAILURE", "/runs/?state=FAILURE", {}),
             ("history, task + state", "/runs/?task_name=examples.add&state=SUCCESS", {}),
             ("schedules", "/schedules/", {}),
-        ]
-        say(f"\n| page ({options.runs:,} runs) | median | max | status |\n|---|---|---|---|")
+            ("failures", "/failures/", {}),
+            ("failures, task", "/failures/?task_name=examples.fail", {}),
+            ("failures, exception type", "/failures/?exception_type=Error07", {}),
+            ("failures, status ignored", "/failures/?status=ignored", {}),
+            ("failures, last seen in a day", f"/failures/?seen_from={day}&seen_to={next_day}", {}),
+            ("failure group (largest), newest", f"/failures/{big}/", {}),
+            ("failure group (largest), half way", f"/failures/{big}/?before={middle}", {}),
+            ("failure group (smallest)", f"/failures/{small}/", {}),
+            ("dead letters (open)", "/deadletters/", {}),
+            ("dead letters, all statuses", "/deadletters/?status=", {}),
+            ("dead letters, all, half way", f"/deadletters/?status=&before={deep}", {}),
+            ("dead letters, task", "/deadletters/?task_name=examples.fail", {}),
+            ("dead letters, rare task", "/deadletters/?task_name=app.task_19", {}),
+            ("dead letters, reason expired", "/deadletters/?reason=expired", {}),
+            ("dead letters, exception type", "/deadletters/?exception_type=Error05", {}),
+            ("dead letters, rare exception", "/deadletters/?exception_type=Error29", {}),
+            ("dead letters, replayed", "/deadletters/?status=replayed", {}),
+            ("dead letters, one day", f"/deadletters/?status=&created_from={day}&created_to={next_day}", {}),
+            ("dead letters, 200 days", f"/deadletters/?status=&created_from={everything}", {}),
+            ("dead letters, 60 days ending 30 days ago",
+             f"/deadletters/?status=&created_from={long_ago}&created_to={day}", {}),
+            ("dead letters, 60 days, 2nd page", f"/deadletters/?status=&created_from={long_ago}&created_to={day}"
+             f"&before={in_window}", {}),
+            ("dead letters, 200 days, rare task", f"/deadletters/?created_from={everything}&task_name=app.task_19",
+             {}),
+            ("dead letters, task + reason + exc.",
+             "/deadletters/?task_name=app.task_19&reason=expired&exception_type=Error29", {}),
+            ("no match (unknown task)", "/deadletters/?task_name=nope&status=", {}),
+        ]  # fmt: skip
+        counts = [
+            ("count: retry a group (largest)", f"/failures/{big}/retry/", {}),
+            ("count: dead-letter a group (largest)", f"/failures/{big}/deadletter/", {}),
+            ("count: replay all open letters", "/deadletters/actions/", {"action": "replay", "scope": "filter",
+                                                                        "status": "open"}),
+            ("count: discard all of a task", "/deadletters/actions/", {"action": "discard", "scope": "filter",
+                                                                      "task_name": "examples.fail", "status": ""}),
+        ]  # fmt: skip
+        say(
+            f"\n| page ({options.runs:,} runs, {options.deadletters:,} dead letters) | median | max | status | SQL |"
+            "\n|---|---|---|---|---|"
+        )
         for label, url, headers in pages:
-            median, worst, status = timed(client, url, options.requests, **headers)
-            say(f"| {label} | {median * 1000:.0f} ms | {worst * 1000:.0f} ms | {status} |")
+            median, worst, status, statements = timed(client, url, options.requests, **headers)
+            say(f"| {label} | {median * 1000:.0f} ms | {worst * 1000:.0f} ms | {status} | {statements} |")
+        for label, url, data in counts:
+            median, worst, status, statements = timed(client, url, options.requests, data=data)
+            say(f"| {label} | {median * 1000:.0f} ms | {worst * 1000:.0f} ms | {status} | {statements} |")
     finally:
         redis.terminate()
         redis.wait()

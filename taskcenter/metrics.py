@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 TASK_STATES = ("sent", "started", "succeeded", "failed", "retried", "revoked")
 #: Most stuck runs counted per scrape (the gauge stops there).
 STUCK_LIMIT = 1000
+#: Most new failure groups counted per scrape.
+NEW_GROUPS_LIMIT = 1000
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
 
@@ -67,12 +69,35 @@ class TaskcenterCollector(Collector):
             GaugeMetricFamily("taskcenter_monitor_up", ""),
             CounterMetricFamily("taskcenter_dead_letters", "", labels=["reason", "task"]),
             GaugeMetricFamily("taskcenter_dead_letters_unresolved", "", labels=["reason", "task"]),
+            GaugeMetricFamily("taskcenter_failure_groups_new", "", labels=["task"]),
         ]
 
     def collect(self):
         yield from self._task_families()
         yield from self._live_families()
         yield from self._dead_letter_families()
+        yield from self._new_failure_group_families()
+
+    def _new_failure_group_families(self):
+        from django.conf import settings
+
+        from taskcenter.selectors.failures import new_failure_groups_per_task
+
+        try:
+            counts = new_failure_groups_per_task(limit=NEW_GROUPS_LIMIT)
+        except DatabaseError as exc:
+            logger.warning("Metrics: new failure groups not read: %s", exc)
+            return
+        minutes = settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES
+        new = GaugeMetricFamily(
+            "taskcenter_failure_groups_new",
+            f"Failure groups first seen in the last {minutes} minutes (TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES), "
+            f"not ignored, per task (counted up to {NEW_GROUPS_LIMIT}); task types without one are left out.",
+            labels=["task"],
+        )
+        for task_name, count in counts.items():
+            new.add_metric([task_name], count)
+        yield new
 
     def _dead_letter_families(self):
         from taskcenter.selectors.deadletters import deadletter_counts

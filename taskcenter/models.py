@@ -653,6 +653,11 @@ class DeadLetter(models.Model):
             models.Index(fields=["resolution", "-id"], name="deadletter_resolution_id"),
             models.Index(fields=["created_at"], name="deadletter_created_at"),
             models.Index(fields=["task_id"], name="deadletter_task_id"),
+            # Unresolved letters per reason and task (metrics) from the index alone, reading open letters only.
+            models.Index(fields=["resolution", "reason", "task_name"], name="deadletter_open_counts"),
+            # A time range is listed in (created_at, id) order; with a task or exception type, walk only theirs.
+            models.Index(fields=["task_name", "created_at"], name="deadletter_task_created"),
+            models.Index(fields=["exception_type", "created_at"], name="deadletter_exc_created"),
         ]
 
     def __str__(self) -> str:
@@ -843,3 +848,22 @@ class IdempotentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class DeadLetterTotal(models.Model):
+    """Dead letters ever kept, per reason and task: a counter for metrics that deleting old letters does not lower.
+
+    Incremented in the transaction that writes each letter (``services.deadletters``),
+    so /metrics reads a handful of rows instead of counting the letters.
+    """
+
+    reason = models.CharField(max_length=10)
+    task_name = models.CharField(max_length=255)
+    total = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        default_permissions = ()
+        constraints = [models.UniqueConstraint(fields=["reason", "task_name"], name="deadlettertotal_reason_task")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} {self.task_name}: {self.total}"

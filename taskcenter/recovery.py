@@ -16,6 +16,16 @@ few seconds instead:
    list marked ``redelivered`` (as kombu's own restore does), and removes it from
    the hash and the index.
 
+The message of a run whose worker is gone follows its task type's recovery
+strategy (``orphan_plan``, decided by the monitor through a ``plan`` callback,
+see ``taskcenter.services.recovery.orphans_plan``): no strategy, RETRY and RESUME
+give it back (the same run runs again; a RESUME task reads its own last
+checkpoint), RESTART gives it back after its checkpoints are discarded, SKIP and
+MANUAL take it out of ``unacked`` without running it (``unacked_remove``, the same
+check that the entry is unchanged) and the run is recorded failed. A message
+dropped by a live worker (a broker restart) is always given back: its run did
+not fail, the broker went away for a while.
+
 A worker counts as alive while its heartbeats arrive (``TASKCENTER_WORKER_LOST_SECONDS``)
 and it sent no ``worker-offline``; a slow worker that still sends heartbeats or answers
 keeps its tasks. A worker killed (SIGKILL), or cut off by a broker restart (Celery
@@ -30,9 +40,12 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from django.conf import settings
+
+from taskcenter.strategies import Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +68,19 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
+# KEYS: unacked hash, unacked index. ARGV: tag, entry as read. Takes the message out without running it again.
+_REMOVE_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+#: ``lost_reason`` of a message whose worker is gone: only those follow their task type's strategy.
+WORKER_LOST = "worker lost"
+
 
 @dataclass(frozen=True)
 class Unacked:
@@ -64,6 +90,7 @@ class Unacked:
     task_id: str | None
     queue: str
     delivered_at: float
+    task_name: str = ""
 
 
 def recovery_settings() -> tuple[float, float, float]:
@@ -150,8 +177,40 @@ def _held_by_a_lost_worker(holder: str | None, alive: set[str]) -> bool:
 def lost_reason(holder: str | None, alive: set[str]) -> str:
     """Why the attempt of a message given back ended: its worker died, or dropped it (broker connection lost)."""
     if holder and holder not in alive:
-        return "worker lost"
+        return WORKER_LOST
     return "broker lost"
+
+
+@dataclass(frozen=True)
+class OrphanPlan:
+    """What to do with one orphaned message: the strategy applied (None: give it back, nothing recorded)."""
+
+    strategy: Strategy | None = None
+    rule: str = ""
+    discarded: int = 0  # checkpoints discarded before it was given back (RESTART)
+
+    @property
+    def removes(self) -> bool:
+        """Taken out of the broker instead of given back: SKIP and MANUAL do not run it again."""
+        return self.strategy in (Strategy.SKIP, Strategy.MANUAL)
+
+
+def orphan_plan(
+    strategy: Strategy | None, rule: str, *, reason: str, finished: bool, automatic: int, limit: int
+) -> OrphanPlan:
+    """The strategy applied to an orphaned run of a task type whose strategy is ``strategy`` (from ``rule``).
+
+    Only a run whose worker is gone (``reason``) follows it: a message dropped by a
+    live worker (the broker went away) and a run already finished (its redelivery
+    is acknowledged unrun) are given back as they are. After ``limit`` automatic
+    recoveries in the run's lineage (``automatic``) it is left MANUAL, as after a
+    final failure, so a run that kills its worker every time does not loop forever.
+    """
+    if strategy is None or finished or reason != WORKER_LOST:
+        return OrphanPlan()
+    if strategy != Strategy.MANUAL and automatic >= limit:
+        return OrphanPlan(Strategy.MANUAL, f"{rule}; limit of {limit} reached")
+    return OrphanPlan(Strategy(strategy), rule)
 
 
 class HolderTracker:
@@ -182,15 +241,16 @@ class HolderTracker:
 
 def parse_entry(tag: str, raw, delivered_at: float) -> Unacked:
     """An ``unacked`` hash value (JSON ``[message, exchange, routing_key]``) as an ``Unacked``."""
-    task_id, queue = None, ""
+    task_id, queue, task_name = None, "", ""
     try:
         message, _exchange, routing_key = json.loads(raw)
         headers = message.get("headers") or {}
         task_id = headers.get("id") if isinstance(headers.get("id"), str) else None
+        task_name = headers.get("task") if isinstance(headers.get("task"), str) else ""
         queue = str(routing_key or "")
     except (TypeError, ValueError, AttributeError):
         logger.warning("Unreadable entry %s in the unacked hash", tag)
-    return Unacked(tag=tag, task_id=task_id, queue=queue, delivered_at=delivered_at)
+    return Unacked(tag=tag, task_id=task_id, queue=queue, delivered_at=delivered_at, task_name=task_name)
 
 
 def _text(value) -> str:
@@ -246,6 +306,21 @@ def unacked_restore(channel, tag: str, script=None) -> str | None:
     return (payload.get("headers") or {}).get("id") if moved else None
 
 
+def unacked_remove(channel, tag: str, script=None) -> str | None:
+    """Take the unacked message ``tag`` out of the broker without running it again (SKIP, MANUAL).
+
+    Returns its task id, or None when the entry is gone or changed meanwhile.
+    """
+    client = channel.client
+    raw = client.hget(channel.unacked_key, tag)
+    if raw is None:
+        return None
+    task_id = parse_entry(tag, raw, 0.0).task_id
+    script = script or client.register_script(_REMOVE_SCRIPT)
+    removed = script(keys=[channel.unacked_key, channel.unacked_index_key], args=[tag, raw])
+    return task_id if removed else None
+
+
 def held_by_workers(app, *, timeout: float, expected: int | None = None) -> dict[str, set[str]]:
     """Ask every worker which task ids it holds; {hostname: ids} of those that answered in ``timeout`` seconds.
 
@@ -264,10 +339,22 @@ def held_by_workers(app, *, timeout: float, expected: int | None = None) -> dict
 
 @dataclass(frozen=True)
 class Restored:
+    """An orphaned message given back (or, with ``plan.removes``, taken out), and the strategy applied."""
+
     task_id: str
     queue: str
     holder: str | None
     reason: str
+    task_name: str = ""
+    plan: OrphanPlan = OrphanPlan()
+
+    @property
+    def removed(self) -> bool:
+        return self.plan.removes
+
+
+#: Given the orphans found, their plans by task id (missing: given back); None to act on none of them this sweep.
+Planner = Callable[[list[Restored]], dict[str, OrphanPlan] | None]
 
 
 class Recovery:
@@ -277,7 +364,7 @@ class Recovery:
         self.app = app
         self.reply_timeout = reply_timeout
         self.reader = UnackedReader()
-        self._script = None
+        self._scripts = {}
 
     def sweep(
         self,
@@ -288,11 +375,13 @@ class Recovery:
         watching_since: float | None,
         stream_lost_at: float | None,
         now: float | None = None,
+        plan: Planner | None = None,
     ) -> list[Restored]:
-        """Give back the messages no worker holds; returns what was given back.
+        """Give back (or take out) the messages no worker holds; returns what was done.
 
         ``channel`` is a kombu Redis channel of the broker; ``holders`` maps task ids to
-        the worker that last received or started them (from events). Raises a
+        the worker that last received or started them (from events); ``plan`` decides
+        each orphan's strategy (without it, every orphan is given back). Raises a
         ``taskcenter.broker.BROKER_ERRORS`` error when the broker fails.
         """
         _interval, min_age, lost_seconds = recovery_settings()
@@ -313,18 +402,40 @@ class Recovery:
         queues = set(settings.TASKCENTER_QUEUES)
         found = orphans(entries, held, alive=alive, queues=queues, now=now, min_age=min_age, holders=holders)
         found = found[:RESTORE_BATCH]
-        if self._script is None:
-            self._script = channel.client.register_script(_RESTORE_SCRIPT)
+        if not found:
+            return []
+        candidates = {}
+        for entry in found:
+            holder = holders.get(entry.task_id)
+            candidates[entry.tag] = Restored(
+                task_id=entry.task_id, queue=entry.queue, holder=holder, reason=lost_reason(holder, alive),
+                task_name=entry.task_name,
+            )  # fmt: skip
+        plans = plan(list(candidates.values())) if plan is not None else {}
+        if plans is None:
+            return []  # the planner could not decide (database down): they wait for the next sweep
         restored = []
         for entry in found:
-            if unacked_restore(channel, entry.tag, self._script) is None:
+            item = replace(candidates[entry.tag], plan=plans.get(entry.task_id) or OrphanPlan())
+            if item.removed:
+                done = unacked_remove(channel, entry.tag, self._script(channel, _REMOVE_SCRIPT))
+            else:
+                done = unacked_restore(channel, entry.tag, self._script(channel, _RESTORE_SCRIPT))
+            if done is None:
                 continue
             self.reader.known.pop(entry.tag, None)
-            holder = holders.get(entry.task_id)
-            reason = lost_reason(holder, alive)
-            restored.append(Restored(task_id=entry.task_id, queue=entry.queue, holder=holder, reason=reason))
+            restored.append(item)
             logger.warning(
-                "Gave back to queue %s the message of run %s (%s: no worker holds it; last held by %s)",
-                entry.queue, entry.task_id, reason, holder or "unknown",
+                "%s queue %s the message of run %s (%s: no worker holds it; last held by %s)%s",
+                "Took out of" if item.removed else "Gave back to", entry.queue, entry.task_id, item.reason,
+                item.holder or "unknown", f"; strategy {item.plan.strategy}" if item.plan.strategy else "",
             )  # fmt: skip
         return restored
+
+    def _script(self, channel, text: str):
+        """The Lua script registered on this channel's client (a reconnection brings a new client)."""
+        key = (id(channel.client), text)
+        if key not in self._scripts:
+            self._scripts = {k: v for k, v in self._scripts.items() if k[0] == key[0]}
+            self._scripts[key] = channel.client.register_script(text)
+        return self._scripts[key]

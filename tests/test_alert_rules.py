@@ -42,6 +42,7 @@ RULE_NAMES = {
     "MonitorDown",
     "DeadLettersArriving",
     "TaskTypeFailureRateHigh",
+    "NewFailureGroup",
 }
 
 # --- promtool ---------------------------------------------------------------------------

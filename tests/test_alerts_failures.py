@@ -96,3 +96,50 @@ def test_the_new_alerts_reach_the_alerts_page(staff_client):
     html = staff_client.get(reverse("taskcenter:alerts")).content.decode()
     assert 'class="alert-NewFailureGroup"' in html and 'class="alert-TaskTypeFailureRateHigh"' in html
     assert "TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES" in html
+
+
+@pytest.mark.django_db
+def test_metrics_count_the_same_new_failure_groups_per_task_as_the_alerts_page(client, settings, redis_server):
+    """taskcenter_failure_groups_new feeds the Prometheus rule NewFailureGroup (deploy/prometheus/alerts.yml)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.TASKCENTER_METRICS_TOKEN = "groups-token"
+    settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES = 15
+    group("a", first_seen_ago=5)
+    group("e", first_seen_ago=3)
+    group("b", first_seen_ago=60)  # seen again now, but not new
+    group("c", first_seen_ago=1, status="ignored")
+    other = group("f", first_seen_ago=2)
+    FailureGroup.objects.filter(pk=other.pk).update(task_name="examples.add")
+
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer groups-token").content.decode()
+    samples = {
+        sample.labels["task"]: sample.value
+        for family in text_string_to_metric_families(body)
+        if family.name == "taskcenter_failure_groups_new"
+        for sample in family.samples
+    }
+    assert samples == {"examples.fail": 2, "examples.add": 1}
+    assert sum(samples.values()) == len(alerts._new_failure_groups())
+
+    settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES = 1
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer groups-token").content.decode()
+    assert "taskcenter_failure_groups_new{" not in body
+
+
+@pytest.mark.django_db
+def test_counting_new_failure_groups_reads_through_the_last_seen_index_with_a_limit():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from taskcenter.selectors.failures import new_failure_groups_per_task
+
+    group("a", first_seen_ago=5)
+    with CaptureQueriesContext(connection) as queries:
+        assert new_failure_groups_per_task(limit=10) == {"examples.fail": 1}
+    (query,) = queries.captured_queries
+    assert query["sql"].endswith("LIMIT 10")
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            plan = " ".join(row[-1] for row in cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}").fetchall())
+        assert "USING INDEX failuregroup_last_seen" in plan, plan

@@ -168,11 +168,38 @@ def test_replay_also_needs_the_permission_to_launch_the_task(manager_client):
 
 def test_metrics_count_dead_letters_per_reason_and_task(client, settings):
     settings.TASKCENTER_METRICS_TOKEN = "dl-token"
-    letter(), letter(), letter(reason=DeadLetter.Reason.REJECTED, resolution="discarded")
+    for n, reason in enumerate([DeadLetter.Reason.FAILED, DeadLetter.Reason.FAILED, DeadLetter.Reason.REJECTED]):
+        deadletters.deadletter_record(task_id=f"m-{n}", task_name="examples.add", reason=reason)
+    DeadLetter.objects.filter(reason=DeadLetter.Reason.REJECTED).update(resolution="discarded")
     body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer dl-token").content.decode()
     assert 'taskcenter_dead_letters_total{reason="failed",task="examples.add"} 2.0' in body
     assert 'taskcenter_dead_letters_total{reason="rejected",task="examples.add"} 1.0' in body
+    assert 'taskcenter_dead_letters_unresolved{reason="failed",task="examples.add"} 2.0' in body
     assert 'taskcenter_dead_letters_unresolved{reason="rejected",task="examples.add"} 0.0' in body
+
+    # A counter: deleting old letters (retention) does not lower it, so Prometheus sees no reset.
+    DeadLetter.objects.filter(task_id="m-0").delete()
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer dl-token").content.decode()
+    assert 'taskcenter_dead_letters_total{reason="failed",task="examples.add"} 2.0' in body
+    assert 'taskcenter_dead_letters_unresolved{reason="failed",task="examples.add"} 1.0' in body
+
+
+def test_metrics_read_counters_and_the_open_letters_index_not_the_whole_table():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from taskcenter.selectors.deadletters import deadletter_counts
+
+    deadletters.deadletter_record(task_id="c-1", task_name="examples.add", reason=DeadLetter.Reason.FAILED)
+    with CaptureQueriesContext(connection) as queries:
+        assert deadletter_counts() == [
+            {"reason": "failed", "task_name": "examples.add", "total": 1, "unresolved": 1}
+        ]  # fmt: skip
+    (letters,) = [q["sql"] for q in queries.captured_queries if "taskcenter_deadletter" + '"' in q["sql"]]
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            plan = " ".join(row[-1] for row in cursor.execute(f"EXPLAIN QUERY PLAN {letters}").fetchall())
+        assert "USING COVERING INDEX deadletter_open_counts (resolution=?)" in plan, plan
 
 
 def test_recent_dead_letters_fire_the_alert_and_old_or_resolved_ones_do_not():

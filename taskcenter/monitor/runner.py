@@ -17,7 +17,9 @@ SIGINT end the process after a last flush and release the lock.
 
 Every ``TASKCENTER_RECOVERY_INTERVAL`` seconds it also gives back to their queues the
 task messages that no live worker holds any more (a killed worker's, a broker
-restart's), see ``taskcenter.recovery``, and ends their open attempt as lost.
+restart's), see ``taskcenter.recovery``, and ends their open attempt as lost; the
+runs of a worker that is gone follow their task type's recovery strategy (SKIP and
+MANUAL take the message out and record the run failed instead).
 """
 
 import logging
@@ -60,6 +62,8 @@ BATCH_PAUSE = 0.02
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: Seconds between two searches of the broker for waiting runs whose message is gone (see runs_lost_reconcile).
 DEFAULT_LOST_CHECK_INTERVAL = 60.0
+#: Recovered messages kept in memory at most while their record fails.
+MAX_UNRECORDED = 10_000
 #: Seconds between two activity lines in the log.
 REPORT_INTERVAL = 60.0
 
@@ -107,6 +111,7 @@ class Monitor:
         self.recovery_interval = recovery_settings()[0]
         self.stream_since: float | None = None  # Unix time the event stream was last connected, None while down
         self.stream_lost_at: float | None = None
+        self.unrecorded: list = []  # recovered messages whose record failed (see _recover)
         self.stopping: str | bool = False
         self.lost_lock = False
         now = time.monotonic()
@@ -394,7 +399,7 @@ class Monitor:
         self.failures.keep(later)
 
     def _recover(self) -> None:
-        """Give back the messages no live worker holds; their runs' open attempts end as lost."""
+        """Give back (or, per their strategy, take out) the messages no live worker holds; record what was done."""
         if self.recovery_interval <= 0 or (self.stream_since is None and self.stream_lost_at is None):
             return  # no heartbeat seen yet: no worker can be judged gone
         try:
@@ -406,22 +411,46 @@ class Monitor:
                     holders=self.holders.holders,
                     watching_since=self.stream_since,
                     stream_lost_at=self.stream_lost_at,
+                    plan=self._plan_orphans,
                 )
         except BROKER_ERRORS as exc:
             self._redis_problem(exc)
             return
         now = time.time()
+        from taskcenter.services.recovery import orphan_exception, recovery_record
+
         for item in restored:
             self.runs.handle({"type": "task-restored", "uuid": item.task_id, "timestamp": now, "reason": item.reason})
+            if item.removed:  # SKIP, MANUAL: the run ends here, failed as lost
+                failed = {
+                    "type": "task-failed", "uuid": item.task_id, "timestamp": now, "hostname": item.holder or "",
+                    "exception": repr(orphan_exception(item)), "traceback": "",
+                }  # fmt: skip
+                for consumer in (self.aggregator, self.runs, self.failures, self.holders):
+                    consumer.handle(failed)
         if restored:
-            logger.warning("Gave back %d message(s) that no live worker held", len(restored))
-            from taskcenter.services.recovery import recovery_record
-
+            logger.warning("Recovered %d message(s) that no live worker held", len(restored))
+        # What could not be recorded (database down) is recorded at a later sweep: a run taken out
+        # of the broker (SKIP, MANUAL) still gets its failed result and its recovery action.
+        pending, self.unrecorded = self.unrecorded + restored, []
+        if pending:
             try:
                 close_old_connections()
-                recovery_record(restored=restored)
+                recovery_record(restored=pending)
             except DatabaseError as exc:
-                logger.warning("Could not audit the messages given back: %s", exc)
+                self.unrecorded = pending[-MAX_UNRECORDED:]
+                logger.warning("Could not record %d recovered message(s), will try again: %s", len(pending), exc)
+
+    def _plan_orphans(self, orphans: list) -> dict | None:
+        """The strategies of the orphans found (a few indexed reads per sweep); None while the database fails."""
+        from taskcenter.services.recovery import orphans_plan
+
+        try:
+            close_old_connections()
+            return orphans_plan(orphans)
+        except DatabaseError as exc:
+            logger.warning("Orphaned messages left for the next sweep: their strategies cannot be read: %s", exc)
+            return None
 
     def _reconcile_lost(self) -> None:
         from taskcenter.services.errors import ServiceError

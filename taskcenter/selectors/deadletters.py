@@ -3,10 +3,10 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from taskcenter.models import DeadLetter
+from taskcenter.models import DeadLetter, DeadLetterTotal
 
 PAGE_SIZE = 50
 
@@ -39,6 +39,15 @@ class DeadLetterPage:
     older_cursor: int | None
 
 
+def _time_ordered(filters: DeadLetterFilters) -> bool:
+    """A time range is listed in time order, walking the created_at index (ids are written in about that order).
+
+    Ordered by id, SQLite would sort every letter of the range before taking a page:
+    half a second for 200 days of a million letters.
+    """
+    return bool(filters.created_from or filters.created_to)
+
+
 def deadletters_filtered(filters: DeadLetterFilters) -> QuerySet:
     letters = DeadLetter.objects.all()
     if filters.task_name:
@@ -55,20 +64,38 @@ def deadletters_filtered(filters: DeadLetterFilters) -> QuerySet:
         letters = letters.filter(created_at__gte=filters.created_from)
     if filters.created_to:
         letters = letters.filter(created_at__lt=filters.created_to)
-    return letters.order_by("-id")
+    return letters.order_by("-created_at", "-id") if _time_ordered(filters) else letters.order_by("-id")
+
+
+def _beyond(letters: QuerySet, cursor: int, *, older: bool, by_time: bool) -> QuerySet:
+    """The letters after the cursor letter in the list's order (``older``: towards the end)."""
+    if not by_time:
+        return letters.filter(id__lt=cursor) if older else letters.filter(id__gt=cursor)
+    at = DeadLetter.objects.filter(pk=cursor).values_list("created_at", flat=True).first()
+    if at is None:  # the cursor letter was deleted meanwhile: fall back on its id
+        return letters.filter(id__lt=cursor) if older else letters.filter(id__gt=cursor)
+    if older:  # a range bound on created_at keeps it an index walk; the tie rule is checked on the few rows left
+        return letters.filter(created_at__lte=at).exclude(created_at=at, id__gte=cursor)
+    return letters.filter(created_at__gte=at).exclude(created_at=at, id__lte=cursor)
 
 
 def deadletters_page(
     filters: DeadLetterFilters, *, before: int | None = None, after: int | None = None, page_size: int = PAGE_SIZE
 ) -> DeadLetterPage:
-    """One page, newest first: older than ``before``, newer than ``after``, or the newest."""
+    """One page, newest first: older than ``before``, newer than ``after``, or the newest.
+
+    Keyset pages on id; with a time range, on (created_at, id), so a page costs one walk of
+    ``page_size + 1`` index entries whatever the range holds.
+    """
     letters = deadletters_filtered(filters).defer("traceback")
+    by_time = _time_ordered(filters)
     if after is not None:
-        rows = list(letters.filter(id__gt=after).order_by("id")[: page_size + 1])
+        ascending = ("created_at", "id") if by_time else ("id",)
+        rows = list(_beyond(letters, after, older=False, by_time=by_time).order_by(*ascending)[: page_size + 1])
         has_newer, rows, has_older = len(rows) > page_size, list(reversed(rows[:page_size])), True
     else:
         if before is not None:
-            letters = letters.filter(id__lt=before)
+            letters = _beyond(letters, before, older=True, by_time=by_time)
         rows = list(letters[: page_size + 1])
         has_older, rows, has_newer = len(rows) > page_size, rows[:page_size], before is not None
     return DeadLetterPage(
@@ -92,13 +119,20 @@ def deadletters_for_action(*, ids: list[int], filters: DeadLetterFilters | None,
 
 
 def deadletter_counts() -> list[dict]:
-    """Dead letters per reason and task, and how many are unresolved (for metrics)."""
-    return list(
-        DeadLetter.objects.order_by()
-        .values("reason", "task_name")
-        .annotate(total=Count("id"), unresolved=Count("id", filter=Q(resolution="")))
-        .order_by("reason", "task_name")
-    )
+    """Dead letters ever kept per reason and task, and how many are unresolved (for metrics).
+
+    Totals are counters (``DeadLetterTotal``, a few rows); unresolved letters are
+    counted from the index ``deadletter_open_counts``, reading the open letters only.
+    """
+    counts = {
+        (row["reason"], row["task_name"]): {**row, "unresolved": 0}
+        for row in DeadLetterTotal.objects.values("reason", "task_name", "total")
+    }
+    open_rows = DeadLetter.objects.filter(resolution="").order_by().values("reason", "task_name").annotate(n=Count("*"))
+    for row in open_rows:
+        key = (row["reason"], row["task_name"])
+        counts.setdefault(key, {"reason": key[0], "task_name": key[1], "total": row["n"]})["unresolved"] = row["n"]
+    return [counts[key] for key in sorted(counts)]
 
 
 def deadletters_recent(*, window: timedelta) -> int:

@@ -84,3 +84,25 @@ def failure_group_runs_without_deadletter(group: FailureGroup, *, limit: int) ->
         .select_related("task_result")
         .order_by("-id")[:limit]
     )
+
+
+def new_failure_groups_per_task(*, limit: int) -> dict[str, int]:
+    """Groups first seen within ``TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES``, not ignored, per task (metrics).
+
+    The same groups as the alerts page's NewFailureGroup; read through the last_seen index
+    (first seen since then implies last seen since then), at most ``limit`` of them.
+    """
+    from collections import Counter
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(minutes=settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES)
+    names = (
+        FailureGroup.objects.filter(last_seen__gte=since, first_seen__gte=since)
+        .exclude(status=FailureGroup.Status.IGNORED)
+        .order_by("-last_seen", "-id")
+        .values_list("task_name", flat=True)[:limit]
+    )
+    return dict(sorted(Counter(names).items()))

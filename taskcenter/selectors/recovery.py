@@ -25,8 +25,8 @@ def recovery_actions_for_run(task_id: str) -> list[RecoveryAction]:
 
 
 def recovered_from(task_id: str) -> RecoveryAction | None:
-    """The action that launched this run, if a strategy did."""
-    return RecoveryAction.objects.filter(new_task_id=task_id).order_by("-id").first()
+    """The action that launched this run, if a strategy did (not one that gave its own message back)."""
+    return RecoveryAction.objects.filter(new_task_id=task_id).exclude(task_id=task_id).order_by("-id").first()
 
 
 def runs_needing_attention(*, limit: int = 200) -> list[tuple[RecoveryAction, Run | None]]:

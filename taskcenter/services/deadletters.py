@@ -11,11 +11,11 @@ import traceback as traceback_module
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from taskcenter import catalogue, secret_arguments
-from taskcenter.models import DeadLetter, Run, RunSource
+from taskcenter.models import DeadLetter, DeadLetterTotal, Run, RunSource
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.errors import Conflict, ServiceError
 
@@ -26,6 +26,19 @@ Reason = DeadLetter.Reason
 MESSAGE_LENGTH = 2000
 #: Characters of a traceback kept (its end, where the error is).
 TRACEBACK_LENGTH = 20000
+
+
+def _count(letter: DeadLetter) -> None:
+    """Add the letter to its reason and task's counter (one upsert; SQLite and PostgreSQL)."""
+    quote = connection.ops.quote_name
+    table = quote(DeadLetterTotal._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({quote('reason')}, {quote('task_name')}, {quote('total')}) VALUES (%s, %s, 1) "
+            f"ON CONFLICT ({quote('reason')}, {quote('task_name')}) DO UPDATE SET {quote('total')} = "
+            f"{table}.{quote('total')} + 1",
+            [letter.reason, letter.task_name],
+        )
 
 
 class DeadLetterResolved(Conflict):
@@ -62,19 +75,22 @@ def deadletter_record(
             sealed = secret_arguments.seal(real)
         if exception is not None:
             message = message or str(exception)
-        return DeadLetter.objects.create(
-            task_id=(task_id or "")[:255],
-            task_name=(task_name or "")[:255],
-            queue=(queue or "")[:200],
-            reason=reason,
-            exception_type=type(exception).__name__[:255] if exception is not None else "",
-            message=message[:MESSAGE_LENGTH],
-            traceback=(traceback or "")[-TRACEBACK_LENGTH:],
-            args=args,
-            kwargs=kwargs,
-            secrets=sealed,
-            worker=(worker or "")[:255],
-        )
+        with transaction.atomic():
+            letter = DeadLetter.objects.create(
+                task_id=(task_id or "")[:255],
+                task_name=(task_name or "")[:255],
+                queue=(queue or "")[:200],
+                reason=reason,
+                exception_type=type(exception).__name__[:255] if exception is not None else "",
+                message=message[:MESSAGE_LENGTH],
+                traceback=(traceback or "")[-TRACEBACK_LENGTH:],
+                args=args,
+                kwargs=kwargs,
+                secrets=sealed,
+                worker=(worker or "")[:255],
+            )
+            _count(letter)
+        return letter
     except (DatabaseError, TypeError, ValueError):
         logger.exception("Could not record the dead letter of task %s (%s)", task_id, reason)
         return None

@@ -3,18 +3,20 @@
 A task type's strategy is the operator's override (``RecoveryPolicy``) or the
 default declared in code (``launchable_task(..., recovery=...)``). The worker
 applies it after a final failure (``recovery_apply_after_failure``, called from
-the dead-letter signal receiver: failure paths only). Operators apply any
+the dead-letter signal receiver: failure paths only); the monitor applies it to
+a run whose worker is gone (``orphans_plan``, then ``recovery_record``). Operators apply any
 strategy to a failed, dead-lettered or orphaned run with ``run_recover``. Every
 re-run goes through ``control.run_retry`` / ``launch.run_launch``, linked to the
 run it repeats (``retry_of``). See docs/operations.md.
 """
 
+import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from taskcenter import catalogue, secret_arguments
@@ -255,18 +257,161 @@ def checkpoints_of_finished_runs(rows):
     return rows.filter(~Exists(unfinished_run) | Exists(finished_result))
 
 
-def recovery_record(*, restored: list) -> int:
-    """Audit each run whose message the monitor gave back (``taskcenter.recovery.Restored``), in one INSERT."""
-    entries = [
-        AuditEntry(
-            actor=None,
-            action=AuditEntry.Action.RUN_RECOVER,
-            target=item.task_id[:255],
-            task_id=item.task_id[:255],
-            message=f"Given back to queue {item.queue}: {item.reason} (last held by {item.holder or 'unknown'}).",
-            detail={"queue": item.queue, "reason": item.reason, "holder": item.holder},
+def orphans_plan(orphans: list) -> dict:
+    """Decide the strategy of each orphaned run (``taskcenter.recovery.Restored``) found by the monitor's sweep.
+
+    The task type's strategy (read once per task name per sweep) applies to a run
+    whose worker is gone, within ``TASKCENTER_RECOVERY_MAX_AUTOMATIC`` automatic
+    recoveries per lineage (``taskcenter.recovery.orphan_plan``). RESTART discards
+    the run's lineage checkpoints here, before its message is given back (should the
+    message turn out acknowledged meanwhile, its run had finished and needs none).
+    Returns {task_id: OrphanPlan}. Raises DatabaseError.
+    """
+    from taskcenter.recovery import orphan_plan
+
+    runs = {
+        run.task_id: run
+        for run in Run.objects.filter(task_result_id__in=[o.task_id for o in orphans]).select_related(
+            "task_result", "retry_of"
         )
-        for item in restored
-    ]
+    }
+    strategies: dict[str, tuple[Strategy | None, str]] = {}
+    limit = settings.TASKCENTER_RECOVERY_MAX_AUTOMATIC
+    plans = {}
+    for orphan in orphans:
+        run = runs.get(orphan.task_id)
+        name = (run.task_name if run is not None else "") or orphan.task_name
+        if name not in strategies:
+            strategies[name] = strategy_for(name) if name else (None, "")
+        strategy, rule = strategies[name]
+        if strategy is None:
+            continue
+        if run is None:
+            automatic = RecoveryAction.objects.filter(task_id=orphan.task_id, actor=None).exclude(rule="").count()
+        else:
+            automatic = _automatic_recoveries(run)
+        plan = orphan_plan(
+            strategy,
+            rule,
+            reason=orphan.reason,
+            finished=run is not None and run.is_finished,
+            automatic=automatic,
+            limit=limit,
+        )
+        if plan.strategy == Strategy.RESTART:
+            plan = replace(plan, discarded=checkpoints_discard(run=run or Run(task_result_id=orphan.task_id)))
+        if plan.strategy is not None:
+            plans[orphan.task_id] = plan
+    return plans
+
+
+def orphan_exception(item):
+    """The exception an orphaned run taken out of the broker (SKIP, MANUAL) is recorded failed with."""
+    from billiard.exceptions import WorkerLostError
+
+    what = "skipped by strategy" if item.plan.strategy == Strategy.SKIP else "left for an operator (MANUAL)"
+    return WorkerLostError(f"worker {item.holder or 'unknown'} gone; {what}")
+
+
+def _orphan_message(item) -> str:
+    if item.plan.strategy == Strategy.SKIP:
+        return f"Worker {item.holder} gone: taken out of the queue and recorded failed; not run again."
+    if item.plan.strategy == Strategy.MANUAL:
+        return f"Worker {item.holder} gone: taken out of the queue and recorded failed; left for an operator."
+    done = {
+        Strategy.RESUME: "runs again from its last checkpoint",
+        Strategy.RESTART: f"{item.plan.discarded} checkpoint(s) discarded, runs again from scratch",
+    }.get(item.plan.strategy, "runs again with the same arguments")
+    return f"Worker {item.holder} gone: given back to queue {item.queue}; {done}."
+
+
+def _orphan_record_failed(items: list) -> None:
+    """Store FAILURE for runs taken out of the broker, through the result backend (as a worker would)."""
+    from celery import current_app
+    from celery.app.task import Context
+    from django_celery_results.models import TaskResult
+
+    rows = {
+        row["task_id"]: row
+        for row in TaskResult.objects.filter(task_id__in=[i.task_id for i in items]).values(
+            "task_id", "task_name", "task_args", "task_kwargs", "worker", "periodic_task_name"
+        )
+    }
+    for item in items:
+        row = rows.get(item.task_id) or {}
+        request = Context(
+            id=item.task_id,
+            task=row.get("task_name") or item.task_name,
+            hostname=row.get("worker") or item.holder,
+            argsrepr=_decoded(row.get("task_args")),
+            kwargsrepr=_decoded(row.get("task_kwargs")),
+            periodic_task_name=row.get("periodic_task_name"),
+        )
+        current_app.backend.store_result(item.task_id, orphan_exception(item), "FAILURE", request=request)
+
+
+def _decoded(text):
+    """A stored argument repr back to what the backend encodes again (it stores JSON of the repr)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@transaction.atomic
+def recovery_record(*, restored: list) -> int:
+    """Record what the monitor did with orphaned messages (``taskcenter.recovery.Restored``).
+
+    Each is audited (one INSERT for all), with the strategy applied and its rule;
+    each strategy applied is a ``RecoveryAction``; a run taken out of the broker
+    (SKIP, MANUAL) gets its FAILURE result through the result backend. All or
+    nothing, so the monitor can try again after a database error.
+    """
+    entries, actions = [], []
+    for item in restored:
+        strategy = item.plan.strategy
+        by = f" Strategy {strategy} by rule: {item.plan.rule}." if strategy else ""
+        verb = "Taken out of" if item.removed else "Given back to"
+        entries.append(
+            AuditEntry(
+                actor=None,
+                action=AuditEntry.Action.RUN_RECOVER,
+                target=item.task_id[:255],
+                task_id=item.task_id[:255],
+                message=f"{verb} queue {item.queue}: {item.reason} (last held by {item.holder or 'unknown'}).{by}",
+                detail={
+                    "queue": item.queue,
+                    "reason": item.reason,
+                    "holder": item.holder,
+                    "strategy": strategy.value if strategy else "",
+                    "rule": item.plan.rule,
+                    "removed": item.removed,
+                },
+            )  # fmt: skip
+        )
+        if strategy:
+            actions.append(
+                RecoveryAction(
+                    task_id=item.task_id,
+                    task_name=item.task_name[:255],
+                    strategy=strategy,
+                    rule=item.plan.rule[:200],
+                    # The same run runs again; never "" (a run launched from this one would take it for its RESUME).
+                    new_task_id="" if item.removed else item.task_id,
+                    message=_orphan_message(item),
+                )
+            )
     AuditEntry.objects.bulk_create(entries)
+    if actions:
+        RecoveryAction.objects.bulk_create(actions)
+        RecoveryAction.objects.filter(
+            task_id__in=[a.task_id for a in actions if a.strategy != Strategy.MANUAL],
+            strategy=Strategy.MANUAL,
+            resolved_at=None,
+        ).update(resolved_at=timezone.now())
+    removed = [item for item in restored if item.removed]
+    if removed:
+        _orphan_record_failed(removed)
     return len(entries)
