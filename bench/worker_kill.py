@@ -17,7 +17,12 @@ Measured, once every run finished or ``--timeout`` passed:
   in the workers' logs) -- a finished run run again by a redelivery;
 - time to resume: for each attempt the monitor ended as ``worker lost``, seconds from
   the kill of its worker to the start of the next attempt;
-- unacked entries left in Redis at the end.
+- unacked entries left in Redis at the end;
+- messages kombu lost (a worker killed between BRPOP and recording the message
+  unacknowledged) that the monitor sent again;
+- with ``--delayed``: runs launched with a countdown (held in the scheduled set),
+  how many started before their ETA, and how late they started (on a saturated queue
+  this includes the wait behind the backlog).
 
     .venv/bin/python bench/worker_kill.py --tasks 1000 --kills 20
     .venv/bin/python bench/worker_kill.py --tasks 100 --kills 3   # a small run
@@ -202,8 +207,14 @@ def main(argv=None) -> dict:
         )  # fmt: skip
         lateness = [starts[t].timestamp() - eta for t, eta in etas.items() if starts.get(t)]
         early = [late for late in lateness if late < -0.01]
+        from taskcenter.models import AuditEntry
+
+        sent_again = AuditEntry.objects.filter(
+            action="run_recover", task_id__in=ids, message__startswith="Sent again"
+        ).count()  # fmt: skip
         figures = {
             "tasks": len(ids),
+            "messages_lost_by_the_broker_and_sent_again": sent_again,
             "delayed": len(etas),
             "visibility_timeout": args.visibility_timeout,
             "delayed_started_before_eta": len(early),

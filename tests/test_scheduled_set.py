@@ -349,3 +349,28 @@ def test_holding_works_after_a_control_broadcast_used_the_pooled_connection(priv
     current_app.control.inspect(timeout=0.3).scheduled()
     runs.append(run_launch(task_name="examples.add", args=[9, 9], countdown=300))
     assert {run.task_id for run in runs} <= waiting_ids(private_broker)
+
+
+# --- The API ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_api_lists_waiting_runs_and_makes_one_due_with_the_same_rights_as_the_page(held_run, private_broker):
+    from django.core.cache import cache
+
+    from tests.api_support import assert_problem, make_user, token_client
+
+    cache.clear()
+    viewer = token_client(make_user("api-viewer"), name="read")
+    body = viewer.get("/api/v1/scheduled/").json()
+    assert body["total"] == 1 and body["runs"][0]["task_id"] == held_run.task_id
+    assert body["runs"][0]["state"] == "PENDING"
+    assert_problem(viewer.post(f"/api/v1/runs/{held_run.task_id}/run-now/"), 403)
+    assert_problem(viewer.get("/api/v1/scheduled/", {"limit": "0"}), 400)
+    assert_problem(viewer.get("/api/v1/scheduled/", {"bogus": "1"}), 400)
+    admin = token_client(make_user("api-admin", superuser=True), name="ci")
+    assert admin.post(f"/api/v1/runs/{held_run.task_id}/run-now/").status_code == 200
+    assert private_broker.zscore(scheduled_set.SCHEDULED_KEY, held_run.task_id) <= time.time()
+    assert AuditEntry.objects.get(action="run_now", outcome="ok").detail["api_token"] == "ci"
+    run_cancel(run=held_run, actor=None)
+    assert_problem(admin.post(f"/api/v1/runs/{held_run.task_id}/run-now/"), 409)

@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 
 import taskcenter.urls  # noqa: F401  (registers the ``taskid`` path converter)
 from taskcenter.api.base import ApiView
-from taskcenter.api.views import catalogue, deadletters, groups, operations, runs, schedules, system
+from taskcenter.api.views import catalogue, deadletters, groups, operations, runs, scheduled, schedules, system
 
 app_name = "api"
 
@@ -50,6 +50,8 @@ urlpatterns = [
     path("runs/<taskid:task_id>/cancel/", runs.RunCancel.as_view(), name="run_cancel"),
     path("runs/<taskid:task_id>/terminate/", runs.RunTerminate.as_view(), name="run_terminate"),
     path("runs/<taskid:task_id>/retry/", runs.RunRetry.as_view(), name="run_retry"),
+    path("runs/<taskid:task_id>/run-now/", scheduled.RunNow.as_view(), name="run_run_now"),
+    path("scheduled/", scheduled.ScheduledList.as_view(), name="scheduled"),
     path("schedules/", schedules.ScheduleCollection.as_view(), name="schedules"),
     path("schedules/<int:pk>/", schedules.ScheduleItem.as_view(), name="schedule"),
     path("schedules/<int:pk>/enable/", schedules.ScheduleEnable.as_view(), name="schedule_enable"),
