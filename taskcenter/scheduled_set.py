@@ -353,6 +353,8 @@ def _message_of(raw) -> tuple[str, tuple, dict]:
         raise ValueError("not a held task message")
     options = data.get("options") or {}
     options["retry"] = False  # a failed publish stays claimed and is rescued
+    # It is due (or made due by "run now"): a worker must run it at once, not wait for the old ETA.
+    headers["eta"] = None
     message = task_message(headers=headers, properties=properties, body=data["body"], sent_event=data.get("sent_event"))
     return data["name"], message, options
 
