@@ -375,3 +375,20 @@ def test_the_api_lists_waiting_runs_and_makes_one_due_with_the_same_rights_as_th
     assert AuditEntry.objects.get(action="run_now", outcome="ok").detail["api_token"] == "ci"
     run_cancel(run=held_run, actor=None)
     assert_problem(admin.post(f"/api/v1/runs/{held_run.task_id}/run-now/"), 409)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("frozen", [False, True], ids=["stopped", "frozen"])
+def test_a_delayed_launch_on_a_broker_that_is_down_is_refused_within_two_seconds_and_nothing_is_kept(
+    tmp_path, redis_server, frozen
+):
+    from taskcenter.services.launch import BrokerUnavailable
+    from tests.conftest import broker_down
+
+    with broker_down(tmp_path, redis_server, frozen=frozen):
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            run_launch(task_name="examples.add", args=[1, 2], countdown=60)
+        assert time.monotonic() - started < 2
+    assert not Run.objects.exists()
+    assert AuditEntry.objects.get(action="launch").outcome == "error"
