@@ -1,5 +1,6 @@
 """Helpers of the API tests: users of each kind, and API clients authenticated with their tokens."""
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
@@ -37,3 +38,16 @@ def assert_problem(response, status: int) -> dict:
     assert body["status"] == status
     assert {"type", "title", "status", "detail", "errors"} <= set(body)
     return body
+
+
+# Fixtures of the API tests (a pytest plugin of tests/conftest.py).
+
+
+@pytest.fixture
+def admin():
+    return token_client(make_user("admin", superuser=True), name="ci")
+
+
+@pytest.fixture
+def viewer():
+    return token_client(make_user("viewer"), name="read-only")

@@ -20,6 +20,9 @@ from django.db import connection
 from config.celery import app as celery_app
 from taskcenter.embedded_redis import server_command
 
+#: The API tests' ``admin`` and ``viewer`` token clients.
+pytest_plugins = ["tests.api_support"]
+
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "test-output" / "logs"
 

@@ -17,16 +17,6 @@ def broker(redis_server):
     return redis_server
 
 
-@pytest.fixture
-def admin():
-    return token_client(make_user("admin", superuser=True), name="ci")
-
-
-@pytest.fixture
-def viewer():
-    return token_client(make_user("viewer"), name="read-only")
-
-
 def failed_run(task_id: str) -> Run:
     TaskResult.objects.create(task_id=task_id, task_name="examples.add", status="FAILURE", date_done=timezone.now())
     return Run.objects.create(task_result_id=task_id, task_name="examples.add", queue="high", args=[1, 2])

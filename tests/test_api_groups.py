@@ -21,16 +21,6 @@ def broker(redis_server):
     return redis_server
 
 
-@pytest.fixture
-def admin():
-    return token_client(make_user("admin", superuser=True), name="ci")
-
-
-@pytest.fixture
-def viewer():
-    return token_client(make_user("viewer"), name="read-only")
-
-
 def test_batch_launch_and_detail(admin):
     response = admin.post(
         "/api/v1/batches/", {"task": "examples.sum_batch", "items": [1, 2, 3, 4, 5], "batch_size": 2}, format="json"

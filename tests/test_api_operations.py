@@ -22,16 +22,6 @@ def _fresh(monkeypatch):
     monkeypatch.setattr("taskcenter.services.workers.CONTROL_TIMEOUT", 0.2)  # no worker answers here anyway
 
 
-@pytest.fixture
-def admin():
-    return token_client(make_user("admin", superuser=True), name="ci")
-
-
-@pytest.fixture
-def viewer():
-    return token_client(make_user("viewer"), name="read-only")
-
-
 def test_queue_depth_by_priority(admin, private_broker):
     for priority in ("LOW", "LOW", "URGENT"):
         run_launch(task_name="examples.add", args=[1, 2], queue="low", priority=priority)

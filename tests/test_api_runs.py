@@ -24,16 +24,6 @@ def broker(redis_server):
     return redis_server
 
 
-@pytest.fixture
-def admin():
-    return token_client(make_user("admin", superuser=True), name="ci")
-
-
-@pytest.fixture
-def viewer():
-    return token_client(make_user("viewer"), name="read-only")
-
-
 def finished_run(task_id: str, *, status: str = "SUCCESS", **fields) -> Run:
     TaskResult.objects.create(task_id=task_id, task_name="examples.add", status=status, date_done=timezone.now())
     fields = {"task_name": "examples.add", "queue": "high", "args": [1, 2], **fields}

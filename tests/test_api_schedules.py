@@ -18,16 +18,6 @@ def broker(redis_server):
     return redis_server
 
 
-@pytest.fixture
-def admin():
-    return token_client(make_user("admin", superuser=True), name="ci")
-
-
-@pytest.fixture
-def viewer():
-    return token_client(make_user("viewer"), name="read-only")
-
-
 def test_create_list_detail_and_next_runs(admin):
     response = admin.post("/api/v1/schedules/", {**NIGHTLY, "timezone": "Europe/Berlin"}, format="json")
     assert response.status_code == 201, response.json()
