@@ -157,7 +157,7 @@ def orphans(
     if held is None:
         return []
     everyone_answered = alive <= set(held)
-    holders = holders or {}
+    holders = {} if holders is None else holders
     holding = set().union(*held.values()) if held else set()
     return [
         entry

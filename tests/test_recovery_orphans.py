@@ -228,3 +228,20 @@ def test_the_monitor_records_a_skipped_orphan_once_the_database_answers_again(mo
     assert RecoveryAction.objects.get(task_id="dbdown").strategy == "SKIP"
     events = [event.kind for event in monitor.runs.changes["dbdown"].events]
     assert events == ["task-restored", "task-failed"]  # once: the run recorder is fed at the sweep itself
+
+
+@pytest.mark.django_db
+def test_a_holder_the_monitor_missed_is_read_from_the_started_result():
+    """Events missed (the monitor started after the task was received): the STARTED result names the worker."""
+    from django_celery_results.models import TaskResult
+
+    from taskcenter.monitor.runner import HoldersOrResults
+    from taskcenter.recovery import lost_reason
+
+    TaskResult.objects.create(task_id="seen-by-results", status="STARTED", worker="gone@host")
+    TaskResult.objects.create(task_id="finished", status="SUCCESS", worker="gone@host")
+    holders = HoldersOrResults({"seen-by-events": "alive@host"})
+    assert holders.get("seen-by-events") == "alive@host"
+    assert holders.get("seen-by-results") == "gone@host"
+    assert holders.get("finished") is None and holders.get("unknown") is None
+    assert lost_reason(holders.get("seen-by-results"), {"alive@host"}) == "worker lost"

@@ -104,7 +104,7 @@ def test_a_manual_task_killed_mid_run_waits_for_an_operator_whose_retry_runs_it(
     monitor = survivor = None
     try:
         monitor = start_monitor(private_redis)
-        run = run_launch(task_name=TASK, kwargs={"items": 8, "seconds_per_item": 0.3})
+        run = run_launch(task_name=TASK, kwargs={"items": 20, "seconds_per_item": 0.3})
         survivor = start_worker(private_redis, "survivor")
         kill_mid_task(doomed, run.task_id)
 
@@ -145,7 +145,7 @@ def test_a_restart_task_killed_mid_run_loses_its_checkpoints_and_runs_again_from
     monitor = survivor = None
     try:
         monitor = start_monitor(private_redis)
-        run = run_launch(task_name=TASK, kwargs={"items": 8, "seconds_per_item": 0.3})
+        run = run_launch(task_name=TASK, kwargs={"items": 20, "seconds_per_item": 0.3})
         survivor = start_worker(private_redis, "survivor")
         kill_mid_task(doomed, run.task_id, after_item=3)
         saved = Checkpoint.objects.filter(task_id=run.task_id).count()
@@ -156,14 +156,14 @@ def test_a_restart_task_killed_mid_run_loses_its_checkpoints_and_runs_again_from
             timeout=90, message="the same run to finish on the survivor",
         )  # fmt: skip
         assert result.status == "SUCCESS", result.traceback
-        assert json.loads(result.result) == {"processed": 8, "first_item": 1}
+        assert json.loads(result.result) == {"processed": 20, "first_item": 1}
         assert result.worker == survivor.hostname
         action = RecoveryAction.objects.get(task_id=run.task_id)
         assert action.strategy == "RESTART" and action.rule == "operator override"
         assert action.message.startswith(f"Worker {doomed.hostname} gone")
         assert f"{saved} checkpoint(s) discarded" in action.message
         states = list(Checkpoint.objects.filter(task_id=run.task_id).order_by("id").values_list("state", flat=True))
-        assert states[0] == {"done": 1} and states[-1] == {"done": 8}  # only the second run's
+        assert states[0] == {"done": 1} and states[-1] == {"done": 20}  # only the second run's
     finally:
         stop_all(survivor, monitor, doomed)
 

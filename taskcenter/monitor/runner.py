@@ -68,6 +68,33 @@ MAX_UNRECORDED = 10_000
 REPORT_INTERVAL = 60.0
 
 
+class HoldersOrResults(dict):
+    """The worker that last held each task id, from events; for an id the monitor saw no event of
+    (it started, or its stream reconnected, after the task was received), the worker its STARTED
+    result names. So a run orphaned then still gets its task type's strategy, not a plain give-back.
+    One indexed read per such id and sweep, only for the orphans a sweep looks at."""
+
+    def __init__(self, known):
+        super().__init__(known)
+        self._from_results: dict[str, str | None] = {}
+
+    def get(self, task_id, default=None):
+        if task_id in self:
+            return self[task_id]
+        if task_id not in self._from_results:
+            from django_celery_results.models import TaskResult
+
+            try:
+                self._from_results[task_id] = (
+                    TaskResult.objects.filter(task_id=task_id, status="STARTED")
+                    .values_list("worker", flat=True)
+                    .first()
+                )
+            except DatabaseError:
+                self._from_results[task_id] = None
+        return self._from_results[task_id] or default
+
+
 class _Interrupt(Exception):
     """Raised from the event callback to leave drain_events (stop asked or lock lost)."""
 
@@ -408,7 +435,7 @@ class Monitor:
                 restored = self.recovery.sweep(
                     channel,
                     workers=list(self.workers.workers.values()),
-                    holders=self.holders.holders,
+                    holders=HoldersOrResults(self.holders.holders),
                     watching_since=self.stream_since,
                     stream_lost_at=self.stream_lost_at,
                     plan=self._plan_orphans,

@@ -7,12 +7,12 @@ from taskcenter import scheduled_set
 from taskcenter.broker import BROKER_ERRORS, broker_client, broker_down_message
 from taskcenter.models import Run
 from taskcenter.selectors.runs import runs_by_task_ids
-from taskcenter.services.errors import Unavailable
+from taskcenter.services import errors
 
 PAGE_SIZE = 50
 
 
-class ScheduledSetUnavailable(Unavailable):
+class ScheduledSetUnavailable(errors.Unavailable):
     """The broker does not answer, so the scheduled set cannot be read."""
 
 
