@@ -418,3 +418,35 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- HTTPS behind a proxy (docs/deploy.md, "Security settings") ---------------------------
+# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+# All off by default (development serves plain HTTP); `manage.py check --deploy` asks for them.
+# SECURE_PROXY_SSL_HEADER names the header the TLS-terminating proxy sets, "X-Forwarded-Proto: https"
+# (the value defaults to https). Only set it when the proxy always sets or strips that header.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Paths (regular expressions, without the leading slash) a plain-HTTP request may reach, e.g. a
+# load balancer's health check or Prometheus on the private network: ^healthz$,^readyz$,^metrics$
+SECURE_REDIRECT_EXEMPT = env_list("SECURE_REDIRECT_EXEMPT", [])
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "")
+if _proxy_header:
+    _header_name, _, _header_value = _proxy_header.partition(":")
+    _header_name, _header_value = _header_name.strip(), _header_value.strip() or "https"
+    if not _header_name or not all(c.isalnum() or c == "-" for c in _header_name):
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER={_proxy_header!r}: use a header name and value, e.g. 'X-Forwarded-Proto: https'."
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header_name.upper().replace("-", "_"), _header_value)
+
+# --- Redis Sentinel (docs/deploy.md, "Redis Sentinel") ------------------------------------
+# With a broker URL of sentinels (sentinel://:pass@s1:26379;sentinel://:pass@s2:26379;...), kombu
+# asks them for the address of this master and follows a failover; every process, taskcenter's own
+# Redis reads included, then talks to the current master.
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+if CELERY_BROKER_URL.startswith("sentinel://"):
+    if not REDIS_SENTINEL_MASTER:
+        raise ImproperlyConfigured("A sentinel:// broker URL needs REDIS_SENTINEL_MASTER, the name of the master.")
+    CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = REDIS_SENTINEL_MASTER

@@ -1,0 +1,212 @@
+"""The deployment files: systemd units in deploy/systemd (checked by ``systemd-analyze verify``
+where it is installed, and parsed here either way), their example environment, and the
+production security settings ``manage.py check --deploy`` asks for.
+"""
+
+import configparser
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = ROOT / "deploy" / "systemd"
+ENV_EXAMPLE = UNITS / "taskcenter.env.example"
+#: Where the units expect the checkout, its virtualenv and the environment files.
+APP, VENV_BIN, ETC = "/opt/taskcenter", "/opt/taskcenter/.venv/bin/", "/etc/taskcenter/"
+#: Variables the units themselves read (not settings): documented in docs/deploy.md.
+UNIT_VARIABLES = {"WEB_BIND", "WEB_CONCURRENCY", "WORKER_QUEUES"}
+LONG_RUNNING = [
+    "taskcenter-web.service",
+    "taskcenter-worker@.service",
+    "taskcenter-beat.service",
+    "taskcenter-monitor.service",
+]
+
+
+class _Repeated(dict):
+    """Section storage that keeps every value of a repeated key (ExecStart=, EnvironmentFile=)."""
+
+    def __setitem__(self, key, value):
+        if key in self and isinstance(value, list):
+            self[key].extend(value)
+        else:
+            super().__setitem__(key, value)
+
+
+def read_unit(name: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None, dict_type=_Repeated, delimiters=("=",))
+    parser.optionxform = str  # keys are case-sensitive
+    parser.read(UNITS / name)
+    return parser
+
+
+def values(unit, section: str, key: str) -> list[str]:
+    return [v for v in unit.get(section, key, fallback="").split("\n") if v]
+
+
+def env_example() -> dict:
+    env = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+def installed_copy(folder: Path) -> list[Path]:
+    """The units with the checkout, its virtualenv and the environment files where this test runs them."""
+    etc = folder / "etc"
+    etc.mkdir()
+    shutil.copy(ENV_EXAMPLE, etc / "taskcenter.env")
+    copies = []
+    for unit in sorted(UNITS.glob("taskcenter*.service")) + sorted(UNITS.glob("*.target")):
+        text = unit.read_text().replace(VENV_BIN, f"{Path(sys.executable).parent}/")
+        text = text.replace(ETC, f"{etc}/").replace(APP, str(ROOT))
+        # A template is verified through one of its instances.
+        name = unit.name.replace("@.", "@low.")
+        (folder / name).write_text(text)
+        copies.append(folder / name)
+    return copies
+
+
+def test_every_process_has_a_unit_that_restarts_it_and_stops_it_gently():
+    for name in LONG_RUNNING:
+        unit = read_unit(name)
+        assert {"Unit", "Service", "Install"} <= set(unit.sections()), name
+        service = unit["Service"]
+        assert service["Restart"] == "always", name
+        assert service["KillSignal"] == "SIGTERM", name
+        assert int(service["TimeoutStopSec"]) >= 30, name
+        assert service["User"] == "taskcenter" and service["WorkingDirectory"] == APP, name
+        assert values(unit, "Service", "EnvironmentFile")[0] == f"{ETC}taskcenter.env", name
+        assert unit["Install"]["WantedBy"] == "taskcenter.target", name
+
+
+def test_worker_stops_warm_and_waits_longer_than_the_longest_task(settings):
+    """SIGTERM to the Celery parent alone, which waits for running tasks; the children would die at once."""
+    service = read_unit("taskcenter-worker@.service")["Service"]
+    assert service["KillMode"] == "mixed"
+    assert int(service["TimeoutStopSec"]) > settings.CELERY_TASK_TIME_LIMIT
+    assert "--hostname=%i@%H" in service["ExecStart"]  # unique per host and per queue set
+    assert "-Q ${WORKER_QUEUES}" in service["ExecStart"]
+
+
+def test_every_exec_start_runs_a_real_command():
+    from django.core.management import get_commands
+
+    commands = get_commands()
+    for unit_path in sorted(UNITS.glob("*.service")):
+        for line in values(read_unit(unit_path.name), "Service", "ExecStart"):
+            argv = shlex.split(line)
+            assert argv[0].startswith(VENV_BIN), line
+            program = Path(sys.executable).parent / argv[0].removeprefix(VENV_BIN)
+            assert os.access(program, os.X_OK), f"{unit_path.name}: {program} is not installed"
+            if argv[1:2] == ["manage.py"]:
+                assert argv[2] in commands, f"{unit_path.name}: no manage.py command {argv[2]}"
+            elif argv[0].endswith("/celery"):
+                assert argv[1:4] == ["-A", "config", argv[3]] and argv[3] in ("worker", "beat"), line
+            else:
+                assert argv[0].endswith("/gunicorn") and argv[1] == "config.wsgi:application", line
+
+
+def test_release_unit_migrates_collects_static_files_and_checks():
+    lines = values(read_unit("taskcenter-release.service"), "Service", "ExecStart")
+    assert [shlex.split(line)[2] for line in lines] == ["migrate", "collectstatic", "taskcenter_check"]
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    found = shutil.which("systemd-analyze")
+    if not found:
+        pytest.skip("systemd-analyze is not installed (Debian's systemd package); the parser tests above still ran")
+    copies = installed_copy(tmp_path)
+    result = subprocess.run(
+        [found, "verify", "--man=no", *map(str, copies)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    # Unknown keys and bad values are only warnings (exit status 0): any output is a failure.
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path):
+    """The check above would see a typo or a missing program."""
+    found = shutil.which("systemd-analyze")
+    if not found:
+        pytest.skip("systemd-analyze is not installed")
+    copies = installed_copy(tmp_path)
+    beat = next(path for path in copies if path.name == "taskcenter-beat.service")
+    beat.write_text(beat.read_text().replace("KillSignal=", "KilSignal=").replace("/celery ", "/celeryy "))
+    result = subprocess.run([found, "verify", "--man=no", str(beat)], capture_output=True, text=True, timeout=60)
+    assert "Unknown key 'KilSignal'" in result.stderr
+    assert "celeryy is not executable" in result.stderr
+
+
+def test_example_environment_names_only_documented_variables():
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_][A-Z0-9_]*)`", readme, flags=re.MULTILINE))
+    assert set(env_example()) - documented - UNIT_VARIABLES == set()
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert all(f"`{name}`" in deploy for name in UNIT_VARIABLES)
+
+
+# --- Security settings ---------------------------------------------------------------------
+
+
+def manage_check_deploy(tmp_path, redis_server, **env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    clean.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        TASKCENTER_STATE_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path}/check.sqlite3",
+        REDIS_URL=redis_server.url,
+        SECRET_KEY=secrets.token_urlsafe(60),
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_check_deploy_passes_with_the_example_environment(tmp_path, redis_server):
+    env = {k: v for k, v in env_example().items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    result = manage_check_deploy(tmp_path, redis_server, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_asks_for_hsts_and_ssl_redirect_without_them(tmp_path, redis_server):
+    result = manage_check_deploy(tmp_path, redis_server, DEBUG="false", ALLOWED_HOSTS="tasks.example.com")
+    assert result.returncode != 0
+    assert "security.W004" in result.stderr and "security.W008" in result.stderr
+
+
+def test_proxy_header_is_read_as_a_header_name_and_value():
+    script = (
+        "import config.settings as s; print(s.SECURE_PROXY_SSL_HEADER, s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT)"  # noqa: E501
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "DEBUG": "true", "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+             "SECURE_HSTS_SECONDS": "3600", "SECURE_SSL_REDIRECT": "yes"},
+    )  # fmt: skip
+    assert result.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https') 3600 True", result.stderr
+
+
+def test_a_malformed_proxy_header_stops_start_up_with_its_name():
+    result = load_settings(DEBUG="true", SECURE_PROXY_SSL_HEADER="X Forwarded Proto")
+    assert result.returncode != 0
+    assert "SECURE_PROXY_SSL_HEADER='X Forwarded Proto'" in result.stderr
+
+
+def test_a_sentinel_broker_url_needs_the_master_name():
+    url = "sentinel://sentinel1:26379;sentinel://sentinel2:26379"
+    assert "REDIS_SENTINEL_MASTER" in load_settings(DEBUG="true", REDIS_URL=url).stderr
+    assert load_settings(DEBUG="true", REDIS_URL=url, REDIS_SENTINEL_MASTER="taskcenter").returncode == 0
