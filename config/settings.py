@@ -445,8 +445,16 @@ if _proxy_header:
 # With a broker URL of sentinels (sentinel://:pass@s1:26379;sentinel://:pass@s2:26379;...), kombu
 # asks them for the address of this master and follows a failover; every process, taskcenter's own
 # Redis reads included, then talks to the current master.
+# The password in the URL is the master's; REDIS_SENTINEL_PASSWORD is the sentinels' own, if they have one.
 REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")
 if CELERY_BROKER_URL.startswith("sentinel://"):
     if not REDIS_SENTINEL_MASTER:
         raise ImproperlyConfigured("A sentinel:// broker URL needs REDIS_SENTINEL_MASTER, the name of the master.")
     CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = REDIS_SENTINEL_MASTER
+    if REDIS_SENTINEL_PASSWORD:
+        CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {
+            "password": REDIS_SENTINEL_PASSWORD,
+            "socket_timeout": BROKER_REQUEST_TIMEOUT,
+            "socket_connect_timeout": BROKER_REQUEST_TIMEOUT,
+        }

@@ -210,3 +210,13 @@ def test_a_sentinel_broker_url_needs_the_master_name():
     url = "sentinel://sentinel1:26379;sentinel://sentinel2:26379"
     assert "REDIS_SENTINEL_MASTER" in load_settings(DEBUG="true", REDIS_URL=url).stderr
     assert load_settings(DEBUG="true", REDIS_URL=url, REDIS_SENTINEL_MASTER="taskcenter").returncode == 0
+
+
+def test_a_sentinel_password_goes_to_the_sentinels_only():
+    script = "import config.settings as s; o = s.CELERY_BROKER_TRANSPORT_OPTIONS; print(o['master_name'], o['sentinel_kwargs']['password'])"  # noqa: E501
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "DEBUG": "true", "REDIS_URL": "sentinel://:master-pw@s1:26379",
+             "REDIS_SENTINEL_MASTER": "taskcenter", "REDIS_SENTINEL_PASSWORD": "sentinel-pw"},
+    )  # fmt: skip
+    assert result.stdout.split() == ["taskcenter", "sentinel-pw"], result.stderr
