@@ -458,3 +458,21 @@ if CELERY_BROKER_URL.startswith("sentinel://"):
             "socket_timeout": BROKER_REQUEST_TIMEOUT,
             "socket_connect_timeout": BROKER_REQUEST_TIMEOUT,
         }
+
+# --- Shared cache (docs/deploy.md, "Several web processes") -------------------------------
+# https://docs.djangoproject.com/en/5.2/topics/cache/#redis
+# The API's rate limit counts in Django's cache: the default local-memory cache counts per
+# process, so N web processes would allow N times the rate. TASKCENTER_CACHE_URL (redis://,
+# rediss:// or unix:// for a socket) makes every process count in one Redis.
+TASKCENTER_CACHE_URL = env_str("TASKCENTER_CACHE_URL", "")
+if TASKCENTER_CACHE_URL:
+    if TASKCENTER_CACHE_URL.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured("TASKCENTER_CACHE_URL must start with redis://, rediss:// or unix://.")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": TASKCENTER_CACHE_URL,
+            "KEY_PREFIX": "taskcenter-cache",
+            "OPTIONS": {"socket_timeout": BROKER_REQUEST_TIMEOUT, "socket_connect_timeout": BROKER_REQUEST_TIMEOUT},
+        }
+    }

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,27 @@ def test_a_sentinel_password_goes_to_the_sentinels_only():
              "REDIS_SENTINEL_MASTER": "taskcenter", "REDIS_SENTINEL_PASSWORD": "sentinel-pw"},
     )  # fmt: skip
     assert result.stdout.split() == ["taskcenter", "sentinel-pw"], result.stderr
+
+
+def test_a_cache_url_of_another_kind_stops_start_up():
+    result = load_settings(DEBUG="true", TASKCENTER_CACHE_URL="memcached://cache:11211")
+    assert result.returncode != 0
+    assert "TASKCENTER_CACHE_URL must start with redis://" in result.stderr
+
+
+def test_a_shared_cache_that_does_not_answer_leaves_the_api_answering(db, settings, tmp_path, caplog):
+    from tests.api_support import make_user, token_client
+
+    settings.TASKCENTER_API_RATE = "2/min"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"unix://{tmp_path}/no-redis.sock",
+            "OPTIONS": {"socket_timeout": 0.4, "socket_connect_timeout": 0.4},
+        }
+    }
+    client = token_client(make_user("viewer"))
+    started = time.monotonic()
+    assert [client.get("/api/v1/catalogue/").status_code for _ in range(3)] == [200, 200, 200]
+    assert time.monotonic() - started < 5
+    assert "rate limit not applied: the cache does not answer" in caplog.text

@@ -286,3 +286,24 @@ def test_two_of_every_process_against_one_redis_and_one_database(hosts, private_
             text = response.read().decode()
         assert metric(text, task="examples.add", queue="high", state="succeeded") == len(runs)
         assert metric(text, task="examples.add", queue="low", state="succeeded") == 1
+
+
+def test_the_api_rate_limit_counts_across_web_processes_with_a_shared_cache(
+    transactional_db, private_broker, private_redis, tmp_path
+):
+    """With TASKCENTER_CACHE_URL, two web processes allow a token its rate once, not once each."""
+    user = get_user_model().objects.create_superuser(username="ops", password="pw-ops-1")
+    _, token = token_create(user=user, name="rate", actor=user)
+    cache = f"unix://{private_redis.socket}"
+    webs = [
+        Web(name, host_env(private_redis, tmp_path, name, TASKCENTER_API_RATE="4/min", TASKCENTER_CACHE_URL=cache))
+        for name in ("rate-web-1", "rate-web-2")
+    ]
+    try:
+        for web in webs:
+            wait_for(web.answers, timeout=120, interval=0.5, message=f"{web.base} to serve")
+        statuses = [webs[i % 2].request("/api/v1/catalogue/", token=token)[0] for i in range(6)]
+        assert statuses == [200, 200, 200, 200, 429, 429]
+    finally:
+        for web in webs:
+            web.process.stop(timeout=30)
