@@ -6,8 +6,9 @@ folders, one of them dedicated to the ``low`` queue; two web processes (real gun
 ports, API token over HTTP); two ``celery beat``; two monitors. Then check that each due run
 of an interval schedule is sent once, the monitor counts each finished run once, a control
 action sent through web 2 reaches the host it names and no other, both web processes list
-both workers, and a launch through web 1 to the dedicated queue runs on the host that
-consumes it.
+both workers, a launch through web 1 to the dedicated queue runs on the host that
+consumes it, and delayed runs (held in the scheduled set, which every worker's pump
+watches) run once each.
 
 Every wait is generous: on a loaded 2-core machine nine Django processes start slowly.
 """
@@ -38,6 +39,8 @@ INTERVAL = 2
 BEAT_WINDOW = 20
 METRICS_TOKEN = "many-hosts-metrics"
 MAIN, LOW = "main@alpha", "low@beta"
+#: Runs launched with a countdown, held in the scheduled set until due.
+DELAYED = 5
 
 
 def free_port() -> int:
@@ -240,6 +243,17 @@ def test_two_of_every_process_against_one_redis_and_one_database(hosts, private_
         status, body = web2.request(f"/api/v1/runs/{task_id}/", token=token)  # the other web sees it too
         assert status == 200 and body["state"] == "SUCCESS", body
 
+        # --- Delayed runs launched through web 2 wait in the scheduled set; the pumps of both hosts
+        # race for them when due, and each is published once (counted below: started once each).
+        delayed = []
+        for i in range(DELAYED):
+            status, body = web2.request(
+                "/api/v1/runs/", token=token, body={"task": "examples.add", "args": [i, i], "queue": "default",
+                                                    "countdown": 3},
+            )  # fmt: skip
+            assert status == 201, body
+            delayed.append(body["task_id"])
+
         time.sleep(max(0.0, BEAT_WINDOW - (time.monotonic() - window_started)))
     finally:
         # The standby first: stopped first, the leader would hand it the lock, and it would send the next run.
@@ -275,11 +289,15 @@ def test_two_of_every_process_against_one_redis_and_one_database(hosts, private_
 
     wait_for(lambda: counted("high", len(runs)), timeout=60, interval=0.5, message=f"{len(runs)} counted")
     wait_for(lambda: counted("low", 1), timeout=30, interval=0.5, message="the low run counted")
+    wait_for(lambda: counted("default", DELAYED), timeout=60, interval=0.5, message="the delayed runs counted")
     time.sleep(2)  # a few more flushes: nothing may be counted twice
     high = TaskTotals.objects.get(task_name="examples.add", queue="high")
     low = TaskTotals.objects.get(task_name="examples.add", queue="low")
     assert (high.sent, high.started, high.succeeded, high.failed) == (len(runs),) * 3 + (0,)
     assert (low.sent, low.started, low.succeeded, low.failed) == (1, 1, 1, 0)
+    later = TaskTotals.objects.get(task_name="examples.add", queue="default")
+    assert (later.sent, later.started, later.succeeded, later.failed) == (DELAYED, DELAYED, DELAYED, 0)
+    assert set(TaskResult.objects.filter(task_id__in=delayed).values_list("status", "worker")) == {("SUCCESS", MAIN)}
     for web in (web1, web2):
         request = urllib.request.Request(web.base + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
