@@ -9,13 +9,16 @@ import re
 import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import CeleryProcess, _database_url, wait_for
 from tests.test_settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,3 +248,88 @@ def test_a_shared_cache_that_does_not_answer_leaves_the_api_answering(db, settin
     assert [client.get("/api/v1/catalogue/").status_code for _ in range(3)] == [200, 200, 200]
     assert time.monotonic() - started < 5
     assert "rate limit not applied: the cache does not answer" in caplog.text
+
+
+# --- The units' command lines, run for real ------------------------------------------------
+
+
+def unit_environment(name: str, instance: str = "") -> dict:
+    """What systemd gives the unit's commands: its Environment= defaults, then its environment files."""
+    unit = read_unit(name)
+    env = {}
+    for line in values(unit, "Service", "Environment"):
+        env.update(item.split("=", 1) for item in shlex.split(line))
+    env.update(env_example())
+    if "worker-%i.env" in unit.get("Service", "EnvironmentFile"):
+        for line in (UNITS / f"worker-{instance}.env.example").read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                env[key.strip()] = value.strip()
+    return env
+
+
+def exec_start(name: str, env: dict, *, instance: str = "") -> list[str]:
+    """The unit's ExecStart as systemd would run it: specifiers, then ${VAR} replaced; our virtualenv."""
+    line = values(read_unit(name), "Service", "ExecStart")[0]
+    line = line.replace("%i", instance).replace("%H", socket.gethostname())
+    line = re.sub(r"\$\{(\w+)\}", lambda match: env[match.group(1)], line)
+    argv = shlex.split(line)
+    return [str(Path(sys.executable).parent / argv[0].removeprefix(VENV_BIN)), *argv[1:]]
+
+
+def test_every_variable_of_a_command_line_has_a_default_in_its_unit():
+    """A variable missing from the environment file must not leave an empty argument."""
+    for unit_path in sorted(UNITS.glob("*.service")):
+        unit = read_unit(unit_path.name)
+        defaults = {
+            item.split("=", 1)[0] for line in values(unit, "Service", "Environment") for item in shlex.split(line)
+        }
+        used = set(re.findall(r"\$\{(\w+)\}", unit.get("Service", "ExecStart")))
+        assert used <= defaults, (unit_path.name, used - defaults)
+
+
+@pytest.mark.e2e
+def test_the_worker_and_web_units_command_lines_start_and_serve(
+    transactional_db, private_broker, private_redis, tmp_path
+):
+    """With the example environment (DEBUG off, HTTPS settings on), pointed at this test's Redis and database."""
+    from celery import current_app
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    bind = f"127.0.0.1:{port.getsockname()[1]}"
+    port.close()
+    local = {
+        "DATABASE_URL": _database_url(), "REDIS_URL": private_redis.url, "SECRET_KEY": secrets.token_urlsafe(60),
+        "TASKCENTER_CACHE_URL": f"unix://{private_redis.socket}", "TASKCENTER_STATE_DIR": str(tmp_path),
+        "WEB_BIND": bind, "PATH": os.environ["PATH"], "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip
+    started = []
+    try:
+        env = {**unit_environment("taskcenter-worker@.service", "low"), **local}
+        argv = exec_start("taskcenter-worker@.service", env, instance="low")
+        started.append(CeleryProcess("unit-worker-low", argv[1:], env, program=("-m", "celery")))
+        env = {**unit_environment("taskcenter-web.service"), **local}
+        argv = exec_start("taskcenter-web.service", env)
+        started.append(CeleryProcess("unit-web", argv[1:], env, program=("-m", "gunicorn")))
+
+        hostname = f"low@{socket.gethostname()}"
+        wait_for(lambda: current_app.control.ping(destination=[hostname], timeout=1), timeout=120, message=hostname)
+        queues = current_app.control.inspect(destination=[hostname], timeout=2).active_queues()[hostname]
+        assert [queue["name"] for queue in queues] == ["low"]
+
+        def healthz():
+            request = urllib.request.Request(
+                f"http://{bind}/healthz", headers={"Host": "tasks.example.com", "X-Forwarded-Proto": "https"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (local test server)
+                    return response.status == 200 and response.headers
+            except OSError:
+                return False
+
+        headers = wait_for(healthz, timeout=120, interval=0.5, message="gunicorn to serve /healthz")
+        assert "max-age=31536000" in headers["Strict-Transport-Security"]  # over HTTPS, as the proxy says
+    finally:
+        for process in started:
+            process.stop(timeout=30)
