@@ -224,8 +224,8 @@ def test_two_of_every_process_against_one_redis_and_one_database(hosts, private_
             status, body = web1.request("/api/v1/workers/", token=token)
             return {w["hostname"]: w["pool_processes"] for w in body["workers"]} if status == 200 else {}
 
-        wait_for(lambda: pools().get(LOW) == 2, timeout=30, interval=1, message=f"{LOW} to have 2 processes")
-        assert pools()[MAIN] == 1
+        # Both must answer (an inspect under load may miss one): LOW grew, MAIN did not.
+        wait_for(lambda: pools() == {LOW: 2, MAIN: 1}, timeout=45, interval=1, message=f"{LOW} alone to grow")
         assert AuditEntry.objects.filter(action=AuditEntry.Action.POOL_GROW, target=LOW).count() == 1
 
         # --- A launch through web 1 to the dedicated queue runs on the host that consumes it.
