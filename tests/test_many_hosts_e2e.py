@@ -6,17 +6,20 @@ folders, one of them dedicated to the ``low`` queue; two web processes (real gun
 ports, API token over HTTP); two ``celery beat``; two monitors. Then check that each due run
 of an interval schedule is sent once, the monitor counts each finished run once, a control
 action sent through web 2 reaches the host it names and no other, both web processes list
-both workers, a launch through web 1 to the dedicated queue runs on the host that
+both workers (API, and the Workers page for a user who logged in on web 1 only), a launch through web 1 to the dedicated queue runs on the host that
 consumes it, and delayed runs (held in the scheduled set, which every worker's pump
 watches) run once each.
 
 Every wait is generous: on a loaded 2-core machine nine Django processes start slowly.
 """
 
+import http.cookiejar
 import json
+import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -85,6 +88,26 @@ class Web:
                 return response.status == 200
         except OSError:
             return False
+
+
+class Browser:
+    """Cookies kept across requests, as a browser keeps them (for 127.0.0.1 whatever the port)."""
+
+    def __init__(self):
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, url: str) -> tuple[str, str]:
+        """The page's final address (after redirects) and its text."""
+        with self.opener.open(url, timeout=30) as response:
+            return response.geturl(), response.read().decode(errors="replace")
+
+    def log_in(self, base: str, username: str, password: str) -> None:
+        _, page = self.get(base + "/login/")
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": csrf})
+        with self.opener.open(base + "/login/", data=form.encode(), timeout=30) as response:
+            assert not response.geturl().endswith("/login/"), "the login was refused"
 
 
 def sent_by(beat: CeleryProcess) -> int:
@@ -209,6 +232,17 @@ def test_two_of_every_process_against_one_redis_and_one_database(hosts, private_
             assert set(workers) == {MAIN, LOW}
             assert workers[MAIN]["queues"] == ["default", "high"] and workers[LOW]["queues"] == ["low"]
             assert workers[MAIN]["pool_processes"] == 1 and workers[LOW]["pool_processes"] == 1
+        # ... and so do their Workers pages, for a user who logged in on web 1 only (sessions are shared).
+        browser = Browser()
+        browser.log_in(web1.base, "ops", "pw-ops-1")
+        for web in (web1, web2):
+
+            def page_lists_both(web=web):
+                url, page = browser.get(web.base + "/workers/")
+                assert url == web.base + "/workers/", f"{web.base} sent the user to {url}"
+                return MAIN in page and LOW in page
+
+            wait_for(page_lists_both, timeout=30, interval=1, message=f"the Workers page of {web.base}")
         # ... and so does the monitor's state, which the dashboard shows.
         wait_for(
             lambda: {w.hostname for w in monitoring.workers_state() if w.online} == {MAIN, LOW},
