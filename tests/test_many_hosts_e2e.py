@@ -6,11 +6,12 @@ folders, one of them dedicated to the ``low`` queue; two web processes (real gun
 ports, API token over HTTP); two ``celery beat``; two monitors. Then check that each due run
 of an interval schedule is sent once, the monitor counts each finished run once, a control
 action sent through web 2 reaches the host it names and no other, both web processes list
-both workers (API, and the Workers page for a user who logged in on web 1 only), a launch through web 1 to the dedicated queue runs on the host that
-consumes it, and delayed runs (held in the scheduled set, which every worker's pump
-watches) run once each.
+both workers (API, and the Workers page for a user who logged in on web 1 only), a launch
+through web 1 to the dedicated queue runs on the host that consumes it, and delayed runs
+(held in the scheduled set, which every worker's pump watches) run once each. A second test:
+with TASKCENTER_CACHE_URL the API rate limit counts across both web processes.
 
-Every wait is generous: on a loaded 2-core machine nine Django processes start slowly.
+Every wait is generous: on a loaded 2-core machine eight Django processes start slowly.
 """
 
 import http.cookiejar
