@@ -418,3 +418,61 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- HTTPS behind a proxy (docs/deploy.md, "Security settings") ---------------------------
+# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+# All off by default (development serves plain HTTP); `manage.py check --deploy` asks for them.
+# SECURE_PROXY_SSL_HEADER names the header the TLS-terminating proxy sets, "X-Forwarded-Proto: https"
+# (the value defaults to https). Only set it when the proxy always sets or strips that header.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Paths (regular expressions, without the leading slash) a plain-HTTP request may reach, e.g. a
+# load balancer's health check or Prometheus on the private network: ^healthz$,^readyz$,^metrics$
+SECURE_REDIRECT_EXEMPT = env_list("SECURE_REDIRECT_EXEMPT", [])
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "")
+if _proxy_header:
+    _header_name, _, _header_value = _proxy_header.partition(":")
+    _header_name, _header_value = _header_name.strip(), _header_value.strip() or "https"
+    if not _header_name or not all(c.isalnum() or c == "-" for c in _header_name):
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER={_proxy_header!r}: use a header name and value, e.g. 'X-Forwarded-Proto: https'."
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header_name.upper().replace("-", "_"), _header_value)
+
+# --- Redis Sentinel (docs/deploy.md, "Redis Sentinel") ------------------------------------
+# With a broker URL of sentinels (sentinel://:pass@s1:26379;sentinel://:pass@s2:26379;...), kombu
+# asks them for the address of this master and follows a failover; every process, taskcenter's own
+# Redis reads included, then talks to the current master.
+# The password in the URL is the master's; REDIS_SENTINEL_PASSWORD is the sentinels' own, if they have one.
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")
+if CELERY_BROKER_URL.startswith("sentinel://"):
+    if not REDIS_SENTINEL_MASTER:
+        raise ImproperlyConfigured("A sentinel:// broker URL needs REDIS_SENTINEL_MASTER, the name of the master.")
+    CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = REDIS_SENTINEL_MASTER
+    if REDIS_SENTINEL_PASSWORD:
+        CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {
+            "password": REDIS_SENTINEL_PASSWORD,
+            "socket_timeout": BROKER_REQUEST_TIMEOUT,
+            "socket_connect_timeout": BROKER_REQUEST_TIMEOUT,
+        }
+
+# --- Shared cache (docs/deploy.md, "Several web processes") -------------------------------
+# https://docs.djangoproject.com/en/5.2/topics/cache/#redis
+# The API's rate limit counts in Django's cache: the default local-memory cache counts per
+# process, so N web processes would allow N times the rate. TASKCENTER_CACHE_URL (redis://,
+# rediss:// or unix:// for a socket) makes every process count in one Redis.
+TASKCENTER_CACHE_URL = env_str("TASKCENTER_CACHE_URL", "")
+if TASKCENTER_CACHE_URL:
+    if TASKCENTER_CACHE_URL.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured("TASKCENTER_CACHE_URL must start with redis://, rediss:// or unix://.")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": TASKCENTER_CACHE_URL,
+            "KEY_PREFIX": "taskcenter-cache",
+            "OPTIONS": {"socket_timeout": BROKER_REQUEST_TIMEOUT, "socket_connect_timeout": BROKER_REQUEST_TIMEOUT},
+        }
+    }

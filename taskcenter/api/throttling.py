@@ -1,14 +1,20 @@
 """Per-token rate limit of the API (``TASKCENTER_API_RATE``)."""
 
+import logging
+
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
+
+from taskcenter.broker import BROKER_ERRORS
+
+logger = logging.getLogger(__name__)
 
 
 class TokenRateThrottle(SimpleRateThrottle):
     """Limit each API token (or each signed-in user's session) to ``TASKCENTER_API_RATE`` requests.
 
     Counts live in Django's cache (per process with the default local-memory cache;
-    configure a shared cache to limit across web processes).
+    set TASKCENTER_CACHE_URL to limit across web processes).
     """
 
     scope = "api"
@@ -37,3 +43,11 @@ class TokenRateThrottle(SimpleRateThrottle):
         else:
             ident = f"anon:{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_request(self, request, view):
+        # A shared cache (TASKCENTER_CACHE_URL) that does not answer must not fail every API request.
+        try:
+            return super().allow_request(request, view)
+        except BROKER_ERRORS as exc:
+            logger.warning("API rate limit not applied: the cache does not answer (%s)", exc)
+            return True
