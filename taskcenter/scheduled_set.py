@@ -353,8 +353,12 @@ def _message_of(raw) -> tuple[str, tuple, dict]:
         raise ValueError("not a held task message")
     options = data.get("options") or {}
     options["retry"] = False  # a failed publish stays claimed and is rescued
-    # It is due (or made due by "run now"): a worker must run it at once, not wait for the old ETA.
-    headers["eta"] = None
+    # Due, or made due early by "run now": a worker must run it at once, not wait for a later ETA.
+    # A past ETA is kept: the task-received event carries it, and the monitor records it as
+    # the time the retry was due.
+    due = due_time(headers)
+    if due is not None and due > time.time():
+        headers["eta"] = datetime.now(UTC).isoformat()
     message = task_message(headers=headers, properties=properties, body=data["body"], sent_event=data.get("sent_event"))
     return data["name"], message, options
 

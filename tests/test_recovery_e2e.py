@@ -116,7 +116,12 @@ def test_the_run_of_a_killed_worker_runs_again_on_another_worker_within_a_minute
         second = start_worker(private_redis, "survivor")
         killed_at = time.monotonic()
         kill_whole_worker(first)
-        assert private_broker.hlen("unacked") == 1  # its message waits, unacknowledged
+        # Its message waits unacknowledged (or, when the pool child died an instant before the main
+        # process, the main process requeued it first: on a loaded machine the kills are not at once).
+        queued = sum(
+            private_broker.llen(key) for key in private_broker.keys("*") if private_broker.type(key) == b"list"
+        )
+        assert private_broker.hlen("unacked") + queued == 1
 
         wait_for(
             lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),

@@ -47,7 +47,8 @@ def test_a_held_message_is_published_as_it_was_sent():
     raw = scheduled_set.payload_of("examples.add", task_message(headers, properties, body, None), options, due=5.0)
     name, message, kept = scheduled_set._message_of(raw)
     assert name == "examples.add"
-    assert message.headers == {**headers, "eta": None}  # due when published, even if made due early
+    assert {**message.headers, "eta": None} == {**headers, "eta": None}
+    assert scheduled_set.due_time(message.headers) <= time.time()  # made due early: due now, not in 2030
     assert message.properties == properties
     assert message.body[1]["when"] == body[1]["when"]  # kombu's JSON keeps dates
     assert kept == {"queue": "high", "routing_key": "high", "priority": 3, "retry": False}
@@ -189,8 +190,12 @@ def test_cancelling_a_delayed_run_takes_it_out_of_the_set_and_it_never_runs(cele
 
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_a_retry_with_backoff_waits_in_the_set(celery_worker, redis_server, request):
+def test_a_retry_with_backoff_waits_in_the_set_and_the_run_page_says_when_it_is_due(
+    celery_worker, celery_monitor, redis_server, request, staff_client
+):
     from taskcenter.retry_policy import RetryPolicy
+    from taskcenter.selectors.retry_policy import run_retry_status
+    from taskcenter.selectors.runs import run_by_task_id
     from taskcenter.services.retry_policy import retry_policy_reset, retry_policy_save
 
     slow = RetryPolicy(max_retries=3, backoff="fixed", delay=4, max_delay=4, jitter=False, retry_on=(ConnectionError,))
@@ -200,6 +205,13 @@ def test_a_retry_with_backoff_waits_in_the_set(celery_worker, redis_server, requ
     run = run_launch(task_name="examples.flaky", kwargs={"failures": 1})
     wait_for(lambda: run.task_id in waiting_ids(client), timeout=30, message="the retry to wait in the set")
     assert run.task_id not in queued_ids(client)
+    status = wait_for(
+        lambda: (s := run_retry_status(run_by_task_id(run.task_id))) and s.next_at and s, timeout=20,
+        message="the retry status with its due time",
+    )  # fmt: skip
+    assert (status.attempt, status.of) == (1, 4)
+    assert abs((status.next_at - scheduled_set.held_due(client, run.task_id)).total_seconds()) < 0.01
+    assert "attempt 1 of 4" in staff_client.get(f"/runs/{run.task_id}/").content.decode()
     result = wait_for_state(run, "SUCCESS", timeout=40)
     assert result.status == "SUCCESS"
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from taskcenter import catalogue
 from taskcenter.models import RetryPolicyOverride
 from taskcenter.retry_policy import InvalidPolicy, RetryPolicy
+from taskcenter.selectors.scheduled import waiting_until
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ def run_retry_status(run) -> RetryStatus | None:
     attempts = run.attempt_list
     last = attempts[-1] if attempts else None
     waiting = last is not None and last["ended"] == "retried" and not run.is_finished
-    return RetryStatus(
-        attempt=len(attempts),
-        of=view.current.max_retries + 1,
-        next_at=last["next_at"] if waiting else None,
-    )
+    next_at = None
+    if waiting:
+        # The monitor learns the due time when the retry's message is delivered; while it waits
+        # in the scheduled set, the set knows it.
+        next_at = last["next_at"] or waiting_until(run.task_id)
+    return RetryStatus(attempt=len(attempts), of=view.current.max_retries + 1, next_at=next_at)
