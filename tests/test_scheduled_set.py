@@ -204,7 +204,12 @@ def test_a_retry_with_backoff_waits_in_the_set_and_the_run_page_says_when_it_is_
     client = redis_server.client()
     run = run_launch(task_name="examples.flaky", kwargs={"failures": 1})
     wait_for(lambda: run.task_id in waiting_ids(client), timeout=30, message="the retry to wait in the set")
-    assert run.task_id not in queued_ids(client)
+    # The first attempt's message stays unacknowledged until that attempt has returned; then
+    # nothing of the run is on a worker or a queue while its retry waits.
+    wait_for(
+        lambda: run.task_id not in queued_ids(client) and run.task_id in waiting_ids(client), timeout=3,
+        message="the first attempt's message to be acknowledged while the retry waits",
+    )  # fmt: skip
     status = wait_for(
         lambda: (s := run_retry_status(run_by_task_id(run.task_id))) and s.next_at and s, timeout=20,
         message="the retry status with its due time",
