@@ -97,7 +97,7 @@ def _cursor_position(cursor: int):
 
 def with_results(runs: list[Run]) -> list[Run]:
     """Attach each run's result row (or its absence), read in one query by the page's task ids."""
-    results = {r.task_id: r for r in TaskResult.objects.filter(task_id__in=[run.task_id for run in runs])}
+    results = {r.task_id: r for r in TaskResult.objects.filter(task_id__in=[run.task_id for run in runs]).order_by()}
     for run in runs:
         Run.task_result.field.set_cached_value(run, results.get(run.task_result_id))
     return runs
