@@ -47,23 +47,65 @@ SOURCES = ["code", "web", "api", "cli", "admin"]
 LAUNCHERS = ["alice", "bob", "carol"]
 
 
-def users_insert(con) -> list[int]:
+class Database:
+    """The few DB-API calls ``fill`` makes, on SQLite (a file) or PostgreSQL (a URL); ``?`` placeholders."""
+
+    def __init__(self, target):
+        self.postgresql = isinstance(target, str)
+        if self.postgresql:
+            import psycopg
+
+            self.con = psycopg.connect(target)
+        else:
+            self.con = sqlite3.connect(target)
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("PRAGMA synchronous=OFF")
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgresql else sql
+
+    def execute(self, sql: str, params=()):
+        cursor = self.con.cursor()
+        cursor.execute(self._sql(sql), params)
+        return cursor
+
+    def executemany(self, sql: str, rows) -> None:
+        self.con.cursor().executemany(self._sql(sql), rows)
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def analyze(self) -> None:
+        if self.postgresql:
+            self.con.commit()
+            self.con.autocommit = True
+            self.con.execute("VACUUM ANALYZE")
+        else:
+            self.con.execute("ANALYZE")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def users_insert(con: Database) -> list[int]:
     """The users who launch runs (ids, for ``launched_by``)."""
     joined = datetime.now(UTC).isoformat(sep=" ")
     con.executemany(
         "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active, "
-        "date_joined) VALUES ('!', 0, ?, '', '', '', 1, 1, ?)",
-        [(name, joined) for name in LAUNCHERS],
+        "date_joined) VALUES ('!', ?, ?, '', '', '', ?, ?, ?)",
+        [(False, name, True, True, joined) for name in LAUNCHERS],
     )
-    return [row[0] for row in con.execute("SELECT id FROM auth_user ORDER BY id")]
+    return [row[0] for row in con.execute("SELECT id FROM auth_user ORDER BY id").fetchall()]
 
 
 def group_fingerprint(n: int) -> str:
     return f"{n:040x}"
 
 
-def fill(db_path: Path, runs: int, groups: int) -> None:
-    """Insert runs, results, failure groups and a day of minute figures straight into SQLite (fast).
+def fill(db_path: Path | str, runs: int, groups: int) -> None:
+    """Insert runs, results, failure groups and a day of minute figures straight into the database (fast).
+
+    ``db_path``: a SQLite file, or a PostgreSQL URL.
 
     The runs' own state is written as the monitor writes it; each failed run is in a
     failure group: 60 % in the first group (its page pages through tens of thousands
@@ -74,9 +116,7 @@ def fill(db_path: Path, runs: int, groups: int) -> None:
     # Out of 200: PENDING and RECEIVED have no result row (as in production), the others have one.
     states = ["SUCCESS"] * 176 + ["FAILURE"] * 16 + ["STARTED"] * 2 + ["REVOKED"] * 2 + ["RETRY"] * 2 + [
         "RECEIVED", "PENDING"]  # fmt: skip
-    con = sqlite3.connect(db_path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")
+    con = Database(db_path)
     users = users_insert(con)
     batch = 50_000
     group_counts = [0] * groups
@@ -144,7 +184,7 @@ def fill(db_path: Path, runs: int, groups: int) -> None:
         ],
     )  # fmt: skip
     con.commit()
-    con.execute("ANALYZE")
+    con.analyze()
     con.close()
 
 
@@ -240,7 +280,8 @@ def history_queries(size: int) -> list[tuple[str, str]]:
         ("task + rare state", "/runs/?task_name=examples.add&state=RETRY"),
         ("queue + state", "/runs/?queue=low&state=STARTED"),
         ("worker + state", f"/runs/?worker={WORKERS[1]}&state=FAILURE"),
-        ("launched by + task", f"/runs/?launched_by={LAUNCHERS[0]}&task_name=examples.fail"),
+        ("launched by + task", f"/runs/?launched_by={LAUNCHERS[0]}&task_name=examples.add"),
+        ("launched by + task, no match", f"/runs/?launched_by={LAUNCHERS[0]}&task_name=examples.fail"),
         ("state + last hour", f"/runs/?state=FAILURE&created_from={at(1)}"),
         ("task + state + an hour 4 h ago", f"/runs/?task_name=examples.fail&state=FAILURE&created_from={at(5)}"
          f"&created_to={at(4)}"),
@@ -257,33 +298,52 @@ def history_queries(size: int) -> list[tuple[str, str]]:
     return queries
 
 
+def postgresql_database(url_template: str, name: str) -> str:
+    """A new, empty PostgreSQL database ``name``; its URL (``url_template`` has ``{name}`` for the database)."""
+    import psycopg
+
+    with psycopg.connect(url_template.format(name="postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return url_template.format(name=name)
+
+
 def history_compare(options) -> None:
-    """Time every History query on databases of each size, alternating rounds, and print p50/p95 and the ratios."""
+    """Time every History query on databases of each size, alternating rounds, and print p50/p95 and the ratios.
+
+    Each figure is a whole request through Django's test client (rendering included).
+    """
     sizes = [int(n) for n in options.history.split(",")]
     base_env = dict(os.environ, DEBUG="true", TASKCENTER_METRICS_TOKEN="bench", ALLOWED_HOSTS="testserver")
     base_env.pop("DATABASE_URL", None)
     base_env.pop("REDIS_URL", None)
-    states = []
+    states, databases = [], []
     try:
         for size in sizes:
             state = Path(tempfile.mkdtemp(prefix=f"tc-bench-history-{size}-"))
             states.append(state)
             env = dict(base_env, TASKCENTER_STATE_DIR=str(state))
+            target = state / "taskcenter.sqlite3"
+            if options.postgresql:
+                target = postgresql_database(options.postgresql, f"tc_bench_history_{size}")
+                env["DATABASE_URL"] = target
+            databases.append(target)
             subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
             began = time.perf_counter()
-            fill(state / "taskcenter.sqlite3", size, max(size // 500, 1))
+            fill(target, size, max(size // 500, 1))
             say(f"filled {size:,} runs in {time.perf_counter() - began:.0f} s")
         first = states[0]
         (first / "redis").mkdir(exist_ok=True)
-        redis = subprocess.Popen(
-            __import__("taskcenter.embedded_redis", fromlist=["x"]).server_command(first / "redis", first / "redis" /
-                                                                                  "redis.sock"),
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        from taskcenter.embedded_redis import server_command
+
+        socket = first / "redis" / "redis.sock"
+        redis = subprocess.Popen(server_command(first / "redis", socket), stdout=subprocess.DEVNULL)
         try:
             while not (first / "redis" / "redis.sock").exists():
                 time.sleep(0.05)
             os.environ.update(base_env, TASKCENTER_STATE_DIR=str(first))
+            if options.postgresql:
+                os.environ["DATABASE_URL"] = str(databases[0])
             os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
             import django
 
@@ -291,14 +351,16 @@ def history_compare(options) -> None:
             from django.contrib.auth import get_user_model
             from django.db import connection
             from django.test import Client
+            from django.test.utils import CaptureQueriesContext
 
-            def use(state: Path) -> None:
+            def use(k: int) -> None:
                 connection.close()
-                connection.settings_dict["NAME"] = str(state / "taskcenter.sqlite3")
+                target = databases[k]
+                connection.settings_dict["NAME"] = f"tc_bench_history_{sizes[k]}" if options.postgresql else str(target)
 
             clients, queries = [], []
-            for size, state in zip(sizes, states, strict=True):
-                use(state)
+            for k, size in enumerate(sizes):
+                use(k)
                 user = get_user_model().objects.create_superuser(username="bench", password="bench-pass-1")
                 client = Client()
                 client.force_login(user)
@@ -306,11 +368,9 @@ def history_compare(options) -> None:
                 queries.append(history_queries(size))
             times = [[[] for _ in queries[0]] for _ in sizes]
             statements = [[0 for _ in queries[0]] for _ in sizes]
-            from django.test.utils import CaptureQueriesContext
-
             for _ in range(options.rounds):
-                for k, (state, client) in enumerate(zip(states, clients, strict=True)):
-                    use(state)
+                for k, client in enumerate(clients):
+                    use(k)
                     for q, (_, url) in enumerate(queries[k]):
                         for _ in range(options.requests):
                             began = time.perf_counter()
@@ -319,15 +379,33 @@ def history_compare(options) -> None:
                             times[k][q].append(time.perf_counter() - began)
                             assert response.status_code in (200, 302), (url, response.status_code)
                             statements[k][q] = len(captured)
-            head = " | ".join(f"{n:,}: p50 | p95" for n in sizes)
-            say(f"\n| History query | {head} | p95 ratio | SQL |\n|---|" + "---|" * (2 * len(sizes) + 2))
+            engine = "PostgreSQL" if options.postgresql else "SQLite"
+            small, large = f"{sizes[0]:,}", f"{sizes[-1]:,}"
+            say(
+                f"\n{engine}, {options.rounds * options.requests} requests per query and size, alternating sizes."
+                f"\n\n| History query | p50, {small} / {large} runs | p95, {small} / {large} runs | p95 ratio |"
+                " statements |\n|---|---|---|---|---|"
+            )
             for q, (label, _) in enumerate(queries[0]):
-                cells = []
-                for k in range(len(sizes)):
-                    cells.append(f"{percentile(times[k][q], 0.5) * 1000:.1f} ms")
-                    cells.append(f"{percentile(times[k][q], 0.95) * 1000:.1f} ms")
-                ratio = percentile(times[-1][q], 0.95) / percentile(times[0][q], 0.95)
-                say(f"| {label} | {' | '.join(cells)} | {ratio:.2f}x | {statements[-1][q]} |")
+                p50 = [percentile(times[k][q], 0.5) * 1000 for k in (0, len(sizes) - 1)]
+                p95 = [percentile(times[k][q], 0.95) * 1000 for k in (0, len(sizes) - 1)]
+                say(
+                    f"| {label} | {p50[0]:.1f} / {p50[1]:.1f} ms | {p95[0]:.1f} / {p95[1]:.1f} ms |"
+                    f" {p95[1] / p95[0]:.2f}x | {statements[-1][q]} |"
+                )
+            if options.plans:
+                say(f"\nQuery plans of the run list at {large} runs:\n")
+                use(len(sizes) - 1)
+                for label, url in queries[-1]:
+                    with CaptureQueriesContext(connection) as captured:
+                        clients[-1].get(url)
+                    for sql in [c["sql"] for c in captured.captured_queries]:
+                        if 'FROM "taskcenter_run"' in sql and "LIMIT" in sql:
+                            explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN (COSTS OFF) "
+                            with connection.cursor() as cursor:
+                                cursor.execute(explain + sql)
+                                plan = " / ".join(str(row[-1]).strip() for row in cursor.fetchall())
+                            say(f"- {label}: {plan}")
         finally:
             redis.terminate()
             redis.wait()
@@ -346,6 +424,12 @@ def main() -> None:
         "--history", default="", help="Sizes to compare History at, e.g. 10000,1000000 (only History is timed)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="With --history: rounds, alternating the sizes")
+    parser.add_argument("--plans", action="store_true", help="With --history: print the run list's query plans")
+    parser.add_argument(
+        "--postgresql",
+        default="",
+        help="With --history: a PostgreSQL URL with {name} for the database, e.g. postgres://postgres@/{name}?host=/tmp",
+    )
     options = parser.parse_args()
     if options.history:
         history_compare(options)
