@@ -160,7 +160,15 @@ class Run(models.Model):
         that are not final), the monitor writes its events with the same rules and
         cancel writes REVOKED; so the column equals what the result row, the
         events and cancel say together, and it survives the result row.
+
+        One exception, for an object built before its row was written: a run
+        inserted after its result (the trigger moved the stored row, not this
+        object) still says PENDING here, so a PENDING run reads its result row.
         """
+        if self.recorded_state == PENDING:
+            result = self.result_row
+            if result is not None and result.status != PENDING:
+                return result.status
         return self.recorded_state
 
     @property
