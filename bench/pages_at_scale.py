@@ -320,18 +320,29 @@ def history_compare(options) -> None:
     states, databases = [], []
     try:
         for size in sizes:
-            state = Path(tempfile.mkdtemp(prefix=f"tc-bench-history-{size}-"))
+            if options.keep:  # a fixed folder, filled once and used again by the next run with --keep
+                state = Path(tempfile.gettempdir()) / f"tc-bench-history-{size}{'-pg' if options.postgresql else ''}"
+                filled = (state / "filled").exists()
+                state.mkdir(exist_ok=True)
+            else:
+                state, filled = Path(tempfile.mkdtemp(prefix=f"tc-bench-history-{size}-")), False
             states.append(state)
             env = dict(base_env, TASKCENTER_STATE_DIR=str(state))
             target = state / "taskcenter.sqlite3"
             if options.postgresql:
-                target = postgresql_database(options.postgresql, f"tc_bench_history_{size}")
+                name = f"tc_bench_history_{size}"
+                url = options.postgresql
+                target = url.format(name=name) if filled else postgresql_database(url, name)
                 env["DATABASE_URL"] = target
             databases.append(target)
+            if filled:
+                say(f"{size:,} runs: kept from a previous run ({state})")
+                continue
             subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
             began = time.perf_counter()
             fill(target, size, max(size // 500, 1))
             say(f"filled {size:,} runs in {time.perf_counter() - began:.0f} s")
+            (state / "filled").touch()
         first = states[0]
         (first / "redis").mkdir(exist_ok=True)
         from taskcenter.embedded_redis import server_command
@@ -361,42 +372,53 @@ def history_compare(options) -> None:
             clients, queries = [], []
             for k, size in enumerate(sizes):
                 use(k)
-                user = get_user_model().objects.create_superuser(username="bench", password="bench-pass-1")
+                user = get_user_model().objects.filter(username="bench").first()
+                user = user or get_user_model().objects.create_superuser(username="bench", password="bench-pass-1")
                 client = Client()
                 client.force_login(user)
                 clients.append(client)
                 queries.append(history_queries(size))
             times = [[[] for _ in queries[0]] for _ in sizes]
+            cpu = [[[] for _ in queries[0]] for _ in sizes]
             statements = [[0 for _ in queries[0]] for _ in sizes]
             for _ in range(options.rounds):
                 for k, client in enumerate(clients):
                     use(k)
                     for q, (_, url) in enumerate(queries[k]):
                         for _ in range(options.requests):
-                            began = time.perf_counter()
+                            connection.queries_log.clear()
+                            began, began_cpu = time.perf_counter(), time.process_time()
                             with CaptureQueriesContext(connection) as captured:
                                 response = client.get(url)
                             times[k][q].append(time.perf_counter() - began)
+                            cpu[k][q].append(time.process_time() - began_cpu)
                             assert response.status_code in (200, 302), (url, response.status_code)
                             statements[k][q] = len(captured)
             engine = "PostgreSQL" if options.postgresql else "SQLite"
             small, large = f"{sizes[0]:,}", f"{sizes[-1]:,}"
             say(
                 f"\n{engine}, {options.rounds * options.requests} requests per query and size, alternating sizes."
-                f"\n\n| History query | p50, {small} / {large} runs | p95, {small} / {large} runs | p95 ratio |"
-                " statements |\n|---|---|---|---|---|"
+                " Elapsed time, and the CPU time of this process (SQLite's work included; not the PostgreSQL"
+                " server's), which other load on the machine does not inflate."
+                f"\n\n| History query | elapsed p50, {small} / {large} runs | elapsed p95 | ratio |"
+                f" CPU p50, {small} / {large} runs | CPU p95 | ratio | statements |\n|---|---|---|---|---|---|---|---|"
             )
             for q, (label, _) in enumerate(queries[0]):
-                p50 = [percentile(times[k][q], 0.5) * 1000 for k in (0, len(sizes) - 1)]
-                p95 = [percentile(times[k][q], 0.95) * 1000 for k in (0, len(sizes) - 1)]
+
+                def pair(series, quantile, q=q):
+                    return [percentile(series[k][q], quantile) * 1000 for k in (0, len(sizes) - 1)]
+
+                p50, p95, c50, c95 = pair(times, 0.5), pair(times, 0.95), pair(cpu, 0.5), pair(cpu, 0.95)
                 say(
                     f"| {label} | {p50[0]:.1f} / {p50[1]:.1f} ms | {p95[0]:.1f} / {p95[1]:.1f} ms |"
-                    f" {p95[1] / p95[0]:.2f}x | {statements[-1][q]} |"
+                    f" {p95[1] / p95[0]:.2f}x | {c50[0]:.1f} / {c50[1]:.1f} ms | {c95[0]:.1f} / {c95[1]:.1f} ms |"
+                    f" {c95[1] / c95[0]:.2f}x | {statements[-1][q]} |"
                 )
             if options.plans:
                 say(f"\nQuery plans of the run list at {large} runs:\n")
                 use(len(sizes) - 1)
                 for label, url in queries[-1]:
+                    connection.queries_log.clear()
                     with CaptureQueriesContext(connection) as captured:
                         clients[-1].get(url)
                     for sql in [c["sql"] for c in captured.captured_queries]:
@@ -411,7 +433,8 @@ def history_compare(options) -> None:
             redis.wait()
     finally:
         for state in states:
-            shutil.rmtree(state, ignore_errors=True)
+            if not options.keep:
+                shutil.rmtree(state, ignore_errors=True)
 
 
 def main() -> None:
@@ -424,6 +447,7 @@ def main() -> None:
         "--history", default="", help="Sizes to compare History at, e.g. 10000,1000000 (only History is timed)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="With --history: rounds, alternating the sizes")
+    parser.add_argument("--keep", action="store_true", help="With --history: keep the filled databases, reuse them")
     parser.add_argument("--plans", action="store_true", help="With --history: print the run list's query plans")
     parser.add_argument(
         "--postgresql",
