@@ -204,3 +204,26 @@ def test_the_results_admin_list_is_refused_without_the_view_permission(client, d
     user = django_user_model.objects.create_user(username="staffer", password="pw-123456789", is_staff=True)
     client.force_login(user)
     assert client.get(reverse("admin:django_celery_results_taskresult_changelist")).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "extra, lookup",
+    [
+        ({"worker": "w1@host"}, {"worker": "w1@host"}),
+        ({"schedule": "nightly"}, {"periodic_task_name": "nightly"}),
+        ({"launched_by": "alice"}, {"launched_by__username": "alice"}),
+        ({"source": "api"}, {"source": "api"}),
+        ({"task_id": "h6"}, {"task_result_id": "h6"}),
+    ],
+)
+def test_rerunning_every_run_matching_the_filter_keeps_the_new_filters(staff_client, data, extra, lookup):
+    """The bulk re-run of "every run matching this filter" re-reads the same filter, new fields included."""
+    expected = set(
+        Run.objects.filter(recorded_state__in=("SUCCESS", "FAILURE", "REVOKED"), **lookup).values_list(
+            "task_result_id", flat=True
+        )
+    )
+    assert 0 < len(expected) < Run.objects.filter(recorded_state__in=("SUCCESS", "FAILURE", "REVOKED")).count()
+    response = staff_client.post(reverse("taskcenter:bulk_retry"), {"scope": "filter", "state": "", **extra})
+    assert response.status_code == 200
+    assert {run.task_id for run in response.context["runs"]} == expected
