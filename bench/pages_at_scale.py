@@ -3,6 +3,12 @@
 
 Usage: .venv/bin/python bench/pages_at_scale.py [--runs 1000000] [--deadletters 1000000] [--groups 2000]
        [--requests 20]
+       .venv/bin/python bench/pages_at_scale.py --history 10000,1000000 [--rounds 5] [--requests 4]
+
+The second form fills one database per size and times every History query (each state,
+each filter, combinations, deep pages, search by task id) on each, alternating the sizes
+round by round so that load on the machine falls on both alike; it prints p50, p95 and
+the ratio of the largest size's p95 to the smallest's.
 
 Builds its own state folder (SQLite database, Valkey server), fills it with
 ``--runs`` runs and results (the failed ones in ``--groups`` failure groups, the
@@ -36,12 +42,70 @@ EXCEPTIONS = [f"Error{n:02d}" for n in range(30)]
 OTHER_TASKS = [f"app.task_{n:02d}" for n in range(20)]
 
 
+WORKERS = [f"worker{n}@bench" for n in range(4)]
+SOURCES = ["code", "web", "api", "cli", "admin"]
+LAUNCHERS = ["alice", "bob", "carol"]
+
+
+class Database:
+    """The few DB-API calls ``fill`` makes, on SQLite (a file) or PostgreSQL (a URL); ``?`` placeholders."""
+
+    def __init__(self, target):
+        self.postgresql = isinstance(target, str)
+        if self.postgresql:
+            import psycopg
+
+            self.con = psycopg.connect(target)
+        else:
+            self.con = sqlite3.connect(target)
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("PRAGMA synchronous=OFF")
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgresql else sql
+
+    def execute(self, sql: str, params=()):
+        cursor = self.con.cursor()
+        cursor.execute(self._sql(sql), params)
+        return cursor
+
+    def executemany(self, sql: str, rows) -> None:
+        self.con.cursor().executemany(self._sql(sql), rows)
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def analyze(self) -> None:
+        if self.postgresql:
+            self.con.commit()
+            self.con.autocommit = True
+            self.con.execute("VACUUM ANALYZE")
+        else:
+            self.con.execute("ANALYZE")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def users_insert(con: Database) -> list[int]:
+    """The users who launch runs (ids, for ``launched_by``)."""
+    joined = datetime.now(UTC).isoformat(sep=" ")
+    con.executemany(
+        "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active, "
+        "date_joined) VALUES ('!', ?, ?, '', '', '', ?, ?, ?)",
+        [(False, name, True, True, joined) for name in LAUNCHERS],
+    )
+    return [row[0] for row in con.execute("SELECT id FROM auth_user ORDER BY id").fetchall()]
+
+
 def group_fingerprint(n: int) -> str:
     return f"{n:040x}"
 
 
-def fill(db_path: Path, runs: int, groups: int) -> None:
-    """Insert runs, results, failure groups and a day of minute figures straight into SQLite (fast).
+def fill(db_path: Path | str, runs: int, groups: int) -> None:
+    """Insert runs, results, failure groups and a day of minute figures straight into the database (fast).
+
+    ``db_path``: a SQLite file, or a PostgreSQL URL.
 
     The runs' own state is written as the monitor writes it; each failed run is in a
     failure group: 60 % in the first group (its page pages through tens of thousands
@@ -49,10 +113,11 @@ def fill(db_path: Path, runs: int, groups: int) -> None:
     """
     now = datetime.now(UTC)
     tasks = TASKS
-    states = ["SUCCESS"] * 90 + ["FAILURE"] * 8 + ["STARTED"] + ["REVOKED"]
-    con = sqlite3.connect(db_path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")
+    # Out of 200: PENDING and RECEIVED have no result row (as in production), the others have one.
+    states = ["SUCCESS"] * 176 + ["FAILURE"] * 16 + ["STARTED"] * 2 + ["REVOKED"] * 2 + ["RETRY"] * 2 + [
+        "RECEIVED", "PENDING"]  # fmt: skip
+    con = Database(db_path)
+    users = users_insert(con)
     batch = 50_000
     group_counts = [0] * groups
     for start in range(0, runs, batch):
@@ -67,14 +132,20 @@ def fill(db_path: Path, runs: int, groups: int) -> None:
                 group = 0 if random.random() < 0.6 else random.randrange(groups)
                 group_counts[group] += 1
                 fingerprint = group_fingerprint(group)
-            run_rows.append((task_id, name, queue, "NORMAL", "[1, 2]", "{}", "code", "", created, "", "", "", "[]",
-                             "", status, "worker@bench", fingerprint))  # fmt: skip
-            result_rows.append((task_id, name, status, "worker@bench", "application/json", "utf-8", "3", created,
-                                created, created))  # fmt: skip
+            worker = "" if status in ("PENDING", "RECEIVED") else WORKERS[i % len(WORKERS)]
+            source, launcher = SOURCES[i % len(SOURCES)], users[i % len(users)] if i % 4 else None
+            schedule = f"schedule-{i % 10}" if i % 10 == 0 else ""
+            if schedule:
+                source, launcher = "schedule", None
+            run_rows.append((task_id, name, queue, "NORMAL", "[1, 2]", "{}", source, schedule, created, "", "", "",
+                             "[]", "", status, worker, fingerprint, launcher))  # fmt: skip
+            if status not in ("PENDING", "RECEIVED"):
+                result_rows.append((task_id, name, status, worker, "application/json", "utf-8", "3", created,
+                                    created, created))  # fmt: skip
         con.executemany(
             "INSERT INTO taskcenter_run (task_id, task_name, queue, priority, args, kwargs, source, "
             "periodic_task_name, created_at, dedup_key, cancel_reason, secrets, attempts, outcome, state, worker, "
-            "failure_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "failure_fingerprint, launched_by_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             run_rows,
         )
         con.executemany(
@@ -113,7 +184,7 @@ def fill(db_path: Path, runs: int, groups: int) -> None:
         ],
     )  # fmt: skip
     con.commit()
-    con.execute("ANALYZE")
+    con.analyze()
     con.close()
 
 
@@ -174,13 +245,219 @@ def timed(client, url: str, n: int, *, data=None, **headers) -> tuple[float, flo
     return statistics.median(times), max(times), status, statements
 
 
+def percentile(times: list[float], q: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def history_queries(size: int) -> list[tuple[str, str]]:
+    """(label, URL) of every History query timed, for the database now connected (its cursors and ids)."""
+    from django.utils import timezone
+
+    from taskcenter.models import RUN_STATES, Run
+
+    def at(hours: float) -> str:
+        return timezone.localtime(timezone.now() - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M")
+
+    def half_way(**filters) -> int:
+        runs = Run.objects.filter(**filters).order_by("-created_at", "-id")
+        return runs.values_list("id", flat=True)[runs.count() // 2]  # measured once, outside the timings
+
+    sample = Run.objects.order_by("id").values_list("task_result_id", flat=True)[size // 3]
+    queries = [("newest", "/runs/")]
+    queries += [(f"state={state}", f"/runs/?state={state}") for state in RUN_STATES]
+    queries += [
+        ("task", "/runs/?task_name=examples.add"),
+        ("queue", "/runs/?queue=low"),
+        ("worker", f"/runs/?worker={WORKERS[2]}"),
+        ("schedule", "/runs/?schedule=schedule-0"),
+        ("launched by", f"/runs/?launched_by={LAUNCHERS[1]}"),
+        ("source", "/runs/?source=api"),
+        ("unknown task (no match)", "/runs/?task_name=nope"),
+        ("last hour", f"/runs/?created_from={at(1)}"),
+        ("an hour, 4 h ago", f"/runs/?created_from={at(5)}&created_to={at(4)}"),
+        ("task + state", "/runs/?task_name=examples.fail&state=FAILURE"),
+        ("task + rare state", "/runs/?task_name=examples.add&state=RETRY"),
+        ("queue + state", "/runs/?queue=low&state=STARTED"),
+        ("worker + state", f"/runs/?worker={WORKERS[1]}&state=FAILURE"),
+        ("launched by + task", f"/runs/?launched_by={LAUNCHERS[0]}&task_name=examples.add"),
+        ("launched by + task, no match", f"/runs/?launched_by={LAUNCHERS[0]}&task_name=examples.fail"),
+        ("state + last hour", f"/runs/?state=FAILURE&created_from={at(1)}"),
+        ("task + state + an hour 4 h ago", f"/runs/?task_name=examples.fail&state=FAILURE&created_from={at(5)}"
+         f"&created_to={at(4)}"),
+        ("deep page (half way)", f"/runs/?before={half_way()}"),
+        ("deep page, state=SUCCESS", f"/runs/?state=SUCCESS&before={half_way(recorded_state='SUCCESS')}"),
+        ("deep page, task", f"/runs/?task_name=examples.add&before={half_way(task_name='examples.add')}"),
+        ("newer page (after)", f"/runs/?after={half_way()}"),
+        ("search by task id", f"/runs/?task_id={sample}"),
+        ("run detail", f"/runs/{sample}/"),
+        ("API, state + worker", f"/api/v1/runs/?state=FAILURE&worker={WORKERS[1]}"),
+        ("API, count PENDING", "/api/v1/runs/count/?state=PENDING"),
+        ("dashboard", "/dashboard/?refresh=0"),
+    ]  # fmt: skip
+    return queries
+
+
+def postgresql_database(url_template: str, name: str) -> str:
+    """A new, empty PostgreSQL database ``name``; its URL (``url_template`` has ``{name}`` for the database)."""
+    import psycopg
+
+    with psycopg.connect(url_template.format(name="postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return url_template.format(name=name)
+
+
+def history_compare(options) -> None:
+    """Time every History query on databases of each size, alternating rounds, and print p50/p95 and the ratios.
+
+    Each figure is a whole request through Django's test client (rendering included).
+    """
+    sizes = [int(n) for n in options.history.split(",")]
+    base_env = dict(os.environ, DEBUG="true", TASKCENTER_METRICS_TOKEN="bench", ALLOWED_HOSTS="testserver")
+    base_env.pop("DATABASE_URL", None)
+    base_env.pop("REDIS_URL", None)
+    states, databases = [], []
+    try:
+        for size in sizes:
+            if options.keep:  # a fixed folder, filled once and used again by the next run with --keep
+                state = Path(tempfile.gettempdir()) / f"tc-bench-history-{size}{'-pg' if options.postgresql else ''}"
+                filled = (state / "filled").exists()
+                state.mkdir(exist_ok=True)
+            else:
+                state, filled = Path(tempfile.mkdtemp(prefix=f"tc-bench-history-{size}-")), False
+            states.append(state)
+            env = dict(base_env, TASKCENTER_STATE_DIR=str(state))
+            target = state / "taskcenter.sqlite3"
+            if options.postgresql:
+                name = f"tc_bench_history_{size}"
+                url = options.postgresql
+                target = url.format(name=name) if filled else postgresql_database(url, name)
+                env["DATABASE_URL"] = target
+            databases.append(target)
+            if filled:
+                say(f"{size:,} runs: kept from a previous run ({state})")
+                continue
+            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+            began = time.perf_counter()
+            fill(target, size, max(size // 500, 1))
+            say(f"filled {size:,} runs in {time.perf_counter() - began:.0f} s")
+            (state / "filled").touch()
+        first = states[0]
+        (first / "redis").mkdir(exist_ok=True)
+        from taskcenter.embedded_redis import server_command
+
+        socket = first / "redis" / "redis.sock"
+        redis = subprocess.Popen(server_command(first / "redis", socket), stdout=subprocess.DEVNULL)
+        try:
+            while not (first / "redis" / "redis.sock").exists():
+                time.sleep(0.05)
+            os.environ.update(base_env, TASKCENTER_STATE_DIR=str(first))
+            if options.postgresql:
+                os.environ["DATABASE_URL"] = str(databases[0])
+            os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+            import django
+
+            django.setup()
+            from django.contrib.auth import get_user_model
+            from django.db import connection
+            from django.test import Client
+            from django.test.utils import CaptureQueriesContext
+
+            def use(k: int) -> None:
+                connection.close()
+                target = databases[k]
+                connection.settings_dict["NAME"] = f"tc_bench_history_{sizes[k]}" if options.postgresql else str(target)
+
+            clients, queries = [], []
+            for k, size in enumerate(sizes):
+                use(k)
+                user = get_user_model().objects.filter(username="bench").first()
+                user = user or get_user_model().objects.create_superuser(username="bench", password="bench-pass-1")
+                client = Client()
+                client.force_login(user)
+                clients.append(client)
+                queries.append(history_queries(size))
+            times = [[[] for _ in queries[0]] for _ in sizes]
+            cpu = [[[] for _ in queries[0]] for _ in sizes]
+            statements = [[0 for _ in queries[0]] for _ in sizes]
+            for _ in range(options.rounds):
+                for k, client in enumerate(clients):
+                    use(k)
+                    for q, (_, url) in enumerate(queries[k]):
+                        for _ in range(options.requests):
+                            connection.queries_log.clear()
+                            began, began_cpu = time.perf_counter(), time.process_time()
+                            with CaptureQueriesContext(connection) as captured:
+                                response = client.get(url)
+                            times[k][q].append(time.perf_counter() - began)
+                            cpu[k][q].append(time.process_time() - began_cpu)
+                            assert response.status_code in (200, 302), (url, response.status_code)
+                            statements[k][q] = len(captured)
+            engine = "PostgreSQL" if options.postgresql else "SQLite"
+            small, large = f"{sizes[0]:,}", f"{sizes[-1]:,}"
+            say(
+                f"\n{engine}, {options.rounds * options.requests} requests per query and size, alternating sizes."
+                " Elapsed time, and the CPU time of this process (SQLite's work included; not the PostgreSQL"
+                " server's), which other load on the machine does not inflate."
+                f"\n\n| History query | elapsed p50, {small} / {large} runs | elapsed p95 | ratio |"
+                f" CPU p50, {small} / {large} runs | CPU p95 | ratio | statements |\n|---|---|---|---|---|---|---|---|"
+            )
+            for q, (label, _) in enumerate(queries[0]):
+
+                def pair(series, quantile, q=q):
+                    return [percentile(series[k][q], quantile) * 1000 for k in (0, len(sizes) - 1)]
+
+                p50, p95, c50, c95 = pair(times, 0.5), pair(times, 0.95), pair(cpu, 0.5), pair(cpu, 0.95)
+                say(
+                    f"| {label} | {p50[0]:.1f} / {p50[1]:.1f} ms | {p95[0]:.1f} / {p95[1]:.1f} ms |"
+                    f" {p95[1] / p95[0]:.2f}x | {c50[0]:.1f} / {c50[1]:.1f} ms | {c95[0]:.1f} / {c95[1]:.1f} ms |"
+                    f" {c95[1] / c95[0]:.2f}x | {statements[-1][q]} |"
+                )
+            if options.plans:
+                say(f"\nQuery plans of the run list at {large} runs:\n")
+                use(len(sizes) - 1)
+                for label, url in queries[-1]:
+                    connection.queries_log.clear()
+                    with CaptureQueriesContext(connection) as captured:
+                        clients[-1].get(url)
+                    for sql in [c["sql"] for c in captured.captured_queries]:
+                        if 'FROM "taskcenter_run"' in sql and "LIMIT" in sql:
+                            explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN (COSTS OFF) "
+                            with connection.cursor() as cursor:
+                                cursor.execute(explain + sql)
+                                plan = " / ".join(str(row[-1]).strip() for row in cursor.fetchall())
+                            say(f"- {label}: {plan}")
+        finally:
+            redis.terminate()
+            redis.wait()
+    finally:
+        for state in states:
+            if not options.keep:
+                shutil.rmtree(state, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--deadletters", type=int, default=1_000_000)
     parser.add_argument("--groups", type=int, default=2_000)
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument(
+        "--history", default="", help="Sizes to compare History at, e.g. 10000,1000000 (only History is timed)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="With --history: rounds, alternating the sizes")
+    parser.add_argument("--keep", action="store_true", help="With --history: keep the filled databases, reuse them")
+    parser.add_argument("--plans", action="store_true", help="With --history: print the run list's query plans")
+    parser.add_argument(
+        "--postgresql",
+        default="",
+        help="With --history: a PostgreSQL URL with {name} for the database, e.g. postgres://postgres@/{name}?host=/tmp",
+    )
     options = parser.parse_args()
+    if options.history:
+        history_compare(options)
+        return
 
     state = Path(tempfile.mkdtemp(prefix="tc-bench-pages-"))
     env = dict(

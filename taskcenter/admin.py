@@ -287,6 +287,27 @@ for _model in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule
     _view_only(_model)
 
 
+class ResultsToHistoryAdmin(type(admin.site._registry[TaskResult])):
+    """The stock results list sends operators to History instead.
+
+    At a million results its date hierarchy (``SELECT DISTINCT`` over the dates), its
+    filters, its full count and its ``LIKE`` search each scan the table for seconds.
+    History lists the same runs through indexes; a search here becomes History's exact
+    task id filter. A single result (its change page, view only) is still shown here.
+    """
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        term = request.GET.get("q", "").strip()
+        url = reverse("taskcenter:run_list")
+        return redirect(f"{url}?{urlencode({'task_id': term})}" if term else url)
+
+
+admin.site.unregister(TaskResult)
+admin.site.register(TaskResult, ResultsToHistoryAdmin)
+
+
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(ReadOnlyAdmin):
     """Read-only: channels change on the Notifications page (audited); the secret is never shown."""

@@ -20,7 +20,7 @@ Set with ``CELERY_RESULT_BACKEND = "taskcenter.backend:TaskcenterBackend"``.
 import logging
 
 from celery import states
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now, Substr
 from django_celery_results.backends.database import DatabaseBackend
 from django_celery_results.models import TaskResult
@@ -75,9 +75,11 @@ class TaskcenterBackend(DatabaseBackend):
 def runs_record_results(results) -> int:
     """Copy state, times, worker and outcome of ``results`` (a TaskResult queryset) into their runs.
 
-    One UPDATE with correlated subqueries. A run that recorded SUCCESS or FAILURE
-    already is left as it is. A result that never finished (its worker died and
-    nothing reported since) leaves its last known state, without an end time.
+    One UPDATE with correlated subqueries. A run whose SUCCESS or FAILURE the monitor
+    recorded already (with its end time) is left as it is; one whose state only the
+    results table's triggers set (see ``Run.state``) gets its times and outcome here.
+    A result that never finished (its worker died and nothing reported since) leaves
+    its last known state, without an end time.
     Returns the number of runs updated.
     """
     result = TaskResult.objects.filter(task_id=OuterRef("task_result_id"))
@@ -87,7 +89,10 @@ def runs_record_results(results) -> int:
 
     return (
         Run.objects.filter(task_result_id__in=results.values("task_id"))
-        .exclude(recorded_state__in=OUTCOME_STATES)
+        .exclude(
+            Q(recorded_state__in=OUTCOME_STATES)
+            & (Q(recorded_finished_at__isnull=False) | ~Exists(result.filter(status=OuterRef("recorded_state"))))
+        )
         .update(
             recorded_state=column("status"),
             recorded_started_at=Coalesce(column("date_started"), F("recorded_started_at")),

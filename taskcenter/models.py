@@ -47,6 +47,12 @@ class Run(models.Model):
     records its own state, times, worker, outcome and attempts (written by the
     monitor from events, by cancel, and by the result backend before it deletes
     expired results), so they survive the result row; see ``state``.
+
+    The ``state`` column is the run's state, always: PENDING when written, then
+    kept up to date in the database itself by triggers on the results table
+    (migration 0020: every result a worker or the backend stores moves it, with
+    the monitor's rules), by the monitor's events and by cancel. History filters
+    on it through an index, with no join (see ``taskcenter.selectors.runs``).
     """
 
     task_result = models.OneToOneField(
@@ -110,14 +116,18 @@ class Run(models.Model):
             ("manage_workers", "Can resize worker pools and set rate limits"),
         ]
         indexes = [
-            # History pages page through runs newest first by id (keyset).
-            models.Index(fields=["task_name", "-id"], name="run_task_name_id"),
-            models.Index(fields=["queue", "-id"], name="run_queue_id"),
-            models.Index(fields=["created_at"], name="run_created_at"),
+            # History pages page through runs newest first by (created_at, id) (keyset): one index
+            # per filter, so that a filtered page, a deep page or a time range is one range walk.
+            models.Index(fields=["-created_at", "-id"], name="run_created"),
+            models.Index(fields=["recorded_state", "-created_at", "-id"], name="run_state_created"),
+            models.Index(fields=["task_name", "-created_at", "-id"], name="run_task_created"),
+            models.Index(fields=["task_name", "recorded_state", "-created_at", "-id"], name="run_task_state_created"),
+            models.Index(fields=["queue", "-created_at", "-id"], name="run_queue_created"),
+            models.Index(fields=["worker", "-created_at", "-id"], name="run_worker_created"),
+            models.Index(fields=["launched_by", "-created_at", "-id"], name="run_launcher_created"),
             # A schedule's runs (schedule page, last run, counts over a window).
             models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id"),
-            models.Index(fields=["periodic_task_name", "created_at"], name="run_schedule_created"),
-            models.Index(fields=["recorded_state", "-id"], name="run_state_id"),
+            models.Index(fields=["periodic_task_name", "-created_at", "-id"], name="run_schedule_time"),
             # A failure group's runs, newest first; only failed runs are in it.
             models.Index(
                 fields=["failure_fingerprint", "-id"],
@@ -143,20 +153,23 @@ class Run(models.Model):
 
     @property
     def state(self) -> str:
-        """The run's real state.
+        """The run's real state: its ``state`` column, which the database keeps true.
 
-        A recorded SUCCESS or FAILURE wins (nothing changes a finished run); then
-        the result row's status, while it exists; then the recorded state (written
-        by the monitor, by cancel, or copied from the result before it expired).
+        Triggers copy each status a result row takes into it (a SUCCESS or FAILURE
+        replaces anything, REVOKED anything but those, other states only states
+        that are not final), the monitor writes its events with the same rules and
+        cancel writes REVOKED; so the column equals what the result row, the
+        events and cancel say together, and it survives the result row.
+
+        One exception, for an object built before its row was written: a run
+        inserted after its result (the trigger moved the stored row, not this
+        object) still says PENDING here, so a PENDING run reads its result row.
         """
-        if self.recorded_state in OUTCOME_STATES:
-            return self.recorded_state
-        result = self.result_row
-        if result is not None:
-            return result.status
-        if self.recorded_state != PENDING:
-            return self.recorded_state
-        return REVOKED if self.cancelled_at else PENDING
+        if self.recorded_state == PENDING:
+            result = self.result_row
+            if result is not None and result.status != PENDING:
+                return result.status
+        return self.recorded_state
 
     @property
     def is_finished(self) -> bool:

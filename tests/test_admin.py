@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
     ],
 )
 def test_admin_pages_open(staff_client, name):
-    assert staff_client.get(reverse(name)).status_code == 200
+    assert staff_client.get(reverse(name), follow=True).status_code == 200  # results: redirected to History
 
 
 def test_navigation_links_pages_and_admin(staff_client):

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from taskcenter import arguments
-from taskcenter.models import RUN_STATES, Run
+from taskcenter.models import RUN_STATES, Run, RunSource
 from taskcenter.priorities import Priority
 
 from .base import StrictSerializer
@@ -197,6 +197,7 @@ class RunFilterSerializer(StrictSerializer):
     launched_by = serializers.CharField(required=False, max_length=150, help_text="A username.")
     created_from = serializers.DateTimeField(required=False)
     created_to = serializers.DateTimeField(required=False)
+    source = serializers.ChoiceField(choices=RunSource.choices, required=False, help_text="Where it was launched from.")
 
 
 class RunListQuerySerializer(RunFilterSerializer):

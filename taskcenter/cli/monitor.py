@@ -12,7 +12,7 @@ from taskcenter.cli.tasks import bar_text
 from taskcenter.progress import progress_of
 from taskcenter.selectors.alerts import current_alerts, live_queues
 from taskcenter.selectors.monitoring import workers_state
-from taskcenter.selectors.runs import RunFilters, runs_filtered
+from taskcenter.selectors.runs import RunFilters, runs_filtered, with_results
 
 #: Running runs shown by ``monitor progress`` unless --limit says otherwise.
 PROGRESS_LIMIT = 20
@@ -126,7 +126,7 @@ def monitor_progress(cli: Cli) -> None:
 
 
 def _frame(filters: RunFilters, limit: int) -> dict:
-    runs = list(runs_filtered(filters)[:limit])
+    runs = with_results(list(runs_filtered(filters)[:limit]))
     try:
         progress = progress_of([run.task_id for run in runs])
         problem = ""

@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 
 from taskcenter import arguments
-from taskcenter.models import RUN_STATES
+from taskcenter.models import RUN_STATES, RunSource
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import INT_MAX, JSONInputError, SafeDateTimeField, parse_json
 
@@ -224,11 +224,19 @@ class TimeRangePageForm(forms.Form):
 class RunFilterForm(TimeRangePageForm):
     """Filters of the run history; invalid values are reported, not ignored."""
 
-    field_order = ("state", "task_name", "queue", "created_from", "created_to")
+    field_order = (
+        "state", "task_name", "queue", "worker", "schedule", "launched_by", "source", "task_id", "created_from",
+        "created_to",
+    )  # fmt: skip
 
     state = forms.ChoiceField(choices=[("", "Any state")] + [(s, s) for s in RUN_STATES], required=False)
     task_name = forms.CharField(required=False, max_length=255, label="Task")
     queue = forms.CharField(required=False, max_length=200)
+    worker = forms.CharField(required=False, max_length=255)
+    schedule = forms.CharField(required=False, max_length=255, help_text="A periodic task's name.")
+    launched_by = forms.CharField(required=False, max_length=150, help_text="A username.")
+    source = forms.ChoiceField(choices=[("", "Any source"), *RunSource.choices], required=False)
+    task_id = forms.CharField(required=False, max_length=255, label="Task id", help_text="Exact.")
 
 
 def _is_json(value) -> bool:
@@ -254,7 +262,10 @@ class BulkRetryForm(forms.Form):
     task_ids = forms.MultipleChoiceField(required=False)
     confirm = forms.BooleanField(required=False)
     scope = forms.ChoiceField(choices=[("selected", "Selected runs"), ("filter", "Every run matching the filter")])
-    filter_fields = ("state", "task_name", "queue", "created_from", "created_to")
+    filter_fields = (
+        "state", "task_name", "queue", "created_from", "created_to", "worker", "schedule", "launched_by", "source",
+        "task_id",
+    )  # fmt: skip
 
     def __init__(self, data=None, **kwargs):
         super().__init__(data, **kwargs)

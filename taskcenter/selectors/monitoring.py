@@ -5,8 +5,8 @@ when the broker cannot be reached those functions answer "nothing known" and
 never raise. Task figures come from ``TaskMinute`` (one row per minute, task
 type and queue), ``TaskTotals`` and ``QueueSample``; every query is bounded by a
 time window on the ``minute`` / ``at`` indexes or reads a small table. The run
-history is only touched by ``stuck_runs``, through the indexed ``status`` of
-results, for runs that are STARTED.
+history is only touched by ``stuck_runs``, through the indexed state of runs, for
+runs that are STARTED.
 """
 
 import logging
@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
-from django_celery_results.models import TaskResult
 
 from taskcenter.broker import BROKER_ERRORS, broker_client
 from taskcenter.models import QueueSample, Run, TaskMinute, TaskTotals
@@ -140,7 +139,7 @@ def monitor_status(max_age: float = 30) -> dict:
 def stuck_runs(*, limit: int = 100) -> list[Run]:
     """Runs STARTED on a worker that is gone, oldest first, at most ``limit``.
 
-    A run is stuck when its result is STARTED and its worker is not online:
+    A run is stuck when it is STARTED and its worker is not online:
     known to the monitor with a heartbeat older than max(3 * freq, 10) s, or
     unknown to a monitor that has been running for a while, or online again
     but restarted since the run started. Without a live monitor nothing is
@@ -157,14 +156,16 @@ def stuck_runs(*, limit: int = 100) -> list[Run]:
             online.append(hostname)
             since = state.get("online_since")
             if isinstance(since, int | float):
-                restarted |= Q(worker=hostname, date_started__lt=datetime.fromtimestamp(since - 1, tz=UTC))
+                restarted |= Q(worker=hostname, task_result__date_started__lt=datetime.fromtimestamp(since - 1, tz=UTC))
         else:
             offline.append(hostname)
-    started = TaskResult.objects.filter(status="STARTED")
+    # Started runs, oldest first, walked on the (state, created_at, id) index: no sort, however
+    # long the history. The worker is the run's own column (the result's is copied into it).
+    started = Run.objects.filter(recorded_state="STARTED")
     warming_up = keys["started"] is None or now - keys["started"] < MONITOR_WARMUP_SECONDS
-    gone = Q(worker__in=offline) if warming_up else ~Q(worker__in=online) | Q(worker__isnull=True)
+    gone = Q(worker__in=offline) if warming_up else ~Q(worker__in=online) | Q(worker="")
     task_ids = list(
-        started.filter(gone | restarted).order_by("date_created", "id").values_list("task_id", flat=True)[:limit]
+        started.filter(gone | restarted).order_by("created_at", "id").values_list("task_result_id", flat=True)[:limit]
     )
     if not task_ids:
         return []

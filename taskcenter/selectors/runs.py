@@ -1,19 +1,25 @@
 """Queries over the run history, built to stay fast with millions of runs.
 
-Pages are cut with keyset pagination on the primary key (newest first): each
-page is one indexed range scan of ``page_size + 1`` rows, and no query counts
-the whole table.
+A run's state is its own indexed ``state`` column (kept true by the database, see
+``Run.state``), so every filter reads ``taskcenter_run`` alone, through an index on
+(filter, created_at, id). Pages are cut with keyset pagination on (created_at, id),
+newest first: each page is one indexed range walk of ``page_size + 1`` rows, a time
+range is walked in page order (never sorted), and no query counts the whole table.
+The page's results are then read by their task ids (one query, a page of keys).
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
+from django.contrib.auth import get_user_model
+from django.db.models import F, Q, QuerySet
 from django_celery_results.models import TaskResult
 
-from taskcenter.models import OUTCOME_STATES, PENDING, READY_STATES, REVOKED, Batch, Run, Workflow
+from taskcenter.models import READY_STATES, REVOKED, Batch, Run, Workflow
 
 DEFAULT_PAGE_SIZE = 50
+#: The page order: newest first, by creation time then id (the cursor's tie-break).
+PAGE_ORDER = ("-created_at", "-id")
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class RunFilters:
     periodic_task_name: str = ""
     worker: str = ""  # the worker that ran it (hostname, as recorded on the run)
     launched_by: str = ""  # the username of whoever launched it
+    source: str = ""  # a RunSource value
+    task_id: str = ""  # exact
 
 
 @dataclass
@@ -37,8 +45,10 @@ class RunPage:
 
 
 def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
-    """Runs matching ``filters``, with their results joined in, newest first."""
-    runs = Run.objects.select_related("task_result", "launched_by")
+    """Runs matching ``filters``, newest first, read from the run table alone (no join)."""
+    runs = Run.objects.all()
+    if filters.task_id:
+        runs = runs.filter(task_result_id=filters.task_id)
     if filters.state:
         runs = runs.filter(state_is(filters.state))
     if filters.task_name:
@@ -47,48 +57,50 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(queue=filters.queue)
     if filters.periodic_task_name:
         runs = runs.filter(periodic_task_name=filters.periodic_task_name)
-    if filters.worker:  # recorded by the monitor, or reported on the result row
-        runs = runs.filter(Q(worker=filters.worker) | Q(task_result__worker=filters.worker))
+    if filters.worker:  # the result's worker is copied into the run (see Run.state)
+        runs = runs.filter(worker=filters.worker)
     if filters.launched_by:
-        runs = runs.filter(launched_by__username=filters.launched_by)
+        # The user's id first (one indexed read), so the runs are walked on their own index.
+        user_id = get_user_model().objects.filter(username=filters.launched_by).values_list("pk", flat=True).first()
+        runs = runs.filter(launched_by_id=user_id) if user_id is not None else runs.none()
+    if filters.source:
+        runs = runs.filter(source=filters.source)
     if filters.created_from:
         runs = runs.filter(created_at__gte=filters.created_from)
     if filters.created_to:
         runs = runs.filter(created_at__lt=filters.created_to)
-    return runs.order_by("-id")
+    return runs.order_by(*PAGE_ORDER)
 
 
 def state_is(state: str) -> Q:
-    """Runs whose ``Run.state`` is ``state``, as a filter (the same precedence as the property)."""
-    outcome = Q(recorded_state__in=OUTCOME_STATES)
-    no_result = Q(task_result__status__isnull=True)
-    if state in OUTCOME_STATES:
-        return Q(recorded_state=state) | (~outcome & Q(task_result__status=state))
-    if state == PENDING:
-        return ~outcome & no_result & Q(recorded_state=PENDING, cancelled_at__isnull=True)
-    recorded = Q(recorded_state=state)
-    if state == REVOKED:
-        recorded |= Q(recorded_state=PENDING, cancelled_at__isnull=False)
-    return ~outcome & (Q(task_result__status=state) | (no_result & recorded))
+    """Runs whose ``Run.state`` is ``state``, as a filter on the indexed column."""
+    return Q(recorded_state=state)
 
 
-def state_expression() -> Case:
-    """``Run.state`` as an SQL expression (for a subquery's "last state"), with the property's precedence."""
-    return Case(
-        When(recorded_state__in=OUTCOME_STATES, then=F("recorded_state")),
-        When(task_result__status__isnull=False, then=F("task_result__status")),
-        When(recorded_state=PENDING, cancelled_at__isnull=False, then=Value(REVOKED)),
-        default=F("recorded_state"),
-        output_field=CharField(),
-    )
+def state_expression() -> F:
+    """``Run.state`` as an SQL expression (for a subquery's "last state")."""
+    return F("recorded_state")
 
 
 def state_in(states) -> Q:
     """Runs whose ``Run.state`` is one of ``states`` (e.g. ``ACTIVE_STATES``), as a filter."""
-    condition = Q(pk__in=[])
-    for state in states:
-        condition |= state_is(state)
-    return condition
+    return Q(recorded_state__in=list(states))
+
+
+def _cursor_position(cursor: int):
+    """The (created_at, id) a cursor id stands for; a deleted run's place is taken by the next lower id."""
+    created = Run.objects.filter(pk=cursor).values_list("created_at", flat=True).first()
+    if created is None:
+        created = Run.objects.filter(pk__lt=cursor).order_by("-id").values_list("created_at", flat=True).first()
+    return created
+
+
+def with_results(runs: list[Run]) -> list[Run]:
+    """Attach each run's result row (or its absence), read in one query by the page's task ids."""
+    results = {r.task_id: r for r in TaskResult.objects.filter(task_id__in=[run.task_id for run in runs]).order_by()}
+    for run in runs:
+        Run.task_result.field.set_cached_value(run, results.get(run.task_result_id))
+    return runs
 
 
 def runs_page(
@@ -98,21 +110,35 @@ def runs_page(
     after: int | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> RunPage:
-    """One page of runs: older than ``before``, newer than ``after``, or the newest."""
-    runs = runs_filtered(filters)
+    """One page of runs: older than ``before``, newer than ``after``, or the newest.
+
+    A cursor is a run id; the page continues from that run's (created_at, id). The
+    bound ``created_at <= c`` is what the index walk starts from; the tie on ``c``
+    is settled by id.
+    """
+    runs = runs_filtered(filters).select_related("launched_by")
     if after is not None:
+        created = _cursor_position(after)
+        if created is not None:
+            runs = runs.filter(created_at__gte=created).exclude(created_at=created, id__lte=after)
         # Walk up from the cursor, then show the page newest first.
-        rows = list(runs.filter(id__gt=after).order_by("id")[: page_size + 1])
+        rows = list(runs.order_by("created_at", "id")[: page_size + 1])
         has_newer = len(rows) > page_size
         rows = list(reversed(rows[:page_size]))
         has_older = True
     else:
         if before is not None:
-            runs = runs.filter(id__lt=before)
+            created = _cursor_position(before)
+            runs = (
+                runs.filter(created_at__lte=created).exclude(created_at=created, id__gte=before)
+                if created is not None
+                else runs.none()
+            )
         rows = list(runs[: page_size + 1])
         has_older = len(rows) > page_size
         rows = rows[:page_size]
         has_newer = before is not None
+    with_results(rows)
     return RunPage(
         runs=rows,
         newer_cursor=rows[0].id if rows and has_newer else None,
@@ -156,9 +182,8 @@ def runs_for_retry(*, task_ids: list[str], filters: RunFilters, limit: int) -> l
     """Finished runs to re-run: the ``task_ids`` given, or else those matching ``filters``."""
     runs = runs_filtered(filters)
     if task_ids:
-        # By primary key, so the result join stays a LEFT JOIN (see run_by_task_id).
-        runs = runs_filtered(RunFilters()).filter(pk__in=Run.objects.filter(task_result_id__in=task_ids).values("pk"))
-    return list(runs.filter(state_in(READY_STATES))[:limit])
+        runs = runs_filtered(RunFilters()).filter(task_result_id__in=task_ids)
+    return with_results(list(runs.filter(state_in(READY_STATES))[:limit]))
 
 
 @dataclass

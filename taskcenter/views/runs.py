@@ -53,6 +53,11 @@ def _filters(form) -> RunFilters:
         state=data.get("state") or "",
         task_name=data.get("task_name") or "",
         queue=data.get("queue") or "",
+        worker=data.get("worker") or "",
+        periodic_task_name=data.get("schedule") or "",
+        launched_by=data.get("launched_by") or "",
+        source=data.get("source") or "",
+        task_id=(data.get("task_id") or "").strip(),
         created_from=data.get("created_from"),
         created_to=data.get("created_to"),
     )

@@ -50,6 +50,7 @@ def _filters(data: dict) -> RunFilters:
         worker=data.get("worker", ""),
         periodic_task_name=data.get("schedule", ""),
         launched_by=data.get("launched_by", ""),
+        source=data.get("source", ""),
         created_from=data.get("created_from"),
         created_to=data.get("created_to"),
     )
