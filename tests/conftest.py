@@ -12,6 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -164,8 +165,11 @@ def _database_url() -> str:
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
     if db["ENGINE"] == "django.db.backends.postgresql":
-        auth = f"{db['USER']}:{db['PASSWORD']}@" if db.get("USER") else ""
-        return f"postgres://{auth}{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        # A Unix socket folder as host is percent-encoded (dj-database-url's convention).
+        user, password = quote(db.get("USER") or "", safe=""), quote(db.get("PASSWORD") or "", safe="")
+        auth = f"{user}:{password}@" if password else f"{user}@" if user else ""
+        host = quote(str(db.get("HOST") or "localhost"), safe="")
+        return f"postgres://{auth}{host}:{db.get('PORT') or 5432}/{quote(db['NAME'], safe='')}"
     raise RuntimeError(f"Unsupported test database engine {db['ENGINE']}")
 
 
