@@ -326,3 +326,16 @@ def private_broker(private_redis, redis_server):
     use_broker(private_redis.url)
     yield client
     use_broker(redis_server.url)
+
+
+#: Markers of tests that only make sense on one database engine (registered in pyproject.toml).
+ENGINE_MARKERS = {"sqlite_only": "sqlite", "postgresql_only": "postgresql"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked for another database engine than the one this run uses."""
+    vendor = connection.vendor
+    for item in items:
+        for marker, engine in ENGINE_MARKERS.items():
+            if item.get_closest_marker(marker) and vendor != engine:
+                item.add_marker(pytest.mark.skip(reason=f"{marker}: this run uses {vendor}"))
