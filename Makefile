@@ -1,4 +1,5 @@
-# taskcenter: `make run` to start everything, `make test` to run the whole suite.
+# taskcenter: `make run` to start everything, `make test` to run the whole suite
+# (on SQLite, then on a throwaway PostgreSQL server: `make test-sqlite`, `make test-postgres`).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -7,7 +8,7 @@ PORT ?= 8000
 # Development defaults; production sets DEBUG=false, SECRET_KEY and ALLOWED_HOSTS.
 export DEBUG ?= true
 
-.PHONY: run test setup install install-dev migrate lint format check clean
+.PHONY: run test test-sqlite test-postgres test-tools setup install install-dev migrate lint format check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +33,20 @@ setup: install
 run: setup
 	PORT=$(PORT) VENV=$(VENV) bin/run
 
-test: install-dev
+# CI runs `make test`: the whole suite on each database engine (`make -k test` runs
+# the PostgreSQL pass even when the SQLite one fails).
+test: test-sqlite test-postgres
+
+test-sqlite: test-tools
+	DATABASE_URL= $(PY) -m pytest $(PYTEST_ARGS)
+
+# bin/test-postgres starts (and, as root, installs) a PostgreSQL server of its own.
+test-postgres: test-tools
+	PY=$(PY) bin/test-postgres $(PYTEST_ARGS)
+
+test-tools: install-dev
 	bin/install-test-tools
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

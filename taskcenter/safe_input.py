@@ -20,6 +20,9 @@ MAX_DEPTH = 32
 MAX_INT_DIGITS = 30
 #: Integers must fit the signed 64 bits every database and worker language can hold.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+#: PostgreSQL's jsonb cannot hold the NUL character (\u0000); refused on every engine alike.
+NUL = "\x00"
+NUL_MESSAGE = "Strings cannot contain the NUL character (\\u0000)."
 
 
 class JSONInputError(ValueError):
@@ -57,7 +60,11 @@ def check_json(value) -> None:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, bool) or item is None or isinstance(item, str):
+        if isinstance(item, bool) or item is None:
+            continue
+        if isinstance(item, str):
+            if NUL in item:
+                raise JSONInputError(NUL_MESSAGE)
             continue
         if isinstance(item, int):
             if not INT_MIN <= item <= INT_MAX:
@@ -73,6 +80,8 @@ def check_json(value) -> None:
             if isinstance(item, dict):
                 if not all(isinstance(key, str) for key in item):
                     raise JSONInputError("Object keys must be strings.")
+                if any(NUL in key for key in item):
+                    raise JSONInputError(NUL_MESSAGE)
                 stack.extend((child, depth + 1) for child in item.values())
             else:
                 stack.extend((child, depth + 1) for child in item)

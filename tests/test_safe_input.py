@@ -54,3 +54,14 @@ def test_limits_hold_at_their_edges():
     for value in (float("nan"), float("inf"), {1: "a"}, object(), b"bytes"):
         with pytest.raises(JSONInputError):
             check_json(value)
+
+
+def test_a_nul_character_in_a_string_or_key_is_refused_by_text_and_by_value():
+    """PostgreSQL's jsonb cannot store \\u0000 (a DataError there); refused alike on every engine."""
+    for text in ('["a\\u0000"]', '{"k\\u0000": 1}', '{"k": {"n": ["\\u0000"]}}'):
+        with pytest.raises(JSONInputError, match="NUL character"):
+            parse_json(text)
+    for value in (["a\x00"], {"k\x00": 1}, {"k": [{"n": "\x00"}]}):
+        with pytest.raises(JSONInputError, match="NUL character"):
+            check_json(value)
+    assert parse_json('["a\\\\u0000"]') == ["a\\u0000"]  # an escaped backslash is just text

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -87,11 +89,19 @@ def test_database_url_switches_to_postgresql():
     assert result.stdout.strip() == "django.db.backends.postgresql", result.stderr
 
 
+@pytest.mark.sqlite_only  # the SQLite options; PostgreSQL's are checked below
 def test_sqlite_is_tuned_for_concurrent_writers(settings):
     options = settings.DATABASES["default"]["OPTIONS"]
     assert options["transaction_mode"] == "IMMEDIATE"
     assert options["timeout"] >= 5
     assert "journal_mode=WAL" in options["init_command"]
+
+
+@pytest.mark.postgresql_only
+def test_postgresql_connections_are_kept_and_health_checked(settings):
+    database = settings.DATABASES["default"]
+    assert database["CONN_MAX_AGE"] == 60
+    assert database["CONN_HEALTH_CHECKS"] is True
 
 
 def test_every_celery_setting_is_a_real_celery_setting():
