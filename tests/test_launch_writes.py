@@ -8,9 +8,10 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from taskcenter import catalogue
-from taskcenter.models import AuditEntry, DedupLock, Run
+from taskcenter.models import AuditEntry, DeadLetter, DedupLock, Run
 from taskcenter.services import control
 from taskcenter.services.batches import batch_launch
+from taskcenter.services.deadletters import deadletters_replay_bulk
 from taskcenter.services.launch import BrokerUnavailable, run_launch
 from taskcenter.services.workflows import Step, workflow_launch
 
@@ -161,3 +162,58 @@ def test_a_bulk_rerun_reports_unfinished_runs_in_their_place():
     assert [r.retry_of_id for r in result.launched] == [runs[0].pk, runs[2].pk]
     assert [run for run, _ in result.refused] == [runs[1]]
     assert "only finished runs can be re-run" in result.refused[0][1]
+
+
+def dead_letters(n: int) -> list:
+    return DeadLetter.objects.bulk_create(
+        DeadLetter(task_id=f"dead-{i}", task_name="examples.add", queue="high", reason="failed", args=[i, 1])
+        for i in range(n)
+    )
+
+
+def test_the_queries_of_a_bulk_replay_of_dead_letters_do_not_grow_with_the_letters(django_user_model):
+    user = django_user_model.objects.create_user("operator")
+    letters = dead_letters(50)
+    finished_runs(50)  # every other letter is of a finished run, so it is replayed as a re-run of it
+    Run.objects.filter(task_result_id__in=[f"done-{i}" for i in range(1, 50, 2)]).delete()
+    for i, x in enumerate(letters):
+        DeadLetter.objects.filter(pk=x.pk).update(task_id=f"done-{i}" if i % 2 == 0 else "")
+    counts = []
+    for chosen in (letters[:5], letters[5:]):
+        chosen = list(DeadLetter.objects.filter(pk__in=[x.pk for x in chosen]).order_by("id"))
+        with CaptureQueriesContext(connection) as queries:
+            result = deadletters_replay_bulk(letters=chosen, actor=user)
+        assert len(result.done) == len(chosen) and not result.refused
+        assert inserts(queries, "taskcenter_run") == 1
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+    assert not DeadLetter.objects.filter(resolution="").exists()
+    assert not DeadLetter.objects.filter(replayed_as="").exists()
+    for letter in DeadLetter.objects.all():
+        run = Run.objects.get(task_result_id=letter.replayed_as)
+        assert run.args == letter.args and run.launched_by == user
+        assert (run.retry_of.task_id if run.retry_of else "") == letter.task_id
+    assert AuditEntry.objects.filter(action="deadletter_replay", outcome="ok").count() == 50
+
+
+def test_a_bulk_replay_refuses_letters_already_resolved_and_keeps_the_others_going():
+    letters = dead_letters(3)
+    DeadLetter.objects.filter(pk=letters[1].pk).update(resolution="discarded")
+    result = deadletters_replay_bulk(letters=letters, actor=None)
+    assert [x.pk for x in result.done] == [letters[0].pk, letters[2].pk]
+    assert [(x.pk, "already replayed or discarded" in why) for x, why in result.refused] == [(letters[1].pk, True)]
+    assert DeadLetter.objects.get(pk=letters[1].pk).resolution == "discarded"
+    assert Run.objects.count() == 2
+
+
+def test_a_bulk_replay_with_the_broker_stopped_sends_none_and_leaves_every_letter_open(tmp_path, redis_server):
+    from tests.conftest import broker_down
+
+    letters = dead_letters(3)
+    with broker_down(tmp_path, redis_server):
+        result = deadletters_replay_bulk(letters=letters, actor=None)
+    assert not result.done and len(result.refused) == 3
+    assert all("not reachable" in why for _, why in result.refused)
+    assert not Run.objects.exists()  # nothing half-written
+    assert set(DeadLetter.objects.values_list("resolution", "replayed_as")) == {("", "")}
+    assert not AuditEntry.objects.filter(outcome="ok").exists()

@@ -130,6 +130,16 @@ def _retry_arguments(*, run: Run, actor, args: list | None = None, kwargs: dict 
         raise error from None
 
 
+def run_retry_prepare(*, run: Run, actor, args: list | None = None, kwargs: dict | None = None) -> PreparedLaunch:
+    """Check a re-run of ``run`` as ``run_retry`` does, without sending it: for ``launches_publish_each``."""
+    args, kwargs = _retry_arguments(run=run, actor=actor, args=args, kwargs=kwargs)
+    launch = launch_prepare(task_name=run.task_name, args=args, kwargs=kwargs, queue=run.queue, priority=run.priority)
+    launch.run_fields = {"retry_of": run}
+    launch.audit_detail = {"retry_of": run.task_id}
+    launch.action = Action.RETRY
+    return launch
+
+
 @dataclass
 class BulkRetryResult:
     launched: list[Run] = field(default_factory=list)
@@ -150,14 +160,10 @@ def runs_retry_bulk(*, runs: Iterable[Run], actor, source: RunSource = RunSource
     origin: dict[str, int] = {}
     for index, run in enumerate(runs):
         try:
-            args, kwargs = _retry_arguments(run=run, actor=actor)
-            launch = launch_prepare(task_name=run.task_name, args=args, kwargs=kwargs, queue=run.queue,
-                                    priority=run.priority)  # fmt: skip
+            launch = run_retry_prepare(run=run, actor=actor)
         except ServiceError as exc:
             outcome[index] = str(exc)
             continue
-        launch.run_fields = {"retry_of": run}
-        launch.audit_detail = {"retry_of": run.task_id}
         prepared.append(launch)
         origin[launch.task_id] = index
     launched, refused = launches_publish_each(launches=prepared, launched_by=actor, source=source, action=Action.RETRY)

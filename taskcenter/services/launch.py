@@ -108,6 +108,8 @@ class PreparedLaunch:
     #: Run fields of this launch alone (a re-run's ``retry_of``), and details for its audit entry.
     run_fields: dict = field(default_factory=dict)
     audit_detail: dict = field(default_factory=dict)
+    #: The audit action of this launch in ``launches_publish_each`` (default: the call's ``action``).
+    action: str = ""
 
     def message_options(self) -> dict:
         """Options for ``apply_async`` / a signature (secret arguments are masked by ``MaskingAMQP``)."""
@@ -332,7 +334,10 @@ def launches_publish_each(
     audit = {"actor": launched_by, "action": action}
     with transaction.atomic():
         runs = [p.new_run(source=source, launched_by=user) for p in launches]
-        entries = [_launch_entries([p], audit | {"target": p.entry.name}, None, "", {})[0] for p in launches]
+        entries = [
+            _launch_entries([p], audit | {"target": p.entry.name, "action": p.action or action}, None, "", {})[0]
+            for p in launches
+        ]
         rows_insert(runs)
         rows_insert(entries)
 
@@ -368,8 +373,8 @@ def launches_publish_each(
             Run.objects.filter(task_result_id__in=[launches[i].task_id for i in refused]).delete()
             AuditEntry.objects.filter(pk__in=[entries[i].pk for i in refused]).delete()
             notes = [
-                audit_entry(**audit, target=p.entry.name, outcome=Outcome.REFUSED, task_id=p.task_id,
-                            message=str(error), detail=p.audit_detail)
+                audit_entry(**audit | {"action": p.action or action}, target=p.entry.name, outcome=Outcome.REFUSED,
+                            task_id=p.task_id, message=str(error), detail=p.audit_detail)
                 for p, error in ((launches[i], e) for i, e in refused.items())
                 if not isinstance(error, BrokerUnavailable)
             ]  # fmt: skip
