@@ -42,3 +42,26 @@ def test_a_task_the_monitor_learnt_of_from_its_run_row_is_forgotten_once_counted
     agg.resolve({"before-start": RunFacts(task_name="examples.add", queue="high", created_at=999.0, eta=None)})
     assert len(agg.tasks) == 0 and not agg.pending
     assert agg.totals[("examples.add", "high")].succeeded == 1
+
+
+def test_the_worker_timer_drops_the_time_limit_entries_of_finished_tasks():
+    from kombu.asynchronous.timer import Timer
+
+    from taskcenter.worker_timer import timer_drop_cancelled
+
+    timer, fired = Timer(), []
+    entries = [timer.call_after(540 + i, fired.append, (i,)) for i in range(1000)]
+    for i, entry in enumerate(entries):
+        if i % 100:  # as the pool does when a task ends before its limits
+            entry.cancel()
+    assert len(timer.queue) == 1000
+    assert timer_drop_cancelled(timer) == 990
+    assert [item.entry.args for item in sorted(timer.queue)] == [(i,) for i in range(0, 1000, 100)]
+    assert timer_drop_cancelled(timer) == 0
+
+
+def test_every_worker_of_the_app_sweeps_its_timer():
+    from config.celery import app
+    from taskcenter.worker_timer import TimerSweep
+
+    assert TimerSweep in app.steps["worker"]
