@@ -20,6 +20,7 @@ import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from celery import shared_task
 from django.conf import settings
@@ -55,13 +56,20 @@ class CatalogueEntry:
     def default_queue(self) -> str:
         return self.queue or settings.TASKCENTER_DEFAULT_QUEUE
 
-    @property
+    @cached_property
     def signature(self) -> inspect.Signature:
-        """The call signature operators fill in."""
+        """The call signature operators fill in (computed once: every launch checks its arguments against it)."""
         signature = inspect.signature(self.func)
         if self.bound:
             signature = signature.replace(parameters=list(signature.parameters.values())[1:])
         return signature
+
+    @cached_property
+    def type_hints(self) -> dict:
+        """The function's resolved type hints (``taskcenter.arguments.type_hints``), computed once."""
+        from taskcenter.arguments import type_hints
+
+        return type_hints(self.func)
 
     @property
     def signature_text(self) -> str:

@@ -361,3 +361,6 @@ def install(app) -> None:
     app.steps["consumer"].add(MessageGuard)
     app.steps["worker"].add(PoolGuard)
     app.steps["worker"].add(ScheduledSetPump)
+    from taskcenter.worker_timer import TimerSweep
+
+    app.steps["worker"].add(TimerSweep)

@@ -201,8 +201,10 @@ def test_events_of_unknown_ids_wait_for_the_run_lookup():
     assert counts.wait_sum == pytest.approx(4.5)  # from the run's creation
     assert counts.runtime_sum == pytest.approx(0.5)
     assert not agg.pending and not agg.unresolved
-    # Later events of that id are counted at once.
+    # A finished id is forgotten (no memory per finished task); a later event of it is looked up again.
+    assert "u" not in agg.tasks
     agg.handle(ev("retried", "u", T0 + 7))
+    agg.resolve({"u": RunFacts(task_name="examples.add", queue="low", created_at=T0 + 1, eta=None)})
     assert minute_counts(agg, T0, queue="low").retried == 1
 
 

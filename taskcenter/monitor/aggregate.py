@@ -43,6 +43,8 @@ COUNTED_EVENTS = {
     "task-retried": "retried",
     "task-revoked": "revoked",
 }
+#: Events after which nothing more is counted for a task id, so the LRU map forgets it (a retry is not one).
+FINAL_EVENTS = ("task-succeeded", "task-failed", "task-revoked")
 #: Column widths of ``task_name`` and ``queue``: longer values are cut so a row can always be written.
 NAME_LENGTH, QUEUE_LENGTH = 255, 200
 WORKER_EVENTS = ("worker-online", "worker-heartbeat", "worker-offline")
@@ -226,6 +228,8 @@ class Aggregator:
             self.pending.append(PendingEvent(kind, task_id, timestamp, runtime, self.clock()))
             return
         self._apply(kind, info, timestamp, runtime)
+        if kind in FINAL_EVENTS:  # a finished task needs no memory: the map holds waiting and running ones
+            self.tasks.pop(task_id, None)
 
     def _info(self, task_id: str) -> TaskInfo:
         info = self.tasks.get(task_id)
@@ -306,6 +310,8 @@ class Aggregator:
                 else:
                     info.queue = UNKNOWN
             self._apply(event.kind, info, event.timestamp, event.runtime)
+            if event.kind in FINAL_EVENTS:
+                self.tasks.pop(event.task_id, None)
         self.pending = kept
         self.unresolved = {event.task_id for event in kept}
 

@@ -26,11 +26,34 @@ def audit_record(
     detail: dict | None = None,
 ) -> AuditEntry:
     """Record one action. ``actor`` may be None for actions of the system itself."""
+    entry = audit_entry(
+        actor=actor, action=action, target=target, outcome=outcome, message=message, task_id=task_id, detail=detail
+    )
+    entry.save(force_insert=True)
+    audit_log(entry)
+    return entry
+
+
+def audit_entry(
+    *,
+    actor,
+    action: str,
+    target: str,
+    outcome: str = Outcome.OK,
+    message: str = "",
+    task_id: str = "",
+    detail: dict | None = None,
+) -> AuditEntry:
+    """An unsaved entry for ``audit_record``'s arguments, with the context's details.
+
+    For a service that writes its entries in the same transaction as the rows they
+    describe (``launches_publish``): it saves them itself, then calls ``audit_log``.
+    """
     context = _context.get() or {}
     if context.get("api_token"):
         message = f"{message} [API token {context['api_token']!r}]".strip()
     detail = {**context, **(detail or {})}
-    entry = AuditEntry.objects.create(
+    return AuditEntry(
         actor=actor if getattr(actor, "pk", None) else None,
         action=action,
         target=target[:255],
@@ -39,8 +62,14 @@ def audit_record(
         task_id=task_id,
         detail=detail or {},
     )
-    logger.info("audit: %s %s %s -> %s %s", entry.actor, action, target, outcome, message)
-    return entry
+
+
+def audit_log(entry: AuditEntry) -> None:
+    """Log a recorded entry (the log line every audit entry gets)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    target = f"{entry.target} [{entry.task_id}]" if entry.task_id and entry.task_id != entry.target else entry.target
+    logger.info("audit: %s %s %s -> %s %s", entry.actor, entry.action, target, entry.outcome, entry.message)
 
 
 @contextmanager

@@ -22,7 +22,14 @@ from taskcenter.broker import BROKER_ERRORS, broker_client
 from taskcenter.models import Run, RunSource
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.errors import Conflict, ServiceError
-from taskcenter.services.launch import BrokerUnavailable, InvalidLaunch, run_launch
+from taskcenter.services.launch import (
+    BrokerUnavailable,
+    InvalidLaunch,
+    PreparedLaunch,
+    launch_prepare,
+    launches_publish_each,
+    run_launch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,23 +96,7 @@ def run_retry(
     Secret arguments are stored masked; wherever the arguments still hold the
     mask, the run's sealed real value is sent again (a changed value is kept).
     """
-    audit = {"actor": actor, "action": Action.RETRY, "target": run.task_name, "task_id": run.task_id}
-    if not run.is_finished:
-        error = ControlError(f"Run {run.task_id} is {run.state}; only finished runs can be re-run.")
-        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
-        raise error
-    args = run.args if args is None else args
-    kwargs = run.kwargs if kwargs is None else kwargs
-    try:
-        args, kwargs = secret_arguments.restore(catalogue.get_entry(run.task_name), args, kwargs, run.secrets)
-    except secret_arguments.SecretUnavailable as missing:
-        error = InvalidLaunch(
-            {"kwargs" if missing.name in kwargs else "args": [
-                f"The stored value of the secret argument {missing.name!r} cannot be read; enter it again."
-            ]}
-        )  # fmt: skip
-        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
-        raise error from None
+    args, kwargs = _retry_arguments(run=run, actor=actor, args=args, kwargs=kwargs)
     return run_launch(
         task_name=run.task_name,
         args=args,
@@ -118,6 +109,37 @@ def run_retry(
     )
 
 
+def _retry_arguments(*, run: Run, actor, args: list | None = None, kwargs: dict | None = None) -> tuple[list, dict]:
+    """The arguments to re-run ``run`` with (its sealed secrets restored); refuse, audited, a run not finished."""
+    audit = {"actor": actor, "action": Action.RETRY, "target": run.task_name, "task_id": run.task_id}
+    if not run.is_finished:
+        error = ControlError(f"Run {run.task_id} is {run.state}; only finished runs can be re-run.")
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error
+    args = run.args if args is None else args
+    kwargs = run.kwargs if kwargs is None else kwargs
+    try:
+        return secret_arguments.restore(catalogue.get_entry(run.task_name), args, kwargs, run.secrets)
+    except secret_arguments.SecretUnavailable as missing:
+        error = InvalidLaunch(
+            {"kwargs" if missing.name in kwargs else "args": [
+                f"The stored value of the secret argument {missing.name!r} cannot be read; enter it again."
+            ]}
+        )  # fmt: skip
+        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
+        raise error from None
+
+
+def run_retry_prepare(*, run: Run, actor, args: list | None = None, kwargs: dict | None = None) -> PreparedLaunch:
+    """Check a re-run of ``run`` as ``run_retry`` does, without sending it: for ``launches_publish_each``."""
+    args, kwargs = _retry_arguments(run=run, actor=actor, args=args, kwargs=kwargs)
+    launch = launch_prepare(task_name=run.task_name, args=args, kwargs=kwargs, queue=run.queue, priority=run.priority)
+    launch.run_fields = {"retry_of": run}
+    launch.audit_detail = {"retry_of": run.task_id}
+    launch.action = Action.RETRY
+    return launch
+
+
 @dataclass
 class BulkRetryResult:
     launched: list[Run] = field(default_factory=list)
@@ -127,19 +149,35 @@ class BulkRetryResult:
 def runs_retry_bulk(*, runs: Iterable[Run], actor, source: RunSource = RunSource.CODE) -> BulkRetryResult:
     """Re-run each finished run with its own arguments; report what was refused and why.
 
-    A broker that is down stops the whole batch at once (every later launch would wait
-    for it too): the runs not yet re-run are reported as refused with its message.
+    Each re-run is checked and audited as ``run_retry`` does, but the new runs and
+    their audit entries are written in bulk (``launches_publish_each``): the queries
+    do not grow with the number of runs. A broker that is down stops the whole batch
+    at once: the runs not yet re-run are reported as refused with its message.
     """
-    result = BulkRetryResult()
     runs = list(runs)
+    outcome: dict[int, Run | str] = {}
+    prepared: list[PreparedLaunch] = []
+    origin: dict[str, int] = {}
     for index, run in enumerate(runs):
         try:
-            result.launched.append(run_retry(run=run, actor=actor, source=source))
-        except BrokerUnavailable as exc:
-            result.refused.extend((left, str(exc)) for left in runs[index:])
-            break
+            launch = run_retry_prepare(run=run, actor=actor)
         except ServiceError as exc:
-            result.refused.append((run, str(exc)))
+            outcome[index] = str(exc)
+            continue
+        prepared.append(launch)
+        origin[launch.task_id] = index
+    launched, refused = launches_publish_each(launches=prepared, launched_by=actor, source=source, action=Action.RETRY)
+    for new_run in launched:
+        outcome[origin[new_run.task_id]] = new_run
+    for launch, error in refused:
+        outcome[origin[launch.task_id]] = str(error)
+    result = BulkRetryResult()
+    for index, run in enumerate(runs):
+        done = outcome[index]
+        if isinstance(done, Run):
+            result.launched.append(done)
+        else:
+            result.refused.append((run, done))
     return result
 
 

@@ -22,12 +22,13 @@ from django.utils import timezone
 from taskcenter import arguments, catalogue, secret_arguments
 from taskcenter.broker import BROKER_ERRORS
 from taskcenter.catalogue import CatalogueEntry
-from taskcenter.models import Run, RunSource
+from taskcenter.models import AuditEntry, Run, RunSource
 from taskcenter.priorities import Priority
+from taskcenter.rows import rows_insert
 from taskcenter.safe_input import JSONInputError, check_json, has_utc_time
 from taskcenter.services import dedup
-from taskcenter.services.audit import Action, Outcome, audit_record
-from taskcenter.services.errors import Conflict, InvalidInput, NotFound, Unavailable
+from taskcenter.services.audit import Action, Outcome, audit_entry, audit_log, audit_record
+from taskcenter.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
 from taskcenter.services.recording import launch_publishing
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ class PreparedLaunch:
     masked_kwargs: dict = field(default_factory=dict)
     sealed_secrets: str = ""
     task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: Run fields of this launch alone (a re-run's ``retry_of``), and details for its audit entry.
+    run_fields: dict = field(default_factory=dict)
+    audit_detail: dict = field(default_factory=dict)
+    #: The audit action of this launch in ``launches_publish_each`` (default: the call's ``action``).
+    action: str = ""
 
     def message_options(self) -> dict:
         """Options for ``apply_async`` / a signature (secret arguments are masked by ``MaskingAMQP``)."""
@@ -133,7 +139,7 @@ class PreparedLaunch:
             eta=self.eta,
             expires=self.expires,
             dedup_key=self.dedup_key,
-            **fields,
+            **(fields | self.run_fields),
         )
 
 
@@ -216,25 +222,26 @@ def launches_publish(
     """Record, de-duplicate, publish and audit prepared launches; return their runs and what ``send`` returned.
 
     The one publish path. The runs (and ``group``, an unsaved ``Batch`` or
-    ``Workflow`` they belong to) are written first, so they are listed as
-    PENDING before any worker sees them; then every de-duplication key is taken;
-    then ``send()`` publishes them (``apply_async`` of a task or a canvas). If a
-    key is held (``DuplicateRun``) or the broker does not take the messages
-    (``BrokerUnavailable``), everything written is removed again and the refusal
-    is audited. On success each run gets an audit entry, or the whole launch one
-    entry with ``summary``.
+    ``Workflow`` they belong to) and their audit entries (one per run, or one for
+    the whole launch with ``summary``) are written first, in one transaction, so
+    the runs are listed as PENDING before any worker sees them; then every
+    de-duplication key is taken; then ``send()`` publishes them (``apply_async`` of
+    a task or a canvas). If a key is held (``DuplicateRun``) or the broker does not
+    take the messages (``BrokerUnavailable``), everything written is removed again
+    and the refusal is audited instead.
     """
     user = launched_by if getattr(launched_by, "pk", None) else None
     fields = dict(run_fields or {})
     detail = dict(detail or {})
     audit = {"actor": launched_by, "action": action, "target": target}
-    keys = [p.dedup_key for p in launches if p.dedup_key]
-    if len(keys) != len(set(keys)):
-        repeated = next(k for k in keys if keys.count(k) > 1)
-        message = f"Two runs of this launch have the same de-duplication key {repeated!r}."
-        error = InvalidLaunch({"dedup_key": [message]})
-        audit_record(**audit, outcome=Outcome.REFUSED, message=str(error), detail=detail)
-        raise error
+    if len(launches) > 1:
+        keys = [p.dedup_key for p in launches if p.dedup_key]
+        if len(keys) != len(set(keys)):
+            repeated = next(k for k in keys if keys.count(k) > 1)
+            message = f"Two runs of this launch have the same de-duplication key {repeated!r}."
+            error = InvalidLaunch({"dedup_key": [message]})
+            audit_record(**audit, outcome=Outcome.REFUSED, message=str(error), detail=detail)
+            raise error
 
     with transaction.atomic():
         if group is not None:
@@ -243,7 +250,9 @@ def launches_publish(
             fields[group._meta.model_name] = group
             detail[group._meta.model_name] = group.pk
         runs = [p.new_run(source=source, launched_by=user, **fields) for p in launches]
-        Run.objects.bulk_create(runs)
+        entries = _launch_entries(launches, audit, group, summary, detail)
+        rows_insert(runs)  # one INSERT of all the runs (a cached statement for one)
+        rows_insert(entries)
 
     claimed: list[PreparedLaunch] = []
     for prepared in launches:
@@ -252,7 +261,7 @@ def launches_publish(
         try:
             dedup.dedup_claim(key=prepared.dedup_key, task_id=prepared.task_id)
         except dedup.KeyHeld as held:
-            _roll_back(launches, claimed, group)
+            _roll_back(launches, claimed, group, entries)
             error = DuplicateRun(held.holder, prepared.dedup_key)
             audit_record(**audit, outcome=Outcome.REFUSED, task_id=prepared.task_id, message=str(error), detail=detail)
             raise error from None
@@ -262,39 +271,126 @@ def launches_publish(
         with launch_publishing(p.task_id for p in launches):
             sent = send()
     except BROKER_ERRORS as exc:
-        _roll_back(launches, claimed, group)
+        _roll_back(launches, claimed, group, entries)
         logger.warning("Launch of %s refused: broker unavailable (%s)", target, exc)
         error = BrokerUnavailable()
         audit_record(**audit, outcome=Outcome.ERROR, message=f"{error} ({exc})", detail=detail)
         raise error from exc
     except Exception as exc:
-        _roll_back(launches, claimed, group)  # nothing half-written for an unexpected failure either
+        _roll_back(launches, claimed, group, entries)  # nothing half-written for an unexpected failure either
         audit_record(**audit, outcome=Outcome.ERROR, message=f"Not sent: {exc!r}", detail=detail)
         raise
 
-    if summary:
-        prefix = f"{str(group._meta.verbose_name).capitalize()} {group.pk}: " if group is not None else ""
-        audit_record(**audit, message=prefix + summary, detail=detail)
-    else:
+    for entry in entries:
+        audit_log(entry)  # with the task id: the log line of a launch audited per run
+    if summary and logger.isEnabledFor(logging.INFO):
         for p in launches:
-            audit_record(
-                **audit,
-                task_id=p.task_id,
-                message=f"{p.entry.name} sent to {p.queue} at {p.priority} priority.",
-                detail={"queue": p.queue, "priority": p.priority.value, "dedup_key": p.dedup_key} | detail,
-            )
-    for p in launches:
-        logger.info("Launched %s [%s] on %s at %s priority", p.entry.name, p.task_id, p.queue, p.priority)
+            logger.info("Launched %s [%s] on %s at %s priority", p.entry.name, p.task_id, p.queue, p.priority)
     return runs, sent
 
 
-def _roll_back(launches: list[PreparedLaunch], claimed: list[PreparedLaunch], group) -> None:
-    """Remove what a refused launch wrote: its runs, its batch or workflow, its keys."""
-    Run.objects.filter(task_result_id__in=[p.task_id for p in launches]).delete()
-    if group is not None and group.pk:
-        group.delete()
+def _launch_entries(launches, audit, group, summary, detail) -> list[AuditEntry]:
+    """The unsaved audit entries of a launch that goes out: one per run, or one with ``summary``."""
+    if summary:
+        prefix = f"{str(group._meta.verbose_name).capitalize()} {group.pk}: " if group is not None else ""
+        return [audit_entry(**audit, message=prefix + summary, detail=detail)]
+    return [
+        audit_entry(
+            **audit,
+            task_id=p.task_id,
+            message=f"{p.entry.name} sent to {p.queue} at {p.priority} priority.",
+            detail={"queue": p.queue, "priority": p.priority.value, "dedup_key": p.dedup_key} | detail | p.audit_detail,
+        )
+        for p in launches
+    ]
+
+
+def _roll_back(launches: list[PreparedLaunch], claimed: list[PreparedLaunch], group, entries) -> None:
+    """Remove what a refused launch wrote: its runs, its batch or workflow, its audit entries, its keys."""
+    with transaction.atomic():
+        Run.objects.filter(task_result_id__in=[p.task_id for p in launches]).delete()
+        if group is not None and group.pk:
+            group.delete()
+        AuditEntry.objects.filter(pk__in=[entry.pk for entry in entries if entry.pk]).delete()
     for prepared in claimed:
         dedup.dedup_release(key=prepared.dedup_key, task_id=prepared.task_id)
+
+
+def launches_publish_each(
+    *, launches: list[PreparedLaunch], launched_by, source: RunSource, action: str
+) -> tuple[list[Run], list[tuple[PreparedLaunch, ServiceError]]]:
+    """Record and publish independent launches in bulk; return the runs sent and the launches refused, with why.
+
+    Each launch stands alone, as if ``launches_publish`` sent it by itself (its own
+    de-duplication key, its own audit entry), but the runs and their entries are
+    written with one INSERT each, in one transaction before anything is published,
+    and the messages go out over one producer. A held key refuses that launch only;
+    a broker that fails refuses the launch it failed on and every later one. What a
+    refused launch wrote is removed again (one DELETE each for runs and entries).
+    """
+    if not launches:
+        return [], []
+    user = launched_by if getattr(launched_by, "pk", None) else None
+    audit = {"actor": launched_by, "action": action}
+    with transaction.atomic():
+        runs = [p.new_run(source=source, launched_by=user) for p in launches]
+        entries = [
+            _launch_entries([p], audit | {"target": p.entry.name, "action": p.action or action}, None, "", {})[0]
+            for p in launches
+        ]
+        rows_insert(runs)
+        rows_insert(entries)
+
+    refused: dict[int, ServiceError] = {}
+    claimed: dict[int, PreparedLaunch] = {}
+    for index, prepared in enumerate(launches):
+        if not prepared.dedup_key:
+            continue
+        try:
+            dedup.dedup_claim(key=prepared.dedup_key, task_id=prepared.task_id)
+            claimed[index] = prepared
+        except dedup.KeyHeld as held:
+            refused[index] = DuplicateRun(held.holder, prepared.dedup_key)
+
+    failure = None
+    sent: set[int] = set()
+    try:
+        with launch_publishing(p.task_id for p in launches), current_app.producer_or_acquire() as producer:
+            for index, p in enumerate(launches):
+                if index not in refused:
+                    p.task.apply_async(args=p.args, kwargs=p.kwargs, producer=producer, **p.message_options())
+                    sent.add(index)
+    except BROKER_ERRORS as exc:
+        failure = exc
+        logger.warning("Bulk launch stopped after %d of %d: broker unavailable (%s)", len(sent), len(launches), exc)
+        error = BrokerUnavailable()
+        for index in range(len(launches)):
+            if index not in sent and index not in refused:
+                refused[index] = error
+
+    if refused:
+        with transaction.atomic():
+            Run.objects.filter(task_result_id__in=[launches[i].task_id for i in refused]).delete()
+            AuditEntry.objects.filter(pk__in=[entries[i].pk for i in refused]).delete()
+            notes = [
+                audit_entry(**audit | {"action": p.action or action}, target=p.entry.name, outcome=Outcome.REFUSED,
+                            task_id=p.task_id, message=str(error), detail=p.audit_detail)
+                for p, error in ((launches[i], e) for i, e in refused.items())
+                if not isinstance(error, BrokerUnavailable)
+            ]  # fmt: skip
+            if failure is not None:
+                first = launches[min(i for i, e in refused.items() if isinstance(e, BrokerUnavailable))]
+                notes.append(audit_entry(**audit, target=first.entry.name, outcome=Outcome.ERROR,
+                                         message=f"{BrokerUnavailable()} ({failure})"))  # fmt: skip
+            AuditEntry.objects.bulk_create(notes)
+        for index in refused:
+            if index in claimed:
+                dedup.dedup_release(key=claimed[index].dedup_key, task_id=claimed[index].task_id)
+        for entry in notes:
+            audit_log(entry)
+    for index in sorted(sent):
+        audit_log(entries[index])
+    return [runs[i] for i in sorted(sent)], [(launches[i], refused[i]) for i in sorted(refused)]
 
 
 def run_launch(
@@ -371,7 +467,7 @@ def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str
     by_argument: dict[str, list[str]] = {}
     problems = arguments.check_arguments(
         entry.signature,
-        arguments.type_hints(entry.func),
+        entry.type_hints,
         args,
         kwargs,
         leading=leading_arguments,
