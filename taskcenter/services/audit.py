@@ -15,20 +15,9 @@ Outcome = AuditEntry.Outcome
 _context: ContextVar[dict | None] = ContextVar("taskcenter_audit_context", default=None)
 
 
-def audit_record(
-    *,
-    actor,
-    action: str,
-    target: str,
-    outcome: str = Outcome.OK,
-    message: str = "",
-    task_id: str = "",
-    detail: dict | None = None,
-) -> AuditEntry:
-    """Record one action. ``actor`` may be None for actions of the system itself."""
-    entry = audit_entry(
-        actor=actor, action=action, target=target, outcome=outcome, message=message, task_id=task_id, detail=detail
-    )
+def audit_record(*, actor, action: str, target: str, **fields) -> AuditEntry:
+    """Record one action; ``fields`` are ``audit_entry``'s. ``actor`` may be None for actions of the system itself."""
+    entry = audit_entry(actor=actor, action=action, target=target, **fields)
     entry.save(force_insert=True)
     audit_log(entry)
     return entry
