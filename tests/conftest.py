@@ -302,15 +302,24 @@ def viewer_client(client, django_user_model):
 
 @pytest.fixture
 def celery_monitor(django_db_blocker, redis_server, celery_worker):
-    """A real ``manage.py taskcenter_monitor`` process, flushing every half second."""
+    """A real ``manage.py taskcenter_monitor`` process, flushing every half second, already consuming events.
+
+    Waits for an event it received after it started (the worker's heartbeat, every 2 s): a tick
+    left by an earlier monitor, or one written before its event stream is up, is not enough, and a
+    test's first events would be missed on a loaded machine.
+    """
     with django_db_blocker.unblock():
         env = process_env(redis_server)
+    client = redis_server.client()
+    began = time.time()
     monitor = CeleryProcess(
         "monitor", ["taskcenter_monitor", "--flush-interval=0.5", "--sample-interval=2"], env,
         program=CeleryProcess.MANAGE,
     )  # fmt: skip
-    client = redis_server.client()
-    wait_for(lambda: client.exists("taskcenter:monitor:tick"), timeout=30, message="the monitor to start")
+    wait_for(
+        lambda: float(client.get("taskcenter:monitor:last_event") or 0) > began, timeout=30,
+        message="the monitor to receive events",
+    )  # fmt: skip
     yield monitor
     monitor.stop()
 
