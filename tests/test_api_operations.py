@@ -88,14 +88,14 @@ def test_a_view_only_token_is_refused_every_queue_and_worker_action(viewer, priv
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pool_and_rate_limit_on_the_real_worker(celery_worker, monkeypatch):
+def test_pool_and_rate_limit_on_the_real_worker(spare_worker, monkeypatch):
     from celery import current_app
 
     monkeypatch.setattr("taskcenter.services.workers.CONTROL_TIMEOUT", 1.0)
     from tests.test_workers import POOL_SIZE, pool_processes, rate_limit_of, restore_pool_size
 
     client = token_client(make_user("ops", superuser=True), name="ops")
-    hostname = celery_worker.hostname
+    hostname = spare_worker.hostname
     listed = client.get("/api/v1/workers/").json()
     assert hostname in [w["hostname"] for w in listed["workers"]]
     try:

@@ -74,8 +74,8 @@ def test_workers_page_lists_the_worker_with_its_pool_queues_and_active_task(staf
     wait_for(lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(), message="the end")
 
 
-def test_pool_grows_and_shrinks_by_one(staff_client, celery_worker):
-    hostname = celery_worker.hostname
+def test_pool_grows_and_shrinks_by_one(staff_client, spare_worker):
+    hostname = spare_worker.hostname
     try:
         grow = post_pool(staff_client, hostname, "grow", 1)
         assert grow.status_code == 302, grow.content.decode()[:2000]
@@ -100,8 +100,8 @@ def restore_pool_size(hostname: str) -> None:
         wait_for(lambda: pool_processes(hostname) == POOL_SIZE, message="the pool size to be restored")
 
 
-def test_pool_changes_below_one_process_are_refused(staff_client, celery_worker):
-    hostname = celery_worker.hostname
+def test_pool_changes_below_one_process_are_refused(staff_client, spare_worker):
+    hostname = spare_worker.hostname
 
     for action, n in (("grow", 0), ("shrink", -1), ("shrink", POOL_SIZE)):
         response = post_pool(staff_client, hostname, action, n)
@@ -123,9 +123,9 @@ def test_pool_change_of_an_unknown_worker_is_not_found(staff_client, celery_work
     assert AuditEntry.objects.get().outcome == "refused"
 
 
-def test_pool_grow_beyond_the_limit_is_refused(staff_client, celery_worker, settings):
+def test_pool_grow_beyond_the_limit_is_refused(staff_client, spare_worker, settings):
     settings.TASKCENTER_MAX_POOL_PROCESSES = POOL_SIZE + 1
-    hostname = celery_worker.hostname
+    hostname = spare_worker.hostname
 
     for n in (2, 10**30):
         response = post_pool(staff_client, hostname, "grow", n)
@@ -135,8 +135,8 @@ def test_pool_grow_beyond_the_limit_is_refused(staff_client, celery_worker, sett
     assert [entry.outcome for entry in AuditEntry.objects.all()] == ["refused", "refused"]
 
 
-def test_workers_page_shows_the_rate_limits_workers_apply_whoever_set_them(staff_client, celery_worker):
-    hostname = celery_worker.hostname
+def test_workers_page_shows_the_rate_limits_workers_apply_whoever_set_them(staff_client, spare_worker):
+    hostname = spare_worker.hostname
     try:
         # Set outside taskcenter, as `celery control rate_limit examples.add 7/m` does: nothing is saved.
         current_app.control.rate_limit("examples.add", "7/m", destination=[hostname], reply=True, timeout=2)
@@ -157,8 +157,8 @@ def test_workers_page_shows_the_rate_limits_workers_apply_whoever_set_them(staff
     assert "examples.add" not in [limit.task_name for limit in page.context["overview"].applied_rate_limits]
 
 
-def test_rate_limit_is_stored_applied_audited_and_shown(staff_client, celery_worker):
-    hostname = celery_worker.hostname
+def test_rate_limit_is_stored_applied_audited_and_shown(staff_client, spare_worker):
+    hostname = spare_worker.hostname
     try:
         response = post_rate(staff_client, "examples.add", "10/m")
         assert response.status_code == 302, response.content.decode()[:2000]
@@ -189,14 +189,14 @@ def test_rate_limit_is_stored_applied_audited_and_shown(staff_client, celery_wor
         ("examples.add", "9223372036854775808", "too high"),
     ],
 )
-def test_invalid_rate_limits_are_refused(staff_client, celery_worker, task_name, rate, message):
+def test_invalid_rate_limits_are_refused(staff_client, spare_worker, task_name, rate, message):
     response = post_rate(staff_client, task_name, rate)
 
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not TaskRateLimit.objects.exists()
     assert AuditEntry.objects.get().outcome == "refused"
-    assert rate_limit_of(celery_worker.hostname, "examples.add") is None
+    assert rate_limit_of(spare_worker.hostname, "examples.add") is None
 
 
 def test_a_rate_limit_set_while_no_worker_is_online_is_saved_for_the_workers_that_start(
@@ -217,8 +217,8 @@ def test_a_rate_limit_set_while_no_worker_is_online_is_saved_for_the_workers_tha
     assert AuditEntry.objects.get(action="rate_limit").outcome == "ok"
 
 
-def test_viewer_sees_the_page_without_actions_and_may_not_act(viewer_client, celery_worker):
-    hostname = celery_worker.hostname
+def test_viewer_sees_the_page_without_actions_and_may_not_act(viewer_client, spare_worker):
+    hostname = spare_worker.hostname
     response = viewer_client.get(reverse("taskcenter:worker_list"))
 
     assert response.status_code == 200
