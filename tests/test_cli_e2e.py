@@ -56,6 +56,7 @@ def test_wait_draws_the_progress_of_a_task_that_reports_it_and_monitor_progress_
     assert bars[-1].startswith("[" + "#" * 30 + "] 100.0%  6/6")
 
 
+@pytest.mark.slow
 def test_the_real_command_line_exit_codes_help_and_a_down_broker(tmp_path):
     manage = command_line(tmp_path)
     migrated = manage("migrate", "--noinput", "-v", "0")

@@ -289,6 +289,7 @@ def test_every_variable_of_a_command_line_has_a_default_in_its_unit():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_the_worker_and_web_units_command_lines_start_and_serve(
     transactional_db, private_broker, private_redis, tmp_path
 ):

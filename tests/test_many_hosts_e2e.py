@@ -35,7 +35,7 @@ from taskcenter.selectors.beat import beat_status
 from taskcenter.services.api_tokens import token_create
 from tests.conftest import LOG_DIR, CeleryProcess, process_env, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SCHEDULE = "many hosts: add every 2 s"
 INTERVAL = 2

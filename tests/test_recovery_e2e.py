@@ -21,7 +21,7 @@ from taskcenter.models import AuditEntry, Run
 from taskcenter.services.launch import run_launch
 from tests.conftest import CeleryProcess, process_env, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 #: Fast recovery settings for the monitor of these tests (the defaults are 3 s, 5 s and 15 s).
 RECOVERY_ENV = {
@@ -56,14 +56,21 @@ def start_worker(
 
 
 def start_monitor(redis) -> CeleryProcess:
+    """Start a monitor on ``redis``, where a worker is running; return once it receives events."""
+    began = time.time()
     monitor = CeleryProcess(
         f"recovery-monitor-{uuid.uuid4().hex[:6]}",
         ["taskcenter_monitor", "--flush-interval=0.5", "--sample-interval=5"],
         process_env(redis, **RECOVERY_ENV),
         program=CeleryProcess.MANAGE,
     )
+    # An event received after it started (a worker's heartbeat, every 2 s): a tick alone may come
+    # before its event stream is up, and a test's first task-started event would be missed.
     client = redis.client()
-    wait_for(lambda: client.exists("taskcenter:monitor:tick"), timeout=60, message="the monitor to start")
+    wait_for(
+        lambda: float(client.get("taskcenter:monitor:last_event") or 0) > began, timeout=60,
+        message="the monitor to receive events",
+    )  # fmt: skip
     return monitor
 
 

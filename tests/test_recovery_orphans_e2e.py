@@ -17,7 +17,7 @@ from taskcenter.services.recovery import recovery_policy_set
 from tests.conftest import CeleryProcess, process_env, wait_for
 from tests.test_recovery_e2e import kill_whole_worker, start_monitor, stop_all
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 TASK = "examples.process_items"
 

@@ -13,7 +13,7 @@ from taskcenter.models import Checkpoint, RecoveryAction, Run
 from taskcenter.services.launch import run_launch
 from tests.conftest import CeleryProcess, process_env, wait_for, wait_for_state
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def start_worker(private_redis, name: str) -> CeleryProcess:

@@ -268,6 +268,7 @@ def test_an_invalid_change_leaves_the_existing_schedule_as_it_was(db):
 # --- a real command line --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_command_line_exit_codes(tmp_path):
     """``python manage.py schedule`` in a process of its own, on a freshly migrated database."""
     hidden = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")

@@ -18,7 +18,7 @@ from taskcenter.selectors.health import check_broker
 from taskcenter.services.launch import run_launch
 from tests.conftest import LOG_DIR, CeleryProcess, _die_with_parent, process_env, use_broker, wait_for, wait_for_state
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 MASTER_NAME = "taskcenter"
 MASTER_PASSWORD, SENTINEL_PASSWORD = "master-pw-1", "sentinel-pw-1"

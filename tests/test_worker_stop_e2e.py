@@ -16,7 +16,7 @@ from django_celery_results.models import TaskResult
 from taskcenter.services.launch import run_launch
 from tests.conftest import LOG_DIR, ROOT, _die_with_parent, process_env, wait_for, wait_for_state
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SLOW = {"items": 8, "seconds_per_item": 0.5}
 
