@@ -89,14 +89,22 @@ def run_terminate(*, run: Run, actor) -> None:
 
 
 def run_retry(
-    *, run: Run, actor, args: list | None = None, kwargs: dict | None = None, source: RunSource = RunSource.CODE
+    *,
+    run: Run,
+    actor,
+    args: list | None = None,
+    kwargs: dict | None = None,
+    source: RunSource = RunSource.CODE,
+    orphaned: bool = False,
 ) -> Run:
     """Launch a finished run again, with its own or edited arguments; link the two.
 
     Secret arguments are stored masked; wherever the arguments still hold the
     mask, the run's sealed real value is sent again (a changed value is kept).
+    ``orphaned``: the run is still STARTED but its worker is gone (the recovery
+    service checked that), so it may be launched again although it never finished.
     """
-    args, kwargs = _retry_arguments(run=run, actor=actor, args=args, kwargs=kwargs)
+    args, kwargs = _retry_arguments(run=run, actor=actor, args=args, kwargs=kwargs, orphaned=orphaned)
     return run_launch(
         task_name=run.task_name,
         args=args,
@@ -109,10 +117,12 @@ def run_retry(
     )
 
 
-def _retry_arguments(*, run: Run, actor, args: list | None = None, kwargs: dict | None = None) -> tuple[list, dict]:
+def _retry_arguments(
+    *, run: Run, actor, args: list | None = None, kwargs: dict | None = None, orphaned: bool = False
+) -> tuple[list, dict]:
     """The arguments to re-run ``run`` with (its sealed secrets restored); refuse, audited, a run not finished."""
     audit = {"actor": actor, "action": Action.RETRY, "target": run.task_name, "task_id": run.task_id}
-    if not run.is_finished:
+    if not (orphaned or run.is_finished):
         error = ControlError(f"Run {run.task_id} is {run.state}; only finished runs can be re-run.")
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from taskcenter import catalogue, secret_arguments
+from taskcenter import catalogue
 from taskcenter.models import AuditEntry, Checkpoint, DeadLetter, RecoveryAction, RecoveryPolicy, Run, RunSource
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.errors import Conflict, InvalidInput, ServiceError
@@ -156,26 +156,10 @@ def run_recover(
 
 
 def _relaunch(run: Run, actor, source) -> Run:
-    """Launch ``run`` again through the one launch path, linked to it."""
+    """Launch ``run`` again through the one re-run path, linked to it (an orphaned run is still STARTED)."""
     from taskcenter.services.control import run_retry
-    from taskcenter.services.launch import InvalidLaunch, run_launch
 
-    if run.is_finished:
-        return run_retry(run=run, actor=actor, source=source)
-    try:  # an orphaned run: still STARTED, so run_retry would refuse it
-        args, kwargs = secret_arguments.restore(catalogue.get_entry(run.task_name), run.args, run.kwargs, run.secrets)
-    except secret_arguments.SecretUnavailable as missing:
-        raise InvalidLaunch({"args": [f"The stored value of the secret argument {missing.name!r} cannot be read."]})
-    return run_launch(
-        task_name=run.task_name,
-        args=args,
-        kwargs=kwargs,
-        queue=run.queue,
-        priority=run.priority,
-        launched_by=actor,
-        source=source,
-        retry_of=run,
-    )
+    return run_retry(run=run, actor=actor, source=source, orphaned=not run.is_finished)
 
 
 def _automatic_recoveries(run: Run) -> int:
