@@ -116,7 +116,8 @@ def rows_insert_committed(*groups: list[Model]) -> None:
     raw = connection.connection
     with connection.wrap_database_errors:
         cursor = raw.cursor()
-        cursor.execute("BEGIN")
+        mode = getattr(connection, "transaction_mode", None)  # as Django's atomic begins (IMMEDIATE here)
+        cursor.execute(f"BEGIN {mode}" if mode else "BEGIN")
         try:
             for objs in groups:
                 statement = _statements.get((alias, type(objs[0])))

@@ -49,7 +49,7 @@ def test_a_launch_runs_begin_two_inserts_and_commit_and_nothing_while_it_publish
     finally:
         signals.before_task_publish.disconnect(dispatch_uid="test.mark")
     assert first_words(statements) == [
-        "BEGIN",
+        "BEGIN IMMEDIATE",
         'INSERT INTO "taskcenter_run"',
         'INSERT INTO "taskcenter_auditentry"',
         "COMMIT",
