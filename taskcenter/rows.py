@@ -8,7 +8,7 @@ psycopg's prepared statements). Like ``bulk_create``, no model signals are sent.
 """
 
 from django.db import connections, router, transaction
-from django.db.models import CharField, Field, JSONField, Model, TextField
+from django.db.models import CharField, Field, IntegerField, JSONField, Model, TextField
 
 #: (database alias, model) -> _Statement.
 _statements: dict = {}
@@ -20,8 +20,10 @@ class _Statement:
     def __init__(self, model: type[Model], connection):
         opts = model._meta
         self.fields = [f for f in opts.concrete_fields if not f.generated and f is not opts.auto_field]
-        # A str in a plain text column goes to the driver as it is (what get_db_prep_save would return).
+        # What get_db_prep_save would return, without calling it: a str (or str enum member) in a
+        # plain text column and an int in an integer column (or a link to one) go to the driver as they are.
         self.plain = [type(f) in (CharField, TextField) for f in self.fields]
+        self.integer = [isinstance(f.target_field if f.is_relation else f, IntegerField) for f in self.fields]
         quote = connection.ops.quote_name
         self.head = f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(f.column) for f in self.fields)}) VALUES "
         self.row = f"({', '.join(['%s'] * len(self.fields))})"
@@ -31,8 +33,7 @@ class _Statement:
         self.read = [type(f).pre_save is Field.pre_save for f in self.fields]
         # None stays None for every field but JSON (which stores "null" when the column is not nullable).
         self.none_is_null = [not isinstance(f, JSONField) for f in self.fields]
-        self.columns = list(zip(self.fields, self.plain, self.read, self.none_is_null, strict=True))
-
+        self.columns = list(zip(self.fields, self.plain, self.integer, self.read, self.none_is_null, strict=True))
         self.one_qmark = self.one.replace("%s", "?")
 
     def sql(self, rows: int, *, qmark: bool = False) -> str:
@@ -46,9 +47,13 @@ class _Statement:
         params = []
         append = params.append
         for obj in objs:
-            for f, plain, read, none_is_null in self.columns:
+            for f, plain, integer, read, none_is_null in self.columns:
                 value = getattr(obj, f.attname) if read else f.pre_save(obj, True)
-                if (plain and type(value) is str) or (value is None and none_is_null):
+                if (
+                    (plain and isinstance(value, str))
+                    or (integer and type(value) is int)
+                    or (value is None and none_is_null)
+                ):
                     append(value)
                 else:
                     append(f.get_db_prep_save(value, connection))
