@@ -110,9 +110,13 @@ def rows_insert_committed(*groups: list[Model]) -> None:
         or not connection.features.can_return_rows_from_bulk_insert
         or any(router.db_for_write(type(objs[0])) != alias for objs in groups)
     ):
-        with transaction.atomic(using=alias):
-            for objs in groups:
-                rows_insert(objs)
+        try:
+            with transaction.atomic(using=alias):
+                for objs in groups:
+                    rows_insert(objs)
+        except BaseException:
+            _forget(groups)
+            raise
         return
     connection.validate_thread_sharing()
     connection.ensure_connection()
@@ -133,14 +137,19 @@ def rows_insert_committed(*groups: list[Model]) -> None:
         except BaseException:
             if raw.in_transaction:
                 raw.rollback()
-            for objs in groups:  # as if never saved
-                for obj in objs:
-                    setattr(obj, obj._meta.pk.attname, None)
-                    obj._state.adding = True
-                    obj._state.db = None
+            _forget(groups)
             raise
         finally:
             cursor.close()
+
+
+def _forget(groups) -> None:
+    """After a rollback: the objects are unsaved again (no primary key)."""
+    for objs in groups:
+        for obj in objs:
+            setattr(obj, obj._meta.pk.attname, None)
+            obj._state.adding = True
+            obj._state.db = None
 
 
 def _insert(cursor, statement: "_Statement", objs: list[Model], connection, alias: str, *, qmark: bool) -> None:

@@ -78,7 +78,9 @@ def test_a_failed_insert_rolls_back_the_rows_written_before_it_in_the_same_call(
     assert not Run.objects.exists() and not AuditEntry.objects.exists()
     assert run.pk is None and run._state.adding
     # The connection is usable and in autocommit afterwards.
-    assert connection.get_autocommit() and not connection.connection.in_transaction
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    if connection.vendor == "sqlite":
+        assert not connection.connection.in_transaction  # the driver-level BEGIN was rolled back
     rows_insert_committed([run])
     assert Run.objects.get().task_result_id == "will-not-stay"
 
@@ -104,7 +106,11 @@ def test_every_full_index_on_runs_is_one_history_or_schedules_need():
     full = {
         name
         for name, info in constraints.items()
-        if info["index"] and not info["primary_key"] and not info["unique"] and not _partial(name)
+        if info["index"]
+        and not info["primary_key"]
+        and not info["unique"]
+        and not _partial(name)
+        and info["columns"] != ["task_id"]  # PostgreSQL's LIKE companion of the unique task id
     }
     assert full == LAUNCH_WRITES
 
