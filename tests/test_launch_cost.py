@@ -152,3 +152,12 @@ def test_the_reruns_of_a_run_are_read_through_the_partial_index():
         sql, params = compiler.as_sql()
         plan = [row[-1] for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()]
     assert any("run_retry_of" in step for step in plan), plan
+
+
+@sqlite_only
+def test_sqlite_checkpoints_its_wal_at_the_configured_size_not_at_every_thousand_pages(settings):
+    with connection.cursor() as cursor:
+        (pages,) = cursor.execute("PRAGMA wal_autocheckpoint").fetchone()
+        (journal,) = cursor.execute("PRAGMA journal_mode").fetchone()
+    assert pages == settings.SQLITE_WAL_AUTOCHECKPOINT == 10_000
+    assert journal == "wal"
