@@ -73,25 +73,33 @@ class Run(models.Model):
     secrets = models.TextField(blank=True, default="", editable=False)
     eta = models.DateTimeField(null=True, blank=True, help_text="Not run before this time.")
     source = models.CharField(max_length=10, choices=RunSource.choices, default=RunSource.CODE)
+    # No index of its own: run_launcher_created starts with it (issue 12, launch cost).
     launched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     periodic_task_name = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     expires = models.DateTimeField(null=True, blank=True, help_text="Dropped if not started by this time.")
 
     # Lineage: a re-run points to the run it repeats; the original lists its re-runs.
-    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    # This and the other links empty at launch (batch, workflow, cancelled_by) have partial indexes (see Meta).
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns", db_index=False
+    )
     # Optional de-duplication key; see services.dedup.
     dedup_key = models.CharField(max_length=255, blank=True, default="")
     # Membership of a batch or a workflow (chain, group, chord) launched together.
-    batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
-    workflow = models.ForeignKey("Workflow", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    batch = models.ForeignKey(
+        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+    )
+    workflow = models.ForeignKey(
+        "Workflow", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+    )
 
     # Cancellation as asked by an operator; the worker later reports REVOKED itself.
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     cancel_reason = models.CharField(max_length=200, blank=True, default="")
 
@@ -133,6 +141,14 @@ class Run(models.Model):
                 fields=["failure_fingerprint", "-id"],
                 name="run_failure_id",
                 condition=models.Q(failure_fingerprint__isnull=False),
+            ),
+            # Links that are empty when a run is launched: a partial index holds only the runs that
+            # have one, so a launch writes none of them, and "= value" (and joins) still use them.
+            models.Index(fields=["retry_of"], name="run_retry_of", condition=models.Q(retry_of__isnull=False)),
+            models.Index(fields=["batch"], name="run_batch", condition=models.Q(batch__isnull=False)),
+            models.Index(fields=["workflow"], name="run_workflow", condition=models.Q(workflow__isnull=False)),
+            models.Index(
+                fields=["cancelled_by"], name="run_cancelled_by", condition=models.Q(cancelled_by__isnull=False)
             ),
         ]
 

@@ -7,8 +7,8 @@ database driver reuse its prepared statement (sqlite3's statement cache,
 psycopg's prepared statements). Like ``bulk_create``, no model signals are sent.
 """
 
-from django.db import connections, router
-from django.db.models import CharField, Model, TextField
+from django.db import connections, router, transaction
+from django.db.models import CharField, Field, IntegerField, JSONField, Model, TextField
 
 #: (database alias, model) -> _Statement.
 _statements: dict = {}
@@ -20,23 +20,43 @@ class _Statement:
     def __init__(self, model: type[Model], connection):
         opts = model._meta
         self.fields = [f for f in opts.concrete_fields if not f.generated and f is not opts.auto_field]
-        # A str in a plain text column goes to the driver as it is (what get_db_prep_save would return).
+        # What get_db_prep_save would return, without calling it: a str (or str enum member) in a
+        # plain text column and an int in an integer column (or a link to one) go to the driver as they are.
         self.plain = [type(f) in (CharField, TextField) for f in self.fields]
+        self.integer = [isinstance(f.target_field if f.is_relation else f, IntegerField) for f in self.fields]
         quote = connection.ops.quote_name
         self.head = f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(f.column) for f in self.fields)}) VALUES "
         self.row = f"({', '.join(['%s'] * len(self.fields))})"
         self.tail = f" RETURNING {quote(opts.pk.column)}"
         self.one = self.head + self.row + self.tail
+        # How each value is read: by attribute, unless the field computes it on save (auto_now...).
+        self.read = [type(f).pre_save is Field.pre_save for f in self.fields]
+        # None stays None for every field but JSON (which stores "null" when the column is not nullable).
+        self.none_is_null = [not isinstance(f, JSONField) for f in self.fields]
+        self.columns = list(zip(self.fields, self.plain, self.integer, self.read, self.none_is_null, strict=True))
+        self.one_qmark = self.one.replace("%s", "?")
 
-    def sql(self, rows: int) -> str:
-        return self.one if rows == 1 else self.head + ", ".join([self.row] * rows) + self.tail
+    def sql(self, rows: int, *, qmark: bool = False) -> str:
+        """The statement for ``rows`` rows; ``qmark``: with sqlite3's own ``?`` placeholders."""
+        if rows == 1:
+            return self.one_qmark if qmark else self.one
+        sql = self.head + ", ".join([self.row] * rows) + self.tail
+        return sql.replace("%s", "?") if qmark else sql
 
     def params(self, objs: list[Model], connection) -> list:
         params = []
+        append = params.append
         for obj in objs:
-            for f, plain in zip(self.fields, self.plain, strict=True):
-                value = getattr(obj, f.attname) if plain else f.pre_save(obj, True)
-                params.append(value if plain and type(value) is str else f.get_db_prep_save(value, connection))
+            for f, plain, integer, read, none_is_null in self.columns:
+                value = getattr(obj, f.attname) if read else f.pre_save(obj, True)
+                if (
+                    (plain and isinstance(value, str))
+                    or (integer and type(value) is int)
+                    or (value is None and none_is_null)
+                ):
+                    append(value)
+                else:
+                    append(f.get_db_prep_save(value, connection))
         return params
 
 
@@ -60,16 +80,92 @@ def rows_insert(objs: list[Model]) -> None:
     statement = _statements.get((alias, model))
     if statement is None:
         statement = _statements[(alias, model)] = _Statement(model, connection)
-    per_statement = max(1, _max_parameters(connection) // len(statement.fields))
-    pk = model._meta.pk.attname
     with connection.cursor() as cursor:
-        for start in range(0, len(objs), per_statement):
-            chunk = objs[start : start + per_statement]
-            cursor.execute(statement.sql(len(chunk)), statement.params(chunk, connection))
-            for obj, (pk_value,) in zip(chunk, cursor.fetchall(), strict=True):
-                setattr(obj, pk, pk_value)
-                obj._state.adding = False
-                obj._state.db = alias
+        _insert(cursor, statement, objs, connection, alias, qmark=False)
+
+
+def rows_insert_committed(*groups: list[Model]) -> None:
+    """INSERT each list of unsaved rows (as ``rows_insert``) in one transaction, committed on return.
+
+    The single launch's write (its Run and its audit entry). Inside a transaction it
+    only inserts (the caller's transaction commits). On SQLite, outside one, with no
+    query logging or execute wrappers in force (``DEBUG``, ``CaptureQueriesContext``
+    use Django's cursor and ``atomic`` instead, with the same statements), it sends
+    ``BEGIN``, the INSERTs and ``COMMIT`` straight to the driver: Django's ``atomic``
+    and cursor wrappers cost about as much as SQLite's own work on these two rows.
+    """
+    groups = [objs for objs in groups if objs]
+    if not groups:
+        return
+    alias = router.db_for_write(type(groups[0][0]))
+    connection = connections[alias]
+    if connection.in_atomic_block:
+        for objs in groups:
+            rows_insert(objs)
+        return
+    if (
+        connection.vendor != "sqlite"
+        or connection.queries_logged
+        or connection.execute_wrappers
+        or not connection.features.can_return_rows_from_bulk_insert
+        or any(router.db_for_write(type(objs[0])) != alias for objs in groups)
+    ):
+        try:
+            with transaction.atomic(using=alias):
+                for objs in groups:
+                    rows_insert(objs)
+        except BaseException:
+            _forget(groups)
+            raise
+        return
+    connection.validate_thread_sharing()
+    connection.ensure_connection()
+    if not connection.get_autocommit():
+        raise transaction.TransactionManagementError("rows_insert_committed needs autocommit mode.")
+    raw = connection.connection
+    with connection.wrap_database_errors:
+        cursor = raw.cursor()
+        mode = getattr(connection, "transaction_mode", None)  # as Django's atomic begins (IMMEDIATE here)
+        cursor.execute(f"BEGIN {mode}" if mode else "BEGIN")
+        try:
+            for objs in groups:
+                statement = _statements.get((alias, type(objs[0])))
+                if statement is None:
+                    statement = _statements[(alias, type(objs[0]))] = _Statement(type(objs[0]), connection)
+                _insert(cursor, statement, objs, connection, alias, qmark=True)
+            cursor.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.rollback()
+            _forget(groups)
+            raise
+        finally:
+            cursor.close()
+
+
+def _forget(groups) -> None:
+    """After a rollback: the objects are unsaved again (no primary key)."""
+    for objs in groups:
+        for obj in objs:
+            setattr(obj, obj._meta.pk.attname, None)
+            obj._state.adding = True
+            obj._state.db = None
+
+
+def _insert(cursor, statement: "_Statement", objs: list[Model], connection, alias: str, *, qmark: bool) -> None:
+    """Execute ``statement`` for ``objs`` (in chunks under the parameter limit) and set their primary keys.
+
+    ``qmark``: ``cursor`` is the driver's own sqlite3 cursor, which takes ``?`` placeholders.
+    """
+    per_statement = max(1, _max_parameters(connection) // len(statement.fields))
+    pk = objs[0]._meta.pk.attname
+    for start in range(0, len(objs), per_statement):
+        chunk = objs[start : start + per_statement]
+        cursor.execute(statement.sql(len(chunk), qmark=qmark), statement.params(chunk, connection))
+        for obj, (pk_value,) in zip(chunk, cursor.fetchall(), strict=True):
+            setattr(obj, pk, pk_value)
+            obj._state.adding = False
+            obj._state.db = alias
 
 
 def _max_parameters(connection) -> int:

@@ -24,7 +24,7 @@ from taskcenter.broker import BROKER_ERRORS
 from taskcenter.catalogue import CatalogueEntry
 from taskcenter.models import AuditEntry, Run, RunSource
 from taskcenter.priorities import Priority
-from taskcenter.rows import rows_insert
+from taskcenter.rows import rows_insert, rows_insert_committed
 from taskcenter.safe_input import JSONInputError, check_json, has_utc_time
 from taskcenter.services import dedup
 from taskcenter.services.audit import Action, Outcome, audit_entry, audit_log, audit_record
@@ -243,16 +243,20 @@ def launches_publish(
             audit_record(**audit, outcome=Outcome.REFUSED, message=str(error), detail=detail)
             raise error
 
-    with transaction.atomic():
-        if group is not None:
+    if group is None:
+        runs = [p.new_run(source=source, launched_by=user, **fields) for p in launches]
+        entries = _launch_entries(launches, audit, group, summary, detail)
+        rows_insert_committed(runs, entries)  # BEGIN, one INSERT each (cached statements), COMMIT
+    else:
+        with transaction.atomic():
             group.launched_by = user
             group.save()
             fields[group._meta.model_name] = group
             detail[group._meta.model_name] = group.pk
-        runs = [p.new_run(source=source, launched_by=user, **fields) for p in launches]
-        entries = _launch_entries(launches, audit, group, summary, detail)
-        rows_insert(runs)  # one INSERT of all the runs (a cached statement for one)
-        rows_insert(entries)
+            runs = [p.new_run(source=source, launched_by=user, **fields) for p in launches]
+            entries = _launch_entries(launches, audit, group, summary, detail)
+            rows_insert(runs)  # one INSERT of all the runs
+            rows_insert(entries)
 
     claimed: list[PreparedLaunch] = []
     for prepared in launches:
@@ -332,14 +336,12 @@ def launches_publish_each(
         return [], []
     user = launched_by if getattr(launched_by, "pk", None) else None
     audit = {"actor": launched_by, "action": action}
-    with transaction.atomic():
-        runs = [p.new_run(source=source, launched_by=user) for p in launches]
-        entries = [
-            _launch_entries([p], audit | {"target": p.entry.name, "action": p.action or action}, None, "", {})[0]
-            for p in launches
-        ]
-        rows_insert(runs)
-        rows_insert(entries)
+    runs = [p.new_run(source=source, launched_by=user) for p in launches]
+    entries = [
+        _launch_entries([p], audit | {"target": p.entry.name, "action": p.action or action}, None, "", {})[0]
+        for p in launches
+    ]
+    rows_insert_committed(runs, entries)
 
     refused: dict[int, ServiceError] = {}
     claimed: dict[int, PreparedLaunch] = {}

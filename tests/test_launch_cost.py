@@ -1,0 +1,163 @@
+"""What one launch costs the database: BEGIN, two INSERTs, COMMIT, and no index it does not need (issue 12)."""
+
+from itertools import groupby
+
+import pytest
+from celery import signals
+from django.db import IntegrityError, connection
+
+from taskcenter.models import AuditEntry, Run
+from taskcenter.rows import rows_insert_committed
+from taskcenter.services.launch import BrokerUnavailable, run_launch
+
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's driver-level trace and query plans")
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def broker(redis_server):
+    return redis_server
+
+
+@pytest.fixture
+def statements():
+    """Every statement SQLite itself runs on this connection (not only what Django logs)."""
+    connection.ensure_connection()
+    seen: list[str] = []
+    connection.connection.set_trace_callback(seen.append)
+    yield seen
+    connection.connection.set_trace_callback(None)
+
+
+def first_words(seen: list[str]) -> list[str]:
+    """Each statement's opening words, once: SQLite traces the INSERT again for each trigger it fires."""
+    return [key for key, _ in groupby(" ".join(sql.split()[:3]) for sql in seen)]
+
+
+@sqlite_only
+def test_a_launch_runs_begin_two_inserts_and_commit_and_nothing_while_it_publishes(statements, django_user_model):
+    user = django_user_model.objects.create_user("launcher")
+    at_publish = {}
+
+    def mark(headers=None, **_):
+        at_publish["statements"] = len(statements)
+
+    signals.before_task_publish.connect(mark, dispatch_uid="test.mark")
+    try:
+        statements.clear()
+        run = run_launch(task_name="examples.add", args=[1, 2], launched_by=user)
+    finally:
+        signals.before_task_publish.disconnect(dispatch_uid="test.mark")
+    assert first_words(statements) == [
+        "BEGIN IMMEDIATE",
+        'INSERT INTO "taskcenter_run"',
+        'INSERT INTO "taskcenter_auditentry"',
+        "COMMIT",
+    ]
+    # All of it before the message exists; nothing after (the publish signals write nothing for it).
+    assert at_publish["statements"] == len(statements)
+    assert Run.objects.get(task_result_id=run.task_id).recorded_state == "PENDING"
+    assert AuditEntry.objects.get(task_id=run.task_id).outcome == "ok"
+
+
+@sqlite_only
+def test_a_launch_refused_by_a_stopped_broker_leaves_nothing_half_written(tmp_path, redis_server):
+    from tests.conftest import broker_down
+
+    with broker_down(tmp_path, redis_server), pytest.raises(BrokerUnavailable):
+        run_launch(task_name="examples.add", args=[1, 2], dedup_key="k")
+    assert not Run.objects.exists()
+    assert list(AuditEntry.objects.values_list("action", "outcome")) == [("launch", "error")]
+
+
+def test_a_failed_insert_rolls_back_the_rows_written_before_it_in_the_same_call():
+    run = Run(task_result_id="will-not-stay", task_name="examples.add", queue="default")
+    broken = AuditEntry(action="launch", target=None)  # NOT NULL: the second INSERT fails
+    with pytest.raises(IntegrityError):
+        rows_insert_committed([run], [broken])
+    assert not Run.objects.exists() and not AuditEntry.objects.exists()
+    assert run.pk is None and run._state.adding
+    # The connection is usable and in autocommit afterwards.
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    if connection.vendor == "sqlite":
+        assert not connection.connection.in_transaction  # the driver-level BEGIN was rolled back
+    rows_insert_committed([run])
+    assert Run.objects.get().task_result_id == "will-not-stay"
+
+
+#: The only full indexes on taskcenter_run, each written by every launch: the task id and History's filters.
+LAUNCH_WRITES = {
+    "run_created",
+    "run_state_created",
+    "run_task_created",
+    "run_task_state_created",
+    "run_queue_created",
+    "run_worker_created",
+    "run_launcher_created",
+    "run_schedule_id",
+    "run_schedule_time",
+}
+
+
+def test_every_full_index_on_runs_is_one_history_or_schedules_need():
+    """A new full index makes every launch pay for it: make it partial, or add it here on purpose."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "taskcenter_run")
+    full = {
+        name
+        for name, info in constraints.items()
+        if info["index"]
+        and not info["primary_key"]
+        and not info["unique"]
+        and not _partial(name)
+        and info["columns"] != ["task_id"]  # PostgreSQL's LIKE companion of the unique task id
+    }
+    assert full == LAUNCH_WRITES
+
+
+def _partial(name: str) -> bool:
+    """True for an index with a WHERE clause (it holds only the rows that match)."""
+    index = next((i for i in Run._meta.indexes if i.name == name), None)
+    return index is not None and index.condition is not None
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT id FROM taskcenter_run WHERE retry_of_id = 1 ORDER BY id DESC",
+        "SELECT id FROM taskcenter_run WHERE batch_id = 1 ORDER BY id",
+        "SELECT id FROM taskcenter_run WHERE workflow_id = 1",
+        "UPDATE taskcenter_run SET cancelled_by_id = NULL WHERE cancelled_by_id IN (1, 2)",
+        "UPDATE taskcenter_run SET launched_by_id = NULL WHERE launched_by_id IN (1, 2)",
+        # A failure group's runs without a re-run (selectors.failures): the join uses the partial index.
+        "SELECT a.id FROM taskcenter_run a LEFT OUTER JOIN taskcenter_run b ON (a.id = b.retry_of_id)"
+        " WHERE a.failure_fingerprint = 'x' AND b.id IS NULL",
+    ],
+)
+def test_links_empty_at_launch_are_still_found_through_an_index(query):
+    with connection.cursor() as cursor:
+        plan = [row[-1] for row in cursor.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()]
+    assert plan and all(" USING " in step for step in plan if step.startswith(("SEARCH", "SCAN"))), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan
+
+
+@sqlite_only
+def test_the_reruns_of_a_run_are_read_through_the_partial_index():
+    original = run_launch(task_name="examples.add", args=[1, 2])
+    rerun = run_launch(task_name="examples.add", args=[1, 2], retry_of=original)
+    assert list(original.reruns.all()) == [rerun]
+    with connection.cursor() as cursor:
+        compiler = original.reruns.all().query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        plan = [row[-1] for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()]
+    assert any("run_retry_of" in step for step in plan), plan
+
+
+@sqlite_only
+def test_sqlite_checkpoints_its_wal_at_the_configured_size_not_at_every_thousand_pages(settings):
+    with connection.cursor() as cursor:
+        (pages,) = cursor.execute("PRAGMA wal_autocheckpoint").fetchone()
+        (journal,) = cursor.execute("PRAGMA journal_mode").fetchone()
+    assert pages == settings.SQLITE_WAL_AUTOCHECKPOINT == 10_000
+    assert journal == "wal"
