@@ -33,11 +33,17 @@ LOG_DIR = ROOT / "test-output" / "logs"
 
 
 def _die_with_parent() -> None:
-    """Make a child process get SIGTERM if pytest dies, so no server or worker outlives a run."""
+    """Make a child process get SIGTERM if pytest dies, so no server or worker outlives a run.
+
+    Also gives it Ctrl-C back: a suite started in the background (``make test &``, a CI
+    runner without job control) runs with SIGINT ignored, every child inherits that, and
+    a test that stops a process with SIGINT, as Ctrl-C in a terminal does, would wait forever.
+    """
     import ctypes
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
