@@ -477,3 +477,9 @@ if TASKCENTER_CACHE_URL:
             "OPTIONS": {"socket_timeout": BROKER_REQUEST_TIMEOUT, "socket_connect_timeout": BROKER_REQUEST_TIMEOUT},
         }
     }
+
+# --- History: filters no index covers together (docs/benchmarks.md, "History") ----------
+# A History page whose filters no single index covers together (a user and a task, a
+# source, ...) walks the index of one of them and checks the others; it walks at most
+# this many runs, then says so and lets the operator continue from there.
+TASKCENTER_HISTORY_SCAN_LIMIT = env_int("TASKCENTER_HISTORY_SCAN_LIMIT", 2_000, minimum=100)
