@@ -127,7 +127,10 @@ def _in_time_range(runs: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:
 
 def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
     """Runs matching ``filters``, newest first, read from the run table alone (no join)."""
-    equalities = _equalities(filters)
+    return _matching(filters, _equalities(filters))
+
+
+def _matching(filters: RunFilters, equalities: dict | None) -> QuerySet[Run]:
     if equalities is None:
         return Run.objects.none()
     return _in_time_range(Run.objects.filter(**equalities), filters).order_by(*PAGE_ORDER)
@@ -192,7 +195,7 @@ def runs_page(
     equalities = _equalities(filters)
     if equalities is not None and frozenset(equalities) not in COVERED and "task_result_id" not in equalities:
         return _scan_limited_page(filters, equalities, before=before, after=after, page_size=page_size)
-    runs = runs_filtered(filters).select_related("launched_by")
+    runs = _matching(filters, equalities).select_related("launched_by")
     if after is not None:
         created = _cursor_position(after)
         if created is not None:
