@@ -66,7 +66,7 @@ def test_a_combination_that_matches_nothing_nearby_walks_at_most_the_limit_and_s
     # The page says so and links on from the 100th run of alice it looked at.
     last_looked_at = Run.objects.get(task_result_id=f"a{LIMIT - 1}").pk
     html = response.content.decode()
-    assert 'id="scan-limited"' in html and "looked at 100 runs of launched by alice" in html
+    assert 'id="scan-limited"' in html and "looked at 100 runs (launched by alice)" in html
     assert "None of the runs looked at match." in html
     continue_link = f"?launched_by=alice&amp;task_name=examples.fail&amp;before={last_looked_at}"
     assert f'href="{continue_link}">search the next 100 older runs</a>' in html
