@@ -171,6 +171,21 @@ def test_the_api_says_the_page_was_limited_and_next_searches_on(staff_client, al
     assert staff_client.get("/api/v1/runs/?task=examples.fail").json()["scan_limited"] is False
 
 
+def test_the_api_count_of_filters_sharing_no_index_looks_at_most_at_the_limit(staff_client, alice_runs, settings):
+    settings.TASKCENTER_API_COUNT_LIMIT = 1000
+    count = staff_client.get("/api/v1/runs/count/?launched_by=alice&task=examples.fail").json()
+    assert count == {"count": 0, "capped": True}  # none among the 100 newest runs of alice: at least 0
+    count = staff_client.get("/api/v1/runs/count/?launched_by=alice&queue=low").json()
+    assert count == {"count": 50, "capped": True}  # 50 among the 100 newest, more further back
+    assert staff_client.get("/api/v1/runs/count/?schedule=none&source=api").json() == {"count": 0, "capped": False}
+    settings.TASKCENTER_HISTORY_SCAN_LIMIT = 1000
+    count = staff_client.get("/api/v1/runs/count/?launched_by=alice&task=examples.fail").json()
+    assert count == {"count": 3, "capped": False}
+    settings.TASKCENTER_API_COUNT_LIMIT = 2
+    count = staff_client.get("/api/v1/runs/count/?launched_by=alice&task=examples.fail").json()
+    assert count == {"count": 2, "capped": True}
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="query plans are checked on SQLite")
 @pytest.mark.parametrize(
     "url",
@@ -181,6 +196,7 @@ def test_the_api_says_the_page_was_limited_and_next_searches_on(staff_client, al
         "/runs/?source=api",
         "/runs/?queue=low&worker=w1",
         "/runs/?task_name=examples.add&state=PENDING&launched_by=alice&source=web",
+        "/api/v1/runs/count/?launched_by=alice&task=examples.fail",
     ],
 )
 def test_each_statement_of_a_limited_page_walks_an_index_with_a_limit(staff_client, alice_runs, url):

@@ -232,38 +232,10 @@ def _scan_limited_page(filters: RunFilters, equalities: dict, *, before, after, 
     read by id. When the limit stops the walk before the page is full, the cursor in the
     walk's direction is the last run looked at, whether it matched or not.
     """
-    limit = settings.TASKCENTER_HISTORY_SCAN_LIMIT
-    driving = next(d for d in DRIVING_ORDER if d <= equalities.keys())
-    rest = {name: value for name, value in equalities.items() if name not in driving}
-    base = _in_time_range(Run.objects.filter(**{name: equalities[name] for name in driving}), filters)
     newer = after is not None
-    cursor = after if newer else before
-    walk = base
-    if cursor is not None:
-        created = _cursor_position(cursor)
-        if created is None:
-            walk = base if newer else base.none()
-        else:
-            walk = _newer_than(base, created, cursor) if newer else _older_than(base, created, cursor)
-    order = ("created_at", "id") if newer else PAGE_ORDER
-    columns = ["id", "created_at", *rest]
-    matched, scanned, last, exhausted = [], 0, None, False
-    chunk = 4 * (page_size + 1)
-    while scanned < limit and len(matched) <= page_size:
-        step = walk if last is None else (_newer_than if newer else _older_than)(base, last[1], last[0])
-        take = min(chunk, limit - scanned)
-        rows = list(step.order_by(*order).values_list(*columns)[:take])
-        for row in rows:
-            scanned += 1
-            last = row
-            if all(value == rest[name] for name, value in zip(rest, row[2:], strict=True)):
-                matched.append(row[0])
-                if len(matched) > page_size:
-                    break
-        if len(rows) < take:
-            exhausted = True
-            break
-        chunk *= 4
+    walked = _walk(filters, equalities, cursor=after if newer else before, newer=newer, want=page_size + 1)
+    matched, scanned, last, exhausted, driving = walked
+    limit = settings.TASKCENTER_HISTORY_SCAN_LIMIT
     more = len(matched) > page_size
     limited = not more and not exhausted and scanned >= limit
     ids = matched[:page_size]
@@ -291,6 +263,47 @@ def _scan_limited_page(filters: RunFilters, equalities: dict, *, before, after, 
     )
 
 
+def _walk(filters: RunFilters, equalities: dict, *, cursor: int | None, newer: bool, want: int):
+    """Walk the driving filter's index from ``cursor`` and keep the ids of runs matching the others.
+
+    Stops at ``want`` matches, at the end of the index, or after
+    ``TASKCENTER_HISTORY_SCAN_LIMIT`` runs, reading chunks of 4x, 16x, ... ``want`` rows.
+    Returns (matched ids, runs looked at, the last row looked at, whether the index
+    ended, the driving filter).
+    """
+    limit = settings.TASKCENTER_HISTORY_SCAN_LIMIT
+    driving = next(d for d in DRIVING_ORDER if d <= equalities.keys())
+    rest = {name: value for name, value in equalities.items() if name not in driving}
+    base = _in_time_range(Run.objects.filter(**{name: equalities[name] for name in driving}), filters)
+    walk = base
+    if cursor is not None:
+        created = _cursor_position(cursor)
+        if created is None:
+            walk = base if newer else base.none()
+        else:
+            walk = _newer_than(base, created, cursor) if newer else _older_than(base, created, cursor)
+    order = ("created_at", "id") if newer else PAGE_ORDER
+    columns = ["id", "created_at", *rest]
+    matched, scanned, last, exhausted = [], 0, None, False
+    chunk = 4 * want
+    while scanned < limit and len(matched) < want:
+        step = walk if last is None else (_newer_than if newer else _older_than)(base, last[1], last[0])
+        take = min(chunk, limit - scanned)
+        rows = list(step.order_by(*order).values_list(*columns)[:take])
+        for row in rows:
+            scanned += 1
+            last = row
+            if all(value == rest[name] for name, value in zip(rest, row[2:], strict=True)):
+                matched.append(row[0])
+                if len(matched) >= want:
+                    break
+        if len(rows) < take:
+            exhausted = True
+            break
+        chunk *= 4
+    return matched, scanned, last, exhausted, driving
+
+
 def _describe(driving: frozenset, filters: RunFilters) -> str:
     """The driving filter in words, for the page's "searched N runs of ..." notice."""
     words = [
@@ -308,7 +321,14 @@ def runs_count(filters: RunFilters, *, limit: int) -> tuple[int, bool]:
     """How many runs match ``filters``, counting at most ``limit``: ``(count, capped)``.
 
     The count reads at most ``limit + 1`` rows, so it stays cheap with millions of runs.
+    Filters that share no index look at most at ``TASKCENTER_HISTORY_SCAN_LIMIT`` runs of
+    one index, as a page does: when that stops the count, it is capped too (at least so many).
     """
+    equalities = _equalities(filters)
+    if equalities is not None and frozenset(equalities) not in COVERED and "task_result_id" not in equalities:
+        matched, scanned, _, exhausted, _ = _walk(filters, equalities, cursor=None, newer=False, want=limit + 1)
+        stopped = not exhausted and scanned >= settings.TASKCENTER_HISTORY_SCAN_LIMIT
+        return min(len(matched), limit), len(matched) > limit or stopped
     counted = runs_filtered(filters).order_by().values("pk")[: limit + 1].count()
     return min(counted, limit), counted > limit
 
