@@ -214,3 +214,13 @@ def test_limited_history_is_refused_to_a_user_who_may_not_view_runs(client, djan
     client.force_login(user)
     assert client.get("/runs/?launched_by=alice&task_name=examples.fail&before=5").status_code == 403
     assert client.get("/api/v1/runs/?launched_by=alice&task=examples.fail").status_code == 403
+
+
+def test_a_limited_newer_page_links_on_to_newer_runs(staff_client, alice_runs):
+    oldest = Run.objects.get(task_result_id="a449").pk
+    response = staff_client.get(f"/runs/?launched_by=alice&task_name=examples.fail&after={oldest}")
+    page = response.context["page"]
+    assert page.scan_limited and page.runs == [] and page.scan_direction == "after"
+    html = response.content.decode()
+    next_newer = Run.objects.get(task_result_id="a349").pk  # the 100th run of alice above the cursor
+    assert f'after={next_newer}">search the next 100 newer runs</a>' in html
