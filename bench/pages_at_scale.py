@@ -282,6 +282,8 @@ def history_queries(size: int) -> list[tuple[str, str]]:
         ("worker + state", f"/runs/?worker={WORKERS[1]}&state=FAILURE"),
         ("launched by + task", f"/runs/?launched_by={LAUNCHERS[0]}&task_name=examples.add"),
         ("launched by + task, no match", f"/runs/?launched_by={LAUNCHERS[0]}&task_name=examples.fail"),
+        ("task + queue, no match", "/runs/?task_name=examples.add&queue=low"),
+        ("source, no match", "/runs/?source=external"),
         ("state + last hour", f"/runs/?state=FAILURE&created_from={at(1)}"),
         ("task + state + an hour 4 h ago", f"/runs/?task_name=examples.fail&state=FAILURE&created_from={at(5)}"
          f"&created_to={at(4)}"),

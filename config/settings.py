@@ -487,3 +487,8 @@ if TASKCENTER_CACHE_URL:
 SQLITE_WAL_AUTOCHECKPOINT = env_int("SQLITE_WAL_AUTOCHECKPOINT", 10_000, minimum=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"]["init_command"] += f" PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT};"
+# --- History: filters no index covers together (docs/benchmarks.md, "History") ----------
+# A History page whose filters no single index covers together (a user and a task, a
+# source, ...) walks the index of one of them and checks the others; it walks at most
+# this many runs, then says so and lets the operator continue from there.
+TASKCENTER_HISTORY_SCAN_LIMIT = env_int("TASKCENTER_HISTORY_SCAN_LIMIT", 2_000, minimum=100)

@@ -289,3 +289,23 @@ def test_cancel_with_the_broker_down_fails_within_two_seconds_and_changes_nothin
         elapsed_launch = time.monotonic() - began - elapsed
     assert elapsed < 2 and elapsed_launch < 2, (elapsed, elapsed_launch)
     assert Run.objects.get(pk=run.pk).cancelled_at is None and Run.objects.count() == 1
+
+
+def test_list_of_filters_sharing_no_index_says_the_walk_stopped_and_pages_on(viewer, settings):
+    """Queue and worker share no index: the list looks at a bounded number of runs and says so."""
+    settings.TASKCENTER_HISTORY_SCAN_LIMIT = 100
+    now = timezone.now()
+    Run.objects.bulk_create(
+        [Run(task_result_id=f"w-{n}", task_name="examples.add", queue="high", worker="w1@host",
+             created_at=now - timedelta(seconds=n)) for n in range(150)]
+        + [Run(task_result_id="match", task_name="examples.add", queue="low", worker="w1@host",
+               created_at=now - timedelta(seconds=500))]
+    )  # fmt: skip
+    first = tc_json("task", "list", "--queue", "low", "--worker", "w1@host")
+    assert first["runs"] == [] and first["scan_limited"] is True and first["next_before"] is not None
+    text = tc("task", "list", "--queue", "low", "--worker", "w1@host", "--user", "viewer")
+    assert "Looked at 100 runs and found 0 matching every filter" in text
+    assert f"More: --before {first['next_before']}" in text
+    more = tc_json("task", "list", "--queue", "low", "--worker", "w1@host", "--before", str(first["next_before"]))
+    assert [r["task_id"] for r in more["runs"]] == ["match"] and more["scan_limited"] is False
+    assert more["next_before"] is None

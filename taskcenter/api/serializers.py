@@ -215,6 +215,10 @@ class RunPageSerializer(serializers.Serializer):
     results = RunSerializer(many=True)
     next = serializers.CharField(allow_null=True, help_text="URL of the older page, or null.")
     previous = serializers.CharField(allow_null=True, help_text="URL of the newer page, or null.")
+    scan_limited = serializers.BooleanField(
+        help_text="True: the filters share no index and this page stopped after TASKCENTER_HISTORY_SCAN_LIMIT runs;"
+        " more may match: follow next (or previous, when paging newer) to search on from the last run looked at."
+    )
 
 
 class CountSerializer(serializers.Serializer):

@@ -321,15 +321,19 @@ def task_list(cli: Cli) -> None:
             )
         )
         runs = [run_document(run, retry_of=originals.get(run.retry_of_id)) for run in page.runs]
-        cli.json({"runs": runs, "next_before": page.older_cursor})
+        cli.json({"runs": runs, "next_before": page.older_cursor, "scan_limited": page.scan_limited})
         return
-    if not page.runs:
+    if not page.runs and not page.scan_limited:
         cli.line("No runs.")
         return
-    cli.table(
-        ("TASK ID", "TASK", "STATE", "QUEUE", "CREATED", "WORKER"),
-        [(r.task_id, r.task_name, r.state, r.queue, short_time(r.created_at), r.worker_name) for r in page.runs],
-    )
+    if page.runs:
+        cli.table(
+            ("TASK ID", "TASK", "STATE", "QUEUE", "CREATED", "WORKER"),
+            [(r.task_id, r.task_name, r.state, r.queue, short_time(r.created_at), r.worker_name) for r in page.runs],
+        )
+    if page.scan_limited:  # the filters share no index: the walk stopped, older runs may match
+        found = len(page.runs)
+        cli.line(f"Looked at {page.scanned} runs and found {found} matching every filter; older runs may match.")
     if page.older_cursor is not None:
         cli.line(f"More: --before {page.older_cursor}")
 

@@ -6,11 +6,20 @@ A run's state is its own indexed ``state`` column (kept true by the database, se
 newest first: each page is one indexed range walk of ``page_size + 1`` rows, a time
 range is walked in page order (never sorted), and no query counts the whole table.
 The page's results are then read by their task ids (one query, a page of keys).
+
+Filters that no single index covers together (say a user and a task: the user's
+index does not hold the task) cannot be one range walk: the page walks the index of
+one of them and checks the others on each row, which at millions of runs could mean
+walking all of that user's runs to find none. Such a page walks at most
+``TASKCENTER_HISTORY_SCAN_LIMIT`` rows of that index; when it stops there, the page
+says so (``RunPage.scan_limited``) and its cursor continues the walk from the last row
+it looked at, so no run is skipped and none is shown twice.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import F, Q, QuerySet
 from django_celery_results.models import TaskResult
@@ -42,34 +51,89 @@ class RunPage:
     newer_cursor: int | None = None  # pass as ``after`` to see the newer page
     older_cursor: int | None = None  # pass as ``before`` to see the older page
     filters: RunFilters = field(default_factory=RunFilters)
+    #: True when the page stopped walking after ``scanned`` runs of ``scan_index`` before it
+    #: was full: older (``before``) or newer (``after``) runs may still match, and the page's
+    #: cursor in that direction continues the walk from the last run it looked at.
+    scan_limited: bool = False
+    scanned: int = 0
+    #: The filter whose index the page walked, in words ("launched by alice"; "" for every run).
+    scan_index: str = ""
+    #: With ``scan_limited``: "before" or "after", the cursor that continues the walk.
+    scan_direction: str = ""
+
+    @property
+    def scan_cursor(self) -> int | None:
+        """The run id that continues a limited walk (as ``scan_direction``), or None."""
+        if not self.scan_limited:
+            return None
+        return self.newer_cursor if self.scan_direction == "after" else self.older_cursor
 
 
-def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
-    """Runs matching ``filters``, newest first, read from the run table alone (no join)."""
-    runs = Run.objects.all()
-    if filters.task_id:
-        runs = runs.filter(task_result_id=filters.task_id)
-    if filters.state:
-        runs = runs.filter(state_is(filters.state))
-    if filters.task_name:
-        runs = runs.filter(task_name=filters.task_name)
-    if filters.queue:
-        runs = runs.filter(queue=filters.queue)
-    if filters.periodic_task_name:
-        runs = runs.filter(periodic_task_name=filters.periodic_task_name)
-    if filters.worker:  # the result's worker is copied into the run (see Run.state)
-        runs = runs.filter(worker=filters.worker)
+#: Sets of equality filters (model fields) that one index covers, each followed by
+#: (created_at, id): a page with exactly these filters is one range walk.
+COVERED = {
+    frozenset(),
+    frozenset({"recorded_state"}),
+    frozenset({"task_name"}),
+    frozenset({"task_name", "recorded_state"}),
+    frozenset({"queue"}),
+    frozenset({"worker"}),
+    frozenset({"launched_by_id"}),
+    frozenset({"periodic_task_name"}),
+}
+#: Which covered filter drives the walk when the filters are not covered together, first
+#: choice first (the usually narrowest); the others are checked on each row walked.
+DRIVING_ORDER = [
+    frozenset({"task_result_id"}),
+    frozenset({"task_name", "recorded_state"}),
+    frozenset({"periodic_task_name"}),
+    frozenset({"launched_by_id"}),
+    frozenset({"worker"}),
+    frozenset({"recorded_state"}),
+    frozenset({"task_name"}),
+    frozenset({"queue"}),
+    frozenset(),
+]
+
+
+def _equalities(filters: RunFilters) -> dict | None:
+    """The equality filters as model field -> value, or None when nothing can match (an unknown user)."""
+    fields = {
+        "task_result_id": filters.task_id,
+        "recorded_state": filters.state,
+        "task_name": filters.task_name,
+        "queue": filters.queue,
+        "periodic_task_name": filters.periodic_task_name,
+        "worker": filters.worker,  # the result's worker is copied into the run (see Run.state)
+        "source": filters.source,
+    }
+    found = {name: value for name, value in fields.items() if value}
     if filters.launched_by:
         # The user's id first (one indexed read), so the runs are walked on their own index.
         user_id = get_user_model().objects.filter(username=filters.launched_by).values_list("pk", flat=True).first()
-        runs = runs.filter(launched_by_id=user_id) if user_id is not None else runs.none()
-    if filters.source:
-        runs = runs.filter(source=filters.source)
+        if user_id is None:
+            return None
+        found["launched_by_id"] = user_id
+    return found
+
+
+def _in_time_range(runs: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:
     if filters.created_from:
         runs = runs.filter(created_at__gte=filters.created_from)
     if filters.created_to:
         runs = runs.filter(created_at__lt=filters.created_to)
-    return runs.order_by(*PAGE_ORDER)
+    return runs
+
+
+def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
+    """Runs matching ``filters``, newest first, read from the run table alone (no join)."""
+    return _matching(filters, _equalities(filters))
+
+
+def _matching(filters: RunFilters, equalities: dict | None) -> QuerySet[Run]:
+    if equalities is None:
+        return Run.objects.none()
+    return _in_time_range(Run.objects.filter(**equalities), filters).order_by(*PAGE_ORDER)
 
 
 def state_is(state: str) -> Q:
@@ -95,6 +159,15 @@ def _cursor_position(cursor: int):
     return created
 
 
+def _older_than(runs: QuerySet[Run], created, pk: int) -> QuerySet[Run]:
+    """Runs after (``created``, ``pk``) in page order: the bound an index walk starts from, ties by id."""
+    return runs.filter(created_at__lte=created).exclude(created_at=created, id__gte=pk)
+
+
+def _newer_than(runs: QuerySet[Run], created, pk: int) -> QuerySet[Run]:
+    return runs.filter(created_at__gte=created).exclude(created_at=created, id__lte=pk)
+
+
 def with_results(runs: list[Run]) -> list[Run]:
     """Attach each run's result row (or its absence), read in one query by the page's task ids."""
     results = {r.task_id: r for r in TaskResult.objects.filter(task_id__in=[run.task_id for run in runs]).order_by()}
@@ -115,12 +188,18 @@ def runs_page(
     A cursor is a run id; the page continues from that run's (created_at, id). The
     bound ``created_at <= c`` is what the index walk starts from; the tie on ``c``
     is settled by id.
+
+    Filters that no index covers together walk at most ``TASKCENTER_HISTORY_SCAN_LIMIT``
+    runs (see the module's docstring and ``_scan_limited_page``).
     """
-    runs = runs_filtered(filters).select_related("launched_by")
+    equalities = _equalities(filters)
+    if equalities is not None and frozenset(equalities) not in COVERED and "task_result_id" not in equalities:
+        return _scan_limited_page(filters, equalities, before=before, after=after, page_size=page_size)
+    runs = _matching(filters, equalities).select_related("launched_by")
     if after is not None:
         created = _cursor_position(after)
         if created is not None:
-            runs = runs.filter(created_at__gte=created).exclude(created_at=created, id__lte=after)
+            runs = _newer_than(runs, created, after)
         # Walk up from the cursor, then show the page newest first.
         rows = list(runs.order_by("created_at", "id")[: page_size + 1])
         has_newer = len(rows) > page_size
@@ -129,11 +208,7 @@ def runs_page(
     else:
         if before is not None:
             created = _cursor_position(before)
-            runs = (
-                runs.filter(created_at__lte=created).exclude(created_at=created, id__gte=before)
-                if created is not None
-                else runs.none()
-            )
+            runs = _older_than(runs, created, before) if created is not None else runs.none()
         rows = list(runs[: page_size + 1])
         has_older = len(rows) > page_size
         rows = rows[:page_size]
@@ -147,11 +222,113 @@ def runs_page(
     )
 
 
+def _scan_limited_page(filters: RunFilters, equalities: dict, *, before, after, page_size: int) -> RunPage:
+    """A page for filters no index covers together, walking at most ``TASKCENTER_HISTORY_SCAN_LIMIT`` runs.
+
+    The walk follows the index of the first covered filter in ``DRIVING_ORDER`` (with the
+    time range and the cursor, as any page), reading only the columns of the other
+    filters, which are checked here; it reads in growing chunks, so that a page whose
+    filters often match together reads little more than a page. Then the page's runs are
+    read by id. When the limit stops the walk before the page is full, the cursor in the
+    walk's direction is the last run looked at, whether it matched or not.
+    """
+    newer = after is not None
+    walked = _walk(filters, equalities, cursor=after if newer else before, newer=newer, want=page_size + 1)
+    matched, scanned, last, exhausted, driving = walked
+    limit = settings.TASKCENTER_HISTORY_SCAN_LIMIT
+    more = len(matched) > page_size
+    limited = not more and not exhausted and scanned >= limit
+    ids = matched[:page_size]
+    by_id = Run.objects.select_related("launched_by").in_bulk(ids) if ids else {}
+    rows = [by_id[pk] for pk in ids if pk in by_id]
+    with_results(rows)
+    if newer:
+        rows.reverse()
+    continue_from = last[0] if limited and last is not None else None
+    if newer:
+        newer_cursor = continue_from if limited else (rows[0].id if rows and more else None)
+        older_cursor = rows[-1].id if rows else None
+    else:
+        older_cursor = continue_from if limited else (rows[-1].id if rows and more else None)
+        newer_cursor = rows[0].id if rows and before is not None else None
+    return RunPage(
+        runs=rows,
+        newer_cursor=newer_cursor,
+        older_cursor=older_cursor,
+        filters=filters,
+        scan_limited=limited,
+        scanned=scanned,
+        scan_index=_describe(driving, filters),
+        scan_direction="after" if newer else "before",
+    )
+
+
+def _walk(filters: RunFilters, equalities: dict, *, cursor: int | None, newer: bool, want: int):
+    """Walk the driving filter's index from ``cursor`` and keep the ids of runs matching the others.
+
+    Stops at ``want`` matches, at the end of the index, or after
+    ``TASKCENTER_HISTORY_SCAN_LIMIT`` runs, reading chunks of 4x, 16x, ... ``want`` rows.
+    Returns (matched ids, runs looked at, the last row looked at, whether the index
+    ended, the driving filter).
+    """
+    limit = settings.TASKCENTER_HISTORY_SCAN_LIMIT
+    driving = next(d for d in DRIVING_ORDER if d <= equalities.keys())
+    rest = {name: value for name, value in equalities.items() if name not in driving}
+    base = _in_time_range(Run.objects.filter(**{name: equalities[name] for name in driving}), filters)
+    walk = base
+    if cursor is not None:
+        created = _cursor_position(cursor)
+        if created is None:
+            walk = base if newer else base.none()
+        else:
+            walk = _newer_than(base, created, cursor) if newer else _older_than(base, created, cursor)
+    order = ("created_at", "id") if newer else PAGE_ORDER
+    columns = ["id", "created_at", *rest]
+    matched, scanned, last, exhausted = [], 0, None, False
+    chunk = 4 * want
+    while scanned < limit and len(matched) < want:
+        step = walk if last is None else (_newer_than if newer else _older_than)(base, last[1], last[0])
+        take = min(chunk, limit - scanned)
+        rows = list(step.order_by(*order).values_list(*columns)[:take])
+        for row in rows:
+            scanned += 1
+            last = row
+            if all(value == rest[name] for name, value in zip(rest, row[2:], strict=True)):
+                matched.append(row[0])
+                if len(matched) >= want:
+                    break
+        if len(rows) < take:
+            exhausted = True
+            break
+        chunk *= 4
+    return matched, scanned, last, exhausted, driving
+
+
+def _describe(driving: frozenset, filters: RunFilters) -> str:
+    """The driving filter in words, for the page's "searched N runs of ..." notice."""
+    words = [
+        ("task_name", "task", filters.task_name),
+        ("recorded_state", "state", filters.state),
+        ("queue", "queue", filters.queue),
+        ("worker", "worker", filters.worker),
+        ("periodic_task_name", "schedule", filters.periodic_task_name),
+        ("launched_by_id", "launched by", filters.launched_by),
+    ]
+    return ", ".join(f"{label} {value}" for name, label, value in words if name in driving)
+
+
 def runs_count(filters: RunFilters, *, limit: int) -> tuple[int, bool]:
     """How many runs match ``filters``, counting at most ``limit``: ``(count, capped)``.
 
     The count reads at most ``limit + 1`` rows, so it stays cheap with millions of runs.
+    Filters that share no index look at most at ``TASKCENTER_HISTORY_SCAN_LIMIT`` runs of
+    one index, as a page does: when that stops the count, it is capped too (at least so many).
     """
+    equalities = _equalities(filters)
+    if equalities is not None and frozenset(equalities) not in COVERED and "task_result_id" not in equalities:
+        matched, scanned, _, exhausted, _ = _walk(filters, equalities, cursor=None, newer=False, want=limit + 1)
+        stopped = not exhausted and scanned >= settings.TASKCENTER_HISTORY_SCAN_LIMIT
+        return min(len(matched), limit), len(matched) > limit or stopped
     counted = runs_filtered(filters).order_by().values("pk")[: limit + 1].count()
     return min(counted, limit), counted > limit
 

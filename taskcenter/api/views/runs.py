@@ -101,6 +101,7 @@ class RunCollection(ApiView):
                 ).data,
                 "next": link(before=page.older_cursor) if page.older_cursor is not None else None,
                 "previous": link(after=page.newer_cursor) if page.newer_cursor is not None else None,
+                "scan_limited": page.scan_limited,
             }
         )
 
