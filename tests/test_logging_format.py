@@ -69,4 +69,7 @@ def test_gunicorn_uses_the_same_format():
     formatter = gunicorn_config.logconfig_dict["formatters"]["generic"]
     assert formatter["()"] == "taskcenter.log_format.OffsetFormatter"
     assert "%(t)s" not in gunicorn_config.access_log_format  # the line's stamp says when
+    loggers = gunicorn_config.logconfig_dict["loggers"]
+    assert not loggers["gunicorn.error"]["propagate"] and not loggers["gunicorn.access"]["propagate"]  # once
     assert "-c config/gunicorn.py" in (ROOT / "Procfile").read_text()
+    assert "--config config/gunicorn.py" in (ROOT / "deploy/systemd/taskcenter-web.service").read_text()
