@@ -73,3 +73,41 @@ def test_gunicorn_uses_the_same_format():
     assert not loggers["gunicorn.error"]["propagate"] and not loggers["gunicorn.access"]["propagate"]  # once
     assert "-c config/gunicorn.py" in (ROOT / "Procfile").read_text()
     assert "--config config/gunicorn.py" in (ROOT / "deploy/systemd/taskcenter-web.service").read_text()
+
+
+def test_a_task_logger_line_names_its_run_and_other_lines_do_not():
+    import io
+    import logging
+
+    from celery import Celery
+    from celery.utils.log import get_task_logger
+
+    from taskcenter.log_format import LOG_FORMAT, OffsetFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(OffsetFormatter(LOG_FORMAT))
+    task_log, plain_log = get_task_logger("tests.format.task"), logging.getLogger("tests.format.plain")
+    for logger in (task_log, plain_log):
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    app = Celery("format-test", set_as_current=False)
+
+    @app.task(name="tests.say")
+    def say():
+        task_log.info("from the task")
+        plain_log.info("from a library")
+
+    try:
+        say.apply(task_id="run-1")
+        task_log.info("outside a run")
+    finally:
+        for logger in (task_log, plain_log):
+            logger.removeHandler(handler)
+    lines = [re.sub(STAMP + " ", "", line) for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "INFO tests.format.task: tests.say[run-1]: from the task",
+        "INFO tests.format.plain: from a library",
+        "INFO tests.format.task: outside a run",
+    ]
