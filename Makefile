@@ -9,7 +9,7 @@ PORT ?= 8000
 # Development defaults; production sets DEBUG=false, SECRET_KEY and ALLOWED_HOSTS.
 export DEBUG ?= true
 
-.PHONY: run test test-sqlite test-sqlite-all test-postgres test-tools setup install install-dev migrate lint format check clean
+.PHONY: run manage test test-sqlite test-sqlite-all test-postgres test-tools setup install install-dev migrate lint format check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,20 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# .env: DEBUG=true and a development SECRET_KEY for manage.py from a plain shell (bin/dev-env).
 setup: install
+	$(PY) bin/dev-env .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py taskcenter_ensure_superuser
 
 run: setup
 	PORT=$(PORT) VENV=$(VENV) bin/run
+
+# Any manage.py command with the development settings, e.g. `make manage ARGS=createsuperuser`.
+manage: install
+	$(PY) bin/dev-env .env
+	$(PY) manage.py $(ARGS)
 
 # CI runs `make test`: the suite on SQLite (the slow fault tests excepted), then the whole
 # suite, slow fault tests included, on PostgreSQL, the production engine (`make -k test`

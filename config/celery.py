@@ -8,8 +8,9 @@ waits in the scheduled set until it is due (``taskcenter.amqp``).
 """
 
 import os
+from logging.config import dictConfig
 
-from celery import Celery
+from celery import Celery, signals
 
 from taskcenter.worker import install as install_message_guard
 
@@ -19,3 +20,16 @@ app = Celery("taskcenter", amqp="taskcenter.amqp:TaskcenterAMQP")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 install_message_guard(app)
+
+
+@signals.setup_logging.connect
+def use_the_project_logging(**kwargs):
+    """Log with ``settings.LOGGING`` (one format, with its UTC offset) instead of Celery's own.
+
+    Connecting here also stops Celery from redirecting stdout and stderr to a logger:
+    anything written there in pieces (a traceback printed by ``logging`` or a thread)
+    became one log record per piece.
+    """
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)

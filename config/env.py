@@ -52,3 +52,23 @@ def env_list(name: str, default: list[str], *, environ=os.environ) -> list[str]:
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def load_dotenv(path: str | None, *, environ=os.environ) -> bool:
+    """Read ``KEY=VALUE`` lines of a development ``.env`` into ``environ``, if the file exists.
+
+    Variables already set win (production sets its own and has no ``.env``). Blank lines
+    and ``#`` comments are skipped; one pair of surrounding quotes is removed.
+    """
+    if not path or not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            name, value = (part.strip() for part in line.removeprefix("export ").split("=", 1))
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            environ.setdefault(name, value)
+    return True

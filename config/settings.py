@@ -12,10 +12,16 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_str, load_dotenv
+from taskcenter.log_format import LOG_FORMAT
 from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Development: `make setup` (and so `make run`) writes a git-ignored .env with DEBUG=true
+# and a generated SECRET_KEY, so `manage.py` works from a plain shell. Variables set in
+# the environment win; TASKCENTER_DOTENV names another file, or "" for none.
+load_dotenv(env_str("TASKCENTER_DOTENV", str(BASE_DIR / ".env")))
 
 # State folder for the embedded defaults: SQLite database, Redis data and socket.
 STATE_DIR = Path(env_str("TASKCENTER_STATE_DIR", str(BASE_DIR / "var"))).resolve()
@@ -150,10 +156,18 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # One format with the UTC offset in every process (taskcenter.log_format); Celery and
+    # gunicorn use it too (config.celery, config/gunicorn.py).
+    "formatters": {"plain": {"()": "taskcenter.log_format.OffsetFormatter", "format": LOG_FORMAT}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Django's own handlers (console when DEBUG, mail_admins) printed each request
+        # warning a second time next to the root's: every record goes to the root once.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+    },
 }
 
 # --- Redis broker -------------------------------------------------------------------

@@ -36,3 +36,50 @@ def test_refused_raw_json_comes_back_in_the_json_box_with_its_error(page, live_s
     expect(page.locator("#id_arg_x")).to_be_enabled()
     expect(page.locator("#id_args")).to_be_hidden()
     assert not Run.objects.exists()
+
+
+@pytest.fixture
+def page_without_javascript(browser):  # noqa: F811 (the imported fixture)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, java_script_enabled=False)
+    new_page = context.new_page()
+    new_page.set_default_timeout(20_000)
+    yield new_page
+    context.close()
+
+
+def test_without_javascript_raw_json_is_reached_by_a_link_and_launches(
+    page_without_javascript,
+    live_server,
+    operator,  # noqa: F811
+    redis_server,
+):
+    nojs = page_without_javascript
+    log_in(nojs, live_server, "op")
+    nojs.goto(f"{live_server.url}/tasks/examples.add/launch/")
+    expect(nojs.locator('input[name="mode"]').first).to_be_hidden()  # radios need the script
+    nojs.get_by_role("link", name="Raw JSON").click()
+    expect(nojs).to_have_url(re.compile(r"\?mode=json$"))
+    expect(nojs.locator("#id_args")).to_be_visible()
+    expect(nojs.locator("#id_arg_x")).to_be_hidden()
+    nojs.fill("#id_args", "[40, 2]")
+    nojs.click("button.primary")
+    expect(nojs).to_have_url(re.compile(r"/runs/[0-9a-f-]+/$"))
+    assert Run.objects.get().args == [40, 2]
+
+
+def test_without_javascript_deleting_a_schedule_asks_on_a_page(page_without_javascript, live_server, operator):  # noqa: F811
+    from django_celery_beat.models import PeriodicTask
+
+    from tests.test_schedules import make_schedule
+
+    task = make_schedule()
+    nojs = page_without_javascript
+    log_in(nojs, live_server, "op")
+    nojs.goto(f"{live_server.url}/schedules/{task.pk}/")
+    nojs.get_by_role("button", name="Delete…").click()
+    expect(nojs.get_by_role("heading", name="Delete schedule tick?")).to_be_visible()
+    assert PeriodicTask.objects.filter(pk=task.pk).exists()
+    nojs.get_by_role("button", name="Delete", exact=True).click()
+    expect(nojs.locator("body")).to_contain_text("tick")
+    expect(nojs).to_have_url(re.compile(r"/schedules/$"))
+    assert not PeriodicTask.objects.filter(pk=task.pk).exists()

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def load_settings(**env) -> subprocess.CompletedProcess:
     """Import config.settings in a fresh interpreter with exactly these variables."""
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    clean["TASKCENTER_DOTENV"] = ""  # a developer's .env (make setup) must not change these checks
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-c", "import config.settings as s; print(s.TIME_ZONE, s.CELERY_BROKER_URL)"],

@@ -88,7 +88,7 @@ class TaskArgumentsMixin:
         self.argument_mode = self._mode(data)
         self.inactive_argument_fields = []
         if self.typed_available:
-            self.fields["mode"].initial = self.argument_mode
+            self.fields["mode"].initial = self.initial["mode"] = self.argument_mode
             inactive = ["args", "kwargs"] if self.argument_mode == "typed" else self._typed_names()
             self.inactive_argument_fields = inactive
             if self.is_bound and any(name not in self.data for name in inactive):
@@ -119,7 +119,9 @@ class TaskArgumentsMixin:
         if not self.typed_available:
             return "json"
         if data is None:
-            return "typed"
+            # A page's first view: ?mode=json (or raw) from the mode links that work without JavaScript.
+            requested = {"raw": "json"}.get(self.initial.get("mode"), self.initial.get("mode"))
+            return requested if requested in ("typed", "json") else "typed"
         # A post without a mode is typed when it carries typed fields (API clients send JSON).
         explicit = data.get("mode")
         if explicit in ("typed", "json"):

@@ -50,7 +50,7 @@ def _require_launch(user, task_name) -> None:
 def launch(request, task_name):
     entry = _entry_or_404(task_name)
     _require_launch(request.user, entry.name)
-    form = LaunchForm(request.POST or None, entry=entry)
+    form = LaunchForm(request.POST or None, entry=entry, initial={"mode": request.GET.get("mode")})
 
     def launch_it(data):
         args, kwargs = form.arguments()

@@ -142,7 +142,7 @@ def schedule_edit(request, pk):
 
 def _schedule_form(request, *, entry, existing):
     spec = service.ScheduleSpec.from_periodic_task(existing).masked() if existing else None
-    form = ScheduleForm(request.POST or None, entry=entry, spec=spec)
+    form = ScheduleForm(request.POST or None, entry=entry, spec=spec, initial={"mode": request.GET.get("mode")})
     task, status = submit(
         request, form, lambda data: service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)
     )
@@ -170,6 +170,9 @@ def schedule_action(request):
     refused = [t.name for t in tasks if not permissions.can_act_on_schedule(request.user, action, t.task)]
     if refused:
         raise PermissionDenied(f"You may not {action.replace('_', ' ')} {', '.join(refused)}.")
+    if action == "delete" and request.POST.get("confirm") != "on":
+        # A page, not a script's dialog, asks first: deleting must not need JavaScript to be safe.
+        return render(request, "taskcenter/schedule_delete_confirm.html", {"tasks": tasks})
     done, failed = service.schedules_act(action=action, periodic_tasks=tasks, actor=request.user)
     for line in done:
         messages.success(request, line)
