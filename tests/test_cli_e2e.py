@@ -67,7 +67,11 @@ def test_the_real_command_line_exit_codes_help_and_a_down_broker(tmp_path):
     assert "examples:" in manage("tc", "--help").stdout
 
     listed = manage("tc", "task", "list", "--json")
-    assert listed.returncode == 0 and json.loads(listed.stdout) == {"runs": [], "next_before": None, "scan_limited": False}
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {
+        "runs": [],
+        "next_before": None,
+        "scan_limited": False,
+    }
 
     bad_json = manage("tc", "task", "create", "examples.add", "--args", "[1,")
     assert bad_json.returncode == 2 and "--args is not valid JSON" in bad_json.stderr
