@@ -1,0 +1,65 @@
+"""The worker's hot path (issue 12): what a pool process costs the database per task.
+
+A real worker (prefork, 2 processes) of the project's app with a statement counter
+(``tests/worker_sql_probe.py``) on a Redis of this module's own.
+"""
+
+import json
+
+import pytest
+from celery import current_app
+from django_celery_results.models import TaskResult
+
+from tests.conftest import CeleryProcess, process_env, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TASKS = 30
+
+
+@pytest.fixture
+def probe_worker(private_broker, private_redis, tmp_path):
+    worker = CeleryProcess(
+        "sql-probe-worker",
+        ["worker", "--loglevel=INFO", "--concurrency=2", "--hostname=sql-probe@localhost",
+         "--without-mingle", "--without-gossip"],
+        process_env(private_redis, TASKCENTER_SQL_PROBE_DIR=str(tmp_path)),
+        program=("-m", "celery", "-A", "tests.worker_sql_probe"),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: current_app.control.ping(destination=["sql-probe@localhost"], timeout=0.5),
+                 timeout=60, message="the probe worker to answer")  # fmt: skip
+        yield worker, tmp_path
+    finally:
+        worker.stop()
+
+
+def pool_counts(folder) -> list[dict]:
+    return [json.loads(path.read_text()) for path in folder.glob("*.json")]
+
+
+def test_pool_process_reuses_its_connection_and_writes_each_state_in_one_statement(probe_worker):
+    worker, folder = probe_worker
+    task = current_app.tasks["examples.add"]
+    ids = [task.apply_async(args=[i, 1]).id for i in range(TASKS)]
+    wait_for(lambda: TaskResult.objects.filter(task_id__in=ids, status="SUCCESS").count() == TASKS,
+             timeout=60, message="every result")  # fmt: skip
+    wait_for(lambda: sum(c["tasks"] for c in pool_counts(folder)) == TASKS, timeout=10, message="the counts")
+    counts = pool_counts(folder)
+    tasks = sum(c["tasks"] for c in counts)
+    statements = sum(c["statements"] for c in counts)
+    # One upsert at STARTED, one at SUCCESS: django-celery-results' path took four (SELECT + INSERT, SELECT + UPDATE).
+    assert statements == 2 * tasks, counts
+    # One connection per pool process, not one per task (Celery's Django fixup closed it after each).
+    assert all(c["connections"] <= 1 for c in counts), counts
+
+
+def test_result_row_is_complete_when_the_task_is_done(probe_worker):
+    result = current_app.tasks["examples.add"].apply_async(args=[20, 22])
+    assert result.get(timeout=30) == 42
+    row = TaskResult.objects.get(task_id=result.id)
+    assert row.status == "SUCCESS"
+    assert json.loads(row.result) == 42
+    assert row.task_name == "examples.add"
+    assert row.worker == "sql-probe@localhost"
+    assert row.date_started is not None and row.date_created <= row.date_started <= row.date_done
