@@ -248,6 +248,14 @@ if BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
         f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s) must exceed "
         f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT}s), or a long run is delivered twice."
     )
+# With a prefetch multiplier m, a fetched message may wait behind m - 1 runs of its pool
+# process before its own: m time limits in all before it is acknowledged.
+if BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT * CELERY_WORKER_PREFETCH_MULTIPLIER:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s) must exceed CELERY_TASK_TIME_LIMIT "
+        f"({CELERY_TASK_TIME_LIMIT}s) times CELERY_WORKER_PREFETCH_MULTIPLIER ({CELERY_WORKER_PREFETCH_MULTIPLIER}), "
+        "or a prefetched message waiting behind long runs is delivered twice."
+    )
 
 # A broker that is down or frozen must fail a request within 2 s, not hang it.
 # The web process and commands use a short socket timeout: a frozen broker costs

@@ -63,3 +63,14 @@ def test_result_row_is_complete_when_the_task_is_done(probe_worker):
     assert row.task_name == "examples.add"
     assert row.worker == "sql-probe@localhost"
     assert row.date_started is not None and row.date_created <= row.date_started <= row.date_done
+
+
+def test_prefetch_multiplier_must_leave_prefetched_messages_within_the_visibility_timeout():
+    """A message prefetched behind m - 1 runs of the longest kind is acknowledged after m time limits."""
+    from tests.test_settings import load_settings
+
+    refused = load_settings(DEBUG="true", CELERY_WORKER_PREFETCH_MULTIPLIER="6")  # 6 x 600 s >= 3600 s
+    assert refused.returncode != 0
+    assert "times CELERY_WORKER_PREFETCH_MULTIPLIER (6)" in refused.stderr
+    accepted = load_settings(DEBUG="true", CELERY_WORKER_PREFETCH_MULTIPLIER="4")  # 2,400 s < 3,600 s
+    assert accepted.returncode == 0, accepted.stderr
