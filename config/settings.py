@@ -493,3 +493,8 @@ if TASKCENTER_CACHE_URL:
 # older than TASKCENTER_WORKER_DB_CONN_MAX_AGE seconds (0: a new connection per task).
 CELERY_DB_REUSE_MAX = 10**9  # the fixup's own counter: never reached, taskcenter decides instead
 TASKCENTER_WORKER_DB_CONN_MAX_AGE = env_int("TASKCENTER_WORKER_DB_CONN_MAX_AGE", 600, minimum=0)
+# The worker sends its task events in one message per this many seconds (0: at every turn
+# of its event loop, Celery's way); the monitor sees an event at most this much later.
+TASKCENTER_WORKER_EVENT_FLUSH_SECONDS = float(env_str("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS", "0.1"))
+if not 0 <= TASKCENTER_WORKER_EVENT_FLUSH_SECONDS <= 1:
+    raise ImproperlyConfigured("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS must be between 0 and 1.")

@@ -4,6 +4,7 @@ A real worker (prefork, 2 processes) of the project's app with a statement count
 (``tests/worker_sql_probe.py``) on a Redis of this module's own.
 """
 
+import base64
 import json
 
 import pytest
@@ -32,6 +33,15 @@ def probe_worker(private_broker, private_redis, tmp_path):
         yield worker, tmp_path
     finally:
         worker.stop()
+
+
+def event_body(data: bytes):
+    """The event, or list of events, a kombu fanout message on Redis carries."""
+    message = json.loads(data)
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    return json.loads(body)
 
 
 def pool_counts(folder) -> list[dict]:
@@ -74,3 +84,29 @@ def test_prefetch_multiplier_must_leave_prefetched_messages_within_the_visibilit
     assert "times CELERY_WORKER_PREFETCH_MULTIPLIER (6)" in refused.stderr
     accepted = load_settings(DEBUG="true", CELERY_WORKER_PREFETCH_MULTIPLIER="4")  # 2,400 s < 3,600 s
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_task_events_leave_in_batches_and_none_is_lost(probe_worker, private_redis):
+    """Every task's received, started and succeeded events reach a subscriber, in fewer messages than tasks."""
+    pubsub = private_redis.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*celeryev*")
+    events, messages = [], 0
+    task = current_app.tasks["examples.add"]
+    ids = {task.apply_async(args=[i, 1]).id for i in range(TASKS)}
+
+    def received_all() -> bool:
+        nonlocal messages
+        while (message := pubsub.get_message(timeout=0.1)) is not None:
+            body = event_body(message["data"])
+            batch = [e for e in (body if isinstance(body, list) else [body]) if e.get("uuid") in ids]
+            worker_events = [e for e in batch if e["type"] != "task-sent"]  # task-sent comes from this process
+            messages += bool(worker_events)
+            events.extend(worker_events)
+        done = {(e["type"], e["uuid"]) for e in events}
+        return all((kind, i) in done for i in ids for kind in ("task-received", "task-started", "task-succeeded"))
+
+    try:
+        wait_for(received_all, timeout=60, message="every task's events")
+    finally:
+        pubsub.close()
+    assert messages < TASKS, f"{messages} event messages for {TASKS} tasks"
