@@ -489,9 +489,9 @@ if TASKCENTER_CACHE_URL:
 # --- Worker hot path (docs/benchmarks.md, "Worker drain") ---------------------------------
 # A pool process keeps its database connection from task to task: Celery's Django fixup
 # would close it after every task (a new connection and its PRAGMAs per task on SQLite);
-# taskcenter closes it after a task only when it is unusable, left in a transaction, or
-# older than TASKCENTER_WORKER_DB_CONN_MAX_AGE seconds (0: a new connection per task).
-CELERY_DB_REUSE_MAX = 10**9  # the fixup's own counter: never reached, taskcenter decides instead
+# taskcenter (taskcenter/worker_db.py) closes it after a task only when it is unusable,
+# left in a transaction, or older than TASKCENTER_WORKER_DB_CONN_MAX_AGE seconds (0: a new
+# connection per task).
 TASKCENTER_WORKER_DB_CONN_MAX_AGE = env_int("TASKCENTER_WORKER_DB_CONN_MAX_AGE", 600, minimum=0)
 # The worker sends its task events in one message per this many seconds (0: at every turn
 # of its event loop, Celery's way); the monitor sees an event at most this much later.
