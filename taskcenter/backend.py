@@ -8,7 +8,6 @@ Three changes:
   (a SELECT and an INSERT at STARTED, a SELECT and an UPDATE at SUCCESS). The row ends
   the same: every column of the new state replaces the old, the creation time stays,
   and the start time stays when a later state has none.
-
 - A revoke never rewrites a finished result. Celery 5.6 stores REVOKED for
   every id a ``revoke`` control command names, with no request, so a late
   revoke (Flower's button, ``celery control revoke``, a terminate that races
