@@ -217,7 +217,7 @@ CELERY_TASK_DEFAULT_PRIORITY = Priority.NORMAL.broker_priority
 # process dies, and fetch one message at a time so long tasks do not hold others.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1, minimum=1)
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200, minimum=1)
 # Most processes the Workers page may grow one worker's pool to.
@@ -261,6 +261,14 @@ if BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(
         f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s) must exceed "
         f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT}s), or a long run is delivered twice."
+    )
+# With a prefetch multiplier m, a fetched message may wait behind m - 1 runs of its pool
+# process before its own: m time limits in all before it is acknowledged.
+if BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT * CELERY_WORKER_PREFETCH_MULTIPLIER:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT}s) must exceed CELERY_TASK_TIME_LIMIT "
+        f"({CELERY_TASK_TIME_LIMIT}s) times CELERY_WORKER_PREFETCH_MULTIPLIER ({CELERY_WORKER_PREFETCH_MULTIPLIER}), "
+        "or a prefetched message waiting behind long runs is delivered twice."
     )
 
 # A broker that is down or frozen must fail a request within 2 s, not hang it.
@@ -506,3 +514,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # source, ...) walks the index of one of them and checks the others; it walks at most
 # this many runs, then says so and lets the operator continue from there.
 TASKCENTER_HISTORY_SCAN_LIMIT = env_int("TASKCENTER_HISTORY_SCAN_LIMIT", 2_000, minimum=100)
+# --- Worker hot path (docs/benchmarks.md, "Worker drain") ---------------------------------
+# A pool process keeps its database connection from task to task: Celery's Django fixup
+# would close it after every task (a new connection and its PRAGMAs per task on SQLite);
+# taskcenter (taskcenter/worker_db.py) closes it after a task only when it is unusable,
+# left in a transaction, or older than TASKCENTER_WORKER_DB_CONN_MAX_AGE seconds (0: a new
+# connection per task).
+TASKCENTER_WORKER_DB_CONN_MAX_AGE = env_int("TASKCENTER_WORKER_DB_CONN_MAX_AGE", 600, minimum=0)
+# The worker sends its task events in one message per this many seconds (0: at every turn
+# of its event loop, Celery's way); the monitor sees an event at most this much later.
+TASKCENTER_WORKER_EVENT_FLUSH_SECONDS = float(env_str("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS", "0.1"))
+if not 0 <= TASKCENTER_WORKER_EVENT_FLUSH_SECONDS <= 1:
+    raise ImproperlyConfigured("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS must be between 0 and 1.")

@@ -1,8 +1,13 @@
 """taskcenter's result backend: django-celery-results' database backend that keeps finished runs true.
 
-Two changes, both off the worker's hot path (a task's STARTED and SUCCESS or
-FAILURE writes cost exactly what they cost in django-celery-results):
+Three changes:
 
+- Each state a task takes is one statement, an upsert (``INSERT ... ON CONFLICT
+  (task_id) DO UPDATE``) on SQLite and PostgreSQL, where django-celery-results reads
+  the row first and then inserts it in a transaction of its own or saves every column
+  (a SELECT and an INSERT at STARTED, a SELECT and an UPDATE at SUCCESS). The row ends
+  the same: every column of the new state replaces the old, the creation time stays,
+  and the start time stays when a later state has none.
 - A revoke never rewrites a finished result. Celery 5.6 stores REVOKED for
   every id a ``revoke`` control command names, with no request, so a late
   revoke (Flower's button, ``celery control revoke``, a terminate that races
@@ -20,14 +25,21 @@ Set with ``CELERY_RESULT_BACKEND = "taskcenter.backend:TaskcenterBackend"``.
 import logging
 
 from celery import states
+from django.db import connections, router
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now, Substr
+from django.utils import timezone
 from django_celery_results.backends.database import DatabaseBackend
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, Run
 
 logger = logging.getLogger(__name__)
+
+#: Databases whose ``INSERT ... ON CONFLICT ... DO UPDATE`` the backend uses; others take django-celery-results' path.
+UPSERT_VENDORS = frozenset({"sqlite", "postgresql"})
+#: Columns a later state leaves as the first write set them.
+KEPT_ON_UPDATE = frozenset({"id", "task_id", "date_created"})
 
 
 class TaskcenterBackend(DatabaseBackend):
@@ -36,7 +48,48 @@ class TaskcenterBackend(DatabaseBackend):
     def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
         if status == states.REVOKED and self._revoke_kept_out(task_id, result, request):
             return result
-        return super()._store_result(task_id, result, status, traceback=traceback, request=request, using=using)
+        connection = connections[using or router.db_for_write(self.TaskModel)]
+        if connection.vendor not in UPSERT_VENDORS:
+            return super()._store_result(task_id, result, status, traceback=traceback, request=request, using=using)
+        content_type, content_encoding, encoded = self.encode_content(result)
+        meta = {**self._get_meta_from_request(request), "children": self.current_task_children(request)}
+        now = timezone.now()
+        values = {
+            "task_id": task_id,
+            "status": status,
+            "content_type": content_type,
+            "content_encoding": content_encoding,
+            "result": encoded,
+            "traceback": traceback,
+            "meta": self.encode_content(meta)[2],
+            "date_created": now,
+            "date_started": now if status == states.STARTED else None,
+            "date_done": now,
+            **self._get_extended_properties(request, traceback),
+        }
+        self._upsert(connection, values)
+        return result
+
+    def _upsert(self, connection, values: dict) -> None:
+        """Write ``values`` as the task's row in one statement, whether the row exists or not."""
+        fields = [f for f in self.TaskModel._meta.concrete_fields if f.name in values]
+        table, quote = self.TaskModel._meta.db_table, connection.ops.quote_name
+        columns = [quote(f.column) for f in fields]
+        updates = []
+        for field, column in zip(fields, columns, strict=True):
+            if field.name in KEPT_ON_UPDATE:
+                continue
+            new = f"EXCLUDED.{column}"
+            if field.name == "date_started":
+                new = f"COALESCE({new}, {quote(table)}.{column})"
+            updates.append(f"{column} = {new}")
+        sql = (
+            f"INSERT INTO {quote(table)} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"ON CONFLICT ({quote('task_id')}) DO UPDATE SET {', '.join(updates)}"
+        )
+        params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
     def _revoke_kept_out(self, task_id, result, request) -> bool:
         """Handle a REVOKED write for a row that exists; return False to let the normal write happen."""

@@ -178,3 +178,8 @@ def connect() -> None:
     from taskcenter.checkpoints import flush_at_task_end
 
     signals.task_postrun.connect(flush_at_task_end, dispatch_uid="taskcenter.checkpoints_flush")
+    # A pool process keeps its database connection across tasks, closing only a broken or old one.
+    from taskcenter.worker_db import close_unusable_connections, keep_connections_in_pool_process
+
+    signals.worker_process_init.connect(keep_connections_in_pool_process, dispatch_uid="taskcenter.worker_db_keep")
+    signals.task_postrun.connect(close_unusable_connections, dispatch_uid="taskcenter.worker_db_close")

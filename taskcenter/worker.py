@@ -359,6 +359,9 @@ def install(app) -> None:
     from taskcenter.scheduled_set import ScheduledSetPump
 
     app.steps["consumer"].add(MessageGuard)
+    from taskcenter.worker_events import EventBatches
+
+    app.steps["consumer"].add(EventBatches)
     app.steps["worker"].add(PoolGuard)
     app.steps["worker"].add(ScheduledSetPump)
     from taskcenter.worker_timer import TimerSweep
