@@ -523,6 +523,9 @@ TASKCENTER_HISTORY_SCAN_LIMIT = env_int("TASKCENTER_HISTORY_SCAN_LIMIT", 2_000, 
 TASKCENTER_WORKER_DB_CONN_MAX_AGE = env_int("TASKCENTER_WORKER_DB_CONN_MAX_AGE", 600, minimum=0)
 # The worker sends its task events in one message per this many seconds (0: at every turn
 # of its event loop, Celery's way); the monitor sees an event at most this much later.
-TASKCENTER_WORKER_EVENT_FLUSH_SECONDS = float(env_str("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS", "0.1"))
+try:
+    TASKCENTER_WORKER_EVENT_FLUSH_SECONDS = float(env_str("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS", "0.1"))
+except ValueError:
+    TASKCENTER_WORKER_EVENT_FLUSH_SECONDS = -1.0  # refused just below, with the setting's name
 if not 0 <= TASKCENTER_WORKER_EVENT_FLUSH_SECONDS <= 1:
-    raise ImproperlyConfigured("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS must be between 0 and 1.")
+    raise ImproperlyConfigured("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS must be a number of seconds between 0 and 1.")

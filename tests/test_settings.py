@@ -113,3 +113,10 @@ def test_every_celery_setting_is_a_real_celery_setting():
     known = {key for key, _ in flatten(NAMESPACES)}
     unknown = [name for name in dir(settings) if name.startswith("CELERY_") and name[7:].lower() not in known]
     assert unknown == []
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "2"])
+def test_event_flush_interval_that_is_not_seconds_between_0_and_1_is_refused_by_name(value):
+    result = load_settings(DEBUG="true", TASKCENTER_WORKER_EVENT_FLUSH_SECONDS=value)
+    assert result.returncode != 0
+    assert "TASKCENTER_WORKER_EVENT_FLUSH_SECONDS must be a number of seconds between 0 and 1" in result.stderr

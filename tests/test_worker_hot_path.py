@@ -113,6 +113,8 @@ def test_task_events_leave_in_batches_and_none_is_lost(probe_worker, private_red
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_worker_killed_mid_drain_loses_no_result(private_redis, private_broker):
     """SIGKILL of the worker and its pool mid-drain: every task still ends with its SUCCESS in the database."""
     from tests.test_recovery_e2e import kill_whole_worker, start_monitor, start_worker, stop_all
@@ -128,8 +130,8 @@ def test_a_worker_killed_mid_drain_loses_no_result(private_redis, private_broker
         kill_whole_worker(first)
         finished_before = set(TaskResult.objects.filter(status="SUCCESS").values_list("task_id", flat=True))
         assert len(finished_before) >= done and len(finished_before) < len(ids), "killed too late to mean anything"
-        monitor = start_monitor(private_redis)
         second = start_worker(private_redis, "drain-survivor", concurrency=2)
+        monitor = start_monitor(private_redis)  # gives the killed worker's messages back
         wait_for(lambda: TaskResult.objects.filter(task_id__in=ids, status="SUCCESS").count() == len(ids),
                  timeout=120, message="every task's result")  # fmt: skip
         results = dict(TaskResult.objects.filter(task_id__in=ids).values_list("task_id", "result"))
