@@ -334,6 +334,10 @@ TASKCENTER_ALERT_STUCK_RUNS = env_int("TASKCENTER_ALERT_STUCK_RUNS", 1, minimum=
 TASKCENTER_MONITOR_FLUSH_INTERVAL = float(env_str("TASKCENTER_MONITOR_FLUSH_INTERVAL", "2"))
 TASKCENTER_MONITOR_SAMPLE_INTERVAL = float(env_str("TASKCENTER_MONITOR_SAMPLE_INTERVAL", "10"))
 TASKCENTER_MONITOR_MAX_TASKS = env_int("TASKCENTER_MONITOR_MAX_TASKS", 100_000, minimum=1000)
+# Seconds between the monitor's searches for waiting runs whose message left the broker
+# without running (kombu loses one when its worker is killed between taking it off the queue
+# and recording it unacknowledged); a run missing in two searches in a row is sent again.
+TASKCENTER_MONITOR_LOST_CHECK_INTERVAL = env_int("TASKCENTER_MONITOR_LOST_CHECK_INTERVAL", 20, minimum=5)
 TASKCENTER_MONITOR_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_RETENTION_DAYS", 30, minimum=0)
 TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS = env_int("TASKCENTER_MONITOR_SAMPLE_RETENTION_DAYS", 7, minimum=0)
 

@@ -120,3 +120,13 @@ def test_event_flush_interval_that_is_not_seconds_between_0_and_1_is_refused_by_
     result = load_settings(DEBUG="true", TASKCENTER_WORKER_EVENT_FLUSH_SECONDS=value)
     assert result.returncode != 0
     assert "TASKCENTER_WORKER_EVENT_FLUSH_SECONDS must be a number of seconds between 0 and 1" in result.stderr
+
+
+def test_a_message_lost_by_a_killed_worker_is_sent_again_within_a_minute_by_default(settings):
+    """Two searches in a row must miss a run's message before the monitor sends it again (issue 10: a dead
+    worker's runs run again within 60 s)."""
+    from taskcenter.monitor.runner import Monitor
+
+    assert 2 * settings.TASKCENTER_MONITOR_LOST_CHECK_INTERVAL <= 45
+    settings.TASKCENTER_MONITOR_LOST_CHECK_INTERVAL = 7
+    assert Monitor().lost_check_interval == 7

@@ -60,8 +60,6 @@ POLL_TIMEOUT = 0.5
 BATCH_PAUSE = 0.02
 #: Reconnection backoff after a broker failure: first and longest wait (seconds).
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
-#: Seconds between two searches of the broker for waiting runs whose message is gone (see runs_lost_reconcile).
-DEFAULT_LOST_CHECK_INTERVAL = 60.0
 #: Recovered messages kept in memory at most while their record fails.
 MAX_UNRECORDED = 10_000
 #: Seconds between two activity lines in the log.
@@ -129,9 +127,7 @@ class Monitor:
         self.failures = FailureCollector()
         self.lost_suspects: set[str] = set()
         self.watching_since: datetime | None = None  # since when the event stream is read without a break
-        self.lost_check_interval = float(
-            getattr(settings, "TASKCENTER_MONITOR_LOST_CHECK_INTERVAL", DEFAULT_LOST_CHECK_INTERVAL)
-        )
+        self.lost_check_interval = float(settings.TASKCENTER_MONITOR_LOST_CHECK_INTERVAL)
         self.redis = MonitorRedis(app, identity=self.identity, lock_seconds=max(30.0, 10 * self.flush_interval))
         self.holders = HolderTracker(max_ids=max_tasks)
         self.recovery = Recovery(app)
