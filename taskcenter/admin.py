@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.text import smart_split
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 from django_celery_results.models import GroupResult, TaskResult
@@ -299,7 +300,7 @@ class ResultsToHistoryAdmin(type(admin.site._registry[TaskResult])):
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        term = request.GET.get("q", "").strip()
+        term = request.GET.get("q", "").strip()[: TaskResult._meta.get_field("task_id").max_length]  # no id is longer
         url = reverse("taskcenter:run_list")
         return redirect(f"{url}?{urlencode({'task_id': term})}" if term else url)
 
@@ -351,3 +352,40 @@ class ApiTokenAdmin(ReadOnlyAdmin):
             token_revoke(token=token, actor=request.user)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
+
+
+class BoundedSearchMixin:
+    """Search only the first words of an admin search box.
+
+    The admin ANDs one LIKE per word and per search field: a box pasted full of text
+    (thousands of words) makes SQLite refuse the query ("Expression tree is too large",
+    a 500) and costs seconds on PostgreSQL. The first ``max_search_words`` words of the
+    first ``max_search_length`` characters are searched, and the page says so.
+    """
+
+    max_search_length = 200
+    max_search_words = 10
+
+    def get_search_results(self, request, queryset, search_term):
+        words = list(smart_split(search_term[: self.max_search_length]))
+        bounded = " ".join(words[: self.max_search_words])
+        if len(search_term) > self.max_search_length or len(words) > self.max_search_words:
+            self.message_user(
+                request,
+                f"Only the first {self.max_search_words} words (at most {self.max_search_length} characters) "
+                "of the search were used.",
+                messages.WARNING,
+            )
+        return super().get_search_results(request, queryset, bounded)
+
+
+def _bound_every_admin_search(site: admin.AdminSite) -> None:
+    """Give every registered admin with a search box (Django's own and the packages' too) a bounded search."""
+    for model, model_admin in list(site._registry.items()):
+        if model_admin.search_fields and not isinstance(model_admin, BoundedSearchMixin):
+            bounded = type(f"Bounded{type(model_admin).__name__}", (BoundedSearchMixin, type(model_admin)), {})
+            site.unregister(model)
+            site.register(model, bounded)
+
+
+_bound_every_admin_search(admin.site)
