@@ -11,8 +11,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from django.db import DatabaseError
+from celery.states import FAILURE, SUCCESS
+from django.db import DatabaseError, connection
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from taskcenter import catalogue, secret_arguments
 from taskcenter.models import Run, RunSource
@@ -63,6 +66,28 @@ def runs_collected(into: list):
 def runs_write(runs: list[Run]) -> None:
     """Insert collected runs in batches; rows the launch service already wrote are kept. Raises DatabaseError."""
     Run.objects.bulk_create(runs, batch_size=500, ignore_conflicts=True)
+    if connection.vendor == "postgresql":
+        _final_states_catch_up([run.task_result_id for run in runs])
+
+
+def _final_states_catch_up(task_ids: list[str]) -> int:
+    """Copy a final result state into runs whose INSERT raced the worker's write (PostgreSQL).
+
+    These runs are written after their message was published, so a fast worker may
+    store its result while the INSERT is not yet committed: the result's trigger does
+    not see the uncommitted run, and the run's trigger read the result before it
+    changed, so the run would stay STARTED. Once the INSERT is committed, any later
+    result write reaches the run through its trigger; this one UPDATE covers the
+    writes in between. SQLite runs one writer at a time, so it has no such window.
+    """
+    final = (SUCCESS, FAILURE)
+    return (
+        Run.objects.filter(task_result_id__in=task_ids, task_result__status__in=final)
+        .exclude(recorded_state__in=final)
+        .update(
+            recorded_state=Subquery(TaskResult.objects.filter(task_id=OuterRef("task_result_id")).values("status")[:1])
+        )
+    )
 
 
 def run_record_published(*, task_id: str, task_name: str, queue: str, headers: dict, body) -> None:
