@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from celery.states import FAILURE, SUCCESS
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -67,7 +67,10 @@ def runs_write(runs: list[Run]) -> None:
     """Insert collected runs in batches; rows the launch service already wrote are kept. Raises DatabaseError."""
     Run.objects.bulk_create(runs, batch_size=500, ignore_conflicts=True)
     if connection.vendor == "postgresql":
-        _final_states_catch_up([run.task_result_id for run in runs])
+        task_ids = [run.task_result_id for run in runs]
+        # After the commit: beat writes its runs inside its sync's transaction, and only a
+        # committed run is seen by the result's trigger.
+        transaction.on_commit(lambda: _final_states_catch_up(task_ids), robust=True)
 
 
 def _final_states_catch_up(task_ids: list[str]) -> int:
@@ -77,8 +80,8 @@ def _final_states_catch_up(task_ids: list[str]) -> int:
     store its result while the INSERT is not yet committed: the result's trigger does
     not see the uncommitted run, and the run's trigger read the result before it
     changed, so the run would stay STARTED. Once the INSERT is committed, any later
-    result write reaches the run through its trigger; this one UPDATE covers the
-    writes in between. SQLite runs one writer at a time, so it has no such window.
+    result write reaches the run through its trigger; this one UPDATE, run after the
+    commit, covers the writes in between. SQLite runs one writer at a time, so it has no such window.
     """
     final = (SUCCESS, FAILURE)
     return (
