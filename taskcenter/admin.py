@@ -38,6 +38,7 @@ from taskcenter.selectors.schedules import (
 )
 from taskcenter.services.api_tokens import token_revoke
 from taskcenter.services.schedules import ScheduleForbidden, schedule_delete, schedules_act
+from taskcenter.zones import local_text
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -187,7 +188,7 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     def next_run(self, obj):
         fire = next(iter(schedule_next_runs(obj, count=1)), None)
         # In the schedule's own time zone, as on the schedules pages.
-        return fire.at.astimezone(schedule_timezone(obj)).strftime("%Y-%m-%d %H:%M:%S %Z") if fire else "–"
+        return local_text(fire.at, tz=schedule_timezone(obj)) if fire else "–"
 
     @admin.display(description="")
     def open(self, obj):

@@ -3,6 +3,9 @@
 import logging
 
 from django.http import HttpResponseBadRequest, JsonResponse
+from django.utils import timezone
+
+from taskcenter.zones import COOKIE_NAME, SESSION_KEY, zone_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +43,26 @@ class RefuseNulCharacters:
                 return JsonResponse(body, status=400, content_type="application/problem+json")
             return HttpResponseBadRequest(MESSAGE)
         return self.get_response(request)
+
+
+class ActivateUserTimeZone:
+    """Show and read times in the zone the user chose (session, else cookie), else the site's ``TIME_ZONE``.
+
+    An unknown or malformed zone name is ignored: the site's zone applies.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = getattr(request, "session", None)
+        chosen = session.get(SESSION_KEY) if session is not None else None
+        tz = zone_or_none(chosen) or zone_or_none(request.COOKIES.get(COOKIE_NAME))
+        if tz is not None:
+            timezone.activate(tz)
+        else:
+            timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

@@ -20,6 +20,7 @@ from taskcenter.views import (
     workers,
 )
 from taskcenter.views.api_tokens import token_list, token_revoke_view
+from taskcenter.views.preferences import preferences
 from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
 from taskcenter.views.scheduled import scheduled_list, scheduled_run_now
 
@@ -80,6 +81,7 @@ urlpatterns = [
     path("schedules/<int:pk>/", schedules.schedule_detail, name="schedule_detail"),
     path("schedules/<int:pk>/edit/", schedules.schedule_edit, name="schedule_edit"),
     path("audit/", audit.audit_list, name="audit_list"),
+    path("preferences/", preferences, name="preferences"),
     path("notifications/", notifications.notification_list, name="notification_list"),
     path("notifications/channels/new/", notifications.channel_new, name="channel_new"),
     path("notifications/channels/<int:pk>/edit/", notifications.channel_edit, name="channel_edit"),

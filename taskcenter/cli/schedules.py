@@ -39,6 +39,7 @@ from taskcenter.services.schedules import (
     schedule_save,
     schedules_set_enabled,
 )
+from taskcenter.zones import local_text, zone_name
 
 #: ``-t`` values and the service's schedule kinds ("cron" is the short spelling of "crontab").
 KIND_ALIASES = {"interval": "interval", "cron": "crontab", "crontab": "crontab", "clocked": "clocked", "solar": "solar"}
@@ -215,7 +216,7 @@ def schedule_show(cli: Cli) -> None:
         cli.line(f"next runs ({schedule_timezone(task)}):")
         for fire in fires:
             note = f"  [{fire.note.replace('_', ' ')}]" if fire.note else ""
-            cli.line(f"  {fire.at:%Y-%m-%d %H:%M:%S %Z (%z)}{note}")
+            cli.line(f"  {local_text(fire.at, tz=fire.at.tzinfo)} {zone_name(fire.at.tzinfo)}{note}")
 
 
 def schedule_enable(cli: Cli) -> None:

@@ -4,11 +4,13 @@ import json
 
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from taskcenter import arguments
 from taskcenter.models import RUN_STATES, RunSource
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import INT_MAX, JSONInputError, SafeDateTimeField, parse_json
+from taskcenter.zones import zone_label
 
 
 class JSONTextField(forms.CharField):
@@ -173,7 +175,7 @@ class LaunchForm(TaskArgumentsMixin, forms.Form):
     eta = SafeDateTimeField(
         required=False,
         label="Or run at (ETA)",
-        help_text="A time in the site's time zone; instead of a countdown.",
+        help_text="A time in your time zone; instead of a countdown.",  # named in __init__
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     expires = forms.IntegerField(
@@ -197,6 +199,9 @@ class LaunchForm(TaskArgumentsMixin, forms.Form):
         self.fields["queue"].initial = entry.default_queue
         self.fields["priority"].initial = entry.priority.value
         self.fields["countdown"].widget.attrs.update({"min": 0, "max": settings.TASKCENTER_MAX_COUNTDOWN})
+        self.fields["eta"].help_text = _(
+            "In %(zone)s (your time zone, set in Preferences); instead of a countdown."
+        ) % {"zone": zone_label()}
         self.add_argument_fields(entry, data)
 
     def option_fields(self):
@@ -214,6 +219,11 @@ class TimeRangePageForm(forms.Form):
     )
     before = forms.IntegerField(required=False, min_value=1, max_value=INT_MAX, widget=forms.HiddenInput)
     after = forms.IntegerField(required=False, min_value=0, max_value=INT_MAX, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        zone = _("In %(zone)s.") % {"zone": zone_label()}
+        self.fields["created_from"].help_text = self.fields["created_to"].help_text = zone
 
     def clean(self):
         cleaned = super().clean()

@@ -4,12 +4,14 @@ from zoneinfo import available_timezones
 
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext as _
 from django_celery_beat.models import SOLAR_SCHEDULES
 
 from taskcenter.forms import TaskArgumentsMixin
 from taskcenter.models import SchedulePolicy
 from taskcenter.priorities import Priority
 from taskcenter.services.schedules import MAX_INT, PERIODS, ScheduleSpec
+from taskcenter.zones import zone_label
 
 
 class ScheduleForm(TaskArgumentsMixin, forms.Form):
@@ -40,7 +42,7 @@ class ScheduleForm(TaskArgumentsMixin, forms.Form):
     clocked_time = forms.DateTimeField(
         required=False,
         label="At",
-        help_text="In the site's time zone. The schedule disables itself after this run.",
+        help_text="In your time zone. The schedule disables itself after this run.",  # named in __init__
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     solar_event = forms.ChoiceField(choices=[("", "---------"), *SOLAR_SCHEDULES], required=False, label="Event")
@@ -94,6 +96,9 @@ class ScheduleForm(TaskArgumentsMixin, forms.Form):
         super().__init__(data, initial=initial, **kwargs)
         self.fields["timezone"].choices = [(tz, tz) for tz in sorted(available_timezones())]
         self.fields["timezone"].initial = settings.TIME_ZONE
+        self.fields["clocked_time"].help_text = _(
+            "In %(zone)s (your time zone, set in Preferences). The schedule disables itself after this run."
+        ) % {"zone": zone_label()}
         self.fields["queue"].choices = [("", f"The task's own ({entry.default_queue})")] + [
             (name, name) for name in settings.TASKCENTER_QUEUES
         ]

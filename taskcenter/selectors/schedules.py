@@ -14,6 +14,7 @@ from django_celery_beat.models import PeriodicTask
 from taskcenter.models import Run
 from taskcenter.schedules.timing import CronFields, FireTime, next_fire_times
 from taskcenter.selectors.runs import state_expression, state_is
+from taskcenter.zones import local_text
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def schedule_describe(task: PeriodicTask) -> str:
     if task.interval_id:
         return str(task.interval)
     if task.clocked_id:
-        return f"once at {timezone.localtime(task.clocked.clocked_time):%Y-%m-%d %H:%M:%S %Z}"
+        return f"once at {local_text(task.clocked.clocked_time)}"
     if task.solar_id:
         return str(task.solar)
     return "no schedule"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from taskcenter.models import ApiToken
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.errors import Conflict, InvalidInput
+from taskcenter.zones import local_text
 
 TOKEN_PREFIX = "tc_"
 #: How often ``last_used_at`` is written at most: a busy client must not write a row per request.
@@ -57,7 +58,7 @@ def token_create(*, user, name: str, expires_at: datetime | None = None, actor) 
     audit_record(
         **audit,
         message=f"API token {name!r} ({token.prefix}…) created"
-        + (f", expires {expires_at:%Y-%m-%d %H:%M %Z}." if expires_at else "."),
+        + (f", expires {local_text(expires_at, seconds=False)}." if expires_at else "."),
         detail={"token_id": token.pk, "token_name": name},
     )
     return token, plain

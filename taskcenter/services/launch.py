@@ -30,6 +30,7 @@ from taskcenter.services import dedup
 from taskcenter.services.audit import Action, Outcome, audit_entry, audit_log, audit_record
 from taskcenter.services.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
 from taskcenter.services.recording import launch_publishing
+from taskcenter.zones import local_text
 
 logger = logging.getLogger(__name__)
 
@@ -510,9 +511,9 @@ def _check_start(countdown, eta, now, errors) -> datetime | None:
         errors.add("eta", "ETA must be a date between the years 2 and 9998.")
         return None
     if eta < now - ETA_PAST_TOLERANCE:
-        errors.add("eta", f"ETA {timezone.localtime(eta):%Y-%m-%d %H:%M:%S %Z} is in the past.")
+        errors.add("eta", f"ETA {local_text(eta)} is in the past.")
     elif eta > now + timedelta(seconds=limit):
-        errors.add("eta", f"ETA {timezone.localtime(eta):%Y-%m-%d %H:%M:%S %Z} {beyond}")
+        errors.add("eta", f"ETA {local_text(eta)} {beyond}")
     else:
         return eta
     return None
