@@ -319,3 +319,55 @@ def _is_number(value) -> bool:
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+#: Messages a queue position search reads at most (from the head of the queue, in serving order).
+POSITION_SCAN_LIMIT = 10_000
+_POSITION_CHUNK = 500
+
+
+@dataclass
+class QueuePosition:
+    """Where a message waits in its queue: ``position`` 1 is served next; None when not found.
+
+    ``beyond`` is true when the search stopped at its limit before finding it (more than
+    ``scanned`` messages are ahead of it, or it is not in the queue at all).
+    """
+
+    position: int | None
+    scanned: int
+    beyond: bool
+
+
+def queue_position(channel, queue: str, task_id: str, *, limit: int = POSITION_SCAN_LIMIT) -> QueuePosition:
+    """Find ``task_id`` among the first ``limit`` messages of ``queue``, in the order workers take them.
+
+    Workers take from the list of the most urgent priority step first, and from the tail of
+    each list (kombu pushes at the head, BRPOPs the tail), so the search reads lists in step
+    order and each from its tail, in chunks of 500 messages. Raises a ``BROKER_ERRORS`` error
+    when the broker cannot be read.
+    """
+    lists = [key for _, key in sorted(priority_lists(channel, queue).items())]
+    client = channel.client
+    pipe = client.pipeline(transaction=False)
+    for key in lists:
+        pipe.llen(key)
+    lengths = [int(n) for n in pipe.execute()]
+    needle = task_id.encode("utf-8", "surrogatepass")
+    ahead = 0
+    for key, length in zip(lists, lengths, strict=True):
+        read = 0
+        while read < length:
+            if ahead >= limit:
+                return QueuePosition(position=None, scanned=ahead, beyond=True)
+            count = min(_POSITION_CHUNK, length - read, limit - ahead)
+            # From the tail: the message served first of this list is at index -1.
+            chunk = client.lrange(key, -(read + count), -(read + 1))
+            for offset, raw in enumerate(reversed(chunk)):
+                if needle in raw and message_headers(raw).get("id") == task_id:
+                    return QueuePosition(position=ahead + offset + 1, scanned=ahead + offset + 1, beyond=False)
+            read += len(chunk)
+            ahead += len(chunk)
+            if not chunk:
+                break
+    return QueuePosition(position=None, scanned=ahead, beyond=False)

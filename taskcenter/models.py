@@ -114,6 +114,11 @@ class Run(models.Model):
     #: The FailureGroup of a failed run (set by the monitor; see taskcenter.failures); null otherwise.
     #: Null, not "": the partial index below then holds failed runs only, and SQLite can use it for "= fp".
     failure_fingerprint = models.CharField(max_length=40, null=True, blank=True, editable=False)  # noqa: DJ001
+    #: The run whose task sent this one, and the first run of that line (Celery's ``parent_id`` and
+    #: ``root_id`` headers); null for a run nobody's task sent. Recorded by the publish signal and by the
+    #: monitor (``task-received``). Null, not "": the partial index holds only runs that have a parent.
+    parent_task_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
+    root_task_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["-id"]
@@ -145,6 +150,9 @@ class Run(models.Model):
             # Links that are empty when a run is launched: a partial index holds only the runs that
             # have one, so a launch writes none of them, and "= value" (and joins) still use them.
             models.Index(fields=["retry_of"], name="run_retry_of", condition=models.Q(retry_of__isnull=False)),
+            models.Index(
+                fields=["parent_task_id", "-id"], name="run_parent", condition=models.Q(parent_task_id__isnull=False)
+            ),
             models.Index(fields=["batch"], name="run_batch", condition=models.Q(batch__isnull=False)),
             models.Index(fields=["workflow"], name="run_workflow", condition=models.Q(workflow__isnull=False)),
             models.Index(

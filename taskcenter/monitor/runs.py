@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, PENDING, READY_STATES, REVOKED, Run, RunSource
 from taskcenter.monitor.aggregate import _eta_timestamp, _number
+from taskcenter.services.recording import lineage
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +296,7 @@ def run_from_received(task_id: str, change: RunChange) -> Run:
         expires=datetime.fromtimestamp(expires, UTC) if expires is not None else None,
         source=RunSource.EXTERNAL,
         created_at=datetime.fromtimestamp(timestamp, UTC),
+        **lineage(task_id, parent_id=event.get("parent_id"), root_id=event.get("root_id")),
     )
 
 

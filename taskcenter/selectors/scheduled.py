@@ -4,7 +4,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from taskcenter import scheduled_set
-from taskcenter.broker import BROKER_ERRORS, broker_client, broker_down_message
+from taskcenter.broker import (
+    BROKER_ERRORS,
+    POSITION_SCAN_LIMIT,
+    QueuePosition,
+    broker_channel,
+    broker_client,
+    broker_down_message,
+    queue_position,
+)
 from taskcenter.models import Run
 from taskcenter.selectors.runs import runs_by_task_ids
 from taskcenter.services import errors
@@ -54,3 +62,28 @@ def waiting_until(task_id: str) -> datetime | None:
             return scheduled_set.held_due(client, task_id)
     except BROKER_ERRORS:
         return None
+
+
+@dataclass
+class WaitingPlace:
+    """Where a waiting run is: in the scheduled set until ``due``, or at ``position`` in its queue.
+
+    ``broker_down`` when the broker did not answer (neither is known).
+    """
+
+    due: datetime | None = None
+    position: QueuePosition | None = None
+    broker_down: bool = False
+    limit: int = POSITION_SCAN_LIMIT
+
+
+def run_waiting_place(*, task_id: str, queue: str) -> WaitingPlace:
+    """Look a waiting run up in the scheduled set, then in its queue's lists (one connection, bounded reads)."""
+    try:
+        with broker_channel() as channel:
+            due = scheduled_set.held_due(channel.client, task_id)
+            if due is not None or not queue:
+                return WaitingPlace(due=due)
+            return WaitingPlace(position=queue_position(channel, queue, task_id))
+    except BROKER_ERRORS:
+        return WaitingPlace(broker_down=True)

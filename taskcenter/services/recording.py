@@ -114,6 +114,7 @@ def run_record_published(*, task_id: str, task_name: str, queue: str, headers: d
         expires=_parse_time(headers.get("expires")),
         source=RunSource.SCHEDULE if periodic_task_name else RunSource.CODE,
         periodic_task_name=periodic_task_name,
+        **lineage(task_id, parent_id=headers.get("parent_id"), root_id=headers.get("root_id")),
     )
     collector = _collector.get()
     if collector is not None:
@@ -124,6 +125,18 @@ def run_record_published(*, task_id: str, task_name: str, queue: str, headers: d
     except DatabaseError:
         # The task is already on its way; failing the publisher would not unsend it.
         logger.exception("Could not record run %s of %s", task_id, task_name)
+
+
+def lineage(task_id: str, *, parent_id, root_id) -> dict:
+    """The ``parent_task_id`` and ``root_task_id`` of a run from Celery's message headers.
+
+    Celery sets ``root_id`` to the run's own id for a run no task sent: that is no lineage.
+    """
+    parent = parent_id if isinstance(parent_id, str) and parent_id and parent_id != task_id else None
+    root = root_id if isinstance(root_id, str) and root_id and root_id != task_id else None
+    if parent is None and root is None:
+        return {}
+    return {"parent_task_id": (parent or root)[:255], "root_task_id": (root or parent)[:255]}
 
 
 def _arguments(body) -> tuple[list, dict]:

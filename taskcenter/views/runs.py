@@ -19,6 +19,7 @@ from taskcenter.secret_arguments import MASK
 from taskcenter.selectors.audit import audit_for_task
 from taskcenter.selectors.monitoring import stuck_runs
 from taskcenter.selectors.retry_policy import run_retry_status
+from taskcenter.selectors.run_story import run_story
 from taskcenter.selectors.runs import (
     RunFilters,
     batch_progress,
@@ -28,7 +29,7 @@ from taskcenter.selectors.runs import (
     runs_page,
     workflow_graph,
 )
-from taskcenter.selectors.scheduled import waiting_until
+from taskcenter.selectors.scheduled import run_waiting_place
 from taskcenter.services import control
 from taskcenter.views.common import allowed, perform_action, staff_required, submit, user_abilities
 from taskcenter.views.recovery import recovery_context
@@ -82,6 +83,8 @@ def run_detail(request, task_id):
     run = run_by_task_id(task_id)
     if run is None:
         raise Http404(f"No run with task id {task_id!r}.")
+    # Where a waiting run is: the scheduled set, or its place in the queue (bounded reads, fast when down).
+    place = run_waiting_place(task_id=run.task_id, queue=run.queue) if run.state in ("PENDING", "RETRY") else None
     return render(
         request,
         "taskcenter/run_detail.html",
@@ -94,7 +97,9 @@ def run_detail(request, task_id):
             "batch": batch_progress(run.batch) if run.batch_id else None,
             "retry_status": run_retry_status(run),
             "stuck": run.state == "STARTED" and any(r.task_id == run.task_id for r in stuck_runs(limit=1000)),
-            "waiting_until": waiting_until(run.task_id) if run.state in ("PENDING", "RETRY") else None,
+            "waiting_until": place.due if place else None,
+            "place": place,
+            "story": run_story(run=run),
             **recovery_context(request, run),
             **user_abilities(request.user),
         },
