@@ -1,6 +1,6 @@
 """Database models of taskcenter."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -210,6 +210,15 @@ class Run(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    @property
+    def wait_time(self):
+        """Time from launch (or its ETA, when later) to start; None while not started."""
+        started = self.started_at
+        if started is None:
+            return None
+        ready = max(self.created_at, self.eta) if self.eta is not None else self.created_at
+        return max(started - ready, timedelta(0))
 
     @property
     def finished_at(self):

@@ -58,6 +58,8 @@ def _filters(form) -> RunFilters:
         launched_by=data.get("launched_by") or "",
         source=data.get("source") or "",
         task_id=(data.get("task_id") or "").strip(),
+        text=data.get("text") or "",
+        sort=data.get("sort") or "",
         created_from=data.get("created_from"),
         created_to=data.get("created_to"),
     )
