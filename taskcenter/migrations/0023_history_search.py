@@ -7,15 +7,19 @@
   any script is indexed as written, then the outcome. Contentless: the text is not stored
   twice, only its tokens.
 - PostgreSQL: a GIN index on ``to_tsvector('simple', args || kwargs || outcome)``.
-- Both: a trigger on django-celery-results' table copies the shortened result (or
-  exception) of a SUCCESS or FAILURE result (and of a RETRY of a run not yet finished)
-  into ``taskcenter_run.outcome`` when the worker stores it, so the run's outcome is
-  searchable at once and not only after the monitor or the result's expiry writes it.
+- Both: the triggers of 0020 on django-celery-results' table, which copy a stored
+  result's status and worker into its run, copy its shortened result (or exception) into
+  ``taskcenter_run.outcome`` too, in the same UPDATE: a SUCCESS or FAILURE always, a
+  RETRY while the run has not finished (the monitor's rules). The run's outcome is then
+  searchable as soon as the worker stores it, not only once the monitor or the result's
+  expiry writes it.
 
 Arguments on a run are already masked (secret values are ``********``; the real ones
 are sealed in ``secrets``, which is not indexed). Only RunSQL: on SQLite, altering a
 field of taskcenter_run would rebuild the table and lose the state triggers of 0020.
 """
+
+from importlib import import_module
 
 from django.db import migrations
 
@@ -45,15 +49,20 @@ def sqlite_body(row: str) -> str:
 #: The SQL expression History searches on PostgreSQL; the index is on exactly this expression.
 POSTGRESQL_DOCUMENT = "to_tsvector('simple'::regconfig, args::text || ' ' || kwargs::text || ' ' || outcome)"
 
-#: Which new result status writes the outcome of its run (the monitor's rules: a final
-#: SUCCESS or FAILURE always, a RETRY only while the run has not finished).
-OUTCOME_FROM_RESULT = f"""
-    UPDATE {RUNS} SET outcome = SUBSTR(NEW.result, 1, {OUTCOME_LENGTH})
-    WHERE task_id = NEW.task_id
-      AND outcome IS DISTINCT FROM SUBSTR(NEW.result, 1, {OUTCOME_LENGTH})
-      AND (NEW.status IN ('SUCCESS', 'FAILURE') OR state NOT IN ('SUCCESS', 'FAILURE', 'REVOKED'));
+#: The result-table triggers of 0020 (state and worker), whose UPDATE of the run now writes
+#: its outcome too: one row update per stored result, not two (on PostgreSQL an update of
+#: an indexed expression's column writes every index of the row). The outcome is written
+#: as the monitor does: a SUCCESS or FAILURE always, a RETRY while the run is not finished.
+STATE = import_module("taskcenter.migrations.0020_history_scale")
+SET_FROM_RESULT = f"""
+    UPDATE {RUNS} SET
+        state = CASE WHEN {STATE.takes("NEW.status", "state")} THEN NEW.status ELSE state END,
+        worker = CASE WHEN COALESCE(NEW.worker, '') <> '' THEN SUBSTR(NEW.worker, 1, 255) ELSE worker END,
+        outcome = CASE WHEN NEW.result IS NOT NULL AND (NEW.status IN ('SUCCESS', 'FAILURE')
+                OR (NEW.status = 'RETRY' AND state NOT IN ('SUCCESS', 'FAILURE', 'REVOKED')))
+            THEN SUBSTR(NEW.result, 1, {OUTCOME_LENGTH}) ELSE outcome END
+    WHERE task_id = NEW.task_id;
 """
-OUTCOME_STATUSES = "NEW.status IN ('SUCCESS', 'FAILURE', 'RETRY') AND NEW.result IS NOT NULL"
 
 SQLITE = [
     f"CREATE VIRTUAL TABLE {SEARCH} USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2')",
@@ -69,14 +78,17 @@ SQLITE = [
         INSERT INTO {SEARCH}(rowid, body) VALUES (NEW.id, {sqlite_body("NEW")});
     END""",
     f"INSERT INTO {SEARCH}(rowid, body) SELECT id, {sqlite_body(RUNS)} FROM {RUNS}",
-    f"""CREATE TRIGGER taskcenter_result_insert_run_outcome AFTER INSERT ON {RESULTS}
-        FOR EACH ROW WHEN {OUTCOME_STATUSES} BEGIN {OUTCOME_FROM_RESULT.replace("IS DISTINCT FROM", "IS NOT")} END""",
-    f"""CREATE TRIGGER taskcenter_result_update_run_outcome AFTER UPDATE OF status, result ON {RESULTS}
-        FOR EACH ROW WHEN {OUTCOME_STATUSES} BEGIN {OUTCOME_FROM_RESULT.replace("IS DISTINCT FROM", "IS NOT")} END""",
+    "DROP TRIGGER taskcenter_result_insert_run_state",
+    "DROP TRIGGER taskcenter_result_update_run_state",
+    f"""CREATE TRIGGER taskcenter_result_insert_run_state AFTER INSERT ON {RESULTS}
+        FOR EACH ROW WHEN NEW.status <> 'PENDING' BEGIN {SET_FROM_RESULT} END""",
+    f"""CREATE TRIGGER taskcenter_result_update_run_state AFTER UPDATE OF status, worker, result ON {RESULTS}
+        FOR EACH ROW WHEN NEW.status <> 'PENDING' BEGIN {SET_FROM_RESULT} END""",
 ]
 SQLITE_DROP = [
-    "DROP TRIGGER IF EXISTS taskcenter_result_update_run_outcome",
-    "DROP TRIGGER IF EXISTS taskcenter_result_insert_run_outcome",
+    "DROP TRIGGER IF EXISTS taskcenter_result_insert_run_state",
+    "DROP TRIGGER IF EXISTS taskcenter_result_update_run_state",
+    *STATE.SQLITE_TRIGGERS[:2],  # 0020's own
     "DROP TRIGGER IF EXISTS taskcenter_run_search_update",
     "DROP TRIGGER IF EXISTS taskcenter_run_search_delete",
     "DROP TRIGGER IF EXISTS taskcenter_run_search_insert",
@@ -85,17 +97,18 @@ SQLITE_DROP = [
 
 POSTGRESQL = [
     f"CREATE INDEX run_search ON {RUNS} USING GIN ({POSTGRESQL_DOCUMENT})",
-    f"""CREATE OR REPLACE FUNCTION taskcenter_result_run_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
+    f"DROP TRIGGER taskcenter_result_run_state ON {RESULTS}",
+    f"""CREATE OR REPLACE FUNCTION taskcenter_result_run_state() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF {OUTCOME_STATUSES} THEN {OUTCOME_FROM_RESULT} END IF;
+            IF NEW.status <> 'PENDING' THEN {SET_FROM_RESULT} END IF;
             RETURN NULL;
         END $$""",
-    f"""CREATE TRIGGER taskcenter_result_run_outcome AFTER INSERT OR UPDATE OF status, result ON {RESULTS}
-        FOR EACH ROW EXECUTE FUNCTION taskcenter_result_run_outcome()""",
+    f"""CREATE TRIGGER taskcenter_result_run_state AFTER INSERT OR UPDATE OF status, worker, result ON {RESULTS}
+        FOR EACH ROW EXECUTE FUNCTION taskcenter_result_run_state()""",
 ]
 POSTGRESQL_DROP = [
-    f"DROP TRIGGER IF EXISTS taskcenter_result_run_outcome ON {RESULTS}",
-    "DROP FUNCTION IF EXISTS taskcenter_result_run_outcome()",
+    f"DROP TRIGGER IF EXISTS taskcenter_result_run_state ON {RESULTS}",
+    *STATE.POSTGRESQL_TRIGGERS[:2],  # 0020's own
     "DROP INDEX IF EXISTS run_search",
 ]
 
