@@ -309,3 +309,9 @@ def test_no_search_input_is_answered_with_a_server_error(admin_client, params):
 @pytest.mark.parametrize("text", ['"', "*", "a OR b", "NEAR(a b)", "col:x", "-x", "a AND", "^x", "x'y", "(", "&|!:*"])
 def test_search_syntax_characters_are_words_not_queries(staff_client, runs, text):
     assert staff_client.get("/runs/", {"text": text}).status_code == 200
+
+
+def test_a_count_over_several_names_counts_each_name_on_its_index(runs):
+    assert runs_count(RunFilters(task_name="EXAMPLES"), limit=100) == (6, False)
+    assert runs_count(RunFilters(task_name="EXAMPLES"), limit=3) == (3, True)
+    assert runs_count(RunFilters(queue="L"), limit=100) == (5, False)  # low and default

@@ -167,7 +167,7 @@ def task_ids_starting(prefix: str) -> tuple[str, ...]:
 
 def search_words(text: str) -> list[str]:
     """The words of a text search as the index splits them (letters and digits), lower case."""
-    return [word.casefold() for word in WORD.findall(text)][:MAX_SEARCH_WORDS]
+    return [word.lower() for word in WORD.findall(text)][:MAX_SEARCH_WORDS]
 
 
 def runs_matching_text(text: str, *, limit: int) -> list[int]:
@@ -593,7 +593,11 @@ def runs_count(filters: RunFilters, *, limit: int) -> tuple[int, bool]:
         found = len(_keyed_candidates(filters, equalities))
         capped = len(equalities.get("id", ())) >= settings.TASKCENTER_HISTORY_SCAN_LIMIT
         return min(found, limit), found > limit or capped
-    if equalities is not None and (frozenset(equalities) not in COVERED or len(_each_name(equalities)) > 1):
+    if equalities is not None and frozenset(equalities) in COVERED and len(_each_name(equalities)) > 1:
+        names = _each_name(equalities)  # one bounded count per name, on its index
+        counted = sum(_matching(filters, one).order_by().values("pk")[: limit + 1].count() for one in names)
+        return min(counted, limit), counted > limit
+    if equalities is not None and frozenset(equalities) not in COVERED:
         matched, scanned, _, exhausted, _ = _walk(filters, equalities, cursor=None, newer=False, want=limit + 1)
         stopped = not exhausted and scanned >= settings.TASKCENTER_HISTORY_SCAN_LIMIT
         return min(len(matched), limit), len(matched) > limit or stopped
