@@ -233,6 +233,8 @@ def test_the_results_admin_list_is_refused_without_the_view_permission(client, d
         ({"launched_by": "alice"}, {"launched_by__username": "alice"}),
         ({"source": "api"}, {"source": "api"}),
         ({"task_id": "h6"}, {"task_result_id": "h6"}),
+        ({"task_name": "FAIL"}, {"task_name": "examples.fail"}),
+        ({"text": "bye"}, {"args": ["bye"]}),
     ],
 )
 def test_rerunning_every_run_matching_the_filter_keeps_the_new_filters(staff_client, data, extra, lookup):
