@@ -905,3 +905,21 @@ class DeadLetterTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} {self.task_name}: {self.total}"
+
+
+class SavedFilter(models.Model):
+    """A History filter its user named, listed on History to open again (each user sees their own)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    #: History's query string without page cursors, e.g. ``task_name=process&state=FAILURE``.
+    query = models.CharField(max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        default_permissions = ()
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedfilter_user_name")]
+
+    def __str__(self) -> str:
+        return self.name

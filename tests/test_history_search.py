@@ -315,3 +315,51 @@ def test_a_count_over_several_names_counts_each_name_on_its_index(runs):
     assert runs_count(RunFilters(task_name="EXAMPLES"), limit=100) == (6, False)
     assert runs_count(RunFilters(task_name="EXAMPLES"), limit=3) == (3, True)
     assert runs_count(RunFilters(queue="L"), limit=100) == (5, False)  # low and default
+
+
+def test_a_user_saves_opens_and_deletes_named_filters_of_their_own(staff_client, runs):
+    from django.test import Client
+
+    from taskcenter.models import SavedFilter
+
+    other = Client()
+    other.force_login(make_user("another-viewer"))
+
+    response = staff_client.post(
+        "/runs/saved/", {"name": " failing imports ", "query": "task_name=fail&state=FAILURE&before=99"}
+    )
+    assert response.status_code == 302 and response["Location"] == "/runs/?task_name=fail&state=FAILURE"
+    saved = SavedFilter.objects.get()
+    assert (saved.name, saved.query) == ("failing imports", "task_name=fail&state=FAILURE")
+    body = staff_client.get("/runs/").content.decode()
+    assert 'id="saved-filters"' in body and 'href="?task_name=fail&amp;state=FAILURE"' in body
+    assert 'id="saved-filters"' not in other.get("/runs/").content.decode()  # only its user sees it
+    assert other.post(f"/runs/saved/{saved.pk}/delete/").status_code == 404  # nor deletes it
+    staff_client.post("/runs/saved/", {"name": "failing imports", "query": "queue=low"})
+    assert SavedFilter.objects.get().query == "queue=low"  # the same name replaces
+    assert staff_client.post(f"/runs/saved/{saved.pk}/delete/").status_code == 302
+    assert not SavedFilter.objects.exists()
+
+
+@pytest.mark.parametrize("data", [{"name": "", "query": "a=1"}, {"name": "x" * 101, "query": "a=1"}, {"name": "n"}])
+def test_a_saved_filter_needs_a_name_and_a_filter(staff_client, data):
+    from taskcenter.models import SavedFilter
+
+    response = staff_client.post("/runs/saved/", data, follow=True)
+    assert response.status_code == 200 and not SavedFilter.objects.exists()
+    assert any(m.level_tag == "error" for m in response.context["messages"])
+
+
+def test_saved_filters_need_the_history_permission_and_a_post(client, django_user_model, staff_client):
+    assert staff_client.get("/runs/saved/").status_code == 405
+    assert client.post("/runs/saved/", {"name": "n", "query": "a=1"}).status_code == 302  # to log in
+    user = django_user_model.objects.create_user(username="plain2", password="pw-123456789")
+    client.force_login(user)
+    assert client.post("/runs/saved/", {"name": "n", "query": "a=1"}).status_code == 403
+    assert client.post("/runs/saved/1/delete/").status_code == 403
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(name=TEXT, query=TEXT)
+def test_no_saved_filter_input_is_answered_with_a_server_error(admin_client, name, query):
+    assert admin_client.post("/runs/saved/", {"name": name, "query": query}).status_code < 500

@@ -14,6 +14,8 @@
   searchable as soon as the worker stores it, not only once the monitor or the result's
   expiry writes it.
 
+Also: ``SavedFilter``, a user's named History filters (a query string each).
+
 Arguments on a run are already masked (secret values are ``********``; the real ones
 are sealed in ``secrets``, which is not indexed). Only RunSQL: on SQLite, altering a
 field of taskcenter_run would rebuild the table and lose the state triggers of 0020.
@@ -21,7 +23,10 @@ field of taskcenter_run would rebuild the table and lose the state triggers of 0
 
 from importlib import import_module
 
-from django.db import migrations
+import django.db.models.deletion
+import django.utils.timezone
+from django.conf import settings
+from django.db import migrations, models
 
 RESULTS = "django_celery_results_taskresult"
 RUNS = "taskcenter_run"
@@ -135,8 +140,29 @@ def drop_search(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("taskcenter", "0022_launch_cost"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RunPython(create_search, drop_search),
+        migrations.CreateModel(
+            name="SavedFilter",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("query", models.CharField(max_length=2000)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["name"],
+                "default_permissions": (),
+                "constraints": [models.UniqueConstraint(fields=("user", "name"), name="savedfilter_user_name")],
+            },
+        ),
     ]
