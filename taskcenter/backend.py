@@ -1,6 +1,6 @@
 """taskcenter's result backend: django-celery-results' database backend that keeps finished runs true.
 
-Three changes:
+Four changes:
 
 - Each state a task takes is one statement, an upsert (``INSERT ... ON CONFLICT
   (task_id) DO UPDATE``) on SQLite and PostgreSQL, where django-celery-results reads
@@ -8,6 +8,9 @@ Three changes:
   (a SELECT and an INSERT at STARTED, a SELECT and an UPDATE at SUCCESS). The row ends
   the same: every column of the new state replaces the old, the creation time stays,
   and the start time stays when a later state has none.
+- STARTED is held back for ``TASKCENTER_STARTED_WRITE_DELAY`` seconds
+  (``taskcenter.started_writes``): a task that ends within it writes only its final
+  row, with the start time in it.
 - A revoke never rewrites a finished result. Celery 5.6 stores REVOKED for
   every id a ``revoke`` control command names, with no request, so a late
   revoke (Flower's button, ``celery control revoke``, a terminate that races
@@ -25,6 +28,7 @@ Set with ``CELERY_RESULT_BACKEND = "taskcenter.backend:TaskcenterBackend"``.
 import logging
 
 from celery import states
+from django.conf import settings
 from django.db import connections, router
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now, Substr
@@ -33,6 +37,7 @@ from django_celery_results.backends.database import DatabaseBackend
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, Run
+from taskcenter.started_writes import held_started_writes
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ logger = logging.getLogger(__name__)
 UPSERT_VENDORS = frozenset({"sqlite", "postgresql"})
 #: Columns a later state leaves as the first write set them.
 KEPT_ON_UPDATE = frozenset({"id", "task_id", "date_created"})
+#: States a held STARTED never replaces.
+FINAL_STATES = sorted(states.READY_STATES)
 
 
 class TaskcenterBackend(DatabaseBackend):
@@ -67,11 +74,30 @@ class TaskcenterBackend(DatabaseBackend):
             "date_done": now,
             **self._get_extended_properties(request, traceback),
         }
+        delay = settings.TASKCENTER_STARTED_WRITE_DELAY
+        if status == states.STARTED and delay > 0 and not getattr(request, "is_eager", False):
+            alias = connection.alias
+            held_started_writes.hold(task_id, values, lambda held: self._write_held(alias, held), delay=delay)
+            return result
+        if (started := held_started_writes.take(task_id)) is not None and values["date_started"] is None:
+            # The row is created now, as if STARTED had been written when the task began.
+            values["date_created"] = values["date_started"] = started["date_started"]
         self._upsert(connection, values)
         return result
 
-    def _upsert(self, connection, values: dict) -> None:
-        """Write ``values`` as the task's row in one statement, whether the row exists or not."""
+    def _write_held(self, alias: str, values: dict) -> None:
+        """Write a held STARTED (in the writer thread, on its own connection) unless the run has ended."""
+        connection = connections[alias]
+        try:
+            self._upsert(connection, values, keep_final=True)
+        finally:
+            connection.close_if_unusable_or_obsolete()
+
+    def _upsert(self, connection, values: dict, *, keep_final: bool = False) -> None:
+        """Write ``values`` as the task's row in one statement, whether the row exists or not.
+
+        With ``keep_final``, a row already in a final state is left as it is.
+        """
         fields = [f for f in self.TaskModel._meta.concrete_fields if f.name in values]
         table, quote = self.TaskModel._meta.db_table, connection.ops.quote_name
         columns = [quote(f.column) for f in fields]
@@ -87,7 +113,11 @@ class TaskcenterBackend(DatabaseBackend):
             f"INSERT INTO {quote(table)} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(fields))}) "
             f"ON CONFLICT ({quote('task_id')}) DO UPDATE SET {', '.join(updates)}"
         )
+        if keep_final:
+            sql += f" WHERE {quote(table)}.{quote('status')} NOT IN ({', '.join(['%s'] * len(FINAL_STATES))})"
         params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+        if keep_final:
+            params += FINAL_STATES
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
 
