@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "taskcenter.middleware.RefuseNulCharacters",  # PostgreSQL cannot hold NUL: 400, not a 500
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -141,7 +142,12 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # --- Internationalisation -------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# The language follows the browser (Accept-Language, e.g. zh-CN -> zh-hans) until a user
+# picks one with the switcher (a cookie); LANGUAGE_CODE is used when neither says.
+# Catalogues: locale/<lang>/LC_MESSAGES/django.po, compiled by `manage.py compiletranslations`.
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LANGUAGE_CODE = env_str("LANGUAGE_CODE", "en")
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("TIME_ZONE", "Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
