@@ -63,3 +63,24 @@ def test_an_untranslated_entry_fails_the_check_and_a_compiled_catalogue_is_read_
         catalogue = gettext.GNUTranslations(compiled)
     assert catalogue.gettext("Queues") == "队列"
     assert catalogue.gettext("Workers") == "Workers"  # untranslated: falls back to the English
+
+
+def test_the_template_audit_finds_unmarked_text_and_accepts_marked_text():
+    from tests.i18n_audit import unmarked_text
+
+    source = """{% load i18n %}<h1>Queues</h1><p title="Paused queue">{% translate "Workers" %}</p>
+    {% blocktranslate count n=runs %}One run{% plural %}{{ n }} runs{% endblocktranslate %}
+    {% comment %}Not shown{% endcomment %}<script>const label = "Not text";</script>
+    <input type="submit" value="Save"><input type="hidden" value="keep">{{ run.task_name }} UTC · 42 ms"""
+    assert unmarked_text(source) == ["Queues", "Paused queue", "Save"]
+
+
+def test_the_language_switcher_is_fully_marked_for_translation():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from tests.i18n_audit import unmarked_text
+
+    source = (Path(settings.BASE_DIR) / "templates" / "_language_switch.html").read_text()
+    assert unmarked_text(source) == []
