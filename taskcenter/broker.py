@@ -16,6 +16,7 @@ connection (``BROKER_LONG_LIVED_TRANSPORT_OPTIONS``).
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -279,6 +280,14 @@ def message_headers(raw: bytes) -> dict:
         logger.warning("Unreadable message in the broker: %.200r", raw)
         return {}
     return headers if isinstance(headers, dict) else {}
+
+
+def message_sent_at(headers: dict) -> float | None:
+    """When a message was published (the ``SENT_AT_HEADER`` stamped at publish), as Unix seconds; None without it."""
+    from taskcenter.services.recording import SENT_AT_HEADER
+
+    value = headers.get(SENT_AT_HEADER)
+    return float(value) if _is_number(value) and math.isfinite(value) else None
 
 
 def oldest_ages(backlogs: dict[str, Backlog], *, now: float | None = None) -> dict[str, float | None]:

@@ -258,12 +258,12 @@ def message_describe(raw: bytes, *, step: int, position: int) -> QueueMessage:
     entry = catalogue.get_entry(headers["task"])
     args, kwargs, _real = secret_arguments.mask(entry, args, kwargs)
     arguments = json.dumps({"args": args, "kwargs": kwargs}, default=str, ensure_ascii=False)
-    sent_at = headers.get(_sent_at_header())
+    sent_at = broker.message_sent_at(headers)
     message.readable = True
     message.task_name = headers["task"]
     message.task_id = headers["id"]
     message.arguments = arguments if len(arguments) <= ARGUMENTS_SHOWN else arguments[:ARGUMENTS_SHOWN] + "…"
-    message.sent_at = float(sent_at) if isinstance(sent_at, int | float) and not isinstance(sent_at, bool) else None
+    message.sent_at = sent_at
     message.eta = str(headers.get("eta") or "")
     return message
 
@@ -292,12 +292,6 @@ def message_decode(raw: bytes) -> tuple[dict, list, dict] | None:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         return None
     return headers, args, kwargs
-
-
-def _sent_at_header() -> str:
-    from taskcenter.services.recording import SENT_AT_HEADER
-
-    return SENT_AT_HEADER
 
 
 def _attach_runs(messages: list[QueueMessage]) -> None:
