@@ -257,7 +257,10 @@ def message_describe(raw: bytes, *, step: int, position: int) -> QueueMessage:
     headers, args, kwargs = decoded
     entry = catalogue.get_entry(headers["task"])
     args, kwargs, _real = secret_arguments.mask(entry, args, kwargs)
-    arguments = json.dumps({"args": args, "kwargs": kwargs}, default=str, ensure_ascii=False)
+    try:
+        arguments = json.dumps({"args": args, "kwargs": kwargs}, default=str, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        arguments = "?"
     sent_at = broker.message_sent_at(headers)
     message.readable = True
     message.task_name = headers["task"]
