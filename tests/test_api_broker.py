@@ -85,3 +85,36 @@ def test_broker_down_is_a_503_within_two_seconds(viewer, redis_server, tmp_path)
             began = time.monotonic()
             assert_problem(viewer.get(url), 503)
             assert time.monotonic() - began < 2.0
+
+
+def _envelope(headers: dict, body: str) -> bytes:
+    import base64
+    import json
+
+    encoded = base64.b64encode(body.encode()).decode()
+    return json.dumps(
+        {"body": encoded, "content-type": "application/json", "content-encoding": "utf-8", "headers": headers,
+         "properties": {"body_encoding": "base64", "delivery_tag": "t"}}
+    ).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _envelope({"task": "x", "id": "i", "taskcenter_sent_at": float("-inf")}, "[[], {}, {}]"),
+        _envelope({"task": "x", "id": "i", "taskcenter_sent_at": float("nan")}, "[[NaN], {}, {}]"),
+        _envelope({"task": "x", "id": "i"}, "[" * 5000 + "]" * 5000),
+        _envelope({"task": "x", "id": "i", "eta": {"not": "a date"}}, '[[1], {"a": [1e308]}, {}]'),
+        _envelope({"task": "examples.connect", "id": "i"}, '[["h", "u", "hunter2"], {}, {}]'),
+    ],
+    ids=["minus-infinity-sent", "nan", "deep", "odd-eta", "foreign-secret"],
+)
+def test_odd_messages_from_other_clients_never_break_the_page_or_the_api(admin, staff_client, private_broker, raw):
+    private_broker.lpush("low", raw)
+    response = admin.get("/api/v1/queues/low/messages/")
+    assert response.status_code == 200 and b"hunter2" not in response.content
+    assert staff_client.get("/queues/low/messages/").status_code == 200
+    message = messages_of(admin)[0]
+    assert (
+        admin.post("/api/v1/queues/low/messages/deadletter/", {"id": message["id"]}, format="json").status_code == 200
+    )

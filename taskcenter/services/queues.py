@@ -321,6 +321,9 @@ def queue_message_deadletter(*, name: str, message_id: str, actor) -> ActionRepo
         note = f"Moved to dead letters from queue {name} by {who}."
         if not task_id:
             note += f" The message was unreadable ({len(raw)} bytes): not a Celery protocol 2 task message."
+        elif not _storable(args, kwargs):
+            args, kwargs = [], {}
+            note += " Its arguments are not valid JSON for the database (NaN or infinity) and were not kept."
         letter = deadletter_record(
             task_id=task_id, task_name=task_name, reason=DeadLetter.Reason.REJECTED, queue=name,
             message=note, args=args, kwargs=kwargs,
@@ -360,6 +363,15 @@ def _message_take(name: str, message_id: str) -> tuple[bytes, int]:
             gone = _("The message is no longer in queue %(queue)s (a worker may have taken it).")
             raise MessageGone(gone % {"queue": name})
     return raw, step
+
+
+def _storable(args, kwargs) -> bool:
+    """Whether the arguments can be kept in a JSON column (strict JSON: no NaN or infinity)."""
+    try:
+        json.dumps([args, kwargs], allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return False
+    return True
 
 
 def _message_fields(raw: bytes) -> tuple[str, str, list, dict]:
