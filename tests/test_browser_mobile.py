@@ -229,3 +229,51 @@ def test_the_desktop_menu_shows_every_link_without_a_button(browser, live_server
         assert_fits(page, "desktop catalogue")
     finally:
         context.close()
+
+
+def test_the_dashboard_updates_its_figures_without_a_reload_and_says_how_old_they_are(
+    browser,  # noqa: F811
+    live_server,
+    objects,
+    celery_monitor,
+):
+    from taskcenter.models import Run
+    from taskcenter.services.launch import run_launch
+    from tests.conftest import wait_for
+
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        log_in_mobile(page, live_server)
+        page.goto(f"{live_server.url}{reverse('taskcenter:dashboard')}")
+        page.evaluate("window.__notReloaded = true")
+        succeeded = page.locator("[data-stat=succeeded]")
+        before = int(succeeded.inner_text())
+        expect(page.locator("#dashboard-status .reload-note")).to_be_hidden()  # live.js took over the reloads
+
+        run = run_launch(task_name="examples.add", args=[2, 3])
+        wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=30, message="the run")
+        expect(succeeded).to_have_text(str(before + 1), timeout=30_000)
+        assert page.evaluate("window.__notReloaded === true"), "the figures changed without a reload"
+        expect(page.locator("#live-age")).to_contain_text("Figures updated")
+        expect(page.locator("#live-age")).to_contain_text("s ago")
+        shot(page, "mobile-dashboard-live")
+
+        fetched = []
+        page.on("request", lambda request: fetched.append(request.url) if "/dashboard/live/" in request.url else None)
+        page.evaluate(
+            """() => { Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});
+                       document.dispatchEvent(new Event('visibilitychange')); }"""
+        )
+        page.wait_for_timeout(7_000)
+        assert fetched == [], "a hidden tab does not fetch"
+        page.route("**/dashboard/live/", lambda route: route.abort())
+        page.evaluate(
+            """() => { Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});
+                       document.dispatchEvent(new Event('visibilitychange')); }"""
+        )
+        expect(page.locator("#live-age.stale")).to_contain_text("Stale", timeout=10_000)
+        shot(page, "mobile-dashboard-stale")
+    finally:
+        context.close()
