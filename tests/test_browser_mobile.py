@@ -176,6 +176,13 @@ def test_every_page_fits_a_phone_and_its_menu_opens(phone, live_server, objects,
         shot(phone, f"mobile-{name}")
         assert_menu_reaches_its_links(phone, name)
 
+    phone.goto(f"{live_server.url}{reverse('taskcenter:catalogue')}")
+    launch = phone.locator(f"#catalogue a[href='{reverse('taskcenter:launch', args=['examples.add'])}']")
+    box = launch.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], "the catalogue reflows: Launch in view"
+    launch.click()
+    expect(phone.locator("h1")).to_contain_text("examples.add")
+
     phone.goto(f"{live_server.url}{reverse('taskcenter:run_list')}")
     phone.click("label.menu-button")
     phone.locator("#site-nav").get_by_role("link", name="Dead letters").click()
