@@ -28,6 +28,7 @@ NOT_PAGES = {
     "rate_limit", "schedule_action", "channel_delete", "channel_test", "rule_delete", "deadletter_bulk",
     "deadletter_discard", "failure_retry", "failure_status", "failure_recover", "failure_deadletter",
     "recovery_policy", "recovery_bulk", "run_recover", "scheduled_run_now", "api_token_revoke",
+    "queue_message_delete", "queue_message_deadletter",
 }  # fmt: skip
 LONG_TASK_ID = "7f3c2a9e-1b4d-4e8f-9a6b-3c5d7e9f1a2b"
 
@@ -102,6 +103,8 @@ def pages(objects) -> dict[str, str]:
         "run_cancel": reverse("taskcenter:run_cancel", args=[LONG_TASK_ID]),
         "run_retry": reverse("taskcenter:run_retry", args=[LONG_TASK_ID]),
         "queue_list": reverse("taskcenter:queue_list"),
+        "queue_messages": reverse("taskcenter:queue_messages", args=["default"]),
+        "broker": reverse("taskcenter:broker"),
         "worker_list": reverse("taskcenter:worker_list"),
         "schedule_list": reverse("taskcenter:schedule_list"),
         "schedule_new": reverse("taskcenter:schedule_new"),
@@ -196,7 +199,7 @@ def log_in_mobile(page, live_server) -> None:
     shot(page, "mobile-login")
     page.fill("#id_username", "op")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     expect(page.locator("label.menu-button")).to_be_visible()
 
 
