@@ -20,6 +20,7 @@ from taskcenter.views import (
     workers,
 )
 from taskcenter.views.api_tokens import token_list, token_revoke_view
+from taskcenter.views.broker import broker_page, queue_message_deadletter, queue_message_delete, queue_messages
 from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
 from taskcenter.views.scheduled import scheduled_list, scheduled_run_now
 
@@ -73,6 +74,10 @@ urlpatterns = [
     path("queues/<str:name>/pause/", queues.queue_pause, name="queue_pause"),
     path("queues/<str:name>/resume/", queues.queue_resume, name="queue_resume"),
     path("queues/<str:name>/purge/", queues.queue_purge, name="queue_purge"),
+    path("queues/<str:name>/messages/", queue_messages, name="queue_messages"),
+    path("queues/<str:name>/messages/delete/", queue_message_delete, name="queue_message_delete"),
+    path("queues/<str:name>/messages/deadletter/", queue_message_deadletter, name="queue_message_deadletter"),
+    path("broker/", broker_page, name="broker"),
     path("workers/", workers.worker_list, name="worker_list"),
     path("workers/<str:hostname>/pool/", workers.worker_pool, name="worker_pool"),
     path("workers/rate-limits/", workers.rate_limit, name="rate_limit"),
