@@ -28,7 +28,7 @@ NOT_PAGES = {
     "rate_limit", "schedule_action", "channel_delete", "channel_test", "rule_delete", "deadletter_bulk",
     "deadletter_discard", "failure_retry", "failure_status", "failure_recover", "failure_deadletter",
     "recovery_policy", "recovery_bulk", "run_recover", "scheduled_run_now", "api_token_revoke",
-    "queue_message_delete", "queue_message_deadletter",
+    "queue_message_delete", "queue_message_deadletter", "saved_filter_create", "saved_filter_remove",
 }  # fmt: skip
 LONG_TASK_ID = "7f3c2a9e-1b4d-4e8f-9a6b-3c5d7e9f1a2b"
 
