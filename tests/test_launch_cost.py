@@ -31,8 +31,14 @@ def statements():
 
 def first_words(seen: list[str]) -> list[str]:
     """Each statement's opening words, once: SQLite traces the INSERT again for each trigger it fires,
-    and the statements inside a trigger (the search index's FTS5 writes) as ``-- ...`` lines."""
-    return [key for key, _ in groupby(" ".join(sql.split()[:3]) for sql in seen if not sql.startswith("--"))]
+    and the statements inside a trigger (the search index's FTS5 writes) as ``-- ...`` lines; FTS5
+    also reads its configuration and ``PRAGMA data_version`` on first use in a connection."""
+    kept = (
+        sql
+        for sql in seen
+        if not sql.startswith("--") and "data_version" not in sql and "taskcenter_run_search" not in sql
+    )
+    return [key for key, _ in groupby(" ".join(sql.split()[:3]) for sql in kept)]
 
 
 @sqlite_only
