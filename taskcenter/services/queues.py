@@ -208,7 +208,7 @@ def queue_resume(*, name: str, actor) -> ActionReport:
 
 def _queue_set_paused(*, name: str, paused: bool, actor) -> ActionReport:
     action, command, verb = (
-        (Action.PAUSE, "cancel_consumer", "paused") if paused else (Action.RESUME, "add_consumer", "resumed")
+        (Action.PAUSE, "cancel_consumer", "paused") if paused else (Action.RESUME, "taskcenter_resume_queue", "resumed")
     )
 
     def perform() -> ActionReport:
