@@ -11,7 +11,9 @@ from tests.conftest import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_worker_started_while_its_queue_was_paused_consumes_it_after_resume(private_redis, private_broker, admin_user):
+def test_a_worker_started_while_its_queue_was_paused_consumes_it_after_resume(
+    private_redis, private_broker, admin_user
+):
     from tests.test_recovery_e2e import start_worker, stop_all
 
     QueueState.objects.create(name="low", paused=True)
