@@ -9,7 +9,7 @@ PORT ?= 8000
 # Development defaults; production sets DEBUG=false, SECRET_KEY and ALLOWED_HOSTS.
 export DEBUG ?= true
 
-.PHONY: run manage test test-sqlite test-sqlite-all test-postgres test-tools setup install install-dev migrate lint format check clean
+.PHONY: messages run manage test test-sqlite test-sqlite-all test-postgres test-tools setup install install-dev migrate lint format check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,7 @@ install-dev: $(VENV)/.installed-dev
 # .env: DEBUG=true and a development SECRET_KEY for manage.py from a plain shell (bin/dev-env).
 setup: install
 	$(PY) bin/dev-env .env
+	$(PY) manage.py compiletranslations --verbosity 0
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py taskcenter_ensure_superuser
@@ -60,7 +61,13 @@ test-postgres: test-tools
 
 test-tools: install-dev
 	bin/install-test-tools
+	$(PY) manage.py compiletranslations --verbosity 0
 	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+# Extract the strings marked for translation into locale/*/django.po (needs GNU gettext's
+# xgettext, a developer tool only: compiling needs none, see compiletranslations).
+messages: install
+	$(PY) manage.py makemessages --locale zh_Hans --ignore ".venv*" --ignore "test-output" --ignore "var" --no-obsolete
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -137,7 +137,8 @@ def fill(db_path: Path | str, runs: int, groups: int) -> None:
             schedule = f"schedule-{i % 10}" if i % 10 == 0 else ""
             if schedule:
                 source, launcher = "schedule", None
-            run_rows.append((task_id, name, queue, "NORMAL", "[1, 2]", "{}", source, schedule, created, "", "", "",
+            args = f'[{i % 97}, "order-{i}"]'  # "order" is in every run, "order-<i>" in one (the text search)
+            run_rows.append((task_id, name, queue, "NORMAL", args, "{}", source, schedule, created, "", "", "",
                              "[]", "", status, worker, fingerprint, launcher))  # fmt: skip
             if status not in ("PENDING", "RECEIVED"):
                 result_rows.append((task_id, name, status, worker, "application/json", "utf-8", "3", created,
@@ -295,6 +296,19 @@ def history_queries(size: int) -> list[tuple[str, str]]:
         ("run detail", f"/runs/{sample}/"),
         ("API, state + worker", f"/api/v1/runs/?state=FAILURE&worker={WORKERS[1]}"),
         ("API, count PENDING", "/api/v1/runs/count/?state=PENDING"),
+        ("task, part in any case", "/runs/?task_name=ADD"),
+        ("task, part of 3 names", "/runs/?task_name=examples"),
+        ("task, part of 3 names, deep", f"/runs/?task_name=examples&before={half_way()}"),
+        ("queue, part + state", "/runs/?queue=LO&state=FAILURE"),
+        ("task id prefix", f"/runs/?task_id={sample[:6]}"),
+        ("text, one run", f"/runs/?text=order-{size // 2}"),
+        ("text, every run (capped)", "/runs/?text=order"),
+        ("text + state + task", "/runs/?text=order&state=FAILURE&task_name=fail"),
+        ("text, no match", "/runs/?text=nothing-matches"),
+        ("sort by run time", "/runs/?sort=runtime"),
+        ("sort by run time, task + state", "/runs/?sort=runtime&task_name=examples.add&state=SUCCESS"),
+        ("API, search + task", f"/api/v1/runs/?search=order-{size // 3}&task=add"),
+        ("API, count of a search", "/api/v1/runs/count/?search=order"),
         ("dashboard", "/dashboard/?refresh=0"),
     ]  # fmt: skip
     return queries

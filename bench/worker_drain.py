@@ -14,9 +14,10 @@ Configurations, measured in alternated rounds (the order turns each round):
   every state and the result in the database, task events on;
 - ``c4``: taskcenter with ``CELERY_WORKER_PREFETCH_MULTIPLIER=4`` (Celery's default),
   the setting a worker of short tasks may use (docs/operations.md);
-- ``ct``: ``c4`` with ``CELERY_WORKER_MAX_TASKS_PER_CHILD=10000`` (taskcenter's 200
-  replaces each pool process every 200 tasks, and a replacement can leave a slot empty
-  for up to 5 s: billiard's pool maintenance timer).
+- ``c0``: taskcenter as it was configured before the second pass of issue 12:
+  ``TASKCENTER_STARTED_WRITE_DELAY=0`` (STARTED written when the task starts) and
+  ``CELERY_WORKER_MAX_TASKS_PER_CHILD=200`` (a replacement can leave a pool slot empty
+  for a while: billiard's pool maintenance).
 
 Configurations starting with ``c`` are the project's code as checked out; the figures
 before a change come from running this script on the earlier commit.
@@ -60,7 +61,7 @@ CONFIGS = {
     "b": "bare Celery, acks_late + reject_on_worker_lost, results ignored",
     "c": "taskcenter as configured (every state and result in the database)",
     "c4": "taskcenter, CELERY_WORKER_PREFETCH_MULTIPLIER=4",
-    "ct": "taskcenter, prefetch 4 and CELERY_WORKER_MAX_TASKS_PER_CHILD=10000",
+    "c0": "taskcenter, STARTED written at once and 200 tasks per pool process (the earlier defaults)",
 }
 SAMPLE_EVERY = 0.02
 
@@ -69,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=5000, help="no-op tasks per drain (default 5000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every configuration (default 3)")
-    parser.add_argument("--configs", default="a,b,c,c4,ct", help="configurations to measure (default a,b,c,c4,ct)")
+    parser.add_argument("--configs", default="a,b,c,c4,c0", help="configurations to measure (default a,b,c,c4,c0)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--loglevel", default="INFO", help="worker log level, all configurations (default INFO)")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a drain after this many seconds")
@@ -154,10 +155,10 @@ def worker_command(config: str, args) -> tuple[list[str], dict]:
     env = dict(os.environ)
     common = ["worker", f"-c{args.concurrency}", f"--loglevel={args.loglevel}", f"--hostname=drain-{config}@bench"]
     if config.startswith("c"):
-        if config in ("c4", "ct"):
+        if config == "c4":
             env["CELERY_WORKER_PREFETCH_MULTIPLIER"] = "4"
-        if config == "ct":
-            env["CELERY_WORKER_MAX_TASKS_PER_CHILD"] = "10000"
+        if config == "c0":
+            env.update(TASKCENTER_STARTED_WRITE_DELAY="0", CELERY_WORKER_MAX_TASKS_PER_CHILD="200")
         return [PYTHON, "-m", "celery", "-A", "config", *common], env
     env.pop("DJANGO_SETTINGS_MODULE", None)  # else Celery's Django fixup would run in the bare worker
     env["BARE_BROKER_URL"] = os.environ["REDIS_URL"]

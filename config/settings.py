@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "taskcenter.middleware.RefuseNulCharacters",  # PostgreSQL cannot hold NUL: 400, not a 500
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -93,6 +94,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "taskcenter.context_processors.alerts",
             ],
             # |when (a time with its zone's offset) and {% current_zone %} on every page.
             "builtins": ["taskcenter.templatetags.taskcenter_tags"],
@@ -144,7 +146,12 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # --- Internationalisation -------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# The language follows the browser (Accept-Language, e.g. zh-CN -> zh-hans) until a user
+# picks one with the switcher (a cookie); LANGUAGE_CODE is used when neither says.
+# Catalogues: locale/<lang>/LC_MESSAGES/django.po, compiled by `manage.py compiletranslations`.
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LANGUAGE_CODE = env_str("LANGUAGE_CODE", "en")
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("TIME_ZONE", "Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
@@ -222,7 +229,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1, minimum=1)
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
-CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200, minimum=1)
+# A pool process is replaced after this many tasks, or after a task that leaves it above
+# this much resident memory (KiB): memory stays bounded without replacing a process of
+# short tasks every second (each replacement leaves its slot empty for a while).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 10_000, minimum=1)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 262_144, minimum=16_384)
 # Most processes the Workers page may grow one worker's pool to.
 TASKCENTER_MAX_POOL_PROCESSES = env_int("TASKCENTER_MAX_POOL_PROCESSES", 32, minimum=1)
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
@@ -536,3 +547,13 @@ except ValueError:
     TASKCENTER_WORKER_EVENT_FLUSH_SECONDS = -1.0  # refused just below, with the setting's name
 if not 0 <= TASKCENTER_WORKER_EVENT_FLUSH_SECONDS <= 1:
     raise ImproperlyConfigured("TASKCENTER_WORKER_EVENT_FLUSH_SECONDS must be a number of seconds between 0 and 1.")
+# A pool process writes a task's STARTED row only if the task still runs this many seconds
+# after it started (taskcenter/started_writes.py); a shorter task writes only its final row,
+# with its start time. The monitor shows STARTED from the task-started event at once either
+# way. 0: STARTED is written when the task starts, Celery's way.
+try:
+    TASKCENTER_STARTED_WRITE_DELAY = float(env_str("TASKCENTER_STARTED_WRITE_DELAY", "1"))
+except ValueError:
+    TASKCENTER_STARTED_WRITE_DELAY = -1.0  # refused just below, with the setting's name
+if not 0 <= TASKCENTER_STARTED_WRITE_DELAY <= 60:
+    raise ImproperlyConfigured("TASKCENTER_STARTED_WRITE_DELAY must be a number of seconds between 0 and 60.")

@@ -16,6 +16,7 @@ urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the language switcher (POST)
     path("admin/", admin.site.urls),
     path("api/v1/", include("taskcenter.api.urls")),  # REST API (docs/api.md)
     path("", include("taskcenter.urls_monitoring")),  # healthz, readyz, metrics (top level)

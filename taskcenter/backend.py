@@ -1,6 +1,6 @@
 """taskcenter's result backend: django-celery-results' database backend that keeps finished runs true.
 
-Three changes:
+Four changes:
 
 - Each state a task takes is one statement, an upsert (``INSERT ... ON CONFLICT
   (task_id) DO UPDATE``) on SQLite and PostgreSQL, where django-celery-results reads
@@ -8,6 +8,9 @@ Three changes:
   (a SELECT and an INSERT at STARTED, a SELECT and an UPDATE at SUCCESS). The row ends
   the same: every column of the new state replaces the old, the creation time stays,
   and the start time stays when a later state has none.
+- STARTED is held back for ``TASKCENTER_STARTED_WRITE_DELAY`` seconds
+  (``taskcenter.started_writes``): a task that ends within it writes only its final
+  row, with the start time in it.
 - A revoke never rewrites a finished result. Celery 5.6 stores REVOKED for
   every id a ``revoke`` control command names, with no request, so a late
   revoke (Flower's button, ``celery control revoke``, a terminate that races
@@ -25,14 +28,16 @@ Set with ``CELERY_RESULT_BACKEND = "taskcenter.backend:TaskcenterBackend"``.
 import logging
 
 from celery import states
+from django.conf import settings
 from django.db import connections, router
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import CharField, Exists, F, OuterRef, Q, Subquery, TextField
 from django.db.models.functions import Coalesce, Now, Substr
 from django.utils import timezone
 from django_celery_results.backends.database import DatabaseBackend
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, Run
+from taskcenter.started_writes import held_started_writes
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,49 @@ logger = logging.getLogger(__name__)
 UPSERT_VENDORS = frozenset({"sqlite", "postgresql"})
 #: Columns a later state leaves as the first write set them.
 KEPT_ON_UPDATE = frozenset({"id", "task_id", "date_created"})
+#: States a held STARTED never replaces.
+FINAL_STATES = sorted(states.READY_STATES)
+
+
+class _UpsertStatement:
+    """``INSERT ... ON CONFLICT (task_id) DO UPDATE`` of the results table for one set of columns."""
+
+    def __init__(self, model, connection, values: dict, keep_final: bool):
+        self.fields = [f for f in model._meta.concrete_fields if f.name in values]
+        # A str in a text column goes to the driver as it is (what get_db_prep_save would return).
+        self.plain = [type(f) in (CharField, TextField) for f in self.fields]
+        quote = connection.ops.quote_name
+        table = quote(model._meta.db_table)
+        columns = [quote(f.column) for f in self.fields]
+        updates = []
+        for field, column in zip(self.fields, columns, strict=True):
+            if field.name in KEPT_ON_UPDATE:
+                continue
+            new = f"EXCLUDED.{column}"
+            if field.name == "date_started":
+                new = f"COALESCE({new}, {table}.{column})"
+            updates.append(f"{column} = {new}")
+        self.sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(self.fields))}) "
+            f"ON CONFLICT ({quote('task_id')}) DO UPDATE SET {', '.join(updates)}"
+        )
+        self.keep_final = keep_final
+        if keep_final:
+            self.sql += f" WHERE {table}.{quote('status')} NOT IN ({', '.join(['%s'] * len(FINAL_STATES))})"
+        self.qmark_sql = self.sql.replace("%s", "?")
+
+    def params(self, values: dict, connection) -> list:
+        params = [
+            value if value is None or (plain and type(value) is str) else field.get_db_prep_save(value, connection)
+            for field, plain, value in zip(self.fields, self.plain, (values[f.name] for f in self.fields), strict=True)
+        ]
+        if self.keep_final:
+            params += FINAL_STATES
+        return params
+
+
+#: Built statements by (database alias, columns, keep_final).
+_upsert_statements: dict[tuple, _UpsertStatement] = {}
 
 
 class TaskcenterBackend(DatabaseBackend):
@@ -67,29 +115,52 @@ class TaskcenterBackend(DatabaseBackend):
             "date_done": now,
             **self._get_extended_properties(request, traceback),
         }
+        delay = settings.TASKCENTER_STARTED_WRITE_DELAY
+        if status == states.STARTED and delay > 0 and not getattr(request, "is_eager", False):
+            alias = connection.alias
+            held_started_writes.hold(task_id, values, lambda held: self._write_held(alias, held), delay=delay)
+            return result
+        if (started := held_started_writes.take(task_id)) is not None and values["date_started"] is None:
+            # The row is created now, as if STARTED had been written when the task began.
+            values["date_created"] = values["date_started"] = started["date_started"]
         self._upsert(connection, values)
         return result
 
-    def _upsert(self, connection, values: dict) -> None:
-        """Write ``values`` as the task's row in one statement, whether the row exists or not."""
-        fields = [f for f in self.TaskModel._meta.concrete_fields if f.name in values]
-        table, quote = self.TaskModel._meta.db_table, connection.ops.quote_name
-        columns = [quote(f.column) for f in fields]
-        updates = []
-        for field, column in zip(fields, columns, strict=True):
-            if field.name in KEPT_ON_UPDATE:
-                continue
-            new = f"EXCLUDED.{column}"
-            if field.name == "date_started":
-                new = f"COALESCE({new}, {quote(table)}.{column})"
-            updates.append(f"{column} = {new}")
-        sql = (
-            f"INSERT INTO {quote(table)} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(fields))}) "
-            f"ON CONFLICT ({quote('task_id')}) DO UPDATE SET {', '.join(updates)}"
-        )
-        params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    def _write_held(self, alias: str, values: dict) -> None:
+        """Write a held STARTED (in the writer thread, on its own connection) unless the run has ended."""
+        connection = connections[alias]
+        try:
+            self._upsert(connection, values, keep_final=True)
+        finally:
+            connection.close_if_unusable_or_obsolete()
+
+    def _upsert(self, connection, values: dict, *, keep_final: bool = False) -> None:
+        """Write ``values`` as the task's row in one statement, whether the row exists or not.
+
+        With ``keep_final``, a row already in a final state is left as it is. The statement
+        is built once per set of columns; on SQLite in autocommit mode, with no query logging
+        or execute wrapper in force, it goes straight to the driver (Django's cursor wrappers
+        and placeholder rewriting cost a pool process about a fifth of the write).
+        """
+        key = (connection.alias, tuple(values), keep_final)
+        statement = _upsert_statements.get(key)
+        if statement is None:
+            statement = _upsert_statements[key] = _UpsertStatement(self.TaskModel, connection, values, keep_final)
+        params = statement.params(values, connection)
+        if (
+            connection.vendor == "sqlite"
+            and not connection.queries_logged
+            and not connection.execute_wrappers
+            and not connection.in_atomic_block
+        ):
+            connection.validate_thread_sharing()
+            connection.ensure_connection()
+            if connection.get_autocommit():
+                with connection.wrap_database_errors:
+                    connection.connection.execute(statement.qmark_sql, params)
+                return
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(statement.sql, params)
 
     def _revoke_kept_out(self, task_id, result, request) -> bool:
         """Handle a REVOKED write for a row that exists; return False to let the normal write happen."""

@@ -16,6 +16,7 @@ connection (``BROKER_LONG_LIVED_TRANSPORT_OPTIONS``).
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -281,6 +282,14 @@ def message_headers(raw: bytes) -> dict:
     return headers if isinstance(headers, dict) else {}
 
 
+def message_sent_at(headers: dict) -> float | None:
+    """When a message was published (the ``SENT_AT_HEADER`` stamped at publish), as Unix seconds; None without it."""
+    from taskcenter.services.recording import SENT_AT_HEADER
+
+    value = headers.get(SENT_AT_HEADER)
+    return float(value) if _is_number(value) and math.isfinite(value) else None
+
+
 def oldest_ages(backlogs: dict[str, Backlog], *, now: float | None = None) -> dict[str, float | None]:
     """Seconds since the oldest message of each queue was sent (None for an empty queue).
 
@@ -371,3 +380,112 @@ def queue_position(channel, queue: str, task_id: str, *, limit: int = POSITION_S
             if not chunk:
                 break
     return QueuePosition(position=None, scanned=ahead, beyond=False)
+# --- The broker page and the queue browser ------------------------------------------
+
+#: INFO fields the broker page shows (Redis and Valkey name them the same).
+INFO_FIELDS = (
+    "redis_version", "valkey_version", "server_name", "uptime_in_seconds", "connected_clients", "blocked_clients",
+    "used_memory", "used_memory_human", "used_memory_peak_human", "maxmemory", "maxmemory_human",
+    "maxmemory_policy", "evicted_keys", "aof_enabled", "aof_rewrite_in_progress", "aof_last_bgrewrite_status",
+    "aof_last_rewrite_time_sec", "aof_last_write_status", "rdb_last_save_time", "rdb_last_bgsave_status",
+    "rdb_changes_since_last_save",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What the broker says about itself, its unacknowledged messages and its queue lists."""
+
+    info: dict
+    rdb_save: str | None  # the ``save`` setting (snapshot rules); None when CONFIG is not allowed
+    unacked: int
+    unacked_index: int
+    scheduled: int
+    list_lengths: dict[str, dict[int, int]]  # queue -> priority step -> messages
+
+
+def server_status(queue_names: list[str]) -> ServerStatus:
+    """INFO, the ``save`` setting, kombu's unacked hash and index, the scheduled set and every queue list's length.
+
+    Two round trips (CONFIG GET may be refused on a managed Redis: then ``rdb_save`` is None).
+    Raises a ``BROKER_ERRORS`` error when the broker cannot be read.
+    """
+    from redis.exceptions import ResponseError
+
+    from taskcenter.scheduled_set import SCHEDULED_KEY
+
+    with broker_channel() as channel:
+        client = channel.client
+        keys = {name: priority_lists(channel, name) for name in queue_names}
+        pipe = client.pipeline(transaction=False)
+        pipe.info()
+        pipe.hlen(channel.unacked_key)
+        pipe.zcard(channel.unacked_index_key)
+        pipe.zcard(SCHEDULED_KEY)
+        for lists in keys.values():
+            for key in lists.values():
+                pipe.llen(key)
+        info, unacked, unacked_index, scheduled, *lengths = pipe.execute()
+        try:
+            save = client.config_get("save").get("save")
+        except ResponseError:  # CONFIG disabled or renamed (managed services)
+            save = None
+    lengths = iter(lengths)
+    return ServerStatus(
+        info={name: info[name] for name in INFO_FIELDS if name in info},
+        rdb_save=_text(save) if save is not None else None,
+        unacked=int(unacked),
+        unacked_index=int(unacked_index),
+        scheduled=int(scheduled),
+        list_lengths={name: {step: int(next(lengths)) for step in lists} for name, lists in keys.items()},
+    )
+
+
+def queue_window(name: str, *, offset: int, limit: int) -> dict[int, tuple[int, list[bytes]]]:
+    """For each priority step of queue ``name``: its length and the messages ``offset`` to ``offset+limit-1``.
+
+    Counted from the oldest message (the right end of the list, served next); never reads
+    more than ``limit`` messages of a list. Raises a ``BROKER_ERRORS`` error.
+    """
+    with broker_channel() as channel:
+        lists = priority_lists(channel, name)
+        pipe = channel.client.pipeline(transaction=True)
+        for key in lists.values():
+            pipe.llen(key)
+            # Oldest first: index -1 is the oldest, so offset 0 is -1 and the window runs leftwards.
+            pipe.lrange(key, -(offset + limit), -(offset + 1))
+        replies = iter(pipe.execute())
+    return {step: (int(next(replies)), list(reversed(next(replies)))) for step in lists}
+
+
+def queue_message_find(name: str, *, step: int, position: int, matches, limit: int) -> bytes | None:
+    """The raw message of queue ``name``'s priority ``step`` for which ``matches(raw)`` is true, or None.
+
+    ``position`` is where it was seen, counted from the oldest message. Consumers take the
+    oldest messages and new ones are pushed at the other end, so a waiting message's position
+    only goes down: one read of at most ``limit`` messages, from a little past ``position``
+    towards the oldest, finds it if it is still there. Raises a ``BROKER_ERRORS`` error.
+    """
+    high = max(0, position) + 10
+    low = max(0, high - limit + 1)
+    with broker_channel() as channel:
+        key = priority_lists(channel, name)[step]
+        raws = channel.client.lrange(key, -(high + 1), -(low + 1))
+    return next((raw for raw in reversed(raws) if matches(raw)), None)
+
+
+def queue_message_remove(name: str, *, step: int, raw: bytes) -> bool:
+    """Remove one copy of exactly ``raw`` from queue ``name``'s priority ``step``; False when it is gone.
+
+    LREM of the raw payload: a message a consumer took meanwhile is not there to remove, and no
+    other message can be removed in its place. Raises a ``BROKER_ERRORS`` error.
+    """
+    with broker_channel() as channel:
+        key = priority_lists(channel, name)[step]
+        return bool(channel.client.lrem(key, 1, raw))
+
+
+def queue_message_put_back(name: str, *, step: int, raw: bytes) -> None:
+    """Put a removed message back at the oldest end of its list (served next). Raises a ``BROKER_ERRORS`` error."""
+    with broker_channel() as channel:
+        channel.client.rpush(priority_lists(channel, name)[step], raw)

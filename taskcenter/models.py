@@ -1,6 +1,6 @@
 """Database models of taskcenter."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -218,6 +218,15 @@ class Run(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    @property
+    def wait_time(self):
+        """Time from launch (or its ETA, when later) to start; None while not started."""
+        started = self.started_at
+        if started is None:
+            return None
+        ready = max(self.created_at, self.eta) if self.eta is not None else self.created_at
+        return max(started - ready, timedelta(0))
 
     @property
     def finished_at(self):
@@ -904,3 +913,21 @@ class DeadLetterTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} {self.task_name}: {self.total}"
+
+
+class SavedFilter(models.Model):
+    """A History filter its user named, listed on History to open again (each user sees their own)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    #: History's query string without page cursors, e.g. ``task_name=process&state=FAILURE``.
+    query = models.CharField(max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        default_permissions = ()
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedfilter_user_name")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,7 +5,7 @@ Permissions (app label ``taskcenter``):
 - ``view_run``: see the pages (staff users only);
 - ``launch_any_task`` or ``launch_task:<task name>``: launch catalogued tasks;
 - ``control_run``: cancel, terminate and retry runs;
-- ``manage_queues``: pause, resume and purge queues;
+- ``manage_queues``: pause, resume and purge queues; delete a message or move it to dead letters;
 - ``manage_workers``: resize pools and set rate limits;
 - ``manage_notifications``: add, change, delete and test notification channels and rules.
 - ``manage_deadletters``: replay (with the task's launch permission) and discard dead letters.

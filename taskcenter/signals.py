@@ -4,6 +4,7 @@ import logging
 import time
 
 from celery import signals
+from django.conf import settings
 
 from taskcenter.broker import use_long_lived_timeouts
 from taskcenter.services.recording import (
@@ -51,7 +52,7 @@ def log_worker_banner(sender=None, **_):
     logger.info(
         "taskcenter worker %s ready: queues=%s concurrency=%s prefetch_multiplier=%s acks_late=%s "
         "reject_on_worker_lost=%s time_limit=%ss soft_time_limit=%ss max_tasks_per_child=%s "
-        "broker=%s result_backend=%s serializer=%s",
+        "max_memory_per_child=%sKiB started_write_delay=%ss broker=%s result_backend=%s serializer=%s",
         getattr(sender, "hostname", "?"),
         ",".join(queues),
         conf.worker_concurrency,
@@ -61,6 +62,8 @@ def log_worker_banner(sender=None, **_):
         conf.task_time_limit,
         conf.task_soft_time_limit,
         conf.worker_max_tasks_per_child,
+        conf.worker_max_memory_per_child,
+        settings.TASKCENTER_STARTED_WRITE_DELAY,
         app.connection_for_write().as_uri(),  # as_uri() hides the password
         conf.result_backend,
         conf.task_serializer,

@@ -21,6 +21,7 @@ from taskcenter.views import (
 )
 from taskcenter.views.api_tokens import token_list, token_revoke_view
 from taskcenter.views.preferences import preferences
+from taskcenter.views.broker import broker_page, queue_message_deadletter, queue_message_delete, queue_messages
 from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
 from taskcenter.views.scheduled import scheduled_list, scheduled_run_now
 
@@ -64,6 +65,8 @@ urlpatterns = [
     path("batches/<int:batch_id>/", runs.batch_detail, name="batch_detail"),
     path("runs/", runs.run_list, name="run_list"),
     path("runs/retry/", runs.bulk_retry, name="bulk_retry"),
+    path("runs/saved/", runs.saved_filter_create, name="saved_filter_create"),
+    path("runs/saved/<int:pk>/delete/", runs.saved_filter_remove, name="saved_filter_remove"),
     path("runs/progress/", runs.run_progress, name="run_progress"),
     path("runs/<taskid:task_id>/", runs.run_detail, name="run_detail"),
     path("runs/<taskid:task_id>/cancel/", runs.run_cancel, name="run_cancel"),
@@ -72,6 +75,10 @@ urlpatterns = [
     path("queues/<str:name>/pause/", queues.queue_pause, name="queue_pause"),
     path("queues/<str:name>/resume/", queues.queue_resume, name="queue_resume"),
     path("queues/<str:name>/purge/", queues.queue_purge, name="queue_purge"),
+    path("queues/<str:name>/messages/", queue_messages, name="queue_messages"),
+    path("queues/<str:name>/messages/delete/", queue_message_delete, name="queue_message_delete"),
+    path("queues/<str:name>/messages/deadletter/", queue_message_deadletter, name="queue_message_deadletter"),
+    path("broker/", broker_page, name="broker"),
     path("workers/", workers.worker_list, name="worker_list"),
     path("workers/<str:hostname>/pool/", workers.worker_pool, name="worker_pool"),
     path("workers/rate-limits/", workers.rate_limit, name="rate_limit"),

@@ -15,6 +15,7 @@ from taskcenter.views import dashboard, health
 #: Staff pages; appended to ``taskcenter.urls.urlpatterns`` (namespace ``taskcenter``).
 page_urlpatterns = [
     path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("dashboard/live/", dashboard.dashboard_live, name="dashboard_live"),
     path("alerts/", dashboard.alert_list, name="alerts"),
 ]
 

@@ -31,7 +31,7 @@ from celery import bootsteps, states
 from celery.exceptions import InvalidTaskError
 from celery.utils.objects import Bunch
 from celery.worker import state as worker_state
-from celery.worker.control import inspect_command
+from celery.worker.control import control_command, inspect_command, ok
 from django.conf import settings
 from kombu.exceptions import ContentDisallowed, DecodeError
 
@@ -263,6 +263,21 @@ def taskcenter_held(state, **kwargs):
     held = set(worker_state.requests)
     held.update(request.id for request in getattr(worker_state, "scheduled_requests", ()))
     return {"ids": sorted(held)}
+
+
+@control_command(args=[("queue", str)], signature="<queue>")
+def taskcenter_resume_queue(state, queue, **kwargs):
+    """Consume ``queue`` again, if this worker was started to consume it.
+
+    Celery's own ``add_consumer`` would make every worker take the queue, including those
+    dedicated to other queues; a resume must only undo a pause.
+    """
+    from taskcenter.services.workers import worker_was_started_for
+
+    if not worker_was_started_for(queue):
+        return ok(f"{queue} is not among this worker's queues")
+    state.consumer.call_soon(state.consumer.add_task_queue, queue)
+    return ok(f"resumed {queue}")
 
 
 class MessageGuard(bootsteps.Step):

@@ -355,6 +355,33 @@ def celery_beat(django_db_blocker, redis_server, celery_worker):
         client.delete(key)
 
 
+@pytest.fixture(autouse=True)
+def quiet_alert_banner():
+    """Pages show no alert banner unless a test asks for it (``live_alert_banner``).
+
+    The banner's summary is cached for a few seconds in the process's cache: without this
+    one test's alerts would show on the next test's pages, and a page's first render would
+    count the alert reads among its own queries.
+    """
+    from django.core.cache import cache
+
+    from taskcenter.selectors.alerts import SUMMARY_CACHE_KEY, AlertSummary
+
+    cache.set(SUMMARY_CACHE_KEY, AlertSummary(), None)
+    yield
+    cache.delete(SUMMARY_CACHE_KEY)
+
+
+@pytest.fixture
+def live_alert_banner(quiet_alert_banner):
+    """The banner computed from the real alerts, as in production (no cached summary to start)."""
+    from django.core.cache import cache
+
+    from taskcenter.selectors.alerts import SUMMARY_CACHE_KEY
+
+    cache.delete(SUMMARY_CACHE_KEY)
+
+
 @pytest.fixture
 def staff_client(client, django_user_model):
     """A client logged in as a staff superuser."""

@@ -59,7 +59,7 @@ def log_in(page, live_server, username: str) -> None:
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     expect(page.locator(".userbox")).to_contain_text(username)
 
 

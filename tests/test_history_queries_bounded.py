@@ -37,6 +37,7 @@ def data():
             task_result_id=f"h{n}", task_name=["examples.add", "examples.fail"][n % 2], queue=["high", "low"][n % 2],
             worker=f"w{n % 3}@host", periodic_task_name="nightly" if n % 4 == 0 else "", source=["web", "api"][n % 2],
             launched_by=alice if n % 2 else None, created_at=now - timedelta(minutes=n),
+            args=["hello world" if n % 3 else "bye"],
         )  # fmt: skip
         if state not in ("PENDING", "RECEIVED"):
             TaskResult.objects.create(task_id=f"h{n}", status=state, worker=f"w{n % 3}@host")
@@ -95,6 +96,24 @@ def history_urls(now) -> list[str]:
         f"/runs/?after={middle}",
         f"/runs/?state=SUCCESS&before={middle}",
         f"/runs/?task_name=examples.add&created_from={at(15)}&before={middle}",
+        "/runs/?task_name=EXAMPLES",
+        "/runs/?task_name=fail&state=FAILURE",
+        "/runs/?queue=LO&state=STARTED",
+        "/runs/?queue=o",
+        f"/runs/?queue=l&before={middle}",
+        "/runs/?task_name=examples&launched_by=alice",
+        "/runs/?task_id=h1",
+        "/runs/?task_id=h&state=SUCCESS",
+        "/runs/?text=hello",
+        "/runs/?text=hello world&task_name=ADD&state=SUCCESS",
+        f"/runs/?text=hello&before={middle}",
+        "/runs/?sort=runtime",
+        "/runs/?sort=runtime&task_name=examples",
+        "/runs/?sort=runtime&launched_by=alice&task_name=examples.fail",
+        "/runs/?sort=runtime&text=hello",
+        "/api/v1/runs/?search=hello&task=add",
+        "/api/v1/runs/?sort=runtime&queue=HIGH",
+        "/api/v1/runs/count/?search=hello",
         "/api/v1/runs/?state=FAILURE&worker=w1@host",
         "/api/v1/runs/?schedule=nightly&launched_by=alice",
         f"/api/v1/runs/?state=PENDING&after={middle}",
@@ -214,6 +233,8 @@ def test_the_results_admin_list_is_refused_without_the_view_permission(client, d
         ({"launched_by": "alice"}, {"launched_by__username": "alice"}),
         ({"source": "api"}, {"source": "api"}),
         ({"task_id": "h6"}, {"task_result_id": "h6"}),
+        ({"task_name": "FAIL"}, {"task_name": "examples.fail"}),
+        ({"text": "bye"}, {"args": ["bye"]}),
     ],
 )
 def test_rerunning_every_run_matching_the_filter_keeps_the_new_filters(staff_client, data, extra, lookup):

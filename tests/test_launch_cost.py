@@ -30,8 +30,15 @@ def statements():
 
 
 def first_words(seen: list[str]) -> list[str]:
-    """Each statement's opening words, once: SQLite traces the INSERT again for each trigger it fires."""
-    return [key for key, _ in groupby(" ".join(sql.split()[:3]) for sql in seen)]
+    """Each statement's opening words, once: SQLite traces the INSERT again for each trigger it fires,
+    and the statements inside a trigger (the search index's FTS5 writes) as ``-- ...`` lines; FTS5
+    also reads its configuration and ``PRAGMA data_version`` on first use in a connection."""
+    kept = (
+        sql
+        for sql in seen
+        if not sql.startswith("--") and "data_version" not in sql and "taskcenter_run_search" not in sql
+    )
+    return [key for key, _ in groupby(" ".join(sql.split()[:3]) for sql in kept)]
 
 
 @sqlite_only
@@ -112,7 +119,10 @@ def test_every_full_index_on_runs_is_one_history_or_schedules_need():
         and not _partial(name)
         and info["columns"] != ["task_id"]  # PostgreSQL's LIKE companion of the unique task id
     }
-    assert full == LAUNCH_WRITES
+    # PostgreSQL's History search is a GIN index over a tsvector of the run's names and ids
+    # (migration 0023); SQLite keeps that index in a separate FTS5 table fed by triggers.
+    expected = LAUNCH_WRITES | ({"run_search"} if connection.vendor == "postgresql" else set())
+    assert full == expected
 
 
 def _partial(name: str) -> bool:

@@ -118,7 +118,7 @@ def test_the_run_of_a_killed_worker_runs_again_on_another_worker_within_a_minute
     monitor = second = None
     try:
         monitor = start_monitor(private_redis)
-        run = run_launch(task_name="examples.process_items", kwargs={"items": 6, "seconds_per_item": 0.5})
+        run = run_launch(task_name="examples.process_items", kwargs={"items": 12, "seconds_per_item": 0.5})
         wait_for(
             lambda: TaskResult.objects.filter(task_id=run.task_id, status="STARTED").exists(),
             timeout=60, message="the run to start on the first worker",

@@ -24,6 +24,13 @@ from taskcenter.selectors.runs import RunFilters, runs_page
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def started_written_at_once(settings):
+    """These tests follow each stored state through the triggers: STARTED is not held back."""
+    settings.TASKCENTER_STARTED_WRITE_DELAY = 0
+
+
 backfill_migration = importlib.import_module("taskcenter.migrations.0020_history_scale")
 
 

@@ -69,6 +69,8 @@ class RunSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+    runtime_seconds = serializers.SerializerMethodField()
+    wait_seconds = serializers.SerializerMethodField()
     worker = serializers.CharField(source="worker_name")
     result = serializers.SerializerMethodField()
     retry_of = serializers.SerializerMethodField()
@@ -77,6 +79,12 @@ class RunSerializer(serializers.Serializer):
     cancelled_at = serializers.DateTimeField(allow_null=True)
     cancel_reason = serializers.CharField()
     url = serializers.SerializerMethodField()
+
+    def get_runtime_seconds(self, run) -> float | None:
+        return run.duration.total_seconds() if run.duration is not None else None
+
+    def get_wait_seconds(self, run) -> float | None:
+        return run.wait_time.total_seconds() if run.wait_time is not None else None
 
     def get_launched_by(self, run) -> str | None:
         return run.launched_by.get_username() if run.launched_by_id and run.launched_by else None
@@ -198,9 +206,19 @@ class RunFilterSerializer(StrictSerializer):
     created_from = serializers.DateTimeField(required=False)
     created_to = serializers.DateTimeField(required=False)
     source = serializers.ChoiceField(choices=RunSource.choices, required=False, help_text="Where it was launched from.")
+    task_id = serializers.CharField(required=False, max_length=255, help_text="A task id, or the start of one.")
+    search = serializers.CharField(
+        required=False, max_length=200,
+        help_text="Words in the arguments, result or exception (each a word or the start of one); reads the newest"
+        " TASKCENTER_HISTORY_SCAN_LIMIT runs holding them.",
+    )  # fmt: skip
 
 
 class RunListQuerySerializer(RunFilterSerializer):
+    sort = serializers.ChoiceField(
+        choices=["runtime"], required=False,
+        help_text="runtime: the longest-running of the newest TASKCENTER_HISTORY_SCAN_LIMIT matching runs, one page.",
+    )  # fmt: skip
     before = serializers.IntegerField(required=False, min_value=0, help_text="Cursor: runs older than this.")
     after = serializers.IntegerField(required=False, min_value=0, help_text="Cursor: runs newer than this.")
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
@@ -218,6 +236,10 @@ class RunPageSerializer(serializers.Serializer):
     scan_limited = serializers.BooleanField(
         help_text="True: the filters share no index and this page stopped after TASKCENTER_HISTORY_SCAN_LIMIT runs;"
         " more may match: follow next (or previous, when paging newer) to search on from the last run looked at."
+    )
+    search_capped = serializers.BooleanField(
+        help_text="True: more runs hold the search words than one search reads (TASKCENTER_HISTORY_SCAN_LIMIT,"
+        " the newest by id); add words or filters."
     )
 
 

@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 
 import taskcenter.urls  # noqa: F401  (registers the ``taskid`` path converter)
 from taskcenter.api.base import ApiView
-from taskcenter.api.views import catalogue, deadletters, groups, operations, runs, scheduled, schedules, system
+from taskcenter.api.views import broker, catalogue, deadletters, groups, operations, runs, scheduled, schedules, system
 
 app_name = "api"
 
@@ -67,6 +67,14 @@ urlpatterns = [
     path("queues/<str:name>/pause/", operations.QueuePause.as_view(), name="queue_pause"),
     path("queues/<str:name>/resume/", operations.QueueResume.as_view(), name="queue_resume"),
     path("queues/<str:name>/purge/", operations.QueuePurge.as_view(), name="queue_purge"),
+    path("queues/<str:name>/messages/", broker.QueueMessages.as_view(), name="queue_messages"),
+    path("queues/<str:name>/messages/delete/", broker.QueueMessageDelete.as_view(), name="message_delete"),
+    path(
+        "queues/<str:name>/messages/deadletter/",
+        broker.QueueMessageDeadletter.as_view(),
+        name="queue_message_deadletter",
+    ),
+    path("broker/", broker.BrokerDetail.as_view(), name="broker"),
     path("workers/", operations.WorkerList.as_view(), name="workers"),
     path("workers/rate-limits/", operations.RateLimits.as_view(), name="rate_limits"),
     path("workers/<str:hostname>/pool/", operations.WorkerPool.as_view(), name="worker_pool"),

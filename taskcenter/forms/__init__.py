@@ -4,7 +4,7 @@ import json
 
 from django import forms
 from django.conf import settings
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter import arguments
 from taskcenter.models import RUN_STATES, RunSource
@@ -237,8 +237,8 @@ class RunFilterForm(TimeRangePageForm):
     """Filters of the run history; invalid values are reported, not ignored."""
 
     field_order = (
-        "state", "task_name", "queue", "worker", "schedule", "launched_by", "source", "task_id", "created_from",
-        "created_to",
+        "state", "task_name", "queue", "worker", "schedule", "launched_by", "source", "task_id", "text", "sort",
+        "created_from", "created_to",
     )  # fmt: skip
 
     state = forms.ChoiceField(choices=[("", "Any state")] + [(s, s) for s in RUN_STATES], required=False)
@@ -248,7 +248,17 @@ class RunFilterForm(TimeRangePageForm):
     schedule = forms.CharField(required=False, max_length=255, help_text="A periodic task's name.")
     launched_by = forms.CharField(required=False, max_length=150, help_text="A username.")
     source = forms.ChoiceField(choices=[("", "Any source"), *RunSource.choices], required=False)
-    task_id = forms.CharField(required=False, max_length=255, label="Task id", help_text="Exact.")
+    task_id = forms.CharField(
+        required=False, max_length=255, label=_("Task id"), help_text=_("The id, or the start of one.")
+    )
+    text = forms.CharField(
+        required=False, max_length=200, label=_("Search"),
+        help_text=_("Words in the arguments, result or exception (each word or the start of one)."),
+    )  # fmt: skip
+    sort = forms.ChoiceField(
+        required=False, label=_("Order"),
+        choices=[("", _("Newest first")), ("runtime", _("Longest run time first"))],
+    )  # fmt: skip
 
 
 def _is_json(value) -> bool:
@@ -276,7 +286,7 @@ class BulkRetryForm(forms.Form):
     scope = forms.ChoiceField(choices=[("selected", "Selected runs"), ("filter", "Every run matching the filter")])
     filter_fields = (
         "state", "task_name", "queue", "created_from", "created_to", "worker", "schedule", "launched_by", "source",
-        "task_id",
+        "task_id", "text",
     )  # fmt: skip
 
     def __init__(self, data=None, **kwargs):

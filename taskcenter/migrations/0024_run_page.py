@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("taskcenter", "0022_launch_cost"),
+        ("taskcenter", "0023_history_search"),
     ]
 
     operations = [

@@ -563,3 +563,70 @@ def _closing_connections(check):
         return check()
     finally:
         connections.close_all()
+
+
+# --- Summary for every page (navigation badge and banner) -------------------------------
+
+#: Seconds one computed summary serves every page (per cache: per process with the
+#: default local-memory cache, shared with TASKCENTER_CACHE_URL).
+SUMMARY_CACHE_SECONDS = 5
+SUMMARY_CACHE_KEY = "taskcenter:alert-summary"
+
+
+@dataclass(frozen=True)
+class AlertSummary:
+    """How many alerts fire and which; ``known`` is False when they could not be computed."""
+
+    count: int = 0
+    critical: int = 0
+    names: tuple[str, ...] = ()
+    known: bool = True
+
+    @property
+    def firing(self) -> bool:
+        return self.count > 0
+
+
+def alert_summary(*, cache_seconds: float | None = None) -> AlertSummary:
+    """The alerts firing now, for the badge and banner of every page: cached a few seconds.
+
+    A cached summary costs one cache read and no query. On a miss the alerts are
+    computed once (bounded reads: one broker ping first, so a broker that is down or
+    frozen costs one request timeout, and the outcome is cached like any other); a
+    failure gives an unknown summary rather than a broken page.
+    """
+    from django.core.cache import cache
+
+    try:
+        cached = cache.get(SUMMARY_CACHE_KEY)
+    except Exception as exc:  # a cache in Redis can be down too
+        logger.warning("Alert summary not read from the cache: %s", exc)
+        cached = None
+    if isinstance(cached, AlertSummary):
+        return cached
+    try:
+        summary = summarise(current_alerts())
+    except Exception as exc:  # every page shows the banner: it must never break one
+        logger.warning("Alert summary not computed: %s", exc)
+        summary = AlertSummary(known=False)
+    alert_summary_store(summary=summary, cache_seconds=cache_seconds)
+    return summary
+
+
+def summarise(alerts: list[Alert]) -> AlertSummary:
+    """The badge's summary of ``alerts``."""
+    names = tuple(dict.fromkeys(alert.name for alert in alerts))
+    return AlertSummary(
+        count=len(alerts), critical=sum(1 for alert in alerts if alert.severity == CRITICAL), names=names
+    )
+
+
+def alert_summary_store(*, summary: AlertSummary, cache_seconds: float | None = None) -> None:
+    """Keep ``summary`` for the next pages (the alerts page stores what it has just computed)."""
+    from django.core.cache import cache
+
+    seconds = SUMMARY_CACHE_SECONDS if cache_seconds is None else cache_seconds
+    try:
+        cache.set(SUMMARY_CACHE_KEY, summary, seconds)
+    except Exception as exc:
+        logger.warning("Alert summary not cached: %s", exc)

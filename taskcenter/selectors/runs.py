@@ -14,16 +14,33 @@ walking all of that user's runs to find none. Such a page walks at most
 ``TASKCENTER_HISTORY_SCAN_LIMIT`` rows of that index; when it stops there, the page
 says so (``RunPage.scan_limited``) and its cursor continues the walk from the last row
 it looked at, so no run is skipped and none is shown twice.
+
+Task and queue filters match names case-insensitively: what was typed is looked up
+in the catalogue, the tasks the app registers and the configured queues first (an
+exact name, else every name containing it, at most ``MAX_NAME_MATCHES``), and the
+runs are then read by those names on the name's index, one walk per name merged in
+page order. A name found nowhere is matched exactly (a task another client sent).
+
+The text search (``RunFilters.text``) reads the full-text index of migration 0023
+(SQLite FTS5, PostgreSQL GIN over ``to_tsvector``): the newest
+``TASKCENTER_HISTORY_SCAN_LIMIT`` runs (by id) whose arguments, result or exception hold
+every word (as a word or the start of one). The page is cut from those runs alone, so it
+reads at most that many rows by key; when the index holds more, the page says so
+(``RunPage.search_capped``). A task id prefix is read the same way, by key.
 """
 
+import itertools
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import F, Q, QuerySet
 from django_celery_results.models import TaskResult
 
+from taskcenter import catalogue
 from taskcenter.models import READY_STATES, REVOKED, Batch, Run, Workflow
 
 DEFAULT_PAGE_SIZE = 50
@@ -42,7 +59,9 @@ class RunFilters:
     worker: str = ""  # the worker that ran it (hostname, as recorded on the run)
     launched_by: str = ""  # the username of whoever launched it
     source: str = ""  # a RunSource value
-    task_id: str = ""  # exact
+    task_id: str = ""  # exact, or the start of an id
+    text: str = ""  # words in the arguments, result or exception
+    sort: str = ""  # "" newest first; "runtime": longest first, among the newest matching runs
 
 
 @dataclass
@@ -60,6 +79,11 @@ class RunPage:
     scan_index: str = ""
     #: With ``scan_limited``: "before" or "after", the cursor that continues the walk.
     scan_direction: str = ""
+    #: True when the text search (or an id prefix) found more runs than it reads: only the
+    #: newest ``scanned`` of them are in these pages.
+    search_capped: bool = False
+    #: With ``sort="runtime"``: how many of the newest matching runs were compared.
+    sorted_among: int = 0
 
     @property
     def scan_cursor(self) -> int | None:
@@ -96,18 +120,107 @@ DRIVING_ORDER = [
 ]
 
 
+#: At most this many known names match what was typed in a task or queue filter.
+MAX_NAME_MATCHES = 20
+#: At most this many runs match the start of a task id.
+MAX_ID_PREFIX_MATCHES = 50
+#: The words of a text search (letters and digits), at most this many.
+MAX_SEARCH_WORDS = 8
+WORD = re.compile(r"[^\W_]+")
+#: The expression the PostgreSQL search index of migration 0023 is on (queries must repeat it exactly).
+POSTGRESQL_SEARCH_DOCUMENT = "to_tsvector('simple'::regconfig, args::text || ' ' || kwargs::text || ' ' || outcome)"
+#: Filters whose value is a set of keys: the page reads those runs by key (see ``_keyed_page``).
+KEYED = ("id", "task_result_id")
+
+
+def known_task_names() -> list[str]:
+    """Task names to match a typed task filter against: the catalogue's and the app's registered tasks."""
+    from celery import current_app
+
+    names = {entry.name for entry in catalogue.all_entries()}
+    names.update(name for name in current_app.tasks if not name.startswith("celery."))
+    return sorted(names)
+
+
+def names_matching(typed: str, known) -> tuple[str, ...]:
+    """The known names ``typed`` stands for: itself when known, else those containing it (any case)."""
+    if typed in known:
+        return (typed,)
+    folded = typed.casefold()
+    found = [name for name in known if folded in name.casefold()]
+    starts = [name for name in found if name.casefold().startswith(folded)]
+    found = starts + [name for name in found if name not in starts]
+    return tuple(found[:MAX_NAME_MATCHES]) or (typed,)
+
+
+def task_ids_starting(prefix: str) -> tuple[str, ...]:
+    """The task id itself when a run has it, else the ids that start with it (a range walk of the unique index)."""
+    if Run.objects.filter(task_result_id=prefix).exists():
+        return (prefix,)
+    ids = (
+        Run.objects.filter(task_result_id__gte=prefix, task_result_id__lt=prefix + "\U0010ffff")
+        .order_by("task_result_id")
+        .values_list("task_result_id", flat=True)[:MAX_ID_PREFIX_MATCHES]
+    )
+    return tuple(ids)
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a text search as the index splits them (letters and digits), lower case."""
+    return [word.lower() for word in WORD.findall(text)][:MAX_SEARCH_WORDS]
+
+
+def runs_matching_text(text: str, *, limit: int) -> list[int]:
+    """Ids of the newest ``limit`` runs (by id) whose arguments, result or exception hold every word of ``text``.
+
+    Each word matches a word of the run's text or its start. Reads the index of
+    migration 0023 only (FTS5 on SQLite, a GIN index on PostgreSQL).
+    """
+    words = search_words(text)
+    if not words:
+        return []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT id FROM taskcenter_run WHERE {POSTGRESQL_SEARCH_DOCUMENT}"
+                " @@ to_tsquery('simple'::regconfig, %s) ORDER BY id DESC LIMIT %s",
+                [" & ".join(f"{word}:*" for word in words), limit],
+            )
+        else:
+            cursor.execute(
+                "SELECT rowid FROM taskcenter_run_search WHERE taskcenter_run_search MATCH %s"
+                " ORDER BY rowid DESC LIMIT %s",
+                [" ".join(f'"{word}"*' for word in words), limit],
+            )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _equalities(filters: RunFilters) -> dict | None:
-    """The equality filters as model field -> value, or None when nothing can match (an unknown user)."""
+    """The filters as model field -> value, or None when nothing can match (an unknown user, no text match).
+
+    Task and queue names and the task id may stand for several values: a tuple then.
+    """
     fields = {
-        "task_result_id": filters.task_id,
         "recorded_state": filters.state,
-        "task_name": filters.task_name,
-        "queue": filters.queue,
         "periodic_task_name": filters.periodic_task_name,
         "worker": filters.worker,  # the result's worker is copied into the run (see Run.state)
         "source": filters.source,
     }
     found = {name: value for name, value in fields.items() if value}
+    if filters.task_name:
+        found["task_name"] = _one_or_many(names_matching(filters.task_name, known_task_names()))
+    if filters.queue:
+        found["queue"] = _one_or_many(names_matching(filters.queue, settings.TASKCENTER_QUEUES))
+    if filters.task_id:
+        ids = task_ids_starting(filters.task_id)
+        if not ids:
+            return None
+        found["task_result_id"] = ids
+    if filters.text.strip():
+        ids = runs_matching_text(filters.text, limit=settings.TASKCENTER_HISTORY_SCAN_LIMIT)
+        if not ids:
+            return None
+        found["id"] = tuple(ids)
     if filters.launched_by:
         # The user's id first (one indexed read), so the runs are walked on their own index.
         user_id = get_user_model().objects.filter(username=filters.launched_by).values_list("pk", flat=True).first()
@@ -115,6 +228,20 @@ def _equalities(filters: RunFilters) -> dict | None:
             return None
         found["launched_by_id"] = user_id
     return found
+
+
+def _one_or_many(values: tuple):
+    return values[0] if len(values) == 1 else values
+
+
+def _lookups(equalities: dict) -> dict:
+    """``equalities`` as queryset lookups: ``field__in`` for a tuple."""
+    return {(f"{name}__in" if isinstance(value, tuple) else name): value for name, value in equalities.items()}
+
+
+def _keyed(equalities: dict) -> bool:
+    """Whether the page reads its runs by key: a text search, or task ids."""
+    return any(name in equalities for name in KEYED)
 
 
 def _in_time_range(runs: QuerySet[Run], filters: RunFilters) -> QuerySet[Run]:
@@ -133,7 +260,7 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
 def _matching(filters: RunFilters, equalities: dict | None) -> QuerySet[Run]:
     if equalities is None:
         return Run.objects.none()
-    return _in_time_range(Run.objects.filter(**equalities), filters).order_by(*PAGE_ORDER)
+    return _in_time_range(Run.objects.filter(**_lookups(equalities)), filters).order_by(*PAGE_ORDER)
 
 
 def state_is(state: str) -> Q:
@@ -190,36 +317,172 @@ def runs_page(
     is settled by id.
 
     Filters that no index covers together walk at most ``TASKCENTER_HISTORY_SCAN_LIMIT``
-    runs (see the module's docstring and ``_scan_limited_page``).
+    runs (see the module's docstring and ``_scan_limited_page``). A text search or a task
+    id reads its runs by key (``_keyed_page``); ``sort="runtime"`` orders the newest
+    matching runs by run time (``_runtime_page``).
     """
     equalities = _equalities(filters)
-    if equalities is not None and frozenset(equalities) not in COVERED and "task_result_id" not in equalities:
+    if filters.sort == "runtime":
+        return _runtime_page(filters, equalities, page_size=page_size)
+    if equalities is not None and _keyed(equalities):
+        return _keyed_page(filters, equalities, before=before, after=after, page_size=page_size)
+    if equalities is not None and frozenset(equalities) not in COVERED:
         return _scan_limited_page(filters, equalities, before=before, after=after, page_size=page_size)
-    runs = _matching(filters, equalities).select_related("launched_by")
-    if after is not None:
-        created = _cursor_position(after)
-        if created is not None:
-            runs = _newer_than(runs, created, after)
-        # Walk up from the cursor, then show the page newest first.
-        rows = list(runs.order_by("created_at", "id")[: page_size + 1])
-        has_newer = len(rows) > page_size
-        rows = list(reversed(rows[:page_size]))
-        has_older = True
-    else:
-        if before is not None:
-            created = _cursor_position(before)
-            runs = _older_than(runs, created, before) if created is not None else runs.none()
-        rows = list(runs[: page_size + 1])
-        has_older = len(rows) > page_size
-        rows = rows[:page_size]
-        has_newer = before is not None
+    newer = after is not None
+    cursor = after if newer else before
+    created = _cursor_position(cursor) if cursor is not None else None
+    rows = []
+    for one in _each_name(equalities):
+        runs = _matching(filters, one).select_related("launched_by")
+        if cursor is not None and created is None:
+            runs = runs if newer else runs.none()
+        elif cursor is not None:
+            runs = _newer_than(runs, created, cursor) if newer else _older_than(runs, created, cursor)
+        # After a cursor: walk up from it, then show the page newest first.
+        rows += runs.order_by(*(("created_at", "id") if newer else PAGE_ORDER))[: page_size + 1]
+    rows.sort(key=lambda run: (run.created_at, run.id), reverse=not newer)  # the walks of several names, merged
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    if newer:
+        rows.reverse()
     with_results(rows)
+    has_newer, has_older = (more, True) if newer else (before is not None, more)
     return RunPage(
         runs=rows,
         newer_cursor=rows[0].id if rows and has_newer else None,
         older_cursor=rows[-1].id if rows and has_older else None,
         filters=filters,
     )
+
+
+def _each_name(equalities: dict | None) -> list[dict | None]:
+    """``equalities`` once per task or queue name it stands for (a covered set has one of them at most)."""
+    if equalities is None:
+        return [None]
+    names = [name for name in ("task_name", "queue") if isinstance(equalities.get(name), tuple)]
+    choices = [[(name, value) for value in equalities[name]] for name in names]
+    return [equalities | dict(chosen) for chosen in itertools.product(*choices)]
+
+
+def _matches(row_values, rest: dict) -> bool:
+    for name, value in zip(rest, row_values, strict=True):
+        wanted = rest[name]
+        if not (value in wanted if isinstance(wanted, tuple) else value == wanted):
+            return False
+    return True
+
+
+def _keyed_candidates(filters: RunFilters, equalities: dict) -> list[tuple]:
+    """(id, created_at) of the runs read by key (text search, task ids) that match every other filter.
+
+    One query by key (at most ``TASKCENTER_HISTORY_SCAN_LIMIT`` ids, or a few task ids),
+    reading only the columns of the other filters, which are checked here: the database
+    never chooses another index to walk, whatever the statistics say.
+    """
+    key = next(name for name in KEYED if name in equalities)
+    rest = {name: value for name, value in equalities.items() if name != key}
+    values = equalities[key] if isinstance(equalities[key], tuple) else (equalities[key],)
+    rows = Run.objects.filter(**{f"{key}__in": list(values)}).order_by().values_list("id", "created_at", *rest)
+    found = []
+    for row in rows:
+        if filters.created_from and row[1] < filters.created_from:
+            continue
+        if filters.created_to and row[1] >= filters.created_to:
+            continue
+        if _matches(row[2:], rest):
+            found.append((row[0], row[1]))
+    return found
+
+
+def _keyed_page(filters: RunFilters, equalities: dict, *, before, after, page_size: int) -> RunPage:
+    """A page cut from the runs read by key, in page order, with the same cursors as any page."""
+    found = _keyed_candidates(filters, equalities)
+    newer = after is not None
+    cursor = after if newer else before
+    if cursor is not None:
+        created = _cursor_position(cursor)
+        if created is None:
+            found = found if newer else []
+        elif newer:
+            found = [(pk, at) for pk, at in found if (at, pk) > (created, cursor)]
+        else:
+            found = [(pk, at) for pk, at in found if (at, pk) < (created, cursor)]
+    found.sort(key=lambda row: (row[1], row[0]), reverse=not newer)
+    more = len(found) > page_size
+    ids = [pk for pk, _ in found[:page_size]]
+    by_id = Run.objects.select_related("launched_by").in_bulk(ids) if ids else {}
+    rows = [by_id[pk] for pk in ids if pk in by_id]
+    if newer:
+        rows.reverse()
+    with_results(rows)
+    has_newer, has_older = (more, True) if newer else (before is not None, more)
+    capped = "id" in equalities and len(equalities["id"]) >= settings.TASKCENTER_HISTORY_SCAN_LIMIT
+    return RunPage(
+        runs=rows,
+        newer_cursor=rows[0].id if rows and has_newer else None,
+        older_cursor=rows[-1].id if rows and has_older else None,
+        filters=filters,
+        search_capped=capped,
+        scanned=len(equalities["id"]) if capped else 0,
+    )
+
+
+def _newest_matching_ids(filters: RunFilters, equalities: dict | None, *, limit: int) -> list[int]:
+    """Ids of the newest ``limit`` runs matching the filters, each way bounded (see ``runs_page``)."""
+    if equalities is None:
+        return []
+    if _keyed(equalities):
+        found = sorted(_keyed_candidates(filters, equalities), key=lambda row: (row[1], row[0]), reverse=True)
+        return [pk for pk, _ in found[:limit]]
+    if frozenset(equalities) not in COVERED:
+        return _walk(filters, equalities, cursor=None, newer=False, want=limit)[0]
+    found = []
+    for one in _each_name(equalities):
+        found += _matching(filters, one).values_list("created_at", "id")[:limit]
+    return [pk for _, pk in sorted(found, reverse=True)[:limit]]
+
+
+def run_runtime(*, started, finished) -> timedelta | None:
+    """Run time from start to finish, None when either is unknown."""
+    return finished - started if started is not None and finished is not None else None
+
+
+def _runtime_page(filters: RunFilters, equalities: dict | None, *, page_size: int) -> RunPage:
+    """The longest-running of the newest ``TASKCENTER_HISTORY_SCAN_LIMIT`` runs matching ``filters``.
+
+    Bounded like any page: the newest matching runs are found as a page finds them, their
+    times read by key (runs, then their results), and sorted here. One page, no cursors.
+    """
+    limit = settings.TASKCENTER_HISTORY_SCAN_LIMIT
+    ids = _newest_matching_ids(filters, equalities, limit=limit)
+    times = {
+        pk: (task_id, state, started, finished)
+        for pk, task_id, state, started, finished in Run.objects.filter(id__in=ids)
+        .order_by()
+        .values_list("id", "task_result_id", "recorded_state", "recorded_started_at", "recorded_finished_at")
+    }
+    results = {
+        task_id: (status, started, done)
+        for task_id, status, started, done in TaskResult.objects.filter(
+            task_id__in=[task_id for task_id, *_ in times.values()]
+        )
+        .order_by()
+        .values_list("task_id", "status", "date_started", "date_done")
+    }
+    runtimes = []
+    for pk, (task_id, state, started, finished) in times.items():
+        status, result_started, done = results.get(task_id, (None, None, None))
+        started = result_started or started  # as Run.started_at and Run.finished_at read them
+        if status is not None and status == state and done is not None and state in READY_STATES:
+            finished = done
+        runtime = run_runtime(started=started, finished=finished if state in READY_STATES else None)
+        if runtime is not None:
+            runtimes.append((runtime, pk))
+    runtimes.sort(reverse=True)
+    top = [pk for _, pk in runtimes[:page_size]]
+    by_id = Run.objects.select_related("launched_by").in_bulk(top) if top else {}
+    rows = with_results([by_id[pk] for pk in top if pk in by_id])
+    return RunPage(runs=rows, filters=filters, sorted_among=len(ids))
 
 
 def _scan_limited_page(filters: RunFilters, equalities: dict, *, before, after, page_size: int) -> RunPage:
@@ -272,7 +535,8 @@ def _walk(filters: RunFilters, equalities: dict, *, cursor: int | None, newer: b
     ended, the driving filter).
     """
     limit = settings.TASKCENTER_HISTORY_SCAN_LIMIT
-    driving = next(d for d in DRIVING_ORDER if d <= equalities.keys())
+    single = {name for name, value in equalities.items() if not isinstance(value, tuple)}
+    driving = next(d for d in DRIVING_ORDER if d <= single)  # a walk of one index, in page order
     rest = {name: value for name, value in equalities.items() if name not in driving}
     base = _in_time_range(Run.objects.filter(**{name: equalities[name] for name in driving}), filters)
     walk = base
@@ -293,7 +557,7 @@ def _walk(filters: RunFilters, equalities: dict, *, cursor: int | None, newer: b
         for row in rows:
             scanned += 1
             last = row
-            if all(value == rest[name] for name, value in zip(rest, row[2:], strict=True)):
+            if _matches(row[2:], rest):
                 matched.append(row[0])
                 if len(matched) >= want:
                     break
@@ -325,7 +589,15 @@ def runs_count(filters: RunFilters, *, limit: int) -> tuple[int, bool]:
     one index, as a page does: when that stops the count, it is capped too (at least so many).
     """
     equalities = _equalities(filters)
-    if equalities is not None and frozenset(equalities) not in COVERED and "task_result_id" not in equalities:
+    if equalities is not None and _keyed(equalities):
+        found = len(_keyed_candidates(filters, equalities))
+        capped = len(equalities.get("id", ())) >= settings.TASKCENTER_HISTORY_SCAN_LIMIT
+        return min(found, limit), found > limit or capped
+    if equalities is not None and frozenset(equalities) in COVERED and len(_each_name(equalities)) > 1:
+        names = _each_name(equalities)  # one bounded count per name, on its index
+        counted = sum(_matching(filters, one).order_by().values("pk")[: limit + 1].count() for one in names)
+        return min(counted, limit), counted > limit
+    if equalities is not None and frozenset(equalities) not in COVERED:
         matched, scanned, _, exhausted, _ = _walk(filters, equalities, cursor=None, newer=False, want=limit + 1)
         stopped = not exhausted and scanned >= settings.TASKCENTER_HISTORY_SCAN_LIMIT
         return min(len(matched), limit), len(matched) > limit or stopped

@@ -10,6 +10,7 @@ told to stop consuming it; workers that start later read the saved state
 
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from taskcenter.broker import (
     BROKER_ERRORS,
@@ -28,12 +30,17 @@ from taskcenter.broker import (
     oldest_ages,
     priority_lists,
     queue_backlogs,
+    queue_message_find,
+    queue_message_put_back,
+    queue_message_remove,
 )
 from taskcenter.models import OUTCOME_STATES, QueueState, Run
 from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
+from taskcenter.selectors.broker import UnknownQueue, message_decode, message_digest, queue_require_configured
 from taskcenter.services.audit import Action
-from taskcenter.services.errors import NotFound
+from taskcenter.services.errors import Conflict
 from taskcenter.services.workers import (
+    ActionFailed,
     ActionRefused,
     ActionReport,
     BrokerDown,
@@ -47,14 +54,12 @@ from taskcenter.services.workers import (
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["UnknownQueue"]  # raised here, defined with the reads of the broker
+
 #: Priority name of each broker priority step (0 is served first).
 PRIORITY_NAMES = {priority.broker_priority: priority.value for priority in Priority}
 #: Task ids per UPDATE when purged runs are marked cancelled (SQLite limits query parameters).
 CANCEL_BATCH_SIZE = 500
-
-
-class UnknownQueue(NotFound):
-    """The queue is not one of ``TASKCENTER_QUEUES``."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ def queue_resume(*, name: str, actor) -> ActionReport:
 
 def _queue_set_paused(*, name: str, paused: bool, actor) -> ActionReport:
     action, command, verb = (
-        (Action.PAUSE, "cancel_consumer", "paused") if paused else (Action.RESUME, "add_consumer", "resumed")
+        (Action.PAUSE, "cancel_consumer", "paused") if paused else (Action.RESUME, "taskcenter_resume_queue", "resumed")
     )
 
     def perform() -> ActionReport:
@@ -232,7 +237,7 @@ def queue_purge(*, name: str, confirmation: str, actor) -> ActionReport:
             raise ActionRefused(f"Type the queue name {name!r} to confirm the purge; nothing was purged.")
         messages = _remove_all_messages(name)
         task_ids = [task_id for task_id in (message_headers(raw).get("id") for raw in messages) if task_id]
-        cancelled = _mark_runs_purged(task_ids, queue=name, actor=actor)
+        cancelled = _mark_runs_purged(task_ids, reason=f"purged from queue {name}", actor=actor)
         return ActionReport(
             f"Purged {len(messages)} messages from queue {name}; {cancelled} run(s) marked cancelled.",
             {"purged": len(messages), "runs_cancelled": cancelled},
@@ -252,13 +257,13 @@ def _remove_all_messages(name: str) -> list[bytes]:
     return [raw for messages in replies[::2] for raw in messages]
 
 
-def _mark_runs_purged(task_ids: list[str], *, queue: str, actor) -> int:
-    """Mark the runs of purged messages cancelled (unless they already were); return how many."""
+def _mark_runs_purged(task_ids: list[str], *, reason: str, actor) -> int:
+    """Mark the runs of removed messages cancelled (unless they already were); return how many."""
     now = timezone.now()
     changes = {
         "cancelled_at": now,
         "cancelled_by": as_user(actor),
-        "cancel_reason": f"purged from queue {queue}"[:200],
+        "cancel_reason": reason[:200],
         "recorded_state": "REVOKED",
         "recorded_finished_at": now,
     }
@@ -272,6 +277,110 @@ def _mark_runs_purged(task_ids: list[str], *, queue: str, actor) -> int:
                 .update(**changes)
             )
     return cancelled
+
+
+# --- One message: delete it, or move it to dead letters -----------------------------
+
+#: Messages read at most to find one message again (it only moves towards the oldest end while it waits).
+MESSAGE_FIND_LIMIT = 1_000
+_MESSAGE_ID = re.compile(r"(\d{1,2})\.(\d{1,9})\.([0-9a-f]{32})\Z")
+
+
+class MessageGone(Conflict):
+    """The message is no longer in the queue (a worker took it, or someone removed it)."""
+
+
+def queue_message_delete(*, name: str, message_id: str, actor) -> ActionReport:
+    """Delete one waiting message of queue ``name`` (exactly that payload); mark its run cancelled.
+
+    ``message_id`` is the queue browser's id of the message (``selectors.broker``).
+    """
+
+    def perform() -> ActionReport:
+        raw, _step = _message_take(name, message_id)
+        task_id, task_name, _args, _kwargs = _message_fields(raw)
+        cancelled = _mark_runs_purged([task_id], reason=f"deleted from queue {name}", actor=actor) if task_id else 0
+        what = f"{task_name} [{task_id}]" if task_id else f"an unreadable message ({len(raw)} bytes)"
+        return ActionReport(
+            _("Deleted %(what)s from queue %(queue)s.") % {"what": what, "queue": name},
+            {"message": "delete", "task_id": task_id, "size": len(raw), "runs_cancelled": cancelled},
+        )
+
+    return run_audited(actor=actor, action=Action.PURGE, target=name, perform=perform)
+
+
+def queue_message_deadletter(*, name: str, message_id: str, actor) -> ActionReport:
+    """Take one waiting message off queue ``name`` and keep it as a dead letter (replayable); mark its run cancelled."""
+    from taskcenter.models import DeadLetter
+    from taskcenter.services.deadletters import deadletter_record
+
+    def perform() -> ActionReport:
+        raw, step = _message_take(name, message_id)
+        task_id, task_name, args, kwargs = _message_fields(raw)
+        who = getattr(actor, "get_username", lambda: "")() or "system"
+        note = f"Moved to dead letters from queue {name} by {who}."
+        if not task_id:
+            note += f" The message was unreadable ({len(raw)} bytes): not a Celery protocol 2 task message."
+        elif not _storable(args, kwargs):
+            args, kwargs = [], {}
+            note += " Its arguments are not valid JSON for the database (NaN or infinity) and were not kept."
+        letter = deadletter_record(
+            task_id=task_id, task_name=task_name, reason=DeadLetter.Reason.REJECTED, queue=name,
+            message=note, args=args, kwargs=kwargs,
+        )  # fmt: skip
+        if letter is None:  # not recorded: give the message back rather than lose it
+            with _broker_down_raised("the message could not be put back"):
+                queue_message_put_back(name, step=step, raw=raw)
+            raise ActionFailed(_("The dead letter could not be recorded; the message was put back in the queue."))
+        cancelled = (
+            _mark_runs_purged([task_id], reason=f"moved to dead letters from queue {name}", actor=actor)
+            if task_id
+            else 0
+        )
+        what = f"{task_name} [{task_id}]" if task_id else f"an unreadable message ({len(raw)} bytes)"
+        return ActionReport(
+            _("Moved %(what)s from queue %(queue)s to dead letters.") % {"what": what, "queue": name},
+            {"message": "deadletter", "task_id": task_id, "dead_letter": letter.pk, "runs_cancelled": cancelled},
+        )
+
+    return run_audited(actor=actor, action=Action.PURGE, target=name, perform=perform)
+
+
+def _message_take(name: str, message_id: str) -> tuple[bytes, int]:
+    """Find the message ``message_id`` of queue ``name`` and remove exactly its payload; return it and its step."""
+    _require_configured(name)
+    match = _MESSAGE_ID.match(message_id or "")
+    step = int(match.group(1)) if match else None
+    if step not in REDIS_PRIORITY_STEPS:
+        raise ActionRefused(_("%(id)s is not a message id of the queue browser.") % {"id": repr(message_id)[:100]})
+    position, digest = int(match.group(2)), match.group(3)
+    with _broker_down_raised("nothing was removed"):
+        raw = queue_message_find(
+            name, step=step, position=position, limit=MESSAGE_FIND_LIMIT,
+            matches=lambda candidate: message_digest(candidate) == digest,
+        )  # fmt: skip
+        if raw is None or not queue_message_remove(name, step=step, raw=raw):
+            gone = _("The message is no longer in queue %(queue)s (a worker may have taken it).")
+            raise MessageGone(gone % {"queue": name})
+    return raw, step
+
+
+def _storable(args, kwargs) -> bool:
+    """Whether the arguments can be kept in a JSON column (strict JSON: no NaN or infinity)."""
+    try:
+        json.dumps([args, kwargs], allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return False
+    return True
+
+
+def _message_fields(raw: bytes) -> tuple[str, str, list, dict]:
+    """Task id, task name, args and kwargs of a removed message; empty for an unreadable one."""
+    decoded = message_decode(raw)
+    if decoded is None:
+        return "", "", [], {}
+    headers, args, kwargs = decoded
+    return headers["id"], headers["task"], args, kwargs
 
 
 # --- Is a message still in the broker? ------------------------------------------
@@ -346,8 +455,7 @@ def _message_id(raw: bytes) -> str | None:
 
 
 def _require_configured(name: str) -> None:
-    if name not in settings.TASKCENTER_QUEUES:
-        raise UnknownQueue(f"No queue is named {name!r}; configured queues: {', '.join(settings.TASKCENTER_QUEUES)}.")
+    queue_require_configured(name)
 
 
 @contextmanager

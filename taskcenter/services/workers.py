@@ -375,9 +375,22 @@ def worker_apply_saved_state(worker) -> None:
             logger.exception("Worker %s: %s failed", getattr(worker, "hostname", "?"), apply.__name__)
 
 
+#: The queues this worker process was started to consume (its ``-Q``), before paused ones were
+#: left out; ``None`` outside a worker. A resume adds a queue back only where it is listed here,
+#: so a worker dedicated to other queues never starts consuming it.
+queues_chosen_at_start: frozenset[str] | None = None
+
+
+def worker_was_started_for(queue: str) -> bool:
+    """Whether this worker process should consume ``queue`` when it is not paused."""
+    return queues_chosen_at_start is None or queue in queues_chosen_at_start
+
+
 def _apply_paused_queues(worker) -> None:
+    global queues_chosen_at_start
     queues = worker.app.amqp.queues
     consumed = set(queues.consume_from or ())
+    queues_chosen_at_start = frozenset(consumed)
     paused = sorted(set(QueueState.objects.filter(paused=True).values_list("name", flat=True)) & consumed)
     for name in paused:
         queues.deselect(name)

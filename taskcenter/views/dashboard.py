@@ -3,8 +3,9 @@
 Everything shown is read with bounded reads: per-minute rows of the last day
 (``TaskMinute``, ``QueueSample``), live figures from Redis, and one limited
 query for stuck runs. The run history is never scanned. Charts are SVG drawn
-on the server (``taskcenter.charts``); the page reloads itself every
-``REFRESH_SECONDS``.
+on the server (``taskcenter.charts``). With JavaScript the live figures are
+fetched again every ``LIVE_SECONDS`` (``dashboard_live``, a fragment); without,
+the page reloads itself every ``REFRESH_SECONDS``.
 """
 
 import logging
@@ -22,6 +23,8 @@ from taskcenter.views.common import staff_required
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 10
+#: Seconds between two updates of the dashboard's live figures by live.js (pages with JavaScript).
+LIVE_SECONDS = 5
 #: Stuck runs linked on the dashboard (the count goes up to ``alerts.STUCK_LIMIT``).
 STUCK_SHOWN = 10
 #: Minutes per point of the last-day charts (the last-hour charts use one point per minute).
@@ -34,46 +37,71 @@ PERCENTILE_COLORS = {"p50": "#56B4E9", "p95": "#0072B2", "p99": "#CC79A7"}
 def dashboard(request):
     from taskcenter.selectors import monitoring
 
+    context = _live_context()
+    now = context["now"]
+    points = monitoring.minute_series(since=now - timedelta(days=1), until=now)
+    queue_history = monitoring.queue_series(since=now - timedelta(days=1))
+    refresh = _refresh(request)
+    context.update(
+        refresh=refresh,
+        live_seconds=LIVE_SECONDS if refresh else 0,
+        charts=_charts(points, queue_history, now=now),
+    )
+    return render(request, "taskcenter/dashboard.html", context)
+
+
+@staff_required
+def dashboard_live(request):
+    """The dashboard's live figures (tiles, queues, workers, stuck runs) as an HTML fragment for live.js."""
+    response = render(request, "taskcenter/_dashboard_live.html", _live_context())
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _live_context() -> dict:
+    """Figures of the last hour and the live state: what the dashboard's live part shows."""
+    from taskcenter.selectors import monitoring
+
     now = timezone.now()
-    hour_start, day_start = now - timedelta(hours=1), now - timedelta(days=1)
     live = alert_service.live_state()
     workers = sorted(live.workers, key=lambda w: (not w.online, w.hostname))
-    summary = monitoring.summary(since=hour_start)
-    points = monitoring.minute_series(since=day_start, until=now)
-    queue_history = monitoring.queue_series(since=day_start)
+    summary = monitoring.summary(since=now - timedelta(hours=1))
     stuck = live.stuck or []
     beat = live.beat
-    charts = _charts(points, queue_history, now=now)
-    context = {
-        "refresh": _refresh(request),
+    failure_rate = summary.get("failure_rate")
+    return {
         "now": now,
         "workers": [_worker_row(worker) for worker in workers],
         "workers_online": sum(1 for worker in workers if worker.online),
         "summary": summary,
         "figures": _figures(summary),
+        "failure_over": isinstance(failure_rate, int | float) and failure_rate > settings.TASKCENTER_ALERT_FAILURE_RATE,
         "live": live.queues,
         "beat": beat,
         "beat_last_tick": _aware(beat.last_tick),
         "beat_ticking": beat.ticking(settings.TASKCENTER_ALERT_BEAT_STALE),
         "stuck_count": len(stuck),
         "stuck_more": len(stuck) >= alert_service.STUCK_LIMIT,
+        "stuck_over": len(stuck) >= settings.TASKCENTER_ALERT_STUCK_RUNS,
         "stuck_shown": stuck[:STUCK_SHOWN],
         "monitor_alive": live.monitor_alive,
-        "charts": charts,
         "thresholds": {
             "depth": settings.TASKCENTER_ALERT_QUEUE_DEPTH,
             "age": settings.TASKCENTER_ALERT_QUEUE_AGE,
+            "failure_rate": settings.TASKCENTER_ALERT_FAILURE_RATE,
+            "stuck": settings.TASKCENTER_ALERT_STUCK_RUNS,
         },
     }
-    return render(request, "taskcenter/dashboard.html", context)
 
 
 @staff_required
 def alert_list(request):
     state = alert_service.snapshot()
+    fired = alert_service.evaluate(state)
+    alert_service.alert_summary_store(summary=alert_service.summarise(fired))  # the banner agrees with this page
     context = {
         "refresh": _refresh(request),
-        "alerts": alert_service.evaluate(state),
+        "alerts": fired,
         "state": state,
         "thresholds": alert_service.thresholds(),
     }

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from taskcenter import catalogue, permissions
@@ -29,8 +30,11 @@ from taskcenter.selectors.runs import (
     runs_page,
     workflow_graph,
 )
+from taskcenter.selectors.saved_filters import saved_filters_for
 from taskcenter.selectors.scheduled import run_waiting_place
 from taskcenter.services import control
+from taskcenter.services.errors import InvalidInput
+from taskcenter.services.saved_filters import saved_filter_delete, saved_filter_save
 from taskcenter.views.common import allowed, perform_action, staff_required, submit, user_abilities
 from taskcenter.views.recovery import recovery_context
 
@@ -59,6 +63,8 @@ def _filters(form) -> RunFilters:
         launched_by=data.get("launched_by") or "",
         source=data.get("source") or "",
         task_id=(data.get("task_id") or "").strip(),
+        text=data.get("text") or "",
+        sort=data.get("sort") or "",
         created_from=data.get("created_from"),
         created_to=data.get("created_to"),
     )
@@ -74,8 +80,34 @@ def _history_context(request, form, *, page):
         "filter_query": params.urlencode() if params else "",
         "task_names": [entry.name for entry in catalogue.all_entries()],
         "queue_names": settings.TASKCENTER_QUEUES,
+        "saved_filters": saved_filters_for(user=request.user),
         **user_abilities(request.user),
     }
+
+
+@staff_required
+@require_POST
+def saved_filter_create(request):
+    """Save History's current filter under a name, for this user."""
+    try:
+        saved = saved_filter_save(
+            user=request.user, name=request.POST.get("name", ""), query=request.POST.get("query", "")
+        )
+    except InvalidInput as error:
+        messages.error(request, str(error))
+        return redirect(reverse("taskcenter:run_list") + "?" + (request.POST.get("query", "")[:2000]))
+    messages.success(request, _("Saved the filter %(name)s.") % {"name": saved.name})
+    return redirect(reverse("taskcenter:run_list") + "?" + saved.query)
+
+
+@staff_required
+@require_POST
+def saved_filter_remove(request, pk: int):
+    """Delete one of this user's saved filters."""
+    if not saved_filter_delete(user=request.user, pk=pk):
+        raise Http404(_("You have no saved filter with this id."))
+    messages.success(request, _("Deleted the saved filter."))
+    return redirect("taskcenter:run_list")
 
 
 @staff_required

@@ -1,5 +1,6 @@
 """Runs: launch, list (keyset cursors), count, detail, cancel, terminate, re-run, bulk re-run, delete."""
 
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -51,6 +52,8 @@ def _filters(data: dict) -> RunFilters:
         periodic_task_name=data.get("schedule", ""),
         launched_by=data.get("launched_by", ""),
         source=data.get("source", ""),
+        task_id=data.get("task_id", "").strip(),
+        text=data.get("search", ""),
         created_from=data.get("created_from"),
         created_to=data.get("created_to"),
     )
@@ -86,9 +89,8 @@ class RunCollection(ApiView):
     def get(self, request):
         """Runs newest first, filtered; follow ``next`` (older) and ``previous`` (newer) to page."""
         data = query(s.RunListQuerySerializer, request)
-        page = runs_page(
-            _filters(data), before=data.get("before"), after=data.get("after"), page_size=data["page_size"]
-        )
+        filters = replace(_filters(data), sort=data.get("sort", ""))
+        page = runs_page(filters, before=data.get("before"), after=data.get("after"), page_size=data["page_size"])
         params = {k: v for k, v in request.query_params.items() if k not in ("before", "after")}
 
         def link(**cursor) -> str:
@@ -102,6 +104,7 @@ class RunCollection(ApiView):
                 "next": link(before=page.older_cursor) if page.older_cursor is not None else None,
                 "previous": link(after=page.newer_cursor) if page.newer_cursor is not None else None,
                 "scan_limited": page.scan_limited,
+                "search_capped": page.search_capped,
             }
         )
 

@@ -42,3 +42,61 @@
   }
   if (nodes().length) { window.setTimeout(poll, 500); }
 })();
+
+// Live dashboard: #dashboard-live[data-live-url] is fetched again every data-live-seconds
+// while the tab is visible, and #live-age says how old its figures are (or that they are
+// stale when a fetch fails). Without JavaScript the page reloads itself (<noscript> refresh).
+(function () {
+  var box = document.getElementById("dashboard-live");
+  var url = box && box.getAttribute("data-live-url");
+  if (!url) { return; }
+  var seconds = Math.max(2, parseInt(box.getAttribute("data-live-seconds"), 10) || 5);
+  var age = document.getElementById("live-age");
+  var note = document.querySelector("#dashboard-status .reload-note");
+  if (note) { note.hidden = true; }
+  var updated = Date.now();
+  var failed = false;
+  var timer = null;
+  var busy = false;
+  function showAge() {
+    if (!age) { return; }
+    var s = Math.max(0, Math.round((Date.now() - updated) / 1000));
+    var text = age.getAttribute(failed ? "data-text-stale" : "data-text-fresh") || "";
+    age.textContent = text.replace("%(age)s", String(s));
+    age.classList.toggle("stale", failed);
+  }
+  function schedule(delay) {
+    window.clearTimeout(timer);
+    if (document.visibilityState !== "hidden") { timer = window.setTimeout(refresh, delay); }
+  }
+  function refresh() {
+    if (busy) { return; }
+    busy = true;
+    var controller = window.AbortController ? new AbortController() : null;
+    var abort = controller ? window.setTimeout(function () { controller.abort(); }, 8000) : null;
+    fetch(url, {credentials: "same-origin", headers: {"X-Requested-With": "fetch"}, redirect: "error",
+                signal: controller ? controller.signal : undefined})
+      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.text(); })
+      .then(function (html) { box.innerHTML = html; updated = Date.now(); failed = false; })
+      .catch(function () { failed = true; })
+      .finally(function () { window.clearTimeout(abort); busy = false; showAge(); schedule(seconds * 1000); });
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") { window.clearTimeout(timer); } else { schedule(0); }
+  });
+  window.setInterval(showAge, 1000);
+  showAge();
+  schedule(seconds * 1000);
+})();
+
+// Menu button (narrow screens): keep aria-expanded in step with the checkbox that opens the menu.
+(function () {
+  var toggle = document.getElementById("nav-toggle");
+  if (!toggle) { return; }
+  function sync() { toggle.setAttribute("aria-expanded", toggle.checked ? "true" : "false"); }
+  toggle.addEventListener("change", sync);
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && toggle.checked) { toggle.checked = false; sync(); }
+  });
+  sync();
+})();

@@ -1,0 +1,86 @@
+"""Two languages (issue 13, part 1): the language follows the browser, a switcher remembers the choice,
+and the catalogues compile on a fresh machine without GNU gettext."""
+
+import gettext
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_chinese_browser_gets_the_pages_in_simplified_chinese(client):
+    page = client.get("/login/", headers={"accept-language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<html lang="zh-hans">' in html
+    assert "语言" in html and 'value="zh-hans" lang="zh-hans" selected' in html
+
+
+def test_an_english_browser_gets_english(client):
+    html = client.get("/login/", headers={"accept-language": "en-GB,en;q=0.8"}).content.decode()
+    assert '<html lang="en">' in html and ">Language<" in html
+
+
+def test_the_switcher_remembers_the_choice_over_the_browser_language(client):
+    answer = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/login/"})
+    assert answer.status_code == 302 and answer["Location"] == "/login/"
+    html = client.get("/login/", headers={"accept-language": "en"}).content.decode()
+    assert '<html lang="zh-hans">' in html
+    client.post("/i18n/setlang/", {"language": "en", "next": "/login/"})
+    assert '<html lang="en">' in client.get("/login/", headers={"accept-language": "zh-CN"}).content.decode()
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(language=st.text(max_size=40), next_url=st.text(max_size=80))
+def test_the_switcher_never_fails_on_any_input(client, language, next_url):
+    answer = client.post("/i18n/setlang/", {"language": language, "next": next_url})
+    assert answer.status_code in (200, 302, 400)
+
+
+def test_every_catalogue_entry_is_translated_and_compiles():
+    call_command("compiletranslations", "--check", verbosity=0)
+    call_command("compiletranslations", verbosity=0)
+
+
+def test_an_untranslated_entry_fails_the_check_and_a_compiled_catalogue_is_read_by_gettext(tmp_path, settings):
+    folder = tmp_path / "zh_Hans" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "django.po").write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Queues"\nmsgstr "队列"\n\nmsgid "Workers"\nmsgstr ""\n',
+        encoding="utf-8",
+    )
+    settings.LOCALE_PATHS = [tmp_path]
+    with pytest.raises(CommandError, match="1 message"):
+        call_command("compiletranslations", "--check", verbosity=0)
+    call_command("compiletranslations", verbosity=0)
+    with (folder / "django.mo").open("rb") as compiled:
+        catalogue = gettext.GNUTranslations(compiled)
+    assert catalogue.gettext("Queues") == "队列"
+    assert catalogue.gettext("Workers") == "Workers"  # untranslated: falls back to the English
+
+
+def test_the_template_audit_finds_unmarked_text_and_accepts_marked_text():
+    from tests.i18n_audit import unmarked_text
+
+    source = """{% load i18n %}<h1>Queues</h1><p title="Paused queue">{% translate "Workers" %}</p>
+    {% blocktranslate count n=runs %}One run{% plural %}{{ n }} runs{% endblocktranslate %}
+    {% comment %}Not shown{% endcomment %}<script>const label = "Not text";</script>
+    <input type="submit" value="Save"><input type="hidden" value="keep">{{ run.task_name }} UTC · 42 ms"""
+    assert unmarked_text(source) == ["Queues", "Paused queue", "Save"]
+
+
+def test_the_language_switcher_is_fully_marked_for_translation():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from tests.i18n_audit import unmarked_text
+
+    source = (Path(settings.BASE_DIR) / "templates" / "_language_switch.html").read_text()
+    assert unmarked_text(source) == []
