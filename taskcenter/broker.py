@@ -380,6 +380,8 @@ def queue_position(channel, queue: str, task_id: str, *, limit: int = POSITION_S
             if not chunk:
                 break
     return QueuePosition(position=None, scanned=ahead, beyond=False)
+
+
 # --- The broker page and the queue browser ------------------------------------------
 
 #: INFO fields the broker page shows (Redis and Valkey name them the same).

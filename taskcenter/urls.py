@@ -20,8 +20,8 @@ from taskcenter.views import (
     workers,
 )
 from taskcenter.views.api_tokens import token_list, token_revoke_view
-from taskcenter.views.preferences import preferences
 from taskcenter.views.broker import broker_page, queue_message_deadletter, queue_message_delete, queue_messages
+from taskcenter.views.preferences import preferences
 from taskcenter.views.recovery import recovery_bulk, recovery_page, recovery_policy, run_recover
 from taskcenter.views.scheduled import scheduled_list, scheduled_run_now
 

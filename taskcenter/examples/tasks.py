@@ -1,4 +1,4 @@
-"""Example tasks: one quick, one long, one that fails, one that fails and recovers, one with a secret."""
+"""Example tasks: quick, long, failing, failing then recovering, with a secret, and one that sends others."""
 
 import hashlib
 import time
@@ -117,3 +117,18 @@ def flaky(self, failures: int = 2, error: str = "connection") -> dict:
             raise ValueError(f"attempt {attempt}: bad input, retrying will not help")
         raise ConnectionError(f"attempt {attempt}: the server did not answer")
     return {"attempt": attempt, "retries": self.request.retries}
+
+
+@launchable_task(name="examples.fan_out", queue="default")
+def fan_out(count: int = 2, depth: int = 1) -> list[str]:
+    """Send ``count`` runs from inside this task and return their task ids.
+
+    The children are runs of examples.add when ``depth`` is 1, else of examples.fan_out
+    one level less deep. Each child records this run as its parent and the first run as
+    its root, so the run pages link them.
+    """
+    if not 0 <= count <= 10 or not 1 <= depth <= 3:
+        raise ValueError("count must be between 0 and 10 and depth between 1 and 3")
+    if depth == 1:
+        return [add.delay(i, i).id for i in range(count)]
+    return [fan_out.delay(count, depth - 1).id for _ in range(count)]
