@@ -93,6 +93,7 @@ def pages(objects) -> dict[str, str]:
     return {
         "dashboard": reverse("taskcenter:dashboard"),
         "alerts": reverse("taskcenter:alerts"),
+        "preferences": reverse("taskcenter:preferences"),
         "catalogue": reverse("taskcenter:catalogue"),
         "launch": reverse("taskcenter:launch", args=[task]),
         "batch_launch": reverse("taskcenter:batch_launch", args=["examples.sum_batch"]),
