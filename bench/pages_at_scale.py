@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from taskcenter.search_text import SQL_FUNCTION, searchable  # noqa: E402  (after the path is set)
 
 TASKS = [("examples.add", "high"), ("examples.fail", "default"), ("examples.process_items", "low")]
 EXCEPTIONS = [f"Error{n:02d}" for n in range(30)]
@@ -58,6 +59,8 @@ class Database:
             self.con = psycopg.connect(target)
         else:
             self.con = sqlite3.connect(target)
+            # The search index's triggers call this function (see taskcenter/search_text.py).
+            self.con.create_function(SQL_FUNCTION, 1, searchable, deterministic=True)
             self.con.execute("PRAGMA journal_mode=WAL")
             self.con.execute("PRAGMA synchronous=OFF")
 

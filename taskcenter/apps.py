@@ -16,6 +16,11 @@ class TaskcenterConfig(AppConfig):
         from taskcenter.permissions import ensure_task_permissions
 
         signals.connect()
+        from django.db.backends.signals import connection_created
+
+        from taskcenter.search_text import register_sqlite_function
+
+        connection_created.connect(register_sqlite_function, dispatch_uid="taskcenter.search_spaced")
         post_migrate.connect(ensure_task_permissions, sender=self, dispatch_uid="taskcenter.task_permissions")
         # Import every app's tasks module so the catalogue is complete in every
         # process (web, commands), not only in workers where Celery imports them.

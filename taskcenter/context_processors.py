@@ -14,6 +14,8 @@ def alerts(request) -> dict:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or not permissions.can_view(user):
             return AlertSummary(known=False)
+        if getattr(request, "taskcenter_unavailable", False):
+            return AlertSummary(known=False)  # the page reports the broker's failure already
         return alert_summary()
 
     return {"alert_summary": SimpleLazyObject(summary)}

@@ -26,6 +26,7 @@ from taskcenter.selectors.runs import (
     runs_count,
     runs_matching_text,
     runs_page,
+    search_words,
 )
 from tests.api_support import make_user, token_client
 
@@ -229,7 +230,13 @@ def test_the_text_search_reads_the_gin_index_on_postgresql(runs):
 
 
 def test_the_postgresql_query_repeats_the_indexed_expression_exactly():
-    assert MIGRATION.POSTGRESQL_DOCUMENT == POSTGRESQL_SEARCH_DOCUMENT
+    assert import_module("taskcenter.migrations.0025_search_cjk").POSTGRESQL_DOCUMENT == POSTGRESQL_SEARCH_DOCUMENT
+
+
+def test_the_sqlite_function_and_the_postgresql_expression_space_the_same_characters():
+    from taskcenter.search_text import CJK_CLASS
+
+    assert import_module("taskcenter.migrations.0025_search_cjk").CJK_CLASS == CJK_CLASS
 
 
 def test_history_shows_wait_and_run_times_and_sorts_by_run_time(staff_client, runs):
@@ -363,3 +370,60 @@ def test_saved_filters_need_the_history_permission_and_a_post(client, django_use
 @given(name=TEXT, query=TEXT)
 def test_no_saved_filter_input_is_answered_with_a_server_error(admin_client, name, query):
     assert admin_client.post("/runs/saved/", {"name": name, "query": query}).status_code < 500
+
+
+def _run_with_text(task_id: str, *, note: str, result: str | None = None) -> Run:
+    run = Run.objects.create(task_result_id=task_id, task_name="examples.add", queue="default", kwargs={"note": note})
+    if result is not None:
+        TaskResult.objects.create(task_id=task_id, status="SUCCESS", result=result)
+    return run
+
+
+def test_chinese_text_without_spaces_is_found_by_any_part_of_it(staff_client):
+    shipped = _run_with_text("zh-shipped", note="订单已发货给张伟", result=json.dumps("同步完成，库存不足3件"))
+    pending = _run_with_text("zh-pending", note="订单待付款")
+
+    for text, expected in [
+        ("订单", {shipped, pending}),
+        ("发货", {shipped}),
+        ("已发货给张", {shipped}),
+        ("库存不足", {shipped}),  # in the result, written by the results table's trigger
+        ("不足3件", {shipped}),
+        ("付款 订单", {pending}),
+        ("货订", set()),  # both characters are there, not next to each other
+        ("发货 付款", set()),
+    ]:
+        assert set(runs_matching_text(text, limit=10)) == {run.pk for run in expected}, text
+    assert listed(staff_client.get("/runs/", {"text": "张伟"})) == {"zh-shipped"}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    note=st.text(alphabet="订单已发货给张伟同步完成库存不足のカナ한국어 ab12", min_size=1, max_size=16), data=st.data()
+)
+def test_any_run_of_words_cut_from_the_text_finds_the_run(note, data):
+    start = data.draw(st.integers(0, len(note) - 1))
+    part = note[start : data.draw(st.integers(start + 1, len(note)))]
+    run = _run_with_text("zh-any", note=note)
+    try:
+        if search_words(part):
+            found = runs_matching_text(part, limit=10)
+            # A cut inside a Latin word or number only finds the word by its start.
+            cut_inside = re.search(r"[a-z0-9]$", note[:start]) and re.match(r"[a-z0-9]", part)
+            assert cut_inside or run.pk in found, (note, part)
+    finally:
+        run.delete()
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.one_of(
+    st.text(alphabet="订单已发货 ab\\u4e0d\"{}:,0123456789DdFfxX", max_size=40),
+    st.builds(json.dumps, st.text(alphabet="订单已发货给张伟のカナ한국어 ab😀\\\"", max_size=20)),
+))  # fmt: skip
+def test_the_database_function_reads_text_as_the_python_one_does(text):
+    """The index's SQL function (Python's on SQLite, migration 0025's on PostgreSQL) matches ``searchable``."""
+    from taskcenter.search_text import SQL_FUNCTION, searchable
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {SQL_FUNCTION}(%s)", [text])
+        assert cursor.fetchone()[0] == searchable(text)

@@ -164,7 +164,13 @@ def _every_taskcenter_url(schedule_pk: int) -> list[str]:
     samples |= {"pk": schedule_pk, "batch_id": 1, "fingerprint": "0" * 40}
     urls = []
     for pattern in get_resolver("taskcenter.urls").url_patterns:
-        if pattern.name in ("api_tokens", "api_token_revoke", "saved_filter_create", "saved_filter_remove", "preferences"):
+        if pattern.name in (
+            "api_tokens",
+            "api_token_revoke",
+            "saved_filter_create",
+            "saved_filter_remove",
+            "preferences",
+        ):
             continue  # a user's own API tokens, History filters and time zone, which any viewer manages
             # (tests/test_api_tokens.py, tests/test_history_search.py, tests/test_time_zones.py)
         params = list(pattern.pattern.converters)

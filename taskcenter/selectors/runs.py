@@ -42,6 +42,7 @@ from django_celery_results.models import TaskResult
 
 from taskcenter import catalogue
 from taskcenter.models import READY_STATES, REVOKED, Batch, Run, Workflow
+from taskcenter.search_text import SQL_FUNCTION, word_pieces
 
 DEFAULT_PAGE_SIZE = 50
 #: The page order: newest first, by creation time then id (the cursor's tie-break).
@@ -127,8 +128,9 @@ MAX_ID_PREFIX_MATCHES = 50
 #: The words of a text search (letters and digits), at most this many.
 MAX_SEARCH_WORDS = 8
 WORD = re.compile(r"[^\W_]+")
-#: The expression the PostgreSQL search index of migration 0023 is on (queries must repeat it exactly).
-POSTGRESQL_SEARCH_DOCUMENT = "to_tsvector('simple'::regconfig, args::text || ' ' || kwargs::text || ' ' || outcome)"
+#: The expression the PostgreSQL search index of migration 0025 is on (queries must repeat it exactly).
+_SEARCHED_TEXT = "args::text || ' ' || kwargs::text || ' ' || outcome"
+POSTGRESQL_SEARCH_DOCUMENT = f"to_tsvector('simple'::regconfig, {SQL_FUNCTION}({_SEARCHED_TEXT}))"
 #: Filters whose value is a set of keys: the page reads those runs by key (see ``_keyed_page``).
 KEYED = ("id", "task_result_id")
 
@@ -176,21 +178,23 @@ def runs_matching_text(text: str, *, limit: int) -> list[int]:
     Each word matches a word of the run's text or its start. Reads the index of
     migration 0023 only (FTS5 on SQLite, a GIN index on PostgreSQL).
     """
-    words = search_words(text)
-    if not words:
+    # A word with CJK characters is a phrase of its pieces (see taskcenter.search_text); the
+    # last piece of each word may be the start of a longer word.
+    phrases = [word_pieces(word) for word in search_words(text)]
+    if not phrases:
         return []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"SELECT id FROM taskcenter_run WHERE {POSTGRESQL_SEARCH_DOCUMENT}"
                 " @@ to_tsquery('simple'::regconfig, %s) ORDER BY id DESC LIMIT %s",
-                [" & ".join(f"{word}:*" for word in words), limit],
+                [" & ".join(f"({' <-> '.join(pieces)}:*)" for pieces in phrases), limit],
             )
         else:
             cursor.execute(
                 "SELECT rowid FROM taskcenter_run_search WHERE taskcenter_run_search MATCH %s"
                 " ORDER BY rowid DESC LIMIT %s",
-                [" ".join(f'"{word}"*' for word in words), limit],
+                [" ".join(f'"{" ".join(pieces)}"*' for pieces in phrases), limit],
             )
         return [row[0] for row in cursor.fetchall()]
 

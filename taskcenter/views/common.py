@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 
 from taskcenter import permissions
-from taskcenter.services.errors import ServiceError
+from taskcenter.services.errors import ServiceError, Unavailable
 
 
 def staff_required(view):
@@ -72,6 +72,16 @@ def show_refusal(form, exc) -> None:
             form.add_error(field if field in form.fields else None, error)
 
 
+def note_unavailable(request, exc: ServiceError) -> None:
+    """Remember on ``request`` that the broker or the workers just failed it.
+
+    The page that reports the failure then does not wait on the broker a second time for
+    its alerts banner (see ``taskcenter.context_processors``): one timeout per request.
+    """
+    if isinstance(exc, Unavailable):
+        request.taskcenter_unavailable = True
+
+
 def submit(request, form, action):
     """Call ``action(cleaned_data)`` for a valid POSTed form; return ``(result, status)``.
 
@@ -85,6 +95,7 @@ def submit(request, form, action):
     try:
         return action(form.cleaned_data), 200
     except ServiceError as exc:
+        note_unavailable(request, exc)
         show_refusal(form, exc)
         return None, exc.status_code
 
@@ -99,6 +110,7 @@ def perform_action(request, action: Callable, *, page: Callable, page_url: str, 
     try:
         report = action()
     except ServiceError as exc:
+        note_unavailable(request, exc)
         messages.error(request, str(exc))
         return page(request, status=exc.status_code)
     messages.success(request, success or report.message)
