@@ -2,7 +2,8 @@
 
 No page scrolls sideways (``scrollWidth <= innerWidth``); the navigation collapses behind
 a menu button that opens it with or without JavaScript; screenshots of every page go to
-test-output/screenshots/mobile-*.png. The page list is checked against taskcenter/urls.py,
+test-output/screenshots/mobile-<language>-*.png, every page in English and in Simplified Chinese
+(the browser asks for each language). The page list is checked against taskcenter/urls.py,
 so a new page cannot be left out.
 """
 
@@ -40,6 +41,30 @@ def phone(browser):  # noqa: F811
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+#: Each language of the interface, as a browser asks for it (Accept-Language from the locale).
+LANGUAGES = {"en": "en-US", "zh-hans": "zh-CN"}
+
+
+@pytest.fixture(params=list(LANGUAGES))
+def phone_in(request, browser):  # noqa: F811
+    """A phone whose browser asks for each language in turn; yields (page, language code)."""
+    context = browser.new_context(
+        viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True, locale=LANGUAGES[request.param]
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page, request.param
+    context.close()
+
+
+def in_language(language: str, text: str) -> str:
+    """``text`` as the interface shows it in ``language``."""
+    from django.utils import translation
+
+    with translation.override(language):
+        return translation.gettext(text)
 
 
 @pytest.fixture
@@ -171,13 +196,15 @@ def assert_menu_reaches_its_links(page, name: str) -> None:
     expect(nav).to_be_hidden()
 
 
-def test_every_page_fits_a_phone_and_its_menu_opens(phone, live_server, objects, live_alert_banner):
-    log_in_mobile(phone, live_server)
+def test_every_page_fits_a_phone_and_its_menu_opens(phone_in, live_server, objects, live_alert_banner):
+    phone, language = phone_in
+    log_in_mobile(phone, live_server, language)
     for name, url in pages(objects).items():
         response = phone.goto(f"{live_server.url}{url}")
         assert response.status < 400, (name, response.status)
-        assert_fits(phone, name)
-        shot(phone, f"mobile-{name}")
+        assert phone.locator("html").get_attribute("lang") == language, name
+        assert_fits(phone, f"{name} ({language})")
+        shot(phone, f"mobile-{language}-{name}")
         assert_menu_reaches_its_links(phone, name)
 
     phone.goto(f"{live_server.url}{reverse('taskcenter:catalogue')}")
@@ -189,15 +216,15 @@ def test_every_page_fits_a_phone_and_its_menu_opens(phone, live_server, objects,
 
     phone.goto(f"{live_server.url}{reverse('taskcenter:run_list')}")
     phone.click("label.menu-button")
-    phone.locator("#site-nav").get_by_role("link", name="Dead letters").click()
-    expect(phone.locator("h1")).to_contain_text("Dead letters")
+    phone.locator("#site-nav").get_by_role("link", name=in_language(language, "Dead letters")).click()
+    expect(phone.locator("h1")).to_contain_text(in_language(language, "Dead letters"))
     assert phone.url.endswith(reverse("taskcenter:deadletter_list"))
 
 
-def log_in_mobile(page, live_server) -> None:
+def log_in_mobile(page, live_server, language: str = "en") -> None:
     page.goto(f"{live_server.url}/login/")
-    assert_fits(page, "login")
-    shot(page, "mobile-login")
+    assert_fits(page, f"login ({language})")
+    shot(page, f"mobile-{language}-login")
     page.fill("#id_username", "op")
     page.fill("#id_password", PASSWORD)
     page.click("main button[type=submit]")
