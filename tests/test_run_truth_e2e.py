@@ -165,8 +165,8 @@ def test_a_run_whose_worker_process_was_killed_shows_both_attempts(celery_worker
     assert attempts[0]["ended"] in ("requeued", "lost")
     assert all(attempt["worker"] == celery_worker.hostname for attempt in attempts)
     page = staff_client.get(reverse("taskcenter:run_detail", args=[run.task_id])).content.decode()
-    assert "<h2>Attempts</h2>" in page
-    assert "succeeded" in page and ("sent back to the queue" in page or "lost" in page)
+    assert "<h2>Timeline</h2>" in page  # the run page's state timeline shows each attempt
+    assert "Attempt 2 succeeded" in page and ("sent back to the queue" in page or "Attempt 1 lost" in page)
 
 
 QUICK_SYNC = {"account_id": 9, "seconds": 0}

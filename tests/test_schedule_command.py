@@ -140,7 +140,7 @@ def test_show_gives_the_definition_and_ten_next_runs_with_dst_flags(db):
     assert "next runs (Europe/Berlin):" in out
     fire_lines = [line for line in out.splitlines() if line.startswith("  20")]
     assert len(fire_lines) == 10
-    assert any(line.endswith("03:00:00 CEST (+0200)  [shifted]") for line in fire_lines)
+    assert any(line.endswith("03:00:00 UTC+02:00 Europe/Berlin  [shifted]") for line in fire_lines), fire_lines
 
     document = schedule_json("show", "march")
     assert document["schedule"]["cron"] == "30 2 * 3 0" and document["schedule"]["args"] == [1, 2]
