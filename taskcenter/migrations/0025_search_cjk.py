@@ -8,8 +8,8 @@ its own, see ``taskcenter.search_text``); searches ask for a phrase of those cha
   runs (contentless: emptied with 'delete-all').
 - PostgreSQL: an immutable SQL function ``taskcenter_search_text`` does the same, and the
   GIN index ``run_search`` is recreated on it. On a large
-  table this rebuild takes a while (about a minute per million runs on the benchmark machine)
-  and blocks writes to taskcenter_run: run the migration in a quiet moment.
+  table this rebuild takes a while and blocks writes to taskcenter_run (on SQLite too):
+  run the migration in a quiet moment.
 """
 
 from importlib import import_module
