@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, Run
@@ -125,3 +127,29 @@ def test_the_audit_page_is_in_chinese(staff_client):
 def test_english_stays_the_default(staff_client, failed_run):
     html = staff_client.get(reverse("taskcenter:run_list")).content.decode()
     assert "<h1>History</h1>" in html and "Re-run selected…" in html
+
+
+def test_the_beat_line_reads_as_one_sentence_in_each_language():
+    beat = {
+        "healthy": True,
+        "leader": {"hostname": "h1", "id": "beat-1", "pid": 42},
+        "last_tick_age": 3.2,
+        "standbys": [{}],
+    }
+    with translation.override("en"):
+        english = " ".join(render_to_string("taskcenter/_beat.html", {"beat": beat}).split())
+    assert 'Beat <span class="mono">h1</span> (pid 42) is active; last tick 3 s ago, 1 standby.' in english
+    with translation.override("zh-hans"):
+        chinese = render_to_string("taskcenter/_beat.html", {"beat": {**beat, "standbys": []}})
+        without_pid = render_to_string(
+            "taskcenter/_beat.html", {"beat": {**beat, "leader": {"hostname": "", "id": "b1"}}}
+        )
+    assert '调度器 (Beat) <span class="mono">h1</span>（pid 42） 正在运行；上次 tick 在 3 s 前。' in chinese
+    assert '<span class="mono">b1</span> 正在运行；上次 tick 在 3 s 前，另有 1 个备用实例。' in without_pid
+
+
+@pytest.mark.django_db
+def test_the_attempt_count_joins_both_counts_in_each_language(staff_client, failed_run):
+    url = reverse("taskcenter:run_detail", args=[failed_run.task_id])
+    assert 'class="attempt-count">0 attempts, 0 retries</dd>' in staff_client.get(url).content.decode()
+    assert 'class="attempt-count">0 次尝试，0 次重试</dd>' in chinese_page(staff_client, url)
