@@ -356,6 +356,20 @@ def celery_beat(django_db_blocker, redis_server, celery_worker):
 
 
 @pytest.fixture(autouse=True)
+def default_language_after_each_test():
+    """Each test ends in the default language.
+
+    A request in Chinese leaves Chinese active in the test's thread (LocaleMiddleware
+    activates the request's language and nothing deactivates it there), so whatever the
+    next test renders outside a request would come out in Chinese.
+    """
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def quiet_alert_banner():
     """Pages show no alert banner unless a test asks for it (``live_alert_banner``).
 

@@ -124,7 +124,7 @@ def test_a_source_alone_has_no_index_of_its_own_and_is_bounded_too(staff_client,
     page = staff_client.get("/runs/?source=api").context["page"]
     assert [run.task_id for run in page.runs] == ["a10"]
     assert page.scan_limited and page.scan_index == "" and page.scanned == LIMIT
-    assert "looked at 100 runs\n" in staff_client.get("/runs/?source=api").content.decode()
+    assert "looked at 100 runs and found" in staff_client.get("/runs/?source=api").content.decode()
 
 
 def test_covered_filters_are_one_walk_and_never_limited(alice_runs):
