@@ -36,6 +36,10 @@ def registered(hostname: str) -> dict[str, str]:
     return dict(line.partition(" ")[::2] for line in lines)
 
 
+#: How the workers report a task's time limits when nobody changed them (the configured defaults).
+DEFAULT_LIMITS = "[time_limit=600 soft_time_limit=540]"
+
+
 def consumed(hostname: str) -> list[str]:
     return sorted(queue["name"] for queue in inspect("active_queues", hostname) or [])
 
@@ -269,8 +273,8 @@ def test_time_limits_of_a_task_type_are_set_shown_at_once_and_cleared(staff_clie
     finally:
         cleared = post(staff_client, "worker_time_limit", hostname, {"task_name": "examples.add"}, follow=True)
     row = next(task for task in cleared.context["detail"].registered if task.name == "examples.add")
-    assert (row.soft_time_limit, row.time_limit) == ("", "")
-    assert "time_limit" not in registered(hostname)["examples.add"]
+    assert (row.soft_time_limit, row.time_limit) == ("540", "600")
+    assert registered(hostname)["examples.add"] == DEFAULT_LIMITS
 
 
 @pytest.mark.parametrize(
@@ -295,7 +299,7 @@ def test_invalid_time_limits_are_refused(staff_client, spare_worker, data, messa
 
     assert response.status_code == 400
     assert message in response.content.decode()
-    assert "time_limit" not in registered(spare_worker.hostname)["examples.add"]
+    assert registered(spare_worker.hostname)["examples.add"] == DEFAULT_LIMITS
 
 
 def test_viewer_sees_the_worker_page_without_actions_and_may_not_act(viewer_client, client, spare_worker):
@@ -383,7 +387,7 @@ def test_hostile_worker_form_inputs_never_give_a_server_error(
             assert response.status_code < 500, (name, data, response.content.decode()[:500])
     finally:
         for name in ("examples.add", "examples.fail"):
-            current_app.control.time_limit(name, None, None, destination=[hostname], reply=True, timeout=1)
+            current_app.control.time_limit(name, 540, 600, destination=[hostname], reply=True, timeout=1)
         if consumed(hostname) != ["spare"]:
             current_app.control.add_consumer("spare", destination=[hostname], reply=True, timeout=1)
     assert Run.objects.count() == 0

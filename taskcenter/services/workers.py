@@ -533,7 +533,9 @@ def _require_configured_queue(queue: str) -> None:
 def worker_time_limit_set(
     *, hostname: str, task_name: str, soft: float | None, hard: float | None, actor
 ) -> ActionReport:
-    """Set the soft and hard time limits one worker applies to a catalogued task (None: the defaults).
+    """Set the soft and hard time limits one worker applies to a catalogued task.
+
+    None stands for the default, ``CELERY_TASK_SOFT_TIME_LIMIT`` or ``CELERY_TASK_TIME_LIMIT``.
 
     Not saved: the worker forgets them when it restarts. A run launched with its own limits keeps them.
     """
@@ -545,7 +547,13 @@ def worker_time_limit_set(
                 % {"task": repr(task_name[:200])}
             )
         _validate_time_limits(soft, hard)
-        workers_broadcast("time_limit", destination=[hostname], task_name=task_name, soft=soft, hard=hard)
+        workers_broadcast(
+            "time_limit",
+            destination=[hostname],
+            task_name=task_name,
+            soft=settings.CELERY_TASK_SOFT_TIME_LIMIT if soft is None else soft,
+            hard=settings.CELERY_TASK_TIME_LIMIT if hard is None else hard,
+        )
         if soft is None and hard is None:
             message = _("Worker %(worker)s applies the default time limits to %(task)s again.")
         else:
