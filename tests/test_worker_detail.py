@@ -391,3 +391,67 @@ def test_hostile_worker_form_inputs_never_give_a_server_error(
         if consumed(hostname) != ["spare"]:
             current_app.control.add_consumer("spare", destination=[hostname], reply=True, timeout=1)
     assert Run.objects.count() == 0
+
+
+# --- The same through the API ---------------------------------------------------------
+
+API_ACTIONS = [
+    ("pool-restart", {}),
+    ("autoscale", {"min": 1, "max": 2}),
+    ("queues", {"action": "add", "queue": "high"}),
+    ("time-limits", {"task_name": "examples.add", "soft": 20, "hard": 30}),
+]
+
+
+def test_api_worker_detail_and_queue_and_time_limit_actions_on_the_real_worker(admin, spare_worker):
+    hostname = spare_worker.hostname
+    body = admin.get(f"/api/v1/workers/{hostname}/").json()
+    assert body["worker"]["pid"] == spare_worker.process.pid and body["worker"]["queues"] == ["spare"]
+    assert "examples.add" in [task["name"] for task in body["registered"]]
+    try:
+        added = admin.post(f"/api/v1/workers/{hostname}/queues/", {"action": "add", "queue": "high"}, format="json")
+        assert added.status_code == 200, added.json()
+        assert admin.get(f"/api/v1/workers/{hostname}/").json()["worker"]["queues"] == ["high", "spare"]
+        limits = {"task_name": "examples.add", "soft": 20, "hard": 30}
+        assert admin.post(f"/api/v1/workers/{hostname}/time-limits/", limits, format="json").status_code == 200
+        assert registered(hostname)["examples.add"] == "[time_limit=30.0 soft_time_limit=20.0]"
+        refused = admin.post(f"/api/v1/workers/{hostname}/autoscale/", {"min": 1, "max": 2}, format="json")
+        assert refused.status_code == 400 and "--autoscale" in refused.json()["detail"]
+    finally:
+        admin.post(f"/api/v1/workers/{hostname}/queues/", {"action": "cancel", "queue": "high"}, format="json")
+        admin.post(f"/api/v1/workers/{hostname}/time-limits/", {"task_name": "examples.add"}, format="json")
+    assert consumed(hostname) == ["spare"] and registered(hostname)["examples.add"] == DEFAULT_LIMITS
+    assert AuditEntry.objects.filter(action="worker_queue_add").get().detail["api_token"] == "ci"
+
+
+def test_api_unknown_worker_is_not_found(admin, celery_worker):
+    assert admin.get("/api/v1/workers/nobody@nowhere/").status_code == 404
+    response = admin.post("/api/v1/workers/nobody@nowhere/pool-restart/", {}, format="json")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("action", "data"), API_ACTIONS)
+def test_api_view_only_token_is_refused_every_new_worker_action(viewer, spare_worker, action, data):
+    hostname = spare_worker.hostname
+    assert viewer.get(f"/api/v1/workers/{hostname}/").status_code == 200
+    response = viewer.post(f"/api/v1/workers/{hostname}/{action}/", data, format="json")
+    assert response.status_code == 403
+    assert consumed(hostname) == ["spare"] and registered(hostname)["examples.add"] == DEFAULT_LIMITS
+    assert not AuditEntry.objects.exclude(action="token_create").exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "data"),
+    [
+        ("autoscale", {"min": "x", "max": 2}),
+        ("autoscale", {"min": 1}),
+        ("queues", {"action": "drop", "queue": "high"}),
+        ("time-limits", {"task_name": "examples.add", "soft": "nan"}),
+        ("time-limits", {"task_name": "examples.add", "soft": 30, "hard": 20}),
+        ("time-limits", {"task_name": "examples.add", "hard": 1e300}),
+        ("time-limits", {"task_name": "examples.add", "extra": 1}),
+    ],
+)
+def test_api_bad_worker_action_input_is_a_400(admin, spare_worker, action, data):
+    response = admin.post(f"/api/v1/workers/{spare_worker.hostname}/{action}/", data, format="json")
+    assert response.status_code == 400, response.content[:500]
