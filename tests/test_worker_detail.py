@@ -225,6 +225,8 @@ def test_a_worker_consumes_a_queue_and_stops_and_the_page_shows_it_at_once(staff
         ("worker_queue_add", hostname, "ok", "high"),
         ("worker_queue_cancel", hostname, "ok", "high"),
     ]
+    audit = staff_client.get(reverse("taskcenter:audit_list"))  # actions not (yet) among the model's choices
+    assert audit.status_code == 200 and "worker_queue_add" in audit.content.decode()
 
 
 @pytest.mark.parametrize(

@@ -460,8 +460,15 @@ def worker_autoscale(*, hostname: str, minimum: int, maximum: int, actor) -> Act
 def _require_online(hostname: str) -> dict:
     stats = workers_inspect("stats", destination=[hostname])["stats"].get(hostname)
     if not stats:
-        raise UnknownWorker(f"No worker named {hostname} is online (none answered within {CONTROL_TIMEOUT:g} s).")
+        raise UnknownWorker(_unknown_worker_message(hostname))
     return stats
+
+
+def _unknown_worker_message(hostname: str) -> str:
+    return _("No worker named %(worker)s is online (none answered within %(seconds)s s).") % {
+        "worker": hostname,
+        "seconds": f"{CONTROL_TIMEOUT:g}",
+    }
 
 
 # --- One worker's queues -------------------------------------------------------------
@@ -511,7 +518,7 @@ def worker_queues(*, hostname: str) -> list[str]:
     """The queues one worker consumes now; raises ``UnknownWorker`` when it does not answer."""
     queues = workers_inspect("active_queues", destination=[hostname])["active_queues"].get(hostname)
     if queues is None:
-        raise UnknownWorker(f"No worker named {hostname} is online (none answered within {CONTROL_TIMEOUT:g} s).")
+        raise UnknownWorker(_unknown_worker_message(hostname))
     return _queue_names(queues)
 
 
