@@ -10,7 +10,6 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from taskcenter import catalogue, permissions
-from taskcenter.selectors.workers import worker_detail as worker_detail_read
 from taskcenter.services import workers
 from taskcenter.services.workers import ActionReport
 from taskcenter.views.common import allowed, perform_action, staff_required, user_abilities
@@ -134,7 +133,7 @@ def _perform_on(request, hostname: str, action: Callable[[], ActionReport]):
 
 
 def _worker_page(request, hostname: str, *, status: int = 200):
-    detail = worker_detail_read(hostname=hostname)
+    detail = workers.worker_detail(hostname=hostname)
     if not detail.online and not detail.broker_down and status == 200:
         status = 404
     context = {

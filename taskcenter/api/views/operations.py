@@ -8,7 +8,6 @@ from rest_framework.response import Response
 from taskcenter import permissions
 from taskcenter.api.base import ApiView, StrictSerializer, parse, problems
 from taskcenter.api.permissions import require
-from taskcenter.selectors.workers import worker_detail
 from taskcenter.services import queues, workers
 
 QUEUES_REFUSED = "You need the 'manage queues' permission."
@@ -223,7 +222,7 @@ class WorkerItem(ApiView):
     )  # fmt: skip
     def get(self, request, hostname):
         """One worker: pool, queues, running, reserved, ETA and revoked runs, registered tasks with their limits."""
-        detail = worker_detail(hostname=hostname)
+        detail = workers.worker_detail(hostname=hostname)
         if detail.broker_down:
             raise workers.BrokerDown(detail.problem)
         if not detail.online:
