@@ -236,6 +236,10 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 262_144, minimum=16_384)
 # Most processes the Workers page may grow one worker's pool to.
 TASKCENTER_MAX_POOL_PROCESSES = env_int("TASKCENTER_MAX_POOL_PROCESSES", 32, minimum=1)
+# Let the Workers page (and `celery control pool_restart`) replace a worker's pool processes,
+# each once its current task ends. Taskcenter never asks a worker to reload modules; the
+# cost is one control event per pool process. Read by the worker at its start.
+CELERY_WORKER_POOL_RESTARTS = env_bool("CELERY_WORKER_POOL_RESTARTS", True)
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)

@@ -280,6 +280,24 @@ def taskcenter_resume_queue(state, queue, **kwargs):
     return ok(f"resumed {queue}")
 
 
+@control_command()
+def taskcenter_pool_maintain(state, **kwargs):
+    """Start or remove pool processes now to match the pool's size, and report the processes.
+
+    After ``pool_grow`` or ``pool_shrink`` Celery does this at its next pool check, up to
+    5 s later; the Workers page asks for it at once so the new size shows on the next page.
+    """
+    pool = state.consumer.pool
+    try:
+        pool.maintain_pool()
+    except Exception as exc:  # a pool that refuses (closing, restarting too often) answers with the reason
+        logger.warning("Pool maintenance on request failed: %r", exc)
+        return {"error": f"pool maintenance failed: {exc!r}"}
+    info = pool.info if isinstance(pool.info, dict) else {}
+    processes = info.get("processes")
+    return ok(f"{len(processes) if isinstance(processes, list) else '?'} process(es)")
+
+
 class MessageGuard(bootsteps.Step):
     """Consumer step: check every task message before Celery handles it."""
 

@@ -23,8 +23,10 @@ assert CHROMIUM
 
 PHONE = {"width": 390, "height": 844}
 #: Routes that are no page of their own: POST-only actions (their forms are on the pages
-#: visited), the progress JSON and the dashboard's live fragment (fetched by live.js).
+#: visited), the progress JSON and the dashboard's live fragment (fetched by live.js). A worker's
+#: page needs a worker online: test_a_worker_page_fits_a_phone visits it.
 NOT_PAGES = {
+    "worker_detail", "worker_pool_restart", "worker_autoscale", "worker_queue", "worker_time_limit",
     "run_progress", "dashboard_live", "bulk_retry", "queue_pause", "queue_resume", "queue_purge", "worker_pool",
     "rate_limit", "schedule_action", "channel_delete", "channel_test", "rule_delete", "deadletter_bulk",
     "deadletter_discard", "failure_retry", "failure_status", "failure_recover", "failure_deadletter",
@@ -315,3 +317,14 @@ def test_the_dashboard_updates_its_figures_without_a_reload_and_says_how_old_the
         shot(page, "mobile-dashboard-stale")
     finally:
         context.close()
+
+
+def test_a_worker_page_fits_a_phone(phone, live_server, objects, spare_worker):
+    log_in_mobile(phone, live_server)
+    for url in (reverse("taskcenter:worker_list"), reverse("taskcenter:worker_detail", args=[spare_worker.hostname])):
+        response = phone.goto(f"{live_server.url}{url}")
+        assert response.status == 200, url
+        assert_fits(phone, url)
+    expect(phone.locator("#registered-tasks")).to_contain_text("examples.add")
+    expect(phone.locator("#time-limit-actions")).to_be_visible()
+    shot(phone, "mobile-worker_detail")

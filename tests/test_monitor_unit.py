@@ -313,6 +313,9 @@ def test_worker_states_are_written_at_most_once_per_second():
         "loadavg": [0.5, 0.4, 0.3],
         "freq": 2.0,
         "online_since": T0,
+        "succeeded": 0,
+        "failed": 0,
+        "retried": 0,
     }
     tracker.written(due)
     tracker.handle(heartbeat(ts=T0 + 0.5, processed=11))
@@ -331,6 +334,27 @@ def test_task_events_keep_a_known_worker_alive_but_task_sent_does_not():
     tracker.handle({**ev("started", "c", T0 + 9), "hostname": "unknown@h"})
     assert tracker.workers["w1@h"]["last_heartbeat"] == T0 + 5
     assert "unknown@h" not in tracker.workers
+
+
+def test_the_runs_a_worker_ended_are_counted_by_outcome_since_it_came_online():
+    tracker = WorkerTracker(clock=Clock(T0))
+    tracker.handle(heartbeat(kind="online"))
+    for kind, task_id in (("succeeded", "a"), ("succeeded", "b"), ("failed", "c"), ("retried", "d")):
+        tracker.handle(ev(kind, task_id, T0 + 1))
+    tracker.handle(ev("started", "e", T0 + 2))
+    state = tracker.workers["w1@h"]
+    assert (state["succeeded"], state["failed"], state["retried"]) == (2, 1, 1)
+    assert tracker.due()["w1@h"]["succeeded"] == 2
+
+    tracker.handle(heartbeat(kind="online", ts=T0 + 60))  # the worker restarted: its own totals start again
+    assert (state["succeeded"], state["failed"], state["retried"]) == (0, 0, 0)
+
+
+def test_counts_restored_from_an_older_state_go_on_from_there():
+    tracker = WorkerTracker(clock=Clock(T0))
+    tracker.restore([{"hostname": "w1@h", "last_heartbeat": T0, "online": True, "freq": 2.0}])  # no counts written
+    tracker.handle(ev("failed", "a", T0 + 1))
+    assert tracker.workers["w1@h"]["failed"] == 1
 
 
 def test_an_offline_worker_is_not_online():

@@ -21,6 +21,10 @@ ACTION_URLS = [
     ("taskcenter:queue_resume", ["default"]),
     ("taskcenter:queue_purge", ["default"]),
     ("taskcenter:worker_pool", ["worker@host"]),
+    ("taskcenter:worker_pool_restart", ["worker@host"]),
+    ("taskcenter:worker_autoscale", ["worker@host"]),
+    ("taskcenter:worker_queue", ["worker@host"]),
+    ("taskcenter:worker_time_limit", ["worker@host"]),
     ("taskcenter:rate_limit", []),
     ("taskcenter:scheduled_run_now", ["task-1"]),
 ]

@@ -8,8 +8,9 @@ ids it does not know (the monitor started while the task waited or ran) wait in
 ``pending`` until the runner looks their ``Run`` rows up, in one batched query
 per flush, and hands them to ``resolve``.
 
-``WorkerTracker`` keeps the last state of every worker from its heartbeats and
-says which ones are due to be written (at most once per second each).
+``WorkerTracker`` keeps the last state of every worker from its heartbeats, with
+the runs it finished (succeeded, failed, retried) since it came online, and says
+which ones are due to be written (at most once per second each).
 """
 
 import logging
@@ -35,6 +36,8 @@ COUNTERS = ("sent", "started", "succeeded", "failed", "retried", "revoked")
 #: Task name or queue recorded when neither the events nor the Run table tell it.
 UNKNOWN = "unknown"
 #: Counted task event -> counter.
+#: Task event -> the worker state's counter of runs it ended that way (``WorkerTracker``).
+WORKER_COUNTED_EVENTS = {"task-succeeded": "succeeded", "task-failed": "failed", "task-retried": "retried"}
 COUNTED_EVENTS = {
     "task-sent": "sent",
     "task-started": "started",
@@ -379,6 +382,7 @@ class WorkerTracker:
             state["online"] = kind != "worker-offline"
             if kind == "worker-online":  # the worker (re)started: runs it had started before are lost
                 state["online_since"] = timestamp
+                state.update(dict.fromkeys(WORKER_COUNTED_EVENTS.values(), 0))  # counted anew, as its own totals
             state["last_heartbeat"] = max(timestamp, state["last_heartbeat"] or 0.0)
             for field in ("active", "processed", "loadavg", "freq"):
                 if event.get(field) is not None:
@@ -387,7 +391,13 @@ class WorkerTracker:
         elif kind.startswith("task-") and kind != "task-sent":
             # The worker's main process sent this, so it is alive (task-sent comes from publishers).
             state = self.workers.get(hostname)
-            if state is not None and timestamp > (state["last_heartbeat"] or 0.0):
+            if state is None:
+                return
+            counter = WORKER_COUNTED_EVENTS.get(kind)
+            if counter:
+                state[counter] = (state.get(counter) or 0) + 1
+                self.dirty.add(hostname)
+            if timestamp > (state["last_heartbeat"] or 0.0):
                 state["last_heartbeat"] = timestamp
                 state["online"] = True
                 self.dirty.add(hostname)
@@ -424,6 +434,7 @@ def _new_worker(hostname: str) -> dict:
         "processed": None,
         "loadavg": None,
         "freq": 2.0,
+        **dict.fromkeys(WORKER_COUNTED_EVENTS.values(), 0),
     }
 
 

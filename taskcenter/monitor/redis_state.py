@@ -1,7 +1,7 @@
 """What the monitor keeps in Redis (the broker): worker states, liveness keys, its lock.
 
 ``taskcenter:monitor:workers`` is a hash, field = worker hostname, value = JSON
-``{hostname, online, last_heartbeat, active, processed, loadavg, freq}``;
+``{hostname, online, last_heartbeat, active, processed, loadavg, freq, succeeded, failed, retried}``;
 ``last_event``, ``started`` and ``tick`` hold Unix times (the last event
 processed, when the monitor started, its last flush). ``lock`` names the one
 monitor allowed to count, so two monitors never overwrite each other's minutes.

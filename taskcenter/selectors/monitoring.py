@@ -67,6 +67,10 @@ class WorkerState:
     active: int | None
     processed: int | None
     loadavg: list | None
+    #: Runs the worker ended that way since it came online, as the monitor counted them from its events.
+    succeeded: int | None = None
+    failed: int | None = None
+    retried: int | None = None
 
 
 def _read_monitor_keys() -> dict | None:
@@ -100,6 +104,9 @@ def _worker_state(state: dict, now: float) -> WorkerState:
         active=state.get("active"),
         processed=state.get("processed"),
         loadavg=state.get("loadavg"),
+        succeeded=state.get("succeeded"),
+        failed=state.get("failed"),
+        retried=state.get("retried"),
     )
 
 

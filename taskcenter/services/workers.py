@@ -1,4 +1,5 @@
-"""See and steer the workers online: inspect them, resize pools, set rate limits.
+"""See and steer the workers online: inspect them, resize or restart pools, autoscale,
+choose one worker's queues, set rate limits and time limits.
 
 Every remote call waits at most ``CONTROL_TIMEOUT`` for replies, so a page or an
 action answers within about a second even when no worker is online, and a broker
@@ -10,20 +11,27 @@ re-applies them to every worker that starts.
 """
 
 import logging
+import math
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from celery.app.control import flatten_reply
 from celery.utils.time import rate as rate_per_second
 from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from taskcenter import catalogue
 from taskcenter.broker import BROKER_ERRORS, broker_down_message
 from taskcenter.models import QueueState, TaskRateLimit
+from taskcenter.selectors.monitoring import workers_state
 from taskcenter.services.audit import Action, Outcome, audit_record
 from taskcenter.services.errors import InvalidInput, NotFound, ServiceError, TimedOut, Unavailable
 
@@ -37,9 +45,16 @@ RATE_PATTERN = re.compile(r"\d+(\.\d+)?(/[smh])?")
 MAX_RATE_PER_SECOND = 1_000_000
 MAX_RATE_CHARS = 20
 #: What the workers page asks every worker, all at once.
-INSPECTIONS = ("ping", "stats", "active", "reserved", "active_queues", "registered")
-#: Arguments of an inspection: ``registered`` lists each task with the rate limit the worker applies.
-INSPECT_ARGUMENTS = {"registered": ("rate_limit",)}
+INSPECTIONS = ("ping", "stats", "active", "reserved", "scheduled", "active_queues", "registered")
+#: Arguments of an inspection: ``registered`` lists each task with the limits the worker applies.
+INSPECT_ARGUMENTS = {"registered": ("rate_limit", "time_limit", "soft_time_limit")}
+#: Audit actions of the per-worker actions added after migration 0023; they become
+#: ``AuditEntry.Action`` choices with the next migration (the column takes any text).
+POOL_RESTART = "pool_restart"
+AUTOSCALE = "autoscale"
+QUEUE_ADD = "worker_queue_add"
+QUEUE_CANCEL = "worker_queue_cancel"
+TIME_LIMIT = "time_limit"
 
 
 class ActionRefused(InvalidInput):
@@ -89,10 +104,24 @@ class WorkerInfo:
     reserved_count: int
     processed_by_task: dict[str, int]
     rate_limits: dict[str, str] = field(default_factory=dict)  # task name -> the limit this worker applies
+    pid: int | None = None
+    uptime: int | None = None  # seconds since the worker started
+    prefetch_count: int | None = None
+    autoscaler: dict | None = None  # {"min", "max", ...} when started with --autoscale
+    scheduled_count: int = 0  # runs waiting on the worker for their ETA
+    #: Runs the worker ended that way since it came online, as the monitor counted them (None: not known).
+    succeeded: int | None = None
+    failed: int | None = None
+    retried: int | None = None
 
     @property
     def processed(self) -> int:
         return sum(self.processed_by_task.values())
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the worker started, from its uptime (for ``timesince``)."""
+        return timezone.now() - timedelta(seconds=self.uptime) if self.uptime is not None else None
 
 
 @dataclass(frozen=True)
@@ -214,40 +243,161 @@ def workers_overview() -> WorkersOverview:
         answers = workers_inspect(*INSPECTIONS)
     except BrokerDown as exc:
         return WorkersOverview(workers=[], rate_limits=rate_limits, problem=str(exc))
+    counted = {state.hostname: state for state in workers_state()}
     hostnames = sorted(set().union(*answers.values()))
-    workers = [_worker_info(hostname, answers) for hostname in hostnames]
+    workers = [worker_info(hostname, answers, counted.get(hostname)) for hostname in hostnames]
     problem = "" if workers else no_reply_message(None)
     return WorkersOverview(workers=workers, rate_limits=rate_limits, problem=problem)
 
 
-def _worker_info(hostname: str, answers: dict[str, dict[str, Any]]) -> WorkerInfo:
-    stats = answers["stats"].get(hostname) or {}
+def worker_info(hostname: str, answers: dict[str, dict[str, Any]], counted=None) -> WorkerInfo:
+    """One worker from the inspect ``answers`` (``{method: {hostname: reply}}``) and the monitor's ``WorkerState``."""
+    stats = answers.get("stats", {}).get(hostname) or {}
     pool = stats.get("pool") or {}
     return WorkerInfo(
         hostname=hostname,
-        queues=sorted(queue["name"] for queue in answers["active_queues"].get(hostname) or []),
+        queues=sorted(queue["name"] for queue in answers.get("active_queues", {}).get(hostname) or []),
         pool_implementation=str(pool.get("implementation", "?")).rsplit(".", 1)[-1],
         pool_max_concurrency=pool.get("max-concurrency"),
         pool_processes=_process_count(pool),
         active=[
-            ActiveTask(id=task["id"], name=task.get("name") or "?") for task in answers["active"].get(hostname) or []
+            ActiveTask(id=task["id"], name=task.get("name") or "?")
+            for task in answers.get("active", {}).get(hostname) or []
         ],
-        reserved_count=len(answers["reserved"].get(hostname) or []),
+        reserved_count=len(answers.get("reserved", {}).get(hostname) or []),
         processed_by_task=dict(stats.get("total") or {}),
-        rate_limits=_rate_limits(answers.get("registered", {}).get(hostname)),
+        rate_limits={
+            name: limits["rate_limit"]
+            for name, limits in registered_limits(answers.get("registered", {}).get(hostname)).items()
+            if "rate_limit" in limits
+        },
+        pid=_whole(stats.get("pid")),
+        uptime=_whole(stats.get("uptime")),
+        prefetch_count=_whole(stats.get("prefetch_count")),
+        autoscaler=stats.get("autoscaler") if isinstance(stats.get("autoscaler"), dict) else None,
+        scheduled_count=len(answers.get("scheduled", {}).get(hostname) or []),
+        succeeded=getattr(counted, "succeeded", None),
+        failed=getattr(counted, "failed", None),
+        retried=getattr(counted, "retried", None),
     )
 
 
-def _rate_limits(registered) -> dict[str, str]:
-    """Parse ``inspect registered rate_limit`` lines, e.g. "examples.add [rate_limit=10/s]"."""
-    limits = {}
+def registered_limits(registered) -> dict[str, dict[str, str]]:
+    """Parse ``inspect registered rate_limit time_limit ...`` lines into ``{task name: {limit: value}}``.
+
+    A line reads e.g. "examples.add [rate_limit=10/s time_limit=None]"; limits that are None are left out,
+    and every registered task has an entry.
+    """
+    tasks: dict[str, dict[str, str]] = {}
     for line in registered if isinstance(registered, list) else []:
-        name, _, info = str(line).partition(" ")
+        name, _sep, info = str(line).partition(" ")
+        limits = tasks.setdefault(name, {})
         for item in info.strip("[]").split():
-            key, _, value = item.partition("=")
-            if key == "rate_limit" and value and value != "None":
-                limits[name] = value
-    return limits
+            key, _sep, value = item.partition("=")
+            if value and value != "None":
+                limits[key] = value
+    return tasks
+
+
+def _whole(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --- One worker (its page) ----------------------------------------------------------
+#
+# A read, kept here beside ``workers_overview`` because it asks the worker through
+# ``workers_inspect`` (selectors import no service). Only that worker is asked (a
+# destination, answered as soon as it replies), so an action's result shows on the
+# next page at once.
+
+#: What the worker page asks its worker, all at once.
+DETAIL_INSPECTIONS = ("stats", "active", "reserved", "scheduled", "revoked", "active_queues", "registered")
+#: Most revoked ids listed (a worker keeps up to 50,000); the count is always shown.
+REVOKED_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class HeldTask:
+    """A task a worker holds without running it: reserved, or waiting for its ETA."""
+
+    id: str
+    name: str
+    eta: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RegisteredTask:
+    name: str
+    catalogued: bool
+    rate_limit: str = ""
+    soft_time_limit: str = ""
+    time_limit: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerDetail:
+    """One worker as it describes itself; ``info`` is None when it did not answer (``problem`` says why)."""
+
+    hostname: str
+    info: WorkerInfo | None = None
+    reserved: list[HeldTask] = field(default_factory=list)
+    scheduled: list[HeldTask] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    revoked_count: int = 0
+    registered: list[RegisteredTask] = field(default_factory=list)
+    pool: dict = field(default_factory=dict)
+    problem: str = ""
+    online: bool = False
+    broker_down: bool = False
+
+    @property
+    def max_tasks_per_child(self):
+        """Tasks after which a pool process is replaced, as the pool reports it ("N/A": never)."""
+        return self.pool.get("max-tasks-per-child", "?")
+
+
+def worker_detail(*, hostname: str) -> WorkerDetail:
+    """Everything one worker tells about itself; ``online`` is False when it (or the broker) did not answer."""
+    try:
+        answers = workers_inspect(*DETAIL_INSPECTIONS, destination=[hostname])
+    except BrokerDown as exc:
+        return WorkerDetail(hostname=hostname, problem=str(exc), broker_down=True)
+    if not any(hostname in replies for replies in answers.values()):
+        return WorkerDetail(hostname=hostname, problem=no_reply_message([hostname]))
+    counted = next((state for state in workers_state() if state.hostname == hostname), None)
+    stats = answers["stats"].get(hostname) or {}
+    revoked = answers["revoked"].get(hostname)
+    revoked = [str(task_id) for task_id in revoked] if isinstance(revoked, list) else []
+    return WorkerDetail(
+        hostname=hostname,
+        info=worker_info(hostname, answers, counted),
+        reserved=[_held(request) for request in answers["reserved"].get(hostname) or []],
+        scheduled=[
+            _held(entry.get("request") or {}, eta=entry.get("eta"))
+            for entry in answers["scheduled"].get(hostname) or []
+            if isinstance(entry, dict)
+        ],
+        revoked=sorted(revoked)[:REVOKED_SHOWN],
+        revoked_count=len(revoked),
+        registered=[
+            RegisteredTask(
+                name=name,
+                catalogued=catalogue.get_entry(name) is not None,
+                rate_limit=limits.get("rate_limit", ""),
+                soft_time_limit=limits.get("soft_time_limit", ""),
+                time_limit=limits.get("time_limit", ""),
+            )
+            for name, limits in sorted(registered_limits(answers["registered"].get(hostname)).items())
+        ],
+        pool=stats.get("pool") if isinstance(stats.get("pool"), dict) else {},
+        online=True,
+    )
+
+
+def _held(request, *, eta=None) -> HeldTask:
+    request = request if isinstance(request, dict) else {}
+    moment = parse_datetime(eta) if isinstance(eta, str) else None
+    return HeldTask(id=str(request.get("id") or "?"), name=str(request.get("name") or "?"), eta=moment)
 
 
 # --- Pool size --------------------------------------------------------------------
@@ -265,7 +415,7 @@ def worker_pool_grow(*, hostname: str, n: int, actor) -> ActionReport:
                 f"Worker {hostname} has {size} process(es); growing by {n} would exceed the limit of {limit} "
                 "processes per worker (TASKCENTER_MAX_POOL_PROCESSES)."
             )
-        return _pool_resize(hostname=hostname, n=n, command="pool_grow")
+        return _pool_resize(hostname=hostname, n=n, command="pool_grow", size=size)
 
     return run_audited(actor=actor, action=Action.POOL_GROW, target=hostname, perform=perform)
 
@@ -278,7 +428,7 @@ def worker_pool_shrink(*, hostname: str, n: int, actor) -> ActionReport:
         size = worker_pool_size(hostname=hostname)
         if size - n < 1:
             raise ActionRefused(f"Worker {hostname} has {size} process(es); shrinking by {n} would leave none.")
-        return _pool_resize(hostname=hostname, n=n, command="pool_shrink")
+        return _pool_resize(hostname=hostname, n=n, command="pool_shrink", size=size)
 
     return run_audited(actor=actor, action=Action.POOL_SHRINK, target=hostname, perform=perform)
 
@@ -297,15 +447,261 @@ def _process_count(pool: dict) -> int | None:
     return len(processes) if isinstance(processes, list) else pool.get("max-concurrency")
 
 
-def _pool_resize(*, hostname: str, n: int, command: str) -> ActionReport:
+def _pool_resize(*, hostname: str, n: int, command: str, size: int) -> ActionReport:
     workers_broadcast(command, destination=[hostname], n=n)
+    expected = size + n if command == "pool_grow" else size - n
+    # Celery starts or removes the processes at its next pool check (every 5 s): ask for it now,
+    # and wait briefly for the new size, so the next page shows it.
+    _pool_maintain(hostname)
+    worker_wait_until(hostname, lambda stats: _process_count(stats.get("pool") or {}) == expected)
     verb = "grows" if command == "pool_grow" else "shrinks"
     return ActionReport(f"The pool of {hostname} {verb} by {n} process(es).", {"n": n})
+
+
+def _pool_maintain(hostname: str) -> None:
+    """Have the worker start or remove pool processes now, not at its next pool check (every 5 s)."""
+    try:
+        workers_broadcast("taskcenter_pool_maintain", destination=[hostname])
+    except ActionFailed as exc:  # e.g. a worker of an older taskcenter: the change shows within 5 s
+        logger.info("Worker %s: pool not maintained on request: %s", hostname, exc)
 
 
 def _require_positive(n: int) -> None:
     if n < 1:
         raise ActionRefused(f"The number of processes must be at least 1 (got {n}).")
+
+
+def worker_wait_until(hostname: str, reached: Callable[[dict], bool], *, method: str = "stats") -> bool:
+    """Ask one worker ``method`` until ``reached(its reply)``, for at most ``CONTROL_TIMEOUT``; say if it was.
+
+    After an action the worker answers at once but applies some changes a moment later (new pool
+    processes, a queue consumed): waiting here lets the next page show the change.
+    """
+    deadline = time.monotonic() + CONTROL_TIMEOUT
+    while True:
+        try:
+            reply = workers_inspect(method, destination=[hostname])[method].get(hostname)
+        except BrokerDown:
+            return False
+        if reply is not None and reached(reply):
+            return True
+        if time.monotonic() >= deadline:
+            logger.info("Worker %s: change not visible in %s within %s s", hostname, method, CONTROL_TIMEOUT)
+            return False
+        time.sleep(0.05)
+
+
+# --- Pool restart and autoscale ----------------------------------------------------
+
+
+def worker_pool_restart(*, hostname: str, actor) -> ActionReport:
+    """Restart the pool of one worker: Celery replaces each process once it is done with its current task.
+
+    No code is reloaded. Celery hands the pool one no-op task, so one process is replaced at once;
+    the others are replaced as they take their next task.
+    """
+
+    def perform() -> ActionReport:
+        if not pool_restarts_enabled():
+            raise ActionRefused(
+                _("Pool restarts are turned off here (CELERY_WORKER_POOL_RESTARTS); workers refuse them.")
+            )
+        _require_online(hostname)
+        workers_broadcast("pool_restart", destination=[hostname])
+        _pool_maintain(hostname)  # replaces at once the process that took Celery's no-op task
+        return ActionReport(
+            _("The pool of %(worker)s restarts: each process is replaced once it is done with its current task.")
+            % {"worker": hostname}
+        )
+
+    return run_audited(actor=actor, action=POOL_RESTART, target=hostname, perform=perform)
+
+
+def pool_restarts_enabled() -> bool:
+    """Whether workers of this configuration accept ``pool_restart`` (``CELERY_WORKER_POOL_RESTARTS``)."""
+    return bool(current_app.conf.worker_pool_restarts)
+
+
+def worker_autoscale(*, hostname: str, minimum: int, maximum: int, actor) -> ActionReport:
+    """Set the fewest and most pool processes of a worker started with ``--autoscale``."""
+
+    def perform() -> ActionReport:
+        limit = settings.TASKCENTER_MAX_POOL_PROCESSES
+        if not 1 <= minimum <= maximum:
+            raise ActionRefused(
+                _("The minimum must be at least 1 and at most the maximum (got %(min)s and %(max)s).")
+                % {"min": minimum, "max": maximum}
+            )
+        if maximum > limit:
+            raise ActionRefused(
+                _("At most %(limit)s processes per worker (TASKCENTER_MAX_POOL_PROCESSES).") % {"limit": limit}
+            )
+        stats = _require_online(hostname)
+        if not isinstance(stats.get("autoscaler"), dict):
+            raise ActionRefused(
+                _(
+                    "Worker %(worker)s was not started with --autoscale, so it has no minimum and maximum to change; "
+                    "use Grow and Shrink instead."
+                )
+                % {"worker": hostname}
+            )
+        workers_broadcast("autoscale", destination=[hostname], max=maximum, min=minimum)
+        return ActionReport(
+            _("Worker %(worker)s now autoscales between %(min)s and %(max)s processes.")
+            % {"worker": hostname, "min": minimum, "max": maximum},
+            {"min": minimum, "max": maximum},
+        )
+
+    return run_audited(actor=actor, action=AUTOSCALE, target=hostname, perform=perform)
+
+
+def _require_online(hostname: str) -> dict:
+    stats = workers_inspect("stats", destination=[hostname])["stats"].get(hostname)
+    if not stats:
+        raise UnknownWorker(_unknown_worker_message(hostname))
+    return stats
+
+
+def _unknown_worker_message(hostname: str) -> str:
+    return _("No worker named %(worker)s is online (none answered within %(seconds)s s).") % {
+        "worker": hostname,
+        "seconds": f"{CONTROL_TIMEOUT:g}",
+    }
+
+
+# --- One worker's queues -------------------------------------------------------------
+
+
+def worker_queue_add(*, hostname: str, queue: str, actor) -> ActionReport:
+    """Make one worker consume a configured queue too (until it restarts, or the queue is paused)."""
+
+    def perform() -> ActionReport:
+        _require_configured_queue(queue)
+        if QueueState.objects.filter(name=queue, paused=True).exists():
+            raise ActionRefused(_("Queue %(queue)s is paused; resume it on the Queues page first.") % {"queue": queue})
+        if queue in worker_queues(hostname=hostname):
+            raise ActionRefused(
+                _("Worker %(worker)s already consumes %(queue)s.") % {"worker": hostname, "queue": queue}
+            )
+        workers_broadcast("add_consumer", destination=[hostname], queue=queue)
+        worker_wait_until(hostname, lambda queues: queue in _queue_names(queues), method="active_queues")
+        return ActionReport(
+            _("Worker %(worker)s now consumes %(queue)s too.") % {"worker": hostname, "queue": queue},
+            {"queue": queue},
+        )
+
+    return run_audited(actor=actor, action=QUEUE_ADD, target=hostname, perform=perform)
+
+
+def worker_queue_cancel(*, hostname: str, queue: str, actor) -> ActionReport:
+    """Make one worker stop consuming a queue (until it restarts); its other queues are untouched."""
+
+    def perform() -> ActionReport:
+        _require_configured_queue(queue)
+        if queue not in worker_queues(hostname=hostname):
+            raise ActionRefused(
+                _("Worker %(worker)s does not consume %(queue)s.") % {"worker": hostname, "queue": queue}
+            )
+        workers_broadcast("cancel_consumer", destination=[hostname], queue=queue)
+        worker_wait_until(hostname, lambda queues: queue not in _queue_names(queues), method="active_queues")
+        return ActionReport(
+            _("Worker %(worker)s no longer consumes %(queue)s.") % {"worker": hostname, "queue": queue},
+            {"queue": queue},
+        )
+
+    return run_audited(actor=actor, action=QUEUE_CANCEL, target=hostname, perform=perform)
+
+
+def worker_queues(*, hostname: str) -> list[str]:
+    """The queues one worker consumes now; raises ``UnknownWorker`` when it does not answer."""
+    queues = workers_inspect("active_queues", destination=[hostname])["active_queues"].get(hostname)
+    if queues is None:
+        raise UnknownWorker(_unknown_worker_message(hostname))
+    return _queue_names(queues)
+
+
+def _queue_names(queues) -> list[str]:
+    return sorted(queue.get("name", "") for queue in queues if isinstance(queue, dict))
+
+
+def _require_configured_queue(queue: str) -> None:
+    if queue not in settings.TASKCENTER_QUEUES:
+        raise ActionRefused(
+            _("%(queue)s is not a configured queue (TASKCENTER_QUEUES: %(queues)s).")
+            % {"queue": repr(queue[:100]), "queues": ", ".join(settings.TASKCENTER_QUEUES)}
+        )
+
+
+# --- Time limits ------------------------------------------------------------------
+
+
+def worker_time_limit_set(
+    *, hostname: str, task_name: str, soft: float | None, hard: float | None, actor
+) -> ActionReport:
+    """Set the soft and hard time limits one worker applies to a catalogued task.
+
+    None stands for the default, ``CELERY_TASK_SOFT_TIME_LIMIT`` or ``CELERY_TASK_TIME_LIMIT``.
+
+    Not saved: the worker forgets them when it restarts. A run launched with its own limits keeps them.
+    """
+
+    def perform() -> ActionReport:
+        if catalogue.get_entry(task_name) is None:
+            raise ActionRefused(
+                _("%(task)s is not a catalogued task; time limits apply to catalogued tasks only.")
+                % {"task": repr(task_name[:200])}
+            )
+        _validate_time_limits(soft, hard)
+        workers_broadcast(
+            "time_limit",
+            destination=[hostname],
+            task_name=task_name,
+            soft=settings.CELERY_TASK_SOFT_TIME_LIMIT if soft is None else soft,
+            hard=settings.CELERY_TASK_TIME_LIMIT if hard is None else hard,
+        )
+        if soft is None and hard is None:
+            message = _("Worker %(worker)s applies the default time limits to %(task)s again.")
+        else:
+            message = _("Worker %(worker)s now stops %(task)s after %(soft)s s (soft) and %(hard)s s (hard).")
+        default = _("the default")
+        return ActionReport(
+            message
+            % {
+                "worker": hostname,
+                "task": task_name,
+                "soft": f"{soft:g}" if soft is not None else default,
+                "hard": f"{hard:g}" if hard is not None else default,
+            },
+            {"task_name": task_name, "soft": soft, "hard": hard},
+        )
+
+    return run_audited(actor=actor, action=TIME_LIMIT, target=hostname, perform=perform)
+
+
+def time_limit_ceiling() -> float:
+    """The longest hard time limit allowed: a longer run would be delivered twice (visibility timeout)."""
+    return settings.BROKER_VISIBILITY_TIMEOUT / settings.CELERY_WORKER_PREFETCH_MULTIPLIER
+
+
+def _validate_time_limits(soft: float | None, hard: float | None) -> None:
+    for value in (soft, hard):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ActionRefused(_("Time limits must be positive numbers of seconds."))
+    ceiling = time_limit_ceiling()
+    if hard is not None and hard >= ceiling:
+        raise ActionRefused(
+            _(
+                "The hard time limit must be below %(ceiling)s s: a longer run would be delivered twice "
+                "(CELERY_VISIBILITY_TIMEOUT divided by CELERY_WORKER_PREFETCH_MULTIPLIER)."
+            )
+            % {"ceiling": f"{ceiling:g}"}
+        )
+    effective_hard = hard if hard is not None else settings.CELERY_TASK_TIME_LIMIT
+    if soft is not None and soft >= effective_hard:
+        raise ActionRefused(
+            _("The soft time limit (%(soft)s s) must be below the hard one (%(hard)s s), so the task can clean up.")
+            % {"soft": f"{soft:g}", "hard": f"{effective_hard:g}"}
+        )
 
 
 # --- Rate limits -----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Queues (depth, pause, resume, purge) and workers (list, pool size, rate limits)."""
+"""Queues (depth, pause, resume, purge) and workers (list, one worker, pool, queues, rate and time limits)."""
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
@@ -114,6 +114,38 @@ class WorkerSerializer(serializers.Serializer):
     reserved_count = serializers.IntegerField()
     processed = serializers.IntegerField()
     rate_limits = serializers.DictField(child=serializers.CharField())
+    pid = serializers.IntegerField(allow_null=True)
+    uptime = serializers.IntegerField(allow_null=True, help_text="Seconds since the worker started.")
+    prefetch_count = serializers.IntegerField(allow_null=True)
+    autoscaler = serializers.DictField(allow_null=True, help_text="min, max, ... when started with --autoscale.")
+    scheduled_count = serializers.IntegerField(help_text="Runs waiting on the worker for their ETA.")
+    succeeded = serializers.IntegerField(allow_null=True, help_text="Counted by the monitor since it came online.")
+    failed = serializers.IntegerField(allow_null=True)
+    retried = serializers.IntegerField(allow_null=True)
+
+
+class HeldTaskSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    eta = serializers.DateTimeField(allow_null=True)
+
+
+class RegisteredTaskSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    catalogued = serializers.BooleanField()
+    rate_limit = serializers.CharField()
+    soft_time_limit = serializers.CharField()
+    time_limit = serializers.CharField()
+
+
+class WorkerDetailSerializer(serializers.Serializer):
+    hostname = serializers.CharField()
+    worker = WorkerSerializer(source="info")
+    reserved = HeldTaskSerializer(many=True)
+    scheduled = HeldTaskSerializer(many=True, help_text="Runs waiting on the worker for their ETA.")
+    revoked = serializers.ListField(child=serializers.CharField(), help_text="The first 100 ids.")
+    revoked_count = serializers.IntegerField()
+    registered = RegisteredTaskSerializer(many=True)
 
 
 class RateLimitSerializer(serializers.Serializer):
@@ -181,3 +213,93 @@ class RateLimits(ApiView):
         """Save a task's rate limit and tell every worker (empty ``rate`` removes it)."""
         data = parse(RateLimitInputSerializer, request.data)
         return _report(workers.rate_limit_set(task_name=data["task_name"], rate=data["rate"], actor=request.user))
+
+
+class WorkerItem(ApiView):
+    @extend_schema(
+        operation_id="workers_retrieve", tags=["workers"],
+        responses={200: WorkerDetailSerializer, **problems(404, 503)},
+    )  # fmt: skip
+    def get(self, request, hostname):
+        """One worker: pool, queues, running, reserved, ETA and revoked runs, registered tasks with their limits."""
+        detail = workers.worker_detail(hostname=hostname)
+        if detail.broker_down:
+            raise workers.BrokerDown(detail.problem)
+        if not detail.online:
+            raise workers.UnknownWorker(detail.problem)
+        return Response(WorkerDetailSerializer(detail).data)
+
+
+class WorkerPoolRestart(ApiView):
+    permission_classes = [require(permissions.can_manage_workers, WORKERS_REFUSED)]
+
+    @extend_schema(
+        operation_id="workers_pool_restart", tags=["workers"], request=None,
+        responses={200: ReportSerializer, **problems(404, 503, 504)},
+    )  # fmt: skip
+    def post(self, request, hostname):
+        """Restart one worker's pool: each process is replaced once it is done with its current task."""
+        return _report(workers.worker_pool_restart(hostname=hostname, actor=request.user))
+
+
+class AutoscaleSerializer(StrictSerializer):
+    min = serializers.IntegerField(min_value=1, max_value=10_000)
+    max = serializers.IntegerField(min_value=1, max_value=10_000)
+
+
+class WorkerAutoscale(ApiView):
+    permission_classes = [require(permissions.can_manage_workers, WORKERS_REFUSED)]
+
+    @extend_schema(
+        operation_id="workers_autoscale", tags=["workers"], request=AutoscaleSerializer,
+        responses={200: ReportSerializer, **problems(404, 503, 504)},
+    )  # fmt: skip
+    def post(self, request, hostname):
+        """Set the fewest and most processes of a worker started with --autoscale."""
+        data = parse(AutoscaleSerializer, request.data)
+        return _report(
+            workers.worker_autoscale(hostname=hostname, minimum=data["min"], maximum=data["max"], actor=request.user)
+        )
+
+
+class WorkerQueueSerializer(StrictSerializer):
+    action = serializers.ChoiceField(choices=["add", "cancel"])
+    queue = serializers.CharField(max_length=255)
+
+
+class WorkerQueue(ApiView):
+    permission_classes = [require(permissions.can_manage_workers, WORKERS_REFUSED)]
+
+    @extend_schema(
+        operation_id="workers_queue", tags=["workers"], request=WorkerQueueSerializer,
+        responses={200: ReportSerializer, **problems(404, 503, 504)},
+    )  # fmt: skip
+    def post(self, request, hostname):
+        """Make one worker consume a configured queue (add) or stop consuming it (cancel)."""
+        data = parse(WorkerQueueSerializer, request.data)
+        change = workers.worker_queue_add if data["action"] == "add" else workers.worker_queue_cancel
+        return _report(change(hostname=hostname, queue=data["queue"], actor=request.user))
+
+
+class TimeLimitSerializer(StrictSerializer):
+    task_name = serializers.CharField(max_length=255)
+    soft = serializers.FloatField(required=False, allow_null=True, help_text="Seconds; null or absent: the default.")
+    hard = serializers.FloatField(required=False, allow_null=True, help_text="Seconds; null or absent: the default.")
+
+
+class WorkerTimeLimit(ApiView):
+    permission_classes = [require(permissions.can_manage_workers, WORKERS_REFUSED)]
+
+    @extend_schema(
+        operation_id="workers_time_limit", tags=["workers"], request=TimeLimitSerializer,
+        responses={200: ReportSerializer, **problems(404, 503, 504)},
+    )  # fmt: skip
+    def post(self, request, hostname):
+        """Set the soft and hard time limits one worker applies to a catalogued task, until it restarts."""
+        data = parse(TimeLimitSerializer, request.data)
+        return _report(
+            workers.worker_time_limit_set(
+                hostname=hostname, task_name=data["task_name"], soft=data.get("soft"), hard=data.get("hard"),
+                actor=request.user,
+            )
+        )  # fmt: skip
