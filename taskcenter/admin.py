@@ -22,6 +22,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.text import smart_split
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 from django_celery_results.models import GroupResult, TaskResult
@@ -58,7 +60,7 @@ class RunAdmin(ReadOnlyAdmin):
     list_display = ("task_id", "task_name", "queue", "priority", "source", "launched_by", "created_at")
     list_filter = ("source", "priority")  # small fixed choices; no DISTINCT over the table
     search_fields = ("task_id",)  # see get_search_results
-    search_help_text = "Exact task id."
+    search_help_text = gettext_lazy("Exact task id.")
     list_select_related = ("launched_by",)
     readonly_fields = [field.name for field in Run._meta.fields if field.name != "secrets"]  # sealed, never shown
 
@@ -128,32 +130,35 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     def action_checkbox(self, obj):
         # As Django's, labelled with the name: str(obj) renders the schedule row, which
         # raises for a crontab whose stored time zone is unknown.
-        attrs = {"class": "action-select", "aria-label": f"Select this object for an action - {obj.name}"}
+        attrs = {
+            "class": "action-select",
+            "aria-label": _("Select this object for an action - %(name)s") % {"name": obj.name},
+        }
         return forms.CheckboxInput(attrs, lambda value: False).render(helpers.ACTION_CHECKBOX_NAME, str(obj.pk))
 
-    @admin.display(description="Last run")
+    @admin.display(description=gettext_lazy("Last run"))
     def last_run(self, obj):
         # From taskcenter's runs: beat's last_run_at is cleared when a schedule is disabled.
         if not obj.last_sent_at:
-            return "never"
+            return _("never")
         return timezone.localtime(obj.last_sent_at).strftime("%Y-%m-%d %H:%M:%S")
 
-    @admin.display(description="Health")
+    @admin.display(description=gettext_lazy("Health"))
     def health(self, obj):
         error = schedule_error(obj)
-        return format_html('<span class="errornote" title="{}">in error</span>', error) if error else "ok"
+        return format_html('<span class="errornote" title="{}">{}</span>', error, _("in error")) if error else _("ok")
 
-    @admin.display(description="Runs 7 d")
+    @admin.display(description=gettext_lazy("Runs 7 d"))
     def runs_7d(self, obj):
         return obj.recent_runs or 0
 
-    @admin.display(description="Failures 7 d")
+    @admin.display(description=gettext_lazy("Failures 7 d"))
     def failures_7d(self, obj):
         return obj.recent_failures or 0
 
     # Writes: only through the schedule service, never the stock form's save.
     def save_model(self, request, obj, form, change):
-        raise PermissionDenied("Periodic tasks are saved through the schedule pages.")
+        raise PermissionDenied(_("Periodic tasks are saved through the schedule pages."))
 
     def delete_model(self, request, obj):
         self.delete_queryset(request, [obj])
@@ -162,29 +167,29 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
         tasks = list(queryset)
         refused = [t.name for t in tasks if not permissions.can_act_on_schedule(request.user, "delete", t.task)]
         if refused:
-            raise PermissionDenied(f"You may not delete {', '.join(refused)}.")
+            raise PermissionDenied(_("You may not delete %(names)s.") % {"names": ", ".join(refused)})
         try:
             for task in tasks:
                 schedule_delete(periodic_task=task, actor=request.user)
         except ScheduleForbidden as exc:
             raise PermissionDenied(str(exc)) from None
 
-    @admin.display(description="Schedule")
+    @admin.display(description=gettext_lazy("Schedule"))
     def schedule_in_words(self, obj):
         return schedule_describe(obj)
 
-    @admin.display(description="Time zone")
+    @admin.display(description=gettext_lazy("Time zone"))
     def time_zone(self, obj):
         return str(schedule_timezone(obj))
 
-    @admin.display(description="Last state")
+    @admin.display(description=gettext_lazy("Last state"))
     def last_state(self, obj):
         if not obj.last_task_id:
             return "–"
         url = reverse("taskcenter:run_detail", args=[obj.last_task_id])
         return format_html('<a href="{}">{}</a>', url, obj.last_state_value or "PENDING")
 
-    @admin.display(description="Next run")
+    @admin.display(description=gettext_lazy("Next run"))
     def next_run(self, obj):
         fire = next(iter(schedule_next_runs(obj, count=1)), None)
         # In the schedule's own time zone, as on the schedules pages.
@@ -193,7 +198,7 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     @admin.display(description="")
     def open(self, obj):
         return format_html(
-            '<a href="{}">history and next runs</a>', reverse("taskcenter:schedule_detail", args=[obj.pk])
+            '<a href="{}">{}</a>', reverse("taskcenter:schedule_detail", args=[obj.pk]), _("history and next runs")
         )
 
     def has_launch_permission(self, request) -> bool:
@@ -227,9 +232,8 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
         tasks = list(queryset)
         refused = [t.name for t in tasks if not permissions.can_act_on_schedule(request.user, action, t.task)]
         if refused:
-            self.message_user(
-                request, f"You may not {action.replace('_', ' ')} {', '.join(refused)}; nothing done.", messages.ERROR
-            )
+            refusal = _REFUSALS.get(action, gettext_lazy("You may not change %(names)s; nothing done."))
+            self.message_user(request, refusal % {"names": ", ".join(refused)}, messages.ERROR)
             return
         done, failed = schedules_act(action=action, periodic_tasks=tasks, actor=request.user, source=RunSource.ADMIN)
         for line in done:
@@ -237,21 +241,30 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
         for line in failed:
             self.message_user(request, line, messages.ERROR)
 
-    @admin.action(description="Enable selected schedules", permissions=["change"])
+    @admin.action(description=gettext_lazy("Enable selected schedules"), permissions=["change"])
     def enable_tasks(self, request, queryset):
         self._act(request, queryset, "enable")
 
-    @admin.action(description="Disable selected schedules", permissions=["change"])
+    @admin.action(description=gettext_lazy("Disable selected schedules"), permissions=["change"])
     def disable_tasks(self, request, queryset):
         self._act(request, queryset, "disable")
 
-    @admin.action(description="Duplicate selected schedules (disabled copies)", permissions=["add"])
+    @admin.action(description=gettext_lazy("Duplicate selected schedules (disabled copies)"), permissions=["add"])
     def duplicate_tasks(self, request, queryset):
         self._act(request, queryset, "duplicate")
 
-    @admin.action(description="Run selected schedules now", permissions=["launch"])
+    @admin.action(description=gettext_lazy("Run selected schedules now"), permissions=["launch"])
     def run_tasks(self, request, queryset):
         self._act(request, queryset, "run_now")
+
+
+#: The refusal of a schedule action, per action (the names of the refused schedules as ``names``).
+_REFUSALS = {
+    "enable": gettext_lazy("You may not enable %(names)s; nothing done."),
+    "disable": gettext_lazy("You may not disable %(names)s; nothing done."),
+    "duplicate": gettext_lazy("You may not duplicate %(names)s; nothing done."),
+    "run_now": gettext_lazy("You may not run now %(names)s; nothing done."),
+}
 
 
 def _is_id(value) -> bool:
@@ -346,13 +359,18 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     def has_revoke_permission(self, request) -> bool:
         return request.user.has_perm("taskcenter.change_apitoken")
 
-    @admin.action(description="Revoke selected API tokens", permissions=["revoke"])
+    @admin.action(description=gettext_lazy("Revoke selected API tokens"), permissions=["revoke"])
     def revoke(self, request, queryset):
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True).select_related("user"):
             token_revoke(token=token, actor=request.user)
             revoked += 1
-        self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Revoked %(count)d API token(s).", "Revoked %(count)d API token(s).", revoked)
+            % {"count": revoked},
+            messages.SUCCESS,
+        )
 
 
 class BoundedSearchMixin:
@@ -373,8 +391,8 @@ class BoundedSearchMixin:
         if len(search_term) > self.max_search_length or len(words) > self.max_search_words:
             self.message_user(
                 request,
-                f"Only the first {self.max_search_words} words (at most {self.max_search_length} characters) "
-                "of the search were used.",
+                _("Only the first %(words)d words (at most %(length)d characters) of the search were used.")
+                % {"words": self.max_search_words, "length": self.max_search_length},
                 messages.WARNING,
             )
         return super().get_search_results(request, queryset, bounded)

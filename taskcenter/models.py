@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_celery_results.models import TaskResult
 
 from taskcenter.priorities import Priority
@@ -26,13 +27,13 @@ RUN_STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "
 
 
 class RunSource(models.TextChoices):
-    WEB = "web", "Web page"
-    ADMIN = "admin", "Admin"
-    API = "api", "API"
-    CLI = "cli", "Command line"
-    SCHEDULE = "schedule", "Schedule"
-    CODE = "code", "Application code"
-    EXTERNAL = "external", "Other client"
+    WEB = "web", _("Web page")
+    ADMIN = "admin", _("Admin")
+    API = "api", _("API")
+    CLI = "cli", _("Command line")
+    SCHEDULE = "schedule", _("Schedule")
+    CODE = "code", _("Application code")
+    EXTERNAL = "external", _("Other client")
 
 
 class Run(models.Model):
@@ -71,7 +72,7 @@ class Run(models.Model):
     kwargs = models.JSONField(default=dict, blank=True)
     # Real values of secret arguments (masked in args/kwargs), sealed for re-runs; never shown.
     secrets = models.TextField(blank=True, default="", editable=False)
-    eta = models.DateTimeField(null=True, blank=True, help_text="Not run before this time.")
+    eta = models.DateTimeField(null=True, blank=True, help_text=_("Not run before this time."))
     source = models.CharField(max_length=10, choices=RunSource.choices, default=RunSource.CODE)
     # No index of its own: run_launcher_created starts with it (issue 12, launch cost).
     launched_by = models.ForeignKey(
@@ -79,7 +80,7 @@ class Run(models.Model):
     )
     periodic_task_name = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
-    expires = models.DateTimeField(null=True, blank=True, help_text="Dropped if not started by this time.")
+    expires = models.DateTimeField(null=True, blank=True, help_text=_("Dropped if not started by this time."))
 
     # Lineage: a re-run points to the run it repeats; the original lists its re-runs.
     # This and the other links empty at launch (batch, workflow, cancelled_by) have partial indexes (see Meta).
@@ -108,7 +109,7 @@ class Run(models.Model):
     recorded_started_at = models.DateTimeField(null=True, blank=True, db_column="started_at")
     recorded_finished_at = models.DateTimeField(null=True, blank=True, db_column="finished_at")
     worker = models.CharField(max_length=255, blank=True, default="")
-    outcome = models.TextField(blank=True, default="", help_text="Result or exception, shortened.")
+    outcome = models.TextField(blank=True, default="", help_text=_("Result or exception, shortened."))
     #: One dict per time a worker started the run: worker, pid, started (ISO 8601), ended (see monitor.runs).
     attempts = models.JSONField(default=list, blank=True)
     #: The FailureGroup of a failed run (set by the monitor; see taskcenter.failures); null otherwise.
@@ -121,6 +122,8 @@ class Run(models.Model):
     root_task_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
+        verbose_name = _("run")
+        verbose_name_plural = _("runs")
         ordering = ["-id"]
         permissions = [
             ("launch_any_task", "Can launch every catalogued task"),
@@ -293,6 +296,10 @@ class DedupLock(models.Model):
     task_id = models.CharField(max_length=255)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name = _("dedup lock")
+        verbose_name_plural = _("dedup locks")
+
     def __str__(self) -> str:
         return f"{self.key} -> {self.task_id}"
 
@@ -310,8 +317,9 @@ class Batch(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
         ordering = ["-id"]
-        verbose_name_plural = "batches"
 
     def __str__(self) -> str:
         return f"Batch {self.pk} of {self.task_name} ({self.item_count} items)"
@@ -326,9 +334,9 @@ class Workflow(models.Model):
     """
 
     class Kind(models.TextChoices):
-        CHAIN = "chain", "Chain"
-        GROUP = "group", "Group"
-        CHORD = "chord", "Chord"
+        CHAIN = "chain", _("Chain")
+        GROUP = "group", _("Group")
+        CHORD = "chord", _("Chord")
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     stages = models.JSONField(default=list)
@@ -338,6 +346,8 @@ class Workflow(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("workflow")
+        verbose_name_plural = _("workflows")
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -354,6 +364,10 @@ class QueueState(models.Model):
     )
     changed_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name = _("queue state")
+        verbose_name_plural = _("queue states")
+
     def __str__(self) -> str:
         return f"{self.name} ({'paused' if self.paused else 'consuming'})"
 
@@ -362,11 +376,15 @@ class TaskRateLimit(models.Model):
     """A rate limit per task type, applied to every worker and re-applied when one starts."""
 
     task_name = models.CharField(max_length=255, primary_key=True)
-    rate = models.CharField(max_length=20, help_text='e.g. "10/s", "100/m", "1000/h"; empty removes the limit.')
+    rate = models.CharField(max_length=20, help_text=_('e.g. "10/s", "100/m", "1000/h"; empty removes the limit.'))
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("task rate limit")
+        verbose_name_plural = _("task rate limits")
 
     def __str__(self) -> str:
         return f"{self.task_name}: {self.rate}"
@@ -376,69 +394,70 @@ class AuditEntry(models.Model):
     """Who did what, when, to which target, and how it ended."""
 
     class Action(models.TextChoices):
-        LAUNCH = "launch", "Launch"
-        BATCH = "batch", "Batch launch"
-        WORKFLOW = "workflow", "Workflow launch"
-        CANCEL = "cancel", "Cancel"
-        TERMINATE = "terminate", "Terminate"
-        RETRY = "retry", "Retry"
-        PURGE = "purge", "Purge queue"
-        PAUSE = "pause", "Pause queue"
-        RESUME = "resume", "Resume queue"
-        POOL_GROW = "pool_grow", "Grow pool"
-        POOL_SHRINK = "pool_shrink", "Shrink pool"
-        RATE_LIMIT = "rate_limit", "Set rate limit"
-        SCHEDULE_CREATE = "schedule_create", "Create schedule"
-        SCHEDULE_UPDATE = "schedule_update", "Change schedule"
-        SCHEDULE_DELETE = "schedule_delete", "Delete schedule"
-        SCHEDULE_ENABLE = "schedule_enable", "Enable schedule"
-        SCHEDULE_DISABLE = "schedule_disable", "Disable schedule"
-        SCHEDULE_DUPLICATE = "schedule_duplicate", "Duplicate schedule"
-        SCHEDULE_RUN_NOW = "schedule_run_now", "Run schedule now"
-        SCHEDULE_SKIP = "schedule_skip", "Skip a due run"
-        SCHEDULE_ERROR = "schedule_error", "Schedule in error"
-        CHANNEL_CREATE = "channel_create", "Create notification channel"
-        CHANNEL_UPDATE = "channel_update", "Change notification channel"
-        CHANNEL_DELETE = "channel_delete", "Delete notification channel"
-        CHANNEL_TEST = "channel_test", "Test notification channel"
-        RULE_CREATE = "rule_create", "Create notification rule"
-        RULE_UPDATE = "rule_update", "Change notification rule"
-        RULE_DELETE = "rule_delete", "Delete notification rule"
-        DEADLETTER_REPLAY = "deadletter_replay", "Replay dead letter"
-        DEADLETTER_DISCARD = "deadletter_discard", "Discard dead letter"
-        FAILURES_RETRY = "failures_retry", "Retry a failure group"
-        FAILURES_STATUS = "failures_status", "Resolve or ignore a failure group"
-        RETRY_POLICY = "retry_policy", "Change retry policy"
-        RETENTION_CLEANUP = "retention_cleanup", "Retention cleanup"
-        RECOVERY_APPLY = "recovery_apply", "Apply a recovery strategy"
-        RECOVERY_POLICY = "recovery_policy", "Set a recovery strategy"
-        RUN_RECOVER = "run_recover", "Give back a lost run's message"
-        FAILURES_RECOVER = "failures_recover", "Apply a strategy to a failure group"
-        FAILURES_DEADLETTER = "failures_deadletter", "Dead-letter a failure group"
-        RUN_NOW = "run_now", "Run a delayed run now"
-        TOKEN_CREATE = "token_create", "Create an API token"
-        TOKEN_REVOKE = "token_revoke", "Revoke an API token"
-        RUN_DELETE = "run_delete", "Delete a run's record"
+        LAUNCH = "launch", _("Launch")
+        BATCH = "batch", _("Batch launch")
+        WORKFLOW = "workflow", _("Workflow launch")
+        CANCEL = "cancel", _("Cancel")
+        TERMINATE = "terminate", _("Terminate")
+        RETRY = "retry", _("Retry")
+        PURGE = "purge", _("Purge queue")
+        PAUSE = "pause", _("Pause queue")
+        RESUME = "resume", _("Resume queue")
+        POOL_GROW = "pool_grow", _("Grow pool")
+        POOL_SHRINK = "pool_shrink", _("Shrink pool")
+        RATE_LIMIT = "rate_limit", _("Set rate limit")
+        SCHEDULE_CREATE = "schedule_create", _("Create schedule")
+        SCHEDULE_UPDATE = "schedule_update", _("Change schedule")
+        SCHEDULE_DELETE = "schedule_delete", _("Delete schedule")
+        SCHEDULE_ENABLE = "schedule_enable", _("Enable schedule")
+        SCHEDULE_DISABLE = "schedule_disable", _("Disable schedule")
+        SCHEDULE_DUPLICATE = "schedule_duplicate", _("Duplicate schedule")
+        SCHEDULE_RUN_NOW = "schedule_run_now", _("Run schedule now")
+        SCHEDULE_SKIP = "schedule_skip", _("Skip a due run")
+        SCHEDULE_ERROR = "schedule_error", _("Schedule in error")
+        CHANNEL_CREATE = "channel_create", _("Create notification channel")
+        CHANNEL_UPDATE = "channel_update", _("Change notification channel")
+        CHANNEL_DELETE = "channel_delete", _("Delete notification channel")
+        CHANNEL_TEST = "channel_test", _("Test notification channel")
+        RULE_CREATE = "rule_create", _("Create notification rule")
+        RULE_UPDATE = "rule_update", _("Change notification rule")
+        RULE_DELETE = "rule_delete", _("Delete notification rule")
+        DEADLETTER_REPLAY = "deadletter_replay", _("Replay dead letter")
+        DEADLETTER_DISCARD = "deadletter_discard", _("Discard dead letter")
+        FAILURES_RETRY = "failures_retry", _("Retry a failure group")
+        FAILURES_STATUS = "failures_status", _("Resolve or ignore a failure group")
+        RETRY_POLICY = "retry_policy", _("Change retry policy")
+        RETENTION_CLEANUP = "retention_cleanup", _("Retention cleanup")
+        RECOVERY_APPLY = "recovery_apply", _("Apply a recovery strategy")
+        RECOVERY_POLICY = "recovery_policy", _("Set a recovery strategy")
+        RUN_RECOVER = "run_recover", _("Give back a lost run's message")
+        FAILURES_RECOVER = "failures_recover", _("Apply a strategy to a failure group")
+        FAILURES_DEADLETTER = "failures_deadletter", _("Dead-letter a failure group")
+        RUN_NOW = "run_now", _("Run a delayed run now")
+        TOKEN_CREATE = "token_create", _("Create an API token")
+        TOKEN_REVOKE = "token_revoke", _("Revoke an API token")
+        RUN_DELETE = "run_delete", _("Delete a run's record")
 
     class Outcome(models.TextChoices):
-        OK = "ok", "Done"
-        REFUSED = "refused", "Refused"
-        ERROR = "error", "Failed"
+        OK = "ok", _("Done")
+        REFUSED = "refused", _("Refused")
+        ERROR = "error", _("Failed")
 
     at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     action = models.CharField(max_length=20, choices=Action.choices)
-    target = models.CharField(max_length=255, help_text="Task id, queue, worker or task name.")
+    target = models.CharField(max_length=255, help_text=_("Task id, queue, worker or task name."))
     task_id = models.CharField(max_length=255, blank=True, default="")
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK)
     message = models.TextField(blank=True, default="")
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta:
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit entries")
         ordering = ["-id"]
-        verbose_name_plural = "audit entries"
         indexes = [
             models.Index(fields=["task_id"], name="audit_task_id"),
             models.Index(fields=["action", "-id"], name="audit_action_id"),
@@ -456,23 +475,27 @@ class SchedulePolicy(models.Model):
     """
 
     class Misfire(models.TextChoices):
-        RUN_ONCE = "run_once", "Run once (coalesce missed runs)"
-        SKIP = "skip", "Skip missed runs"
+        RUN_ONCE = "run_once", _("Run once (coalesce missed runs)")
+        SKIP = "skip", _("Skip missed runs")
 
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", on_delete=models.CASCADE, primary_key=True, related_name="taskcenter_policy"
     )
     misfire = models.CharField(max_length=10, choices=Misfire.choices, default=Misfire.RUN_ONCE)
     grace_seconds = models.PositiveIntegerField(
-        null=True, blank=True, help_text="A run missed by more than this many seconds is skipped; empty: no limit."
+        null=True, blank=True, help_text=_("A run missed by more than this many seconds is skipped; empty: no limit.")
     )
-    jitter_seconds = models.PositiveIntegerField(default=0, help_text="Delay each run by a random 0..N seconds.")
+    jitter_seconds = models.PositiveIntegerField(default=0, help_text=_("Delay each run by a random 0..N seconds."))
     max_instances = models.PositiveIntegerField(
-        default=0, help_text="Skip a due run while this many runs of the schedule wait or run; 0: no limit."
+        default=0, help_text=_("Skip a due run while this many runs of the schedule wait or run; 0: no limit.")
     )
     # Health, written by beat: why the schedule could not be evaluated or sent (empty: fine).
-    error = models.TextField(blank=True, default="", help_text="Why beat could not evaluate or send this schedule.")
+    error = models.TextField(blank=True, default="", help_text=_("Why beat could not evaluate or send this schedule."))
     error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("schedule policy")
+        verbose_name_plural = _("schedule policies")
 
     def __str__(self) -> str:
         return f"policy of {self.periodic_task_id}"
@@ -505,6 +528,8 @@ class TaskMinute(models.Model):
     wait_buckets = models.JSONField(default=list)
 
     class Meta:
+        verbose_name = _("task minute")
+        verbose_name_plural = _("task minutes")
         constraints = [
             models.UniqueConstraint(fields=["minute", "task_name", "queue"], name="taskminute_unique"),
         ]
@@ -531,8 +556,9 @@ class TaskTotals(models.Model):
     wait_buckets = models.JSONField(default=list)
 
     class Meta:
+        verbose_name = _("task totals")
+        verbose_name_plural = _("task totals")
         constraints = [models.UniqueConstraint(fields=["task_name", "queue"], name="tasktotals_unique")]
-        verbose_name_plural = "task totals"
 
     def __str__(self) -> str:
         return f"{self.task_name}@{self.queue}"
@@ -547,6 +573,8 @@ class QueueSample(models.Model):
     oldest_age = models.FloatField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("queue sample")
+        verbose_name_plural = _("queue samples")
         indexes = [models.Index(fields=["at"], name="queuesample_at")]
 
     def __str__(self) -> str:
@@ -557,19 +585,21 @@ class NotificationChannel(models.Model):
     """Where alert notifications go: a signed webhook or e-mail addresses (see services.notifications)."""
 
     class Kind(models.TextChoices):
-        WEBHOOK = "webhook", "Webhook"
-        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", _("Webhook")
+        EMAIL = "email", _("E-mail")
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    url = models.URLField(max_length=500, blank=True, default="", help_text="Webhook: the http(s) URL to POST to.")
-    addresses = models.TextField(blank=True, default="", help_text="E-mail: recipients, one per line.")
+    url = models.URLField(max_length=500, blank=True, default="", help_text=_("Webhook: the http(s) URL to POST to."))
+    addresses = models.TextField(blank=True, default="", help_text=_("E-mail: recipients, one per line."))
     #: Webhook HMAC key; never shown after it is saved.
     secret = models.CharField(max_length=200, blank=True, default="")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("notification channel")
+        verbose_name_plural = _("notification channels")
         ordering = ["name"]
         permissions = [("manage_notifications", "Can add, change, delete and test notification channels and rules")]
 
@@ -589,12 +619,16 @@ class NotificationChannel(models.Model):
 class NotificationRule(models.Model):
     """Send an alert's firing (and, if asked, its resolving) to a channel; ``*`` matches every alert."""
 
-    alert_name = models.CharField(max_length=100, help_text="An alert name of the Alerts page, or * for every alert.")
+    alert_name = models.CharField(
+        max_length=100, help_text=_("An alert name of the Alerts page, or * for every alert.")
+    )
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="rules")
     notify_on_resolve = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name = _("notification rule")
+        verbose_name_plural = _("notification rules")
         ordering = ["alert_name", "channel__name"]
         constraints = [models.UniqueConstraint(fields=["alert_name", "channel"], name="notificationrule_unique")]
 
@@ -607,8 +641,12 @@ class AlertState(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     firing = models.BooleanField(default=False)
-    since = models.DateTimeField(default=timezone.now, help_text="When it last started firing or resolved.")
+    since = models.DateTimeField(default=timezone.now, help_text=_("When it last started firing or resolved."))
     message = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = _("alert state")
+        verbose_name_plural = _("alert states")
 
     def __str__(self) -> str:
         return f"{self.name}: {'firing' if self.firing else 'resolved'}"
@@ -618,14 +656,14 @@ class NotificationDelivery(models.Model):
     """One notification to one channel and its delivery attempts (the delivery log)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
 
     class Event(models.TextChoices):
-        FIRING = "firing", "Firing"
-        RESOLVED = "resolved", "Resolved"
-        TEST = "test", "Test"
+        FIRING = "firing", _("Firing")
+        RESOLVED = "resolved", _("Resolved")
+        TEST = "test", _("Test")
 
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
     alert_name = models.CharField(max_length=100)
@@ -640,6 +678,8 @@ class NotificationDelivery(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("notification delivery")
+        verbose_name_plural = _("notification deliveries")
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
@@ -658,14 +698,14 @@ class DeadLetter(models.Model):
     """
 
     class Reason(models.TextChoices):
-        FAILED = "failed", "Failed after its last retry"
-        REJECTED = "rejected", "Rejected by a worker"
-        EXPIRED = "expired", "Expired before it ran"
+        FAILED = "failed", _("Failed after its last retry")
+        REJECTED = "rejected", _("Rejected by a worker")
+        EXPIRED = "expired", _("Expired before it ran")
 
     class Resolution(models.TextChoices):
-        OPEN = "", "Unresolved"
-        REPLAYED = "replayed", "Replayed"
-        DISCARDED = "discarded", "Discarded"
+        OPEN = "", _("Unresolved")
+        REPLAYED = "replayed", _("Replayed")
+        DISCARDED = "discarded", _("Discarded")
 
     task_id = models.CharField(max_length=255)
     task_name = models.CharField(max_length=255, blank=True, default="")
@@ -682,13 +722,15 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True, default="")
-    replayed_as = models.CharField(max_length=255, blank=True, default="", help_text="Task id of the replay.")
+    replayed_as = models.CharField(max_length=255, blank=True, default="", help_text=_("Task id of the replay."))
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
         ordering = ["-id"]
         permissions = [("manage_deadletters", "Can replay and discard dead letters")]
         indexes = [
@@ -718,14 +760,14 @@ class FailureGroup(models.Model):
     """
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        RESOLVED = "resolved", "Resolved"  # opens again when it fails again
-        IGNORED = "ignored", "Ignored"  # stays ignored; still counted
+        OPEN = "open", _("Open")
+        RESOLVED = "resolved", _("Resolved")  # opens again when it fails again
+        IGNORED = "ignored", _("Ignored")  # stays ignored; still counted
 
     fingerprint = models.CharField(max_length=40, unique=True)
     task_name = models.CharField(max_length=255)
     exception_type = models.CharField(max_length=255)
-    location = models.CharField(max_length=500, blank=True, default="", help_text="Innermost frames: file:function.")
+    location = models.CharField(max_length=500, blank=True, default="", help_text=_("Innermost frames: file:function."))
     count = models.PositiveBigIntegerField(default=0)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
@@ -739,6 +781,8 @@ class FailureGroup(models.Model):
     status_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("failure group")
+        verbose_name_plural = _("failure groups")
         ordering = ["-last_seen", "-id"]
         indexes = [
             models.Index(fields=["-last_seen", "-id"], name="failuregroup_last_seen"),
@@ -765,6 +809,8 @@ class RetryPolicyOverride(models.Model):
     changed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("retry policy override")
+        verbose_name_plural = _("retry policy overrides")
         default_permissions = ()
         permissions = [("change_retry_policy", "Can change the retry policy of tasks")]
 
@@ -781,15 +827,17 @@ class Checkpoint(models.Model):
     canonical JSON of ``state``, verified on every read.
     """
 
-    task_id = models.CharField(max_length=255, help_text="The run that saved it.")
-    root_task_id = models.CharField(max_length=255, help_text="The first run of its lineage.")
-    sequence = models.PositiveIntegerField(default=1, help_text="1 for the run's first checkpoint, then 2...")
+    task_id = models.CharField(max_length=255, help_text=_("The run that saved it."))
+    root_task_id = models.CharField(max_length=255, help_text=_("The first run of its lineage."))
+    sequence = models.PositiveIntegerField(default=1, help_text=_("1 for the run's first checkpoint, then 2..."))
     state = models.JSONField(default=dict, blank=True)
     progress = models.CharField(max_length=200, blank=True, default="")
     checksum = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("checkpoint")
+        verbose_name_plural = _("checkpoints")
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["root_task_id", "-id"], name="checkpoint_root_id"),
@@ -812,6 +860,8 @@ class RecoveryPolicy(models.Model):
     changed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("recovery policy")
+        verbose_name_plural = _("recovery policies")
         ordering = ["task_name"]
         permissions = [("manage_recovery", "Can set the recovery strategy of task types")]
 
@@ -822,20 +872,22 @@ class RecoveryPolicy(models.Model):
 class RecoveryAction(models.Model):
     """A recovery strategy applied to a run: by whom (``actor``) or by which rule, and the run it launched."""
 
-    task_id = models.CharField(max_length=255, help_text="The run the strategy was applied to.")
+    task_id = models.CharField(max_length=255, help_text=_("The run the strategy was applied to."))
     task_name = models.CharField(max_length=255, blank=True, default="")
     strategy = models.CharField(max_length=10, choices=Strategy.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    rule = models.CharField(max_length=200, blank=True, default="", help_text="Empty when an operator applied it.")
-    new_task_id = models.CharField(max_length=255, blank=True, default="", help_text="The run it launched.")
+    rule = models.CharField(max_length=200, blank=True, default="", help_text=_("Empty when an operator applied it."))
+    new_task_id = models.CharField(max_length=255, blank=True, default="", help_text=_("The run it launched."))
     message = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     #: Set on a MANUAL action once another strategy is applied to its run.
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("recovery action")
+        verbose_name_plural = _("recovery actions")
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["task_id", "-id"], name="recoveryaction_task_id"),
@@ -856,7 +908,7 @@ class ApiToken(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, help_text="The start of the token, for display.")
+    prefix = models.CharField(max_length=16, help_text=_("The start of the token, for display."))
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -864,6 +916,8 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("api token")
+        verbose_name_plural = _("api tokens")
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -883,12 +937,14 @@ class IdempotentRequest(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the method, path and body.")
+    fingerprint = models.CharField(max_length=64, help_text=_("SHA-256 of the method, path and body."))
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("idempotent request")
+        verbose_name_plural = _("idempotent requests")
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
 
@@ -908,6 +964,8 @@ class DeadLetterTotal(models.Model):
     total = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        verbose_name = _("dead letter total")
+        verbose_name_plural = _("dead letter totals")
         default_permissions = ()
         constraints = [models.UniqueConstraint(fields=["reason", "task_name"], name="deadlettertotal_reason_task")]
 
@@ -925,6 +983,8 @@ class SavedFilter(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("saved filter")
+        verbose_name_plural = _("saved filters")
         default_permissions = ()
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedfilter_user_name")]

@@ -8,6 +8,8 @@ for now, see docs/architecture.md.)
 
 from enum import StrEnum
 
+from django.utils.translation import gettext_lazy as _
+
 
 class Priority(StrEnum):
     LOW = "LOW"
@@ -17,7 +19,8 @@ class Priority(StrEnum):
 
     @property
     def label(self) -> str:
-        return self.value.capitalize()
+        """The level's name for people (translated lazily; "Low", "Normal", ... in English)."""
+        return _LABELS[self]
 
     @property
     def broker_priority(self) -> int:
@@ -39,6 +42,13 @@ class Priority(StrEnum):
                 return member
         return cls.URGENT
 
+
+_LABELS = {
+    Priority.LOW: _("Low"),
+    Priority.NORMAL: _("Normal"),
+    Priority.HIGH: _("High"),
+    Priority.URGENT: _("Urgent"),
+}
 
 _BROKER_PRIORITY = {
     Priority.URGENT: 0,

@@ -1,14 +1,15 @@
 """The recovery strategies a failed, dead-lettered or orphaned run can be given (docs/operations.md)."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Strategy(models.TextChoices):
-    RETRY = "RETRY", "Retry: run again with the same arguments"
-    RESUME = "RESUME", "Resume: run again from the last checkpoint"
-    RESTART = "RESTART", "Restart: run again from scratch, discarding checkpoints"
-    SKIP = "SKIP", "Skip: mark resolved, do nothing"
-    MANUAL = "MANUAL", "Manual: leave it for an operator"
+    RETRY = "RETRY", _("Retry: run again with the same arguments")
+    RESUME = "RESUME", _("Resume: run again from the last checkpoint")
+    RESTART = "RESTART", _("Restart: run again from scratch, discarding checkpoints")
+    SKIP = "SKIP", _("Skip: mark resolved, do nothing")
+    MANUAL = "MANUAL", _("Manual: leave it for an operator")
 
 
 #: Strategies that launch a new run.

@@ -31,10 +31,13 @@ class JSONTextField(forms.CharField):
         try:
             parsed = parse_json(text)
         except JSONInputError as exc:
-            raise forms.ValidationError(f"{exc} Example: {self.example}") from None
+            raise forms.ValidationError(
+                _("%(error)s Example: %(example)s") % {"error": exc, "example": self.example}
+            ) from None
         if not isinstance(parsed, self.expected_type):
-            kind = "a list" if self.expected_type is list else "an object"
-            raise forms.ValidationError(f"Must be {kind}, e.g. {self.example}.")
+            if self.expected_type is list:
+                raise forms.ValidationError(_("Must be a list, e.g. %(example)s.") % {"example": self.example})
+            raise forms.ValidationError(_("Must be an object, e.g. %(example)s.") % {"example": self.example})
         return parsed
 
     def prepare_value(self, value):
@@ -61,16 +64,16 @@ class TaskArgumentsMixin:
         self.typed_available = arguments.has_typed_form(entry.signature)
         if self.typed_available:
             self.fields["mode"] = forms.ChoiceField(
-                choices=[("typed", "Form"), ("json", "Raw JSON")],
+                choices=[("typed", _("Form")), ("json", _("Raw JSON"))],
                 initial="typed",
                 widget=forms.RadioSelect,
                 required=False,
             )
         self.fields["args"] = JSONTextField(
-            expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)"
+            expected_type=list, example="[1, 2]", required=False, label=_("Positional arguments (JSON list)")
         )
         self.fields["kwargs"] = JSONTextField(
-            expected_type=dict, example='{"x": 1}', required=False, label="Keyword arguments (JSON object)"
+            expected_type=dict, example='{"x": 1}', required=False, label=_("Keyword arguments (JSON object)")
         )
         defaults = {
             name: param.default
@@ -164,32 +167,32 @@ def _mentions(message: str, by_argument: dict) -> bool:
 class LaunchForm(TaskArgumentsMixin, forms.Form):
     """Arguments and options of one launch of a catalogued task."""
 
-    queue = forms.ChoiceField(choices=())
-    priority = forms.ChoiceField(choices=Priority.choices())
+    queue = forms.ChoiceField(choices=(), label=_("Queue"))
+    priority = forms.ChoiceField(choices=Priority.choices(), label=_("Priority"))
     countdown = forms.IntegerField(
         required=False,
         min_value=0,
-        label="Countdown (seconds)",
-        help_text="Leave empty to run as soon as a worker is free.",
+        label=_("Countdown (seconds)"),
+        help_text=_("Leave empty to run as soon as a worker is free."),
     )
     eta = SafeDateTimeField(
         required=False,
-        label="Or run at (ETA)",
-        help_text="A time in your time zone; instead of a countdown.",  # named in __init__
+        label=_("Or run at (ETA)"),
+        help_text=_("A time in your time zone; instead of a countdown."),  # named in __init__
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     expires = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=INT_MAX,
-        label="Expires after (seconds)",
-        help_text="A run not started within this time is dropped. Leave empty to keep it until it runs.",
+        label=_("Expires after (seconds)"),
+        help_text=_("A run not started within this time is dropped. Leave empty to keep it until it runs."),
     )
     dedup_key = forms.CharField(
         required=False,
         max_length=255,
-        label="De-duplication key",
-        help_text="Refuse this launch while a run with the same key is pending or running.",
+        label=_("De-duplication key"),
+        help_text=_("Refuse this launch while a run with the same key is pending or running."),
     )
     option_names = ("queue", "priority", "countdown", "eta", "expires", "dedup_key")
 
@@ -212,10 +215,10 @@ class TimeRangePageForm(forms.Form):
     """A list page's filter: a creation time range (from before to) and keyset page cursors."""
 
     created_from = SafeDateTimeField(
-        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        required=False, label=_("From"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
     created_to = SafeDateTimeField(
-        required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        required=False, label=_("To"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
     before = forms.IntegerField(required=False, min_value=1, max_value=INT_MAX, widget=forms.HiddenInput)
     after = forms.IntegerField(required=False, min_value=0, max_value=INT_MAX, widget=forms.HiddenInput)
@@ -229,7 +232,7 @@ class TimeRangePageForm(forms.Form):
         cleaned = super().clean()
         start, end = cleaned.get("created_from"), cleaned.get("created_to")
         if start and end and start >= end:
-            self.add_error("created_to", "Must be after the start of the range.")
+            self.add_error("created_to", _("Must be after the start of the range."))
         return cleaned
 
 
@@ -241,13 +244,17 @@ class RunFilterForm(TimeRangePageForm):
         "created_from", "created_to",
     )  # fmt: skip
 
-    state = forms.ChoiceField(choices=[("", "Any state")] + [(s, s) for s in RUN_STATES], required=False)
-    task_name = forms.CharField(required=False, max_length=255, label="Task")
-    queue = forms.CharField(required=False, max_length=200)
-    worker = forms.CharField(required=False, max_length=255)
-    schedule = forms.CharField(required=False, max_length=255, help_text="A periodic task's name.")
-    launched_by = forms.CharField(required=False, max_length=150, help_text="A username.")
-    source = forms.ChoiceField(choices=[("", "Any source"), *RunSource.choices], required=False)
+    state = forms.ChoiceField(
+        choices=[("", _("Any state"))] + [(s, s) for s in RUN_STATES], required=False, label=_("State")
+    )
+    task_name = forms.CharField(required=False, max_length=255, label=_("Task"))
+    queue = forms.CharField(required=False, max_length=200, label=_("Queue"))
+    worker = forms.CharField(required=False, max_length=255, label=_("Worker"))
+    schedule = forms.CharField(
+        required=False, max_length=255, label=_("Schedule"), help_text=_("A periodic task's name.")
+    )
+    launched_by = forms.CharField(required=False, max_length=150, label=_("Launched by"), help_text=_("A username."))
+    source = forms.ChoiceField(choices=[("", _("Any source")), *RunSource.choices], required=False, label=_("Source"))
     task_id = forms.CharField(
         required=False, max_length=255, label=_("Task id"), help_text=_("The id, or the start of one.")
     )
@@ -272,9 +279,11 @@ def _is_json(value) -> bool:
 class RetryForm(forms.Form):
     """The arguments of a re-run, prefilled with the original run's."""
 
-    args = JSONTextField(expected_type=list, example="[1, 2]", required=False, label="Positional arguments (JSON list)")
+    args = JSONTextField(
+        expected_type=list, example="[1, 2]", required=False, label=_("Positional arguments (JSON list)")
+    )
     kwargs = JSONTextField(
-        expected_type=dict, example='{"x": 1}', required=False, label="Keyword arguments (JSON object)"
+        expected_type=dict, example='{"x": 1}', required=False, label=_("Keyword arguments (JSON object)")
     )
 
 
@@ -283,7 +292,9 @@ class BulkRetryForm(forms.Form):
 
     task_ids = forms.MultipleChoiceField(required=False)
     confirm = forms.BooleanField(required=False)
-    scope = forms.ChoiceField(choices=[("selected", "Selected runs"), ("filter", "Every run matching the filter")])
+    scope = forms.ChoiceField(
+        choices=[("selected", _("Selected runs")), ("filter", _("Every run matching the filter"))], label=_("Scope")
+    )
     filter_fields = (
         "state", "task_name", "queue", "created_from", "created_to", "worker", "schedule", "launched_by", "source",
         "task_id", "text",
@@ -300,7 +311,7 @@ class BulkRetryForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("scope") == "selected" and not cleaned.get("task_ids"):
-            raise forms.ValidationError("Select at least one run.")
+            raise forms.ValidationError(_("Select at least one run."))
         if cleaned.get("scope") == "filter":
             cleaned["task_ids"] = []
         return cleaned
@@ -312,20 +323,22 @@ class BulkRetryForm(forms.Form):
 class BatchLaunchForm(forms.Form):
     """Items to split into batches, one run per batch."""
 
-    items = JSONTextField(expected_type=list, example="[1, 2, 3, 4]", label="Items (JSON list)")
-    batch_size = forms.IntegerField(min_value=1, max_value=INT_MAX, initial=10, label="Batch size")
+    items = JSONTextField(expected_type=list, example="[1, 2, 3, 4]", label=_("Items (JSON list)"))
+    batch_size = forms.IntegerField(min_value=1, max_value=INT_MAX, initial=10, label=_("Batch size"))
     kwargs = JSONTextField(
-        expected_type=dict, example='{"x": 1}', required=False, label="Other keyword arguments (JSON object)"
+        expected_type=dict, example='{"x": 1}', required=False, label=_("Other keyword arguments (JSON object)")
     )
-    queue = forms.ChoiceField(choices=())
-    priority = forms.ChoiceField(choices=Priority.choices())
+    queue = forms.ChoiceField(choices=(), label=_("Queue"))
+    priority = forms.ChoiceField(choices=Priority.choices(), label=_("Priority"))
 
     def __init__(self, *args, entry, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["queue"].choices = [(name, name) for name in settings.TASKCENTER_QUEUES]
         self.fields["queue"].initial = entry.default_queue
         self.fields["priority"].initial = entry.priority.value
-        self.fields["items"].help_text = f"Each batch is passed as {entry.batch_argument!r}."
+        self.fields["items"].help_text = _("Each batch is passed as %(argument)s.") % {
+            "argument": repr(entry.batch_argument)
+        }
 
 
 class WorkflowForm(forms.Form):
@@ -334,6 +347,6 @@ class WorkflowForm(forms.Form):
     spec = JSONTextField(
         expected_type=dict,
         example='{"kind": "chain", "steps": [{"task": "examples.add", "args": [1, 2]}]}',
-        label="Workflow (JSON)",
+        label=_("Workflow (JSON)"),
         widget=forms.Textarea(attrs={"rows": 14, "class": "mono", "spellcheck": "false"}),
     )

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter.retry_policy import BACKOFFS, MAX_RETRIES_LIMIT, InvalidPolicy, RetryPolicy, exception_class
 
@@ -11,30 +12,38 @@ MAX_PATHS = 20
 class RetryPolicyForm(forms.Form):
     """A whole retry policy; exceptions as dotted paths, one per line."""
 
-    max_retries = forms.IntegerField(min_value=0, max_value=MAX_RETRIES_LIMIT, label="Max retries")
-    backoff = forms.ChoiceField(choices=[(b, b) for b in BACKOFFS])
-    delay = forms.FloatField(min_value=0, label="Delay (s)", help_text="Fixed delay, or the first exponential one.")
-    max_delay = forms.FloatField(min_value=0, label="Max delay (s)")
-    jitter = forms.BooleanField(required=False, help_text="Wait a random 0 to the computed delay (full jitter).")
+    max_retries = forms.IntegerField(min_value=0, max_value=MAX_RETRIES_LIMIT, label=_("Max retries"))
+    backoff = forms.ChoiceField(choices=[(b, b) for b in BACKOFFS], label=_("Backoff"))
+    delay = forms.FloatField(
+        min_value=0, label=_("Delay (s)"), help_text=_("Fixed delay, or the first exponential one.")
+    )
+    max_delay = forms.FloatField(min_value=0, label=_("Max delay (s)"))
+    jitter = forms.BooleanField(
+        required=False, label=_("Jitter"), help_text=_("Wait a random 0 to the computed delay (full jitter).")
+    )
     retry_on = forms.CharField(
         required=False,
         max_length=4000,
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
-        help_text="Exception classes retried, one dotted path a line (e.g. ConnectionError); empty: every exception.",
+        label=_("Retry on"),
+        help_text=_(
+            "Exception classes retried, one dotted path a line (e.g. ConnectionError); empty: every exception."
+        ),
     )
     never_retry = forms.CharField(
         required=False,
         max_length=4000,
         widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
-        help_text="Exception classes that fail the run at once, whatever retry_on says.",
+        label=_("Never retry"),
+        help_text=_("Exception classes that fail the run at once, whatever retry_on says."),
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         limit = settings.TASKCENTER_MAX_COUNTDOWN
-        self.fields[
-            "max_delay"
-        ].help_text = f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN, the longest delay of a launch)."
+        self.fields["max_delay"].help_text = _(
+            "At most %(limit)s s (TASKCENTER_MAX_COUNTDOWN, the longest delay of a launch)."
+        ) % {"limit": limit}
         for name in ("delay", "max_delay"):
             self.fields[name].widget.attrs["max"] = limit
 
@@ -47,19 +56,23 @@ class RetryPolicyForm(forms.Form):
         value = self.cleaned_data["max_delay"]
         limit = settings.TASKCENTER_MAX_COUNTDOWN
         if value > limit:
-            raise forms.ValidationError(f"At most {limit} s (TASKCENTER_MAX_COUNTDOWN, the longest delay of a launch).")
+            raise forms.ValidationError(
+                _("At most %(limit)s s (TASKCENTER_MAX_COUNTDOWN, the longest delay of a launch).") % {"limit": limit}
+            )
         return value
 
     def clean_delay(self):
         value = self.cleaned_data["delay"]
         if value > settings.TASKCENTER_MAX_COUNTDOWN:
-            raise forms.ValidationError(f"At most {settings.TASKCENTER_MAX_COUNTDOWN} s (TASKCENTER_MAX_COUNTDOWN).")
+            raise forms.ValidationError(
+                _("At most %(limit)s s (TASKCENTER_MAX_COUNTDOWN).") % {"limit": settings.TASKCENTER_MAX_COUNTDOWN}
+            )
         return value
 
     def _classes(self, name: str) -> tuple:
         paths = [line.strip() for line in self.cleaned_data[name].splitlines() if line.strip()]
         if len(paths) > MAX_PATHS:
-            raise forms.ValidationError(f"At most {MAX_PATHS} exception classes.")
+            raise forms.ValidationError(_("At most %(count)d exception classes.") % {"count": MAX_PATHS})
         classes, errors = [], []
         for path in paths:
             try:

@@ -4,7 +4,7 @@ from zoneinfo import available_timezones
 
 from django import forms
 from django.conf import settings
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 from django_celery_beat.models import SOLAR_SCHEDULES
 
 from taskcenter.forms import TaskArgumentsMixin
@@ -17,72 +17,75 @@ from taskcenter.zones import zone_label
 class ScheduleForm(TaskArgumentsMixin, forms.Form):
     """A periodic task of one catalogued task: when it runs, with which arguments and policy."""
 
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    enabled = forms.BooleanField(required=False, initial=True)
+    name = forms.CharField(max_length=200, label=_("Name"))
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label=_("Description"))
+    enabled = forms.BooleanField(required=False, initial=True, label=_("Enabled"))
     kind = forms.ChoiceField(
         choices=[
-            ("crontab", "Crontab"),
-            ("interval", "Every N units"),
-            ("clocked", "Once, at a time"),
-            ("solar", "Solar event"),
+            ("crontab", _("Crontab")),
+            ("interval", _("Every N units")),
+            ("clocked", _("Once, at a time")),
+            ("solar", _("Solar event")),
         ],
+        label=_("Kind"),
         widget=forms.RadioSelect,
         initial="crontab",
     )
     cron = forms.CharField(
         required=False,
-        label="Crontab",
-        help_text='minute hour day-of-month month day-of-week, e.g. "0 2 * * *" (day of week 0 = Sunday).',
+        label=_("Crontab"),
+        help_text=_('minute hour day-of-month month day-of-week, e.g. "0 2 * * *" (day of week 0 = Sunday).'),
         widget=forms.TextInput(attrs={"class": "mono", "placeholder": "0 2 * * *"}),
     )
-    timezone = forms.ChoiceField(required=False, help_text="Time zone of the crontab.")
-    every = forms.IntegerField(required=False, min_value=1, max_value=MAX_INT, label="Every")
-    period = forms.ChoiceField(choices=[(p, p) for p in PERIODS], initial="minutes", required=False)
+    timezone = forms.ChoiceField(required=False, label=_("Timezone"), help_text=_("Time zone of the crontab."))
+    every = forms.IntegerField(required=False, min_value=1, max_value=MAX_INT, label=_("Every"))
+    period = forms.ChoiceField(choices=[(p, p) for p in PERIODS], initial="minutes", required=False, label=_("Period"))
     clocked_time = forms.DateTimeField(
         required=False,
-        label="At",
-        help_text="In your time zone. The schedule disables itself after this run.",  # named in __init__
+        label=_("At"),
+        help_text=_("In your time zone. The schedule disables itself after this run."),  # named in __init__
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
-    solar_event = forms.ChoiceField(choices=[("", "---------"), *SOLAR_SCHEDULES], required=False, label="Event")
-    latitude = forms.FloatField(required=False, min_value=-90, max_value=90)
-    longitude = forms.FloatField(required=False, min_value=-180, max_value=180)
-    queue = forms.ChoiceField(choices=(), required=False)
-    priority = forms.ChoiceField(choices=[("", "The task's own"), *Priority.choices()], required=False)
+    solar_event = forms.ChoiceField(choices=[("", "---------"), *SOLAR_SCHEDULES], required=False, label=_("Event"))
+    latitude = forms.FloatField(required=False, min_value=-90, max_value=90, label=_("Latitude"))
+    longitude = forms.FloatField(required=False, min_value=-180, max_value=180, label=_("Longitude"))
+    queue = forms.ChoiceField(choices=(), required=False, label=_("Queue"))
+    priority = forms.ChoiceField(
+        choices=[("", _("The task's own")), *Priority.choices()], required=False, label=_("Priority")
+    )
     expire_seconds = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=MAX_INT,
-        label="Expires after (seconds)",
-        help_text="A run not started by then is dropped.",
+        label=_("Expires after (seconds)"),
+        help_text=_("A run not started by then is dropped."),
     )
     misfire = forms.ChoiceField(
         choices=SchedulePolicy.Misfire.choices,
         initial=SchedulePolicy.Misfire.RUN_ONCE,
-        label="Missed runs",
-        help_text="When beat was down or the schedule disabled across due times.",
+        label=_("Missed runs"),
+        help_text=_("When beat was down or the schedule disabled across due times."),
     )
     grace_seconds = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=MAX_INT,
-        label="Grace time (seconds)",
-        help_text="A run later than this is skipped.",
+        label=_("Grace time (seconds)"),
+        help_text=_("A run later than this is skipped."),
     )
     jitter_seconds = forms.IntegerField(
         min_value=0,
         max_value=MAX_INT,
         initial=0,
-        label="Jitter (seconds)",
-        help_text="Delay each run by a random 0..N seconds.",
+        label=_("Jitter (seconds)"),
+        help_text=_("Delay each run by a random 0..N seconds."),
     )
     max_instances = forms.IntegerField(
         min_value=0,
         max_value=MAX_INT,
         initial=0,
-        label="Max instances",
-        help_text="Skip a due run while this many runs of the schedule wait or run; 0: no limit.",
+        label=_("Max instances"),
+        help_text=_("Skip a due run while this many runs of the schedule wait or run; 0: no limit."),
     )
     schedule_names = ("kind", "cron", "timezone", "every", "period", "clocked_time", "solar_event", "latitude",
                       "longitude")  # fmt: skip
@@ -99,7 +102,7 @@ class ScheduleForm(TaskArgumentsMixin, forms.Form):
         self.fields["clocked_time"].help_text = _(
             "In %(zone)s (your time zone, set in Preferences). The schedule disables itself after this run."
         ) % {"zone": zone_label()}
-        self.fields["queue"].choices = [("", f"The task's own ({entry.default_queue})")] + [
+        self.fields["queue"].choices = [("", _("The task's own (%(queue)s)") % {"queue": entry.default_queue})] + [
             (name, name) for name in settings.TASKCENTER_QUEUES
         ]
         self.add_argument_fields(entry, data, args=spec.args if spec else None, kwargs=spec.kwargs if spec else None)
