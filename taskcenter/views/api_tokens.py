@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from taskcenter.forms.api_tokens import TokenForm
@@ -42,11 +43,11 @@ def token_list(request):
 def token_revoke_view(request, pk):
     token = token_of(request.user, pk)
     if token is None:
-        raise Http404("No such token of yours.")
+        raise Http404(_("No such token of yours."))
     try:
         token_revoke(token=token, actor=request.user)
     except ServiceError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Revoked the API token {token.name!r}.")
+        messages.success(request, _("Revoked the API token %(name)s.") % {"name": repr(token.name)})
     return redirect("taskcenter:api_tokens")

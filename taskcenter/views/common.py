@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
 
 from taskcenter import permissions
 from taskcenter.services.errors import ServiceError, Unavailable
@@ -25,7 +26,7 @@ def staff_required(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not permissions.can_view(request.user):
-            raise PermissionDenied("You need staff access and the 'view run' permission to use the task center.")
+            raise PermissionDenied(_("You need staff access and the 'view run' permission to use the task center."))
         return view(request, *args, **kwargs)
 
     return wrapper

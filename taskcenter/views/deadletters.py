@@ -8,6 +8,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from taskcenter import catalogue, permissions
@@ -24,7 +26,7 @@ from taskcenter.selectors.runs import runs_by_task_ids
 from taskcenter.services import deadletters
 from taskcenter.views.common import allowed, perform_action, staff_required, submit
 
-MANAGE_REFUSED = "You need the 'replay and discard dead letters' permission."
+MANAGE_REFUSED = gettext_lazy("You need the 'replay and discard dead letters' permission.")
 
 
 def _list_context(request, form, page):
@@ -58,7 +60,7 @@ def deadletter_list(request):
 def _letter_or_404(pk: int) -> DeadLetter:
     letter = deadletter_by_id(pk)
     if letter is None:
-        raise Http404(f"No dead letter {pk}.")
+        raise Http404(_("No dead letter %(id)s.") % {"id": pk})
     return letter
 
 
@@ -79,7 +81,7 @@ def deadletter_replay(request, pk):
     """Replay one dead letter with its arguments, edited or not."""
     letter = _letter_or_404(pk)
     if not permissions.can_launch(request.user, letter.task_name):
-        raise PermissionDenied(f"You may not launch {letter.task_name}.")
+        raise PermissionDenied(_("You may not launch %(task)s.") % {"task": letter.task_name})
     form = ReplayForm(request.POST or None, initial={"args": letter.args, "kwargs": letter.kwargs})
     new_run, status = submit(
         request,
@@ -89,7 +91,9 @@ def deadletter_replay(request, pk):
         ),
     )
     if new_run is not None:
-        messages.success(request, f"Replayed {letter.task_name}; the new run is linked to the original.")
+        messages.success(
+            request, _("Replayed %(task)s; the new run is linked to the original.") % {"task": letter.task_name}
+        )
         return redirect("taskcenter:run_detail", task_id=new_run.task_id)
     entry = catalogue.get_entry(letter.task_name)
     context = {"letter": letter, "form": form, "secret": entry.secret if entry else (), "mask": MASK}
@@ -106,7 +110,7 @@ def deadletter_discard(request, pk):
         lambda: deadletters.deadletter_discard(letter=letter, actor=request.user),
         page=lambda request, status: redirect(url) if status < 400 else _detail_again(request, letter, status),
         page_url=url,
-        success=f"Discarded dead letter {letter.pk}.",
+        success=_("Discarded dead letter %(id)s.") % {"id": letter.pk},
     )
 
 
@@ -131,7 +135,7 @@ def deadletter_bulk(request):
     back = reverse("taskcenter:deadletter_list")
     if not form.is_valid() or not filter_form.is_valid():
         problems = [e for errs in (*form.errors.values(), *filter_form.errors.values()) for e in errs]
-        messages.error(request, "Nothing done: " + "; ".join(problems))
+        messages.error(request, _("Nothing done: %(problems)s") % {"problems": "; ".join(problems)})
         return redirect(back)
     filters = filter_form.filters()
     data = form.cleaned_data
@@ -157,13 +161,15 @@ def deadletter_bulk(request):
         )
     if data["action"] == "discard":
         result = deadletters.deadletters_discard_bulk(letters=letters, actor=request.user)
-        refused, verb = len(result.refused), "Discarded"
+        refused = len(result.refused)
+        done = _("Discarded %(done)d dead letter(s); %(refused)d refused.")
     else:
         allowed_letters = [x for x in letters if permissions.can_launch(request.user, x.task_name)]
         result = deadletters.deadletters_replay_bulk(letters=allowed_letters, actor=request.user, source=RunSource.WEB)
-        refused, verb = len(result.refused) + len(letters) - len(allowed_letters), "Replayed"
+        refused = len(result.refused) + len(letters) - len(allowed_letters)
+        done = _("Replayed %(done)d dead letter(s); %(refused)d refused.")
     report = messages.success if result.done or not refused else messages.error
-    report(request, f"{verb} {len(result.done)} dead letter(s); {refused} refused.")
+    report(request, done % {"done": len(result.done), "refused": refused})
     for letter, reason in result.refused[:10]:
         messages.warning(request, f"{letter.pk} ({letter.task_name}): {reason}")
     return redirect(back + ("?" + query if query else ""))

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from taskcenter import catalogue, permissions
@@ -53,7 +54,7 @@ def failure_list(request):
 def _group_or_404(fingerprint: str) -> FailureGroup:
     group = failure_group_by_fingerprint(fingerprint)
     if group is None:
-        raise Http404(f"No failure group {fingerprint!r}.")
+        raise Http404(_("No failure group %(id)s.") % {"id": repr(fingerprint)})
     return group
 
 
@@ -86,7 +87,7 @@ def failure_retry(request, fingerprint):
     """Re-run every failed run of the group not re-run yet: the first POST shows the count, ``confirm`` launches."""
     group = _group_or_404(fingerprint)
     if not permissions.can_launch(request.user, group.task_name):
-        raise PermissionDenied(f"You may not launch {group.task_name}.")
+        raise PermissionDenied(_("You may not launch %(task)s.") % {"task": group.task_name})
     limit = settings.TASKCENTER_BULK_RETRY_LIMIT
     runs = failure_group_runs_to_retry(group, limit=limit + 1)
     too_many = len(runs) > limit
@@ -99,7 +100,11 @@ def failure_retry(request, fingerprint):
         )
     result = failures.failure_group_retry(group=group, runs=runs, actor=request.user, source=RunSource.WEB)
     report = messages.success if result.launched or not result.refused else messages.error
-    report(request, f"Re-ran {len(result.launched)} run(s) of this group; {len(result.refused)} refused.")
+    report(
+        request,
+        _("Re-ran %(done)d run(s) of this group; %(refused)d refused.")
+        % {"done": len(result.launched), "refused": len(result.refused)},
+    )
     for run, reason in result.refused[:10]:
         messages.warning(request, f"{run.task_id}: {reason}")
     return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
@@ -112,10 +117,10 @@ def failure_status(request, fingerprint):
     group = _group_or_404(fingerprint)
     form = GroupStatusForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose open, resolved or ignored.")
+        messages.error(request, _("Choose open, resolved or ignored."))
         return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
     failures.failure_group_set_status(group=group, status=form.cleaned_data["status"], actor=request.user)
-    messages.success(request, f"Failure group marked {group.get_status_display().lower()}.")
+    messages.success(request, _("Failure group marked %(status)s.") % {"status": group.get_status_display().lower()})
     return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
 
 
@@ -143,7 +148,7 @@ def failure_recover(request, fingerprint):
         raise PermissionDenied(RECOVER_REFUSED)
     strategy = request.POST.get("strategy", "")
     if strategy not in Strategy.values:
-        messages.error(request, "Choose one of the strategies.")
+        messages.error(request, _("Choose one of the strategies."))
         return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
     limit = settings.TASKCENTER_BULK_RETRY_LIMIT
     runs = failure_group_runs_to_retry(group, limit=limit + 1)
@@ -153,7 +158,11 @@ def failure_recover(request, fingerprint):
         group=group, runs=runs, strategy=strategy, actor=request.user, source=RunSource.WEB
     )
     report = messages.success if result.done or not result.refused else messages.error
-    report(request, f"{strategy} applied to {len(result.done)} run(s) of this group; {len(result.refused)} refused.")
+    report(
+        request,
+        _("%(strategy)s applied to %(done)d run(s) of this group; %(refused)d refused.")
+        % {"strategy": strategy, "done": len(result.done), "refused": len(result.refused)},
+    )
     for run, reason in result.refused[:10]:
         messages.warning(request, f"{run.task_id}: {reason}")
     return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)
@@ -169,5 +178,5 @@ def failure_deadletter(request, fingerprint):
     if request.POST.get("confirm") != "on" or len(runs) > limit:
         return _confirm(request, group, runs=runs, limit=limit, action="deadletter")
     recorded = failures.failure_group_deadletter(group=group, runs=runs, actor=request.user)
-    messages.success(request, f"Dead-lettered {recorded} run(s) of this group.")
+    messages.success(request, _("Dead-lettered %(count)d run(s) of this group.") % {"count": recorded})
     return redirect("taskcenter:failure_detail", fingerprint=group.fingerprint)

@@ -6,6 +6,8 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from taskcenter import catalogue, permissions
@@ -17,7 +19,7 @@ from taskcenter.services.workflows import steps_from_json
 from taskcenter.services.workflows import workflow_launch as workflow_launch_service
 from taskcenter.views.common import allowed, staff_required, submit
 
-LAUNCH_REFUSED = "You may not launch this task."
+LAUNCH_REFUSED = gettext_lazy("You may not launch this task.")
 
 
 @staff_required
@@ -36,13 +38,13 @@ def catalogue_list(request):
 def _entry_or_404(task_name):
     entry = catalogue.get_entry(task_name)
     if entry is None:
-        raise Http404(f"No launchable task is named {task_name!r}.")
+        raise Http404(_("No launchable task is named %(name)s.") % {"name": repr(task_name)})
     return entry
 
 
 def _require_launch(user, task_name) -> None:
     if not permissions.can_launch(user, task_name):
-        raise PermissionDenied(f"You may not launch {task_name}.")
+        raise PermissionDenied(_("You may not launch %(task)s.") % {"task": task_name})
 
 
 @staff_required
@@ -73,7 +75,7 @@ def launch(request, task_name):
 
     run, status = submit(request, form, launch_it)
     if run is not None:
-        messages.success(request, f"Launched {entry.name}; it waits for a worker as PENDING.")
+        messages.success(request, _("Launched %(task)s; it waits for a worker as PENDING.") % {"task": entry.name})
         return redirect("taskcenter:run_detail", task_id=run.task_id)
     return render(request, "taskcenter/launch.html", {"entry": entry, "form": form}, status=status)
 
@@ -84,7 +86,7 @@ def batch_launch(request, task_name):
     entry = _entry_or_404(task_name)
     _require_launch(request.user, entry.name)
     if not entry.batch_argument:
-        raise Http404(f"{entry.name} does not take batches.")
+        raise Http404(_("%(task)s does not take batches.") % {"task": entry.name})
     form = BatchLaunchForm(request.POST or None, entry=entry)
     batch, status = submit(
         request,
@@ -101,7 +103,7 @@ def batch_launch(request, task_name):
         ),
     )
     if batch is not None:
-        messages.success(request, f"Launched batch {batch.pk} of {entry.name}.")
+        messages.success(request, _("Launched batch %(id)s of %(task)s.") % {"id": batch.pk, "task": entry.name})
         return redirect("taskcenter:batch_detail", batch_id=batch.pk)
     return render(request, "taskcenter/batch_launch.html", {"entry": entry, "form": form}, status=status)
 
@@ -115,14 +117,17 @@ def workflow_launch(request):
         kind, steps, callback = steps_from_json(data["spec"])
         for name in {s.task for s in steps} | ({callback.task} if callback else set()):
             if catalogue.get_entry(name) is not None and not permissions.can_launch(request.user, name):
-                raise PermissionDenied(f"You may not launch {name}.")
+                raise PermissionDenied(_("You may not launch %(task)s.") % {"task": name})
         return workflow_launch_service(
             kind=kind, steps=steps, callback=callback, launched_by=request.user, source=RunSource.WEB
         )
 
     workflow, status = submit(request, form, launch_workflow)
     if workflow is not None:
-        messages.success(request, f"Launched {workflow.get_kind_display().lower()} workflow {workflow.pk}.")
+        messages.success(
+            request,
+            _("Launched %(kind)s workflow %(id)s.") % {"kind": workflow.get_kind_display().lower(), "id": workflow.pk},
+        )
         return redirect("taskcenter:run_detail", task_id=workflow.stages[0][0])
     example = json.dumps(
         {

@@ -2,6 +2,8 @@
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from taskcenter import permissions
@@ -13,7 +15,7 @@ from taskcenter.views.common import allowed, staff_required, submit
 
 manage_required = allowed(
     permissions.can_manage_notifications,
-    "You need the 'manage notifications' permission to change or test notification channels and rules.",
+    gettext_lazy("You need the 'manage notifications' permission to change or test notification channels and rules."),
 )
 
 
@@ -55,7 +57,7 @@ def _channel_form(request, channel):
         request, form, lambda data: services.channel_save(actor=request.user, channel=channel, **data)
     )
     if saved is not None:
-        messages.success(request, f"Channel {saved.name} saved.")
+        messages.success(request, _("Channel %(name)s saved.") % {"name": saved.name})
         return redirect("taskcenter:notification_list")
     context = {"form": form, "channel": channel, "has_secret": bool(channel and channel.secret)}
     return render(request, "taskcenter/notification_channel_form.html", context, status=status)
@@ -66,7 +68,7 @@ def _channel_form(request, channel):
 def channel_delete(request, pk):
     channel = get_object_or_404(NotificationChannel, pk=pk)
     services.channel_delete(actor=request.user, channel=channel)
-    messages.success(request, f"Channel {channel.name} deleted.")
+    messages.success(request, _("Channel %(name)s deleted.") % {"name": channel.name})
     return redirect("taskcenter:notification_list")
 
 
@@ -76,9 +78,12 @@ def channel_test(request, pk):
     channel = get_object_or_404(NotificationChannel, pk=pk)
     delivery = services.channel_test(actor=request.user, channel=channel)
     if delivery.status == NotificationDelivery.Status.SENT:
-        messages.success(request, f"Test sent to {delivery.channel.name}.")
+        messages.success(request, _("Test sent to %(name)s.") % {"name": delivery.channel.name})
     else:
-        messages.error(request, f"Test to {delivery.channel.name} failed: {delivery.last_error}")
+        messages.error(
+            request,
+            _("Test to %(name)s failed: %(error)s") % {"name": delivery.channel.name, "error": delivery.last_error},
+        )
     return redirect("taskcenter:notification_list")
 
 
@@ -99,7 +104,10 @@ def _rule_form(request, rule):
     form = RuleForm(request.POST or None, initial=initial)
     saved, status = submit(request, form, lambda data: services.rule_save(actor=request.user, rule=rule, **data))
     if saved is not None:
-        messages.success(request, f"Rule {saved.alert_name} -> {saved.channel.name} saved.")
+        messages.success(
+            request,
+            _("Rule %(alert)s -> %(channel)s saved.") % {"alert": saved.alert_name, "channel": saved.channel.name},
+        )
         return redirect("taskcenter:notification_list")
     context = {"form": form, "rule": rule, "alert_names": selectors.known_alert_names()}
     return render(request, "taskcenter/notification_rule_form.html", context, status=status)
@@ -110,5 +118,5 @@ def _rule_form(request, rule):
 def rule_delete(request, pk):
     rule = get_object_or_404(NotificationRule.objects.select_related("channel"), pk=pk)
     services.rule_delete(actor=request.user, rule=rule)
-    messages.success(request, "Rule deleted.")
+    messages.success(request, _("Rule deleted."))
     return redirect("taskcenter:notification_list")

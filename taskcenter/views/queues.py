@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from taskcenter import permissions
@@ -11,7 +12,8 @@ from taskcenter.services.workers import ActionReport
 from taskcenter.views.common import allowed, perform_action, staff_required, user_abilities
 
 manage_queues_required = allowed(
-    permissions.can_manage_queues, "You need the 'manage queues' permission to pause, resume or purge queues."
+    permissions.can_manage_queues,
+    gettext_lazy("You need the 'manage queues' permission to pause, resume or purge queues."),
 )
 
 

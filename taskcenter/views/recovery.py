@@ -5,6 +5,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from taskcenter import permissions
@@ -16,8 +18,10 @@ from taskcenter.services import recovery
 from taskcenter.services.errors import ServiceError
 from taskcenter.views.common import allowed, staff_required
 
-RECOVER_REFUSED = "You need the 'cancel, terminate and retry runs' permission and the task's launch permission."
-POLICY_REFUSED = "You need the 'set the recovery strategy of task types' permission."
+RECOVER_REFUSED = gettext_lazy(
+    "You need the 'cancel, terminate and retry runs' permission and the task's launch permission."
+)
+POLICY_REFUSED = gettext_lazy("You need the 'set the recovery strategy of task types' permission.")
 
 
 def _page(request, *, policy_form=None, bulk_form=None, status=200):
@@ -53,7 +57,11 @@ def recovery_policy(request):
     except ServiceError as exc:
         messages.error(request, str(exc))
         return _page(request, policy_form=form, status=exc.status_code)
-    messages.success(request, f"Recovery strategy of {data['task_name']}: {data['strategy'] or 'default in code'}.")
+    messages.success(
+        request,
+        _("Recovery strategy of %(task)s: %(strategy)s.")
+        % {"task": data["task_name"], "strategy": data["strategy"] or _("default in code")},
+    )
     return redirect("taskcenter:recovery")
 
 
@@ -62,13 +70,13 @@ def recovery_policy(request):
 def run_recover(request, task_id):
     run = run_by_task_id(task_id)
     if run is None:
-        raise Http404(f"No run with task id {task_id!r}.")
+        raise Http404(_("No run with task id %(id)s.") % {"id": repr(task_id)})
     if not permissions.can_recover(request.user, run.task_name):
         raise PermissionDenied(RECOVER_REFUSED)
     url = reverse("taskcenter:run_detail", args=[run.task_id])
     form = RecoverForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose one of the strategies.")
+        messages.error(request, _("Choose one of the strategies."))
         return redirect(url)
     strategy = form.cleaned_data["strategy"]
     try:
@@ -76,7 +84,9 @@ def run_recover(request, task_id):
     except ServiceError as exc:
         messages.error(request, str(exc))
         return redirect(url)
-    messages.success(request, f"{strategy} applied. {action.message}")
+    messages.success(
+        request, _("%(strategy)s applied. %(message)s") % {"strategy": strategy, "message": action.message}
+    )
     if action.new_task_id:
         return redirect("taskcenter:run_detail", action.new_task_id)
     return redirect(url)
@@ -91,17 +101,21 @@ def recovery_bulk(request):
     runs = runs_for_recovery(form.cleaned_data["task_ids"])
     forbidden = [run for run in runs if not permissions.can_recover(request.user, run.task_name)]
     if forbidden:
-        raise PermissionDenied(RECOVER_REFUSED + f" ({forbidden[0].task_name})")
+        raise PermissionDenied(f"{RECOVER_REFUSED} ({forbidden[0].task_name})")
     result = recovery.runs_recover_bulk(
         runs=runs, strategy=form.cleaned_data["strategy"], actor=request.user, source=RunSource.WEB
     )
     if result.done:
-        messages.success(request, f"{form.cleaned_data['strategy']} applied to {len(result.done)} run(s).")
+        messages.success(
+            request,
+            _("%(strategy)s applied to %(count)d run(s).")
+            % {"strategy": form.cleaned_data["strategy"], "count": len(result.done)},
+        )
     for run, reason in result.refused:
         messages.error(request, f"{run.task_id}: {reason}")
     unknown = len(set(form.cleaned_data["task_ids"])) - len(runs)
     if unknown:
-        messages.error(request, f"{unknown} selected run(s) not found.")
+        messages.error(request, _("%(count)d selected run(s) not found.") % {"count": unknown})
     return redirect("taskcenter:recovery")
 
 

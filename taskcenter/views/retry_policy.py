@@ -3,6 +3,8 @@
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from taskcenter import permissions
 from taskcenter.forms.retry_policy import RetryPolicyForm
@@ -14,7 +16,8 @@ from taskcenter.services import retry_policy as service
 from taskcenter.views.common import allowed, staff_required, submit
 
 change_required = allowed(
-    permissions.can_change_retry_policy, "You need the 'change retry policy' permission to change retry policies."
+    permissions.can_change_retry_policy,
+    gettext_lazy("You need the 'change retry policy' permission to change retry policies."),
 )
 
 
@@ -35,7 +38,9 @@ def retry_policy_edit(request, task_name):
         lambda data: service.retry_policy_save(task_name=task_name, policy=data["policy"], actor=request.user),
     )
     if saved is not None:
-        messages.success(request, f"Retry policy of {task_name} saved; workers apply it from the next failure.")
+        messages.success(
+            request, _("Retry policy of %(task)s saved; workers apply it from the next failure.") % {"task": task_name}
+        )
         return redirect("taskcenter:retry_policy", task_name)
     return _page(request, task_name, form, status=status, editing=True)
 
@@ -48,14 +53,14 @@ def _perform_reset(request, task_name):
     except ServiceError as exc:
         messages.error(request, str(exc))
         return _page(request, task_name, RetryPolicyForm(), status=exc.status_code)
-    messages.success(request, f"Retry policy of {task_name} reset to the one in its code.")
+    messages.success(request, _("Retry policy of %(task)s reset to the one in its code.") % {"task": task_name})
     return redirect("taskcenter:retry_policy", task_name)
 
 
 def _policies(task_name):
     view = retry_policy_of(task_name)
     if view is None:
-        raise Http404("No catalogued task has this name.")
+        raise Http404(_("No catalogued task has this name."))
     return view
 
 

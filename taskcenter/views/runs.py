@@ -9,6 +9,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from taskcenter import catalogue, permissions
@@ -38,7 +39,7 @@ from taskcenter.services.saved_filters import saved_filter_delete, saved_filter_
 from taskcenter.views.common import allowed, perform_action, staff_required, submit, user_abilities
 from taskcenter.views.recovery import recovery_context
 
-CONTROL_REFUSED = "You need the 'cancel, terminate and retry runs' permission."
+CONTROL_REFUSED = gettext_lazy("You need the 'cancel, terminate and retry runs' permission.")
 
 
 @staff_required
@@ -114,7 +115,7 @@ def saved_filter_remove(request, pk: int):
 def run_detail(request, task_id):
     run = run_by_task_id(task_id)
     if run is None:
-        raise Http404(f"No run with task id {task_id!r}.")
+        raise Http404(_("No run with task id %(id)s.") % {"id": repr(task_id)})
     # Where a waiting run is: the scheduled set, or its place in the queue (bounded reads, fast when down).
     place = run_waiting_place(task_id=run.task_id, queue=run.queue) if run.state in ("PENDING", "RETRY") else None
     return render(
@@ -141,7 +142,7 @@ def run_detail(request, task_id):
 def _run_or_404(task_id) -> Run:
     run = run_by_task_id(task_id)
     if run is None:
-        raise Http404(f"No run with task id {task_id!r}.")
+        raise Http404(_("No run with task id %(id)s.") % {"id": repr(task_id)})
     return run
 
 
@@ -153,7 +154,7 @@ def run_cancel(request, task_id):
     terminate = run.state == "STARTED"
     if request.method == "POST":
         action = control.run_terminate if terminate else control.run_cancel
-        verb = "Terminated" if terminate else "Cancelled"
+        done = _("Terminated %(task)s [%(id)s].") if terminate else _("Cancelled %(task)s [%(id)s].")
         return perform_action(
             request,
             lambda: action(run=run, actor=request.user),
@@ -161,7 +162,7 @@ def run_cancel(request, task_id):
                 request, "taskcenter/run_cancel.html", {"run": run, "terminate": terminate}, status=status
             ),
             page_url=reverse("taskcenter:run_detail", args=[run.task_id]),
-            success=f"{verb} {run.task_name} [{run.task_id}].",
+            success=done % {"task": run.task_name, "id": run.task_id},
         )
     return render(
         request,
@@ -176,7 +177,7 @@ def run_retry(request, task_id):
     """Re-run a finished run with its arguments, edited or not."""
     run = _run_or_404(task_id)
     if not permissions.can_launch(request.user, run.task_name):
-        raise PermissionDenied(f"You may not launch {run.task_name}.")
+        raise PermissionDenied(_("You may not launch %(task)s.") % {"task": run.task_name})
     form = RetryForm(request.POST or None, initial={"args": run.args, "kwargs": run.kwargs})
     new_run, status = submit(
         request,
@@ -186,7 +187,9 @@ def run_retry(request, task_id):
         ),
     )
     if new_run is not None:
-        messages.success(request, f"Re-ran {run.task_name}; the new run is linked to the original.")
+        messages.success(
+            request, _("Re-ran %(task)s; the new run is linked to the original.") % {"task": run.task_name}
+        )
         return redirect("taskcenter:run_detail", task_id=new_run.task_id)
     entry = catalogue.get_entry(run.task_name)
     context = {"run": run, "form": form, "secret": entry.secret if entry else (), "mask": MASK}
@@ -203,11 +206,12 @@ def bulk_retry(request):
     """
     form = BulkRetryForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Nothing to retry: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        problems = "; ".join(e for errs in form.errors.values() for e in errs)
+        messages.error(request, _("Nothing to retry: %(problems)s") % {"problems": problems})
         return redirect("taskcenter:run_list")
     filter_form = RunFilterForm(form.filter_data())
     if not filter_form.is_valid():
-        messages.error(request, "The history filter is not valid.")
+        messages.error(request, _("The history filter is not valid."))
         return redirect("taskcenter:run_list")
     limit = settings.TASKCENTER_BULK_RETRY_LIMIT
     runs = runs_for_retry(task_ids=form.cleaned_data["task_ids"], filters=_filters(filter_form), limit=limit + 1)
@@ -223,7 +227,9 @@ def bulk_retry(request):
     result = control.runs_retry_bulk(runs=allowed_runs, actor=request.user, source=RunSource.WEB)
     refused = len(result.refused) + len(runs) - len(allowed_runs)
     report = messages.success if result.launched or not refused else messages.error
-    report(request, f"Re-ran {len(result.launched)} run(s); {refused} refused.")
+    report(
+        request, _("Re-ran %(done)d run(s); %(refused)d refused.") % {"done": len(result.launched), "refused": refused}
+    )
     for run, reason in result.refused[:10]:
         messages.warning(request, f"{run.task_id}: {reason}")
     return redirect(reverse("taskcenter:run_list") + "?" + filter_query_string(form.filter_data()))

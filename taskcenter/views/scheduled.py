@@ -3,6 +3,8 @@
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from taskcenter import permissions
@@ -12,7 +14,7 @@ from taskcenter.services import scheduled
 from taskcenter.services.errors import ServiceError
 from taskcenter.views.common import allowed, perform_action, staff_required
 
-CONTROL_REFUSED = "You need the 'control runs' permission to run a delayed run now."
+CONTROL_REFUSED = gettext_lazy("You need the 'control runs' permission to run a delayed run now.")
 
 
 def _cursor(value: str | None) -> float | None:
@@ -38,7 +40,7 @@ def scheduled_list(request, status: int = 200):
 def scheduled_run_now(request, task_id):
     run = Run.objects.filter(task_result_id=task_id).first()
     if run is None:
-        raise Http404("No such run.")
+        raise Http404(_("No such run."))
     return perform_action(
         request,
         lambda: scheduled.scheduled_run_now(run=run, actor=request.user),

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 from django_celery_beat.models import PeriodicTask
 
@@ -69,7 +70,7 @@ def schedule_list(request):
 
 def _task_or_404(pk) -> PeriodicTask:
     if _int(pk) is None:
-        raise Http404("No such schedule.")
+        raise Http404(_("No such schedule."))
     return get_object_or_404(periodic_tasks(), pk=pk)
 
 
@@ -121,10 +122,13 @@ def schedule_new(request):
     entry = catalogue.get_entry(task_name)
     if entry is None:
         if task_name:
-            raise Http404(f"No launchable task is named {task_name!r}; only catalogued tasks can be scheduled.")
+            raise Http404(
+                _("No launchable task is named %(name)s; only catalogued tasks can be scheduled.")
+                % {"name": repr(task_name)}
+            )
         return redirect("taskcenter:schedule_list")
     if not permissions.can_add_schedule(request.user, entry.name):
-        raise PermissionDenied(f"You may not schedule {entry.name}.")
+        raise PermissionDenied(_("You may not schedule %(task)s.") % {"task": entry.name})
     return _schedule_form(request, entry=entry, existing=None)
 
 
@@ -134,9 +138,11 @@ def schedule_edit(request, pk):
     task = _task_or_404(pk)
     entry = catalogue.get_entry(task.task)
     if entry is None:
-        raise Http404(f"{task.task} is not a catalogued task: this schedule cannot be edited, only deleted.")
+        raise Http404(
+            _("%(task)s is not a catalogued task: this schedule cannot be edited, only deleted.") % {"task": task.task}
+        )
     if not permissions.can_change_schedule(request.user, task.task):
-        raise PermissionDenied("You may not change this schedule.")
+        raise PermissionDenied(_("You may not change this schedule."))
     return _schedule_form(request, entry=entry, existing=task)
 
 
@@ -147,7 +153,9 @@ def _schedule_form(request, *, entry, existing):
         request, form, lambda data: service.schedule_save(spec=form.to_spec(), actor=request.user, existing=existing)
     )
     if task is not None:
-        messages.success(request, f"Saved schedule {task.name}: {schedule_describe(task)}.")
+        messages.success(
+            request, _("Saved schedule %(name)s: %(when)s.") % {"name": task.name, "when": schedule_describe(task)}
+        )
         return redirect("taskcenter:schedule_detail", pk=task.pk)
     context = {"form": form, "entry": entry, "existing": existing}
     return render(request, "taskcenter/schedule_form.html", context, status=status)
@@ -162,14 +170,17 @@ def schedule_action(request):
     ids = [_int(pk) for pk in raw_ids]
     if None in ids:
         bad = next(pk for pk, number in zip(raw_ids, ids, strict=True) if number is None)
-        return HttpResponseBadRequest(f"Not a schedule id: {bad[:40]!r} (ids are whole numbers from 1 to {MAX_ID}).")
+        return HttpResponseBadRequest(
+            _("Not a schedule id: %(id)s (ids are whole numbers from 1 to %(max)s).")
+            % {"id": repr(bad[:40]), "max": MAX_ID}
+        )
     tasks = list(PeriodicTask.objects.filter(pk__in=ids))
     if action not in service.SCHEDULE_ACTIONS or not tasks:
-        messages.error(request, "Choose an action and at least one schedule.")
+        messages.error(request, _("Choose an action and at least one schedule."))
         return redirect("taskcenter:schedule_list")
     refused = [t.name for t in tasks if not permissions.can_act_on_schedule(request.user, action, t.task)]
     if refused:
-        raise PermissionDenied(f"You may not {action.replace('_', ' ')} {', '.join(refused)}.")
+        raise PermissionDenied(_refusal(action) % {"names": ", ".join(refused)})
     if action == "delete" and request.POST.get("confirm") != "on":
         # A page, not a script's dialog, asks first: deleting must not need JavaScript to be safe.
         return render(request, "taskcenter/schedule_delete_confirm.html", {"tasks": tasks})
@@ -181,3 +192,14 @@ def schedule_action(request):
     if len(tasks) == 1 and action != "delete":
         return redirect("taskcenter:schedule_detail", pk=tasks[0].pk)
     return redirect("taskcenter:schedule_list")
+
+
+def _refusal(action: str) -> str:
+    """The refusal of ``action`` on schedules, with the refused schedules' names as ``names``."""
+    return {
+        "run_now": _("You may not run now %(names)s."),
+        "enable": _("You may not enable %(names)s."),
+        "disable": _("You may not disable %(names)s."),
+        "duplicate": _("You may not duplicate %(names)s."),
+        "delete": _("You may not delete %(names)s."),
+    }.get(action, _("You may not change %(names)s."))

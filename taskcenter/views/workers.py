@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from taskcenter import catalogue, permissions
@@ -15,7 +16,8 @@ from taskcenter.services.workers import ActionReport
 from taskcenter.views.common import allowed, perform_action, staff_required, user_abilities
 
 manage_workers_required = allowed(
-    permissions.can_manage_workers, "You need the 'manage workers' permission to resize pools or set rate limits."
+    permissions.can_manage_workers,
+    gettext_lazy("You need the 'manage workers' permission to resize pools or set rate limits."),
 )
 POOL_ACTIONS = {"grow": workers.worker_pool_grow, "shrink": workers.worker_pool_shrink}
 
@@ -31,7 +33,7 @@ def worker_pool(request, hostname):
     resize = POOL_ACTIONS.get(request.POST.get("action", ""))
     n = _whole_number(request.POST.get("n", ""))
     if resize is None or n is None:
-        messages.error(request, "Choose grow or shrink and a whole number of processes.")
+        messages.error(request, _("Choose grow or shrink and a whole number of processes."))
         return _workers_page(request, status=400)
     return _perform(request, lambda: resize(hostname=hostname, n=n, actor=request.user))
 
