@@ -2,6 +2,7 @@
 
 from django import forms
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter.models import AuditEntry
 from taskcenter.safe_input import INT_MAX, SafeDateTimeField
@@ -10,14 +11,22 @@ from taskcenter.views.common import staff_required
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.ChoiceField(choices=[("", "Any action"), *AuditEntry.Action.choices], required=False)
-    outcome = forms.ChoiceField(choices=[("", "Any outcome"), *AuditEntry.Outcome.choices], required=False)
-    actor = forms.CharField(required=False, max_length=150)
-    target = forms.CharField(required=False, max_length=255)
-    task_id = forms.CharField(required=False, max_length=255)
+    action = forms.ChoiceField(
+        choices=[("", _("Any action")), *AuditEntry.Action.choices], required=False, label=_("Action")
+    )
+    outcome = forms.ChoiceField(
+        choices=[("", _("Any outcome")), *AuditEntry.Outcome.choices], required=False, label=_("Outcome")
+    )
+    actor = forms.CharField(required=False, max_length=150, label=_("Actor"))
+    target = forms.CharField(required=False, max_length=255, label=_("Target"))
+    task_id = forms.CharField(required=False, max_length=255, label=_("Task id"))
     # Dates without a UTC equivalent (year 1 east of UTC) are refused, not an OverflowError.
-    at_from = SafeDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    at_to = SafeDateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    at_from = SafeDateTimeField(
+        required=False, label=_("At from"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    at_to = SafeDateTimeField(
+        required=False, label=_("At to"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
     before = forms.IntegerField(required=False, min_value=1, max_value=INT_MAX, widget=forms.HiddenInput)
 
 

@@ -1,0 +1,175 @@
+"""Python's user-facing text in Simplified Chinese (issue 13, part 1): form errors, flash messages
+and model names come out translated under zh-hans and unchanged in English; an audit finds
+text the forms and views would show without gettext.
+
+The audit (``unmarked_python_text``) is a plain ``ast`` walk over taskcenter/forms/ and
+taskcenter/views/ only. It reports a string literal (or an f-string with literal words, or
+``"literal" + ...``) passed directly as:
+- the message of ``messages.success/error/warning/info/debug(request, ...)`` and ``messages.add_message``;
+- ``label=`` or ``help_text=`` of a call whose name ends in ``Field`` (``forms.CharField``, ``SafeDateTimeField``...);
+- the label of a ``choices=[(value, label), ...]`` literal in such a call;
+- the first argument of ``ValidationError``, ``Http404``, ``PermissionDenied``, ``HttpResponseBadRequest``
+  and the message of ``form.add_error(field, ...)``.
+It does not follow values through variables, helpers or constants, does not look at services,
+selectors, admin, models or commands, and counts text without letters (ids, "---------", ": ") as
+not user-facing. Templates have their own audit (tests/i18n_audit.py).
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.messages import get_messages
+from django.core.management import call_command
+from django.http import QueryDict
+from django.utils import translation
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDITED = ("taskcenter/forms", "taskcenter/views")
+MESSAGE_CALLS = {"success", "error", "warning", "info", "debug"}
+FIRST_ARGUMENT_CALLS = {"ValidationError", "Http404", "PermissionDenied", "HttpResponseBadRequest"}
+WORDS = re.compile(r"[A-Za-z]{2,}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled_catalogue():
+    call_command("compiletranslations", verbosity=0)
+
+
+def _literal_text(node) -> str | None:
+    """The literal words ``node`` would show as is, or None when it is translated or computed."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value if WORDS.search(node.value) else None
+    if isinstance(node, ast.JoinedStr):
+        text = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
+        return text if WORDS.search(text) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _literal_text(node.left) or _literal_text(node.right)
+    return None
+
+
+def _name(func) -> str:
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _shown_arguments(call: ast.Call):
+    """The argument nodes of ``call`` that a user reads, per the module docstring."""
+    func, name = call.func, _name(call.func)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "messages":
+        if name in MESSAGE_CALLS:
+            yield from call.args[1:2]
+        elif name == "add_message":
+            yield from call.args[2:3]
+        yield from (k.value for k in call.keywords if k.arg == "message")
+    if name.endswith("Field"):
+        yield from (k.value for k in call.keywords if k.arg in ("label", "help_text"))
+        for keyword in call.keywords:
+            if keyword.arg == "choices" and isinstance(keyword.value, ast.List | ast.Tuple):
+                for choice in keyword.value.elts:
+                    if isinstance(choice, ast.Tuple) and len(choice.elts) == 2:
+                        yield choice.elts[1]
+    if name in FIRST_ARGUMENT_CALLS:
+        yield from call.args[:1]
+    if name == "add_error":
+        yield from call.args[1:2]
+
+
+def unmarked_python_text(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each literal a user would read without gettext, in one module's source."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            for argument in _shown_arguments(node):
+                text = _literal_text(argument)
+                if text is not None:
+                    found.append((argument.lineno, text))
+    return found
+
+
+def test_the_audit_finds_unmarked_text_and_passes_marked_text():
+    source = (
+        "from django import forms\n"
+        "from django.contrib import messages\n"
+        "from django.utils.translation import gettext as _\n"
+        "class F(forms.Form):\n"
+        "    a = forms.CharField(label='Name', help_text=_('Marked'))\n"
+        "    b = forms.ChoiceField(choices=[('x', 'Shown'), ('', '---------'), ('y', _('Marked'))])\n"
+        "def view(request, name):\n"
+        "    messages.success(request, f'Saved {name}.')\n"
+        "    messages.error(request, _('Saved %(name)s.') % {'name': name})\n"
+        "    messages.info(request, 'Nothing done: ' + name)\n"
+        "    messages.warning(request, f'{name}: {name}')\n"
+        "    raise forms.ValidationError('Wrong.')\n"
+    )
+    assert [text for _, text in unmarked_python_text(source)] == [
+        "Name",
+        "Shown",
+        "Saved .",
+        "Nothing done: ",
+        "Wrong.",
+    ]
+
+
+def test_forms_and_views_pass_every_shown_literal_through_gettext():
+    unmarked = []
+    for folder in AUDITED:
+        for path in sorted((ROOT / folder).glob("*.py")):
+            for line, text in unmarked_python_text(path.read_text(encoding="utf-8")):
+                unmarked.append(f"{path.relative_to(ROOT)}:{line}: {text!r}")
+    assert unmarked == []
+
+
+def test_a_form_error_is_in_chinese_under_zh_hans_and_unchanged_in_english():
+    from taskcenter.forms import BulkRetryForm
+
+    def errors():
+        form = BulkRetryForm(QueryDict("scope=selected"))
+        assert not form.is_valid()
+        return form.errors["__all__"]
+
+    with translation.override("zh-hans"):
+        assert errors() == ["请至少选择一个运行。"]
+        assert str(BulkRetryForm().fields["scope"].label) == "范围"
+    with translation.override("en"):
+        assert errors() == ["Select at least one run."]
+        assert str(BulkRetryForm().fields["scope"].label) == "Scope"
+
+
+def test_a_json_field_error_is_in_chinese_with_its_example():
+    from taskcenter.forms import RetryForm
+
+    with translation.override("zh-hans"):
+        form = RetryForm({"args": '{"x": 1}', "kwargs": ""})
+        assert not form.is_valid()
+        assert form.errors["args"] == ["必须是列表，例如 [1, 2]。"]
+    with translation.override("en"):
+        form = RetryForm({"args": '{"x": 1}', "kwargs": ""})
+        assert not form.is_valid()
+        assert form.errors["args"] == ["Must be a list, e.g. [1, 2]."]
+
+
+@pytest.mark.django_db
+def test_a_flash_message_follows_the_browser_language(staff_client):
+    for language, expected in (
+        ("zh-hans", "请选择一个操作和至少一个定时计划。"),
+        ("en", "Choose an action and at least one schedule."),
+    ):
+        answer = staff_client.post("/schedules/actions/", {"action": ""}, headers={"accept-language": language})
+        assert answer.status_code == 302
+        assert [str(m) for m in get_messages(answer.wsgi_request)][-1] == expected
+
+
+def test_model_names_and_choice_labels_are_in_chinese_under_zh_hans():
+    from taskcenter.models import DeadLetter, Run, RunSource
+    from taskcenter.priorities import Priority
+
+    with translation.override("zh-hans"):
+        assert str(Run._meta.verbose_name) == "运行"
+        assert str(DeadLetter._meta.verbose_name_plural) == "死信"
+        assert str(RunSource.SCHEDULE.label) == "定时计划"
+        assert str(Priority.URGENT.label) == "紧急"
+    with translation.override("en"):
+        assert str(Run._meta.verbose_name_plural) == "runs"
+        assert str(DeadLetter._meta.verbose_name_plural) == "dead letters"
+        assert str(Priority.URGENT.label) == "Urgent"
