@@ -1,5 +1,5 @@
-"""Python's user-facing text in Simplified Chinese (issue 13, part 1): form errors, flash messages
-and model names come out translated under zh-hans and unchanged in English; an audit finds
+"""Python's user-facing text in Simplified Chinese (issue 13, part 1): form errors, flash messages,
+model names and service refusals come out translated under zh-hans and unchanged in English; an audit finds
 text the forms and views would show without gettext.
 
 The audit (``unmarked_python_text``) is a plain ``ast`` walk over taskcenter/forms/ and
@@ -173,3 +173,17 @@ def test_model_names_and_choice_labels_are_in_chinese_under_zh_hans():
         assert str(Run._meta.verbose_name_plural) == "runs"
         assert str(DeadLetter._meta.verbose_name_plural) == "dead letters"
         assert str(Priority.URGENT.label) == "Urgent"
+
+
+@pytest.mark.django_db
+def test_a_service_refusal_shown_on_a_page_is_in_chinese_under_zh_hans():
+    from taskcenter.services.errors import ServiceError
+    from taskcenter.services.workers import rate_limit_set
+
+    for language, expected in (
+        ("zh-hans", "'no.such.task' 不在任务目录中；速率限制只适用于任务目录中的任务。"),
+        ("en", "'no.such.task' is not a catalogued task; rate limits apply to catalogued tasks only."),
+    ):
+        with translation.override(language), pytest.raises(ServiceError) as refusal:
+            rate_limit_set(task_name="no.such.task", rate="1/s", actor=None)
+        assert str(refusal.value) == expected

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from celery import current_app
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from taskcenter import catalogue, scheduled_set, secret_arguments
 from taskcenter.broker import BROKER_ERRORS, broker_client
@@ -47,10 +48,12 @@ def run_cancel(*, run: Run, actor) -> None:
     state = run.state
     audit = {"actor": actor, "action": Action.CANCEL, "target": run.task_name, "task_id": run.task_id}
     if state not in WAITING_STATES or run.cancelled_at:
-        error = ControlError(
-            f"Run {run.task_id} is {state}; only waiting runs can be cancelled"
-            + (" (terminate a started run instead)." if state == "STARTED" else ".")
+        refusal = (
+            _("Run %(id)s is %(state)s; only waiting runs can be cancelled (terminate a started run instead).")
+            if state == "STARTED"
+            else _("Run %(id)s is %(state)s; only waiting runs can be cancelled.")
         )
+        error = ControlError(refusal % {"id": run.task_id, "state": state})
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     try:
@@ -60,7 +63,7 @@ def run_cancel(*, run: Run, actor) -> None:
         current_app.control.revoke(run.task_id)
     except BROKER_ERRORS as exc:
         audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
-        raise BrokerUnavailable("The broker (Redis) is not reachable, so the run was not cancelled.") from exc
+        raise BrokerUnavailable(_("The broker (Redis) is not reachable, so the run was not cancelled.")) from exc
     if held:  # never published, so no worker will record it revoked
         current_app.backend.mark_as_revoked(run.task_id, reason="cancelled before it started")
     _mark_cancelled(run, actor, "cancelled before it started")
@@ -75,7 +78,9 @@ def run_terminate(*, run: Run, actor) -> None:
     signal_name = settings.TASKCENTER_TERMINATE_SIGNAL
     audit = {"actor": actor, "action": Action.TERMINATE, "target": run.task_name, "task_id": run.task_id}
     if state != "STARTED":
-        error = ControlError(f"Run {run.task_id} is {state}; only started runs can be terminated.")
+        error = ControlError(
+            _("Run %(id)s is %(state)s; only started runs can be terminated.") % {"id": run.task_id, "state": state}
+        )
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     try:
@@ -83,7 +88,7 @@ def run_terminate(*, run: Run, actor) -> None:
         current_app.control.revoke(run.task_id, terminate=True, signal=signal_name)
     except BROKER_ERRORS as exc:
         audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
-        raise BrokerUnavailable("The broker (Redis) is not reachable, so the run was not terminated.") from exc
+        raise BrokerUnavailable(_("The broker (Redis) is not reachable, so the run was not terminated.")) from exc
     _mark_cancelled(run, actor, f"terminated with {signal_name}")
     audit_record(**audit, message=f"Terminated with {signal_name}.", detail={"signal": signal_name})
 
@@ -123,7 +128,9 @@ def _retry_arguments(
     """The arguments to re-run ``run`` with (its sealed secrets restored); refuse, audited, a run not finished."""
     audit = {"actor": actor, "action": Action.RETRY, "target": run.task_name, "task_id": run.task_id}
     if not (orphaned or run.is_finished):
-        error = ControlError(f"Run {run.task_id} is {run.state}; only finished runs can be re-run.")
+        error = ControlError(
+            _("Run %(id)s is %(state)s; only finished runs can be re-run.") % {"id": run.task_id, "state": run.state}
+        )
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     args = run.args if args is None else args
@@ -133,7 +140,8 @@ def _retry_arguments(
     except secret_arguments.SecretUnavailable as missing:
         error = InvalidLaunch(
             {"kwargs" if missing.name in kwargs else "args": [
-                f"The stored value of the secret argument {missing.name!r} cannot be read; enter it again."
+                _("The stored value of the secret argument %(name)s cannot be read; enter it again.")
+                % {"name": repr(missing.name)}
             ]}
         )  # fmt: skip
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
@@ -255,7 +263,10 @@ def run_delete(*, run: Run, actor) -> None:
 
     audit = {"actor": actor, "action": Action.RUN_DELETE, "target": run.task_name, "task_id": run.task_id}
     if not run.is_finished:
-        error = ControlError(f"Run {run.task_id} is {run.state}; only a finished run's record can be deleted.")
+        error = ControlError(
+            _("Run %(id)s is %(state)s; only a finished run's record can be deleted.")
+            % {"id": run.task_id, "state": run.state}
+        )
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     state = run.state

@@ -42,6 +42,7 @@ from django.core.mail import send_mail
 from django.core.validators import EmailValidator
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from taskcenter.models import AlertState, NotificationChannel, NotificationDelivery, NotificationRule
 from taskcenter.services.audit import Action, Outcome, audit_record
@@ -451,7 +452,12 @@ def webhook_send(*, channel: NotificationChannel, payload: dict) -> SendResult:
 def email_send(*, channel: NotificationChannel, payload: dict) -> SendResult:
     """Send ``payload`` as a plain-text e-mail through Django's mail backend."""
     subject = f"[taskcenter] {payload.get('alert')} {payload.get('status')}"
-    lines = [*payload.get("messages", []), "", f"Severity: {payload.get('severity') or '-'}", f"At: {payload['at']}"]
+    lines = [
+        *payload.get("messages", []),
+        "",
+        _("Severity: %(severity)s") % {"severity": payload.get("severity") or "-"},
+        _("At: %(at)s") % {"at": payload["at"]},
+    ]
     try:
         send_mail(subject, "\n".join(lines), None, channel.address_list, fail_silently=False)
     except Exception as exc:  # SMTP, DNS, a refused recipient: logged on the delivery, retried

@@ -207,20 +207,26 @@ def queue_resume(*, name: str, actor) -> ActionReport:
 
 
 def _queue_set_paused(*, name: str, paused: bool, actor) -> ActionReport:
-    action, command, verb = (
-        (Action.PAUSE, "cancel_consumer", "paused") if paused else (Action.RESUME, "taskcenter_resume_queue", "resumed")
-    )
+    action, command = (Action.PAUSE, "cancel_consumer") if paused else (Action.RESUME, "taskcenter_resume_queue")
 
     def perform() -> ActionReport:
         _require_configured(name)
         QueueState.objects.update_or_create(name=name, defaults={"paused": paused, "changed_by": as_user(actor)})
-        note = f"Queue {name} is saved as {verb}; workers apply that when they start."
+        if paused:
+            note = _("Queue %(name)s is saved as paused; workers apply that when they start.") % {"name": name}
+        else:
+            note = _("Queue %(name)s is saved as resumed; workers apply that when they start.") % {"name": name}
         try:
             workers = workers_broadcast(command, note=note, queue=name)
         except NoWorkerReplied:
             # As for rate limits: nothing is lost, every worker that starts applies the saved state.
-            return ActionReport(f"No worker is online now. {note}", {"workers": []})
-        return ActionReport(f"Queue {name} {verb} on {len(workers)} worker(s).", {"workers": workers})
+            return ActionReport(_("No worker is online now. %(note)s") % {"note": note}, {"workers": []})
+        done = (
+            _("Queue %(name)s paused on %(count)d worker(s).")
+            if paused
+            else _("Queue %(name)s resumed on %(count)d worker(s).")
+        )
+        return ActionReport(done % {"name": name, "count": len(workers)}, {"workers": workers})
 
     return run_audited(actor=actor, action=action, target=name, perform=perform)
 
@@ -234,12 +240,15 @@ def queue_purge(*, name: str, confirmation: str, actor) -> ActionReport:
     def perform() -> ActionReport:
         _require_configured(name)
         if confirmation.strip() != name:
-            raise ActionRefused(f"Type the queue name {name!r} to confirm the purge; nothing was purged.")
+            raise ActionRefused(
+                _("Type the queue name %(name)s to confirm the purge; nothing was purged.") % {"name": repr(name)}
+            )
         messages = _remove_all_messages(name)
         task_ids = [task_id for task_id in (message_headers(raw).get("id") for raw in messages) if task_id]
         cancelled = _mark_runs_purged(task_ids, reason=f"purged from queue {name}", actor=actor)
         return ActionReport(
-            f"Purged {len(messages)} messages from queue {name}; {cancelled} run(s) marked cancelled.",
+            _("Purged %(count)d messages from queue %(name)s; %(cancelled)d run(s) marked cancelled.")
+            % {"count": len(messages), "name": name, "cancelled": cancelled},
             {"purged": len(messages), "runs_cancelled": cancelled},
         )
 

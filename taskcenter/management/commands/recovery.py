@@ -9,13 +9,14 @@ under their older name. ``apply`` goes through the same service as the run page
 """
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from taskcenter.cli import recovery
 from taskcenter.cli.base import Cli
 
 
 class Command(BaseCommand):
-    help = "Apply a recovery strategy (RETRY, RESUME, RESTART, SKIP, MANUAL) to a run, or list its checkpoints."
+    help = _("Apply a recovery strategy (RETRY, RESUME, RESTART, SKIP, MANUAL) to a run, or list its checkpoints.")
 
     def add_arguments(self, parser):
         recovery.add_actions(parser.add_subparsers(dest="command", required=True))

@@ -8,13 +8,14 @@ under their older name for scripts that call it.
 """
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from taskcenter.cli import schedules
 from taskcenter.cli.base import Cli
 
 
 class Command(BaseCommand):
-    help = "Add, list, show, enable, disable, run and remove periodic tasks (the same as 'manage.py tc schedule')."
+    help = _("Add, list, show, enable, disable, run and remove periodic tasks (the same as 'manage.py tc schedule').")
 
     def add_arguments(self, parser):
         schedules.add_actions(parser.add_subparsers(dest="action", required=True, metavar="ACTION"))

@@ -1,16 +1,17 @@
 """Report whether the broker and database answer and the Celery settings hold."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from taskcenter.selectors.health import run_all_checks
 
 
 class Command(BaseCommand):
-    help = "Check the broker, the database and the Celery settings taskcenter relies on."
+    help = _("Check the broker, the database and the Celery settings taskcenter relies on.")
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--no-connect", action="store_true", help="Only check settings; do not contact broker or database."
+            "--no-connect", action="store_true", help=_("Only check settings; do not contact broker or database.")
         )
 
     def handle(self, *args, **options):

@@ -1,17 +1,18 @@
 """Delete records older than their retention now (what beat's daily ``taskcenter.retention_cleanup`` does)."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from taskcenter.services.retention import retention_cleanup, retention_kinds
 
 
 class Command(BaseCommand):
-    help = "Delete results, runs, audit entries and other records older than their retention, in bounded batches."
+    help = _("Delete results, runs, audit entries and other records older than their retention, in bounded batches.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")
+        parser.add_argument("--dry-run", action="store_true", help=_("Count what would be deleted; delete nothing."))
         parser.add_argument(
-            "--kind", action="append", dest="kinds", metavar="KIND", help="Clean only this kind (repeatable)."
+            "--kind", action="append", dest="kinds", metavar="KIND", help=_("Clean only this kind (repeatable).")
         )
 
     def handle(self, *args, **options):

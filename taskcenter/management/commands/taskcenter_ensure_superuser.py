@@ -5,10 +5,11 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 
 class Command(BaseCommand):
-    help = (
+    help = _(
         "Create a superuser from DJANGO_SUPERUSER_USERNAME / DJANGO_SUPERUSER_PASSWORD; "
         "when they are unset, create 'admin' with a generated password shown once. "
         "An existing user is left as it is."

@@ -1,13 +1,14 @@
 """Run the monitor: Celery events in, worker states (Redis) and per-minute figures (database) out."""
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from taskcenter.broker import use_long_lived_timeouts
 from taskcenter.monitor.runner import Monitor
 
 
 class Command(BaseCommand):
-    help = (
+    help = _(
         "Consume Celery's event stream and keep worker states in Redis and per-minute task figures, "
         "running totals and queue samples in the database. Runs until SIGTERM or SIGINT."
     )
@@ -17,19 +18,19 @@ class Command(BaseCommand):
             "--flush-interval",
             type=float,
             default=None,
-            help="Seconds between two writes of the counts (default: TASKCENTER_MONITOR_FLUSH_INTERVAL or 2).",
+            help=_("Seconds between two writes of the counts (default: TASKCENTER_MONITOR_FLUSH_INTERVAL or 2)."),
         )
         parser.add_argument(
             "--sample-interval",
             type=float,
             default=None,
-            help="Seconds between two queue samples (default: TASKCENTER_MONITOR_SAMPLE_INTERVAL or 10).",
+            help=_("Seconds between two queue samples (default: TASKCENTER_MONITOR_SAMPLE_INTERVAL or 10)."),
         )
         parser.add_argument(
             "--max-tasks",
             type=int,
             default=None,
-            help="Task ids remembered (LRU) for names and queues (default: TASKCENTER_MONITOR_MAX_TASKS or 100000).",
+            help=_("Task ids remembered (LRU) for names and queues (default: TASKCENTER_MONITOR_MAX_TASKS or 100000)."),
         )
 
     def handle(self, *args, **options):

@@ -8,17 +8,18 @@ import json
 import sys
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from taskcenter.selectors.alerts import CHECK_TIMEOUT, readiness_checks
 
 
 class Command(BaseCommand):
-    help = "Check the database, the broker, the workers online and beat; exit 1 unless all pass."
+    help = _("Check the database, the broker, the workers online and beat; exit 1 unless all pass.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="Print the result as JSON (as /readyz answers).")
+        parser.add_argument("--json", action="store_true", help=_("Print the result as JSON (as /readyz answers)."))
         parser.add_argument(
-            "--timeout", type=float, default=CHECK_TIMEOUT, help="Seconds each check may take (default %(default)s)."
+            "--timeout", type=float, default=CHECK_TIMEOUT, help=_("Seconds each check may take (default %(default)s).")
         )
 
     def handle(self, *args, **options):

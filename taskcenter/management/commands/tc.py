@@ -11,6 +11,7 @@ the chosen subcommand's handler.
 import argparse
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from taskcenter.cli import deadletters, monitor, recovery, scheduled, schedules, status, tasks, tokens
 from taskcenter.cli.base import Cli
@@ -34,7 +35,7 @@ Exit codes: 0 done, 1 refused or failed, 2 wrong command line (bad JSON, unknown
 
 
 class Command(BaseCommand):
-    help = "taskcenter's command line: status, task, schedule, scheduled, monitor, recovery, deadletters, token."
+    help = _("taskcenter's command line: status, task, schedule, scheduled, monitor, recovery, deadletters, token.")
 
     def add_arguments(self, parser):
         parser.epilog = EXAMPLES
