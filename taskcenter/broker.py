@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from celery import current_app
 from django.conf import settings
+from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
@@ -37,8 +38,14 @@ BROKER_ERRORS = (KombuOperationalError, RedisError, OSError)
 
 
 def broker_down_message(consequence: str) -> str:
-    """The operator's message for a broker that cannot be reached."""
-    return f"The message broker (Redis) is not reachable, so {consequence}. Check that Redis is running."
+    """The operator's message for a broker that cannot be reached, in the active language.
+
+    ``consequence`` is written in English and marked with ``gettext_noop`` where it is written
+    (so logs stay English); it is translated here.
+    """
+    return _("The message broker (Redis) is not reachable, so %(consequence)s. Check that Redis is running.") % {
+        "consequence": _(consequence)
+    }
 
 
 def request_timeout() -> float:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from taskcenter import broker
 from taskcenter.selectors.health import CheckResult, check_broker, check_database
@@ -137,7 +138,7 @@ def live_queues() -> LiveQueues:
         backlogs = broker.queue_backlogs(names)
     except broker.BROKER_ERRORS as exc:
         logger.warning("Queues not read, broker unreachable: %s", exc)
-        problem = broker.broker_down_message("the queues could not be read")
+        problem = broker.broker_down_message(gettext_noop("the queues could not be read"))
         return LiveQueues([LiveQueue(name, None, None) for name in names], problem=problem)
     ages = broker.oldest_ages(backlogs)
     return LiveQueues(
@@ -212,7 +213,7 @@ def broker_problem(*, timeout: float | None = None) -> str:
     if result.ok:
         return ""
     logger.warning("Live figures not read: %s", result.message)
-    return broker.broker_down_message("live figures (queues, workers, beat) could not be read")
+    return broker.broker_down_message(gettext_noop("live figures (queues, workers, beat) could not be read"))
 
 
 def live_state(*, stuck_limit: int = STUCK_LIMIT) -> LiveState:

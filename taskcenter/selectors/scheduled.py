@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.utils.translation import gettext_noop
+
 from taskcenter import scheduled_set
 from taskcenter.broker import (
     BROKER_ERRORS,
@@ -44,7 +46,7 @@ def scheduled_page(*, after: float | None = None, limit: int = PAGE_SIZE) -> Sch
             held = scheduled_set.held_list(client, after=after, limit=limit + 1)
             total = scheduled_set.held_count(client)
     except BROKER_ERRORS as exc:
-        raise ScheduledSetUnavailable(broker_down_message("the scheduled set cannot be shown")) from exc
+        raise ScheduledSetUnavailable(broker_down_message(gettext_noop("the scheduled set cannot be shown"))) from exc
     more = len(held) > limit
     held = held[:limit]
     runs = {run.task_id: run for run in runs_by_task_ids([item.task_id for item in held])}

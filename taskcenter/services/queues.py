@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from taskcenter.broker import (
     BROKER_ERRORS,
@@ -108,7 +109,7 @@ def queues_overview() -> QueuesOverview:
     other_names: list[str] = []
     try:
         other_names = _other_queue_names(names)
-        with _broker_down_raised("the queues could not be read"):
+        with _broker_down_raised(gettext_noop("the queues could not be read")):
             backlogs = queue_backlogs(names + other_names)
         queues_by_worker = workers_inspect("active_queues")["active_queues"]
     except BrokerDown as exc:
@@ -147,7 +148,7 @@ def _other_queue_names(configured: list[str]) -> list[str]:
     another client to a queue nobody consumes (Celery's default ``celery``)
     shows up here.
     """
-    with _broker_channel("the queues could not be read") as channel:
+    with _broker_channel(gettext_noop("the queues could not be read")) as channel:
         client = channel.client
         sep = channel.sep
         found: set[str] = set()
@@ -257,7 +258,7 @@ def queue_purge(*, name: str, confirmation: str, actor) -> ActionReport:
 
 def _remove_all_messages(name: str) -> list[bytes]:
     """Take every message off all priority lists of ``name`` in one MULTI/EXEC transaction."""
-    with _broker_channel("nothing was purged") as channel:
+    with _broker_channel(gettext_noop("nothing was purged")) as channel:
         pipe = channel.client.pipeline(transaction=True)
         for key in priority_lists(channel, name).values():
             pipe.lrange(key, 0, -1)
@@ -338,7 +339,7 @@ def queue_message_deadletter(*, name: str, message_id: str, actor) -> ActionRepo
             message=note, args=args, kwargs=kwargs,
         )  # fmt: skip
         if letter is None:  # not recorded: give the message back rather than lose it
-            with _broker_down_raised("the message could not be put back"):
+            with _broker_down_raised(gettext_noop("the message could not be put back")):
                 queue_message_put_back(name, step=step, raw=raw)
             raise ActionFailed(_("The dead letter could not be recorded; the message was put back in the queue."))
         cancelled = (
@@ -363,7 +364,7 @@ def _message_take(name: str, message_id: str) -> tuple[bytes, int]:
     if step not in REDIS_PRIORITY_STEPS:
         raise ActionRefused(_("%(id)s is not a message id of the queue browser.") % {"id": repr(message_id)[:100]})
     position, digest = int(match.group(2)), match.group(3)
-    with _broker_down_raised("nothing was removed"):
+    with _broker_down_raised(gettext_noop("nothing was removed")):
         raw = queue_message_find(
             name, step=step, position=position, limit=MESSAGE_FIND_LIMIT,
             matches=lambda candidate: message_digest(candidate) == digest,
@@ -423,7 +424,7 @@ def queue_message_ids(names: list[str]) -> set[str] | None:
     a message moving from a queue to the unacked hash is not missed between two
     reads. Raises ``BrokerDown``.
     """
-    with _broker_channel("the messages could not be read") as channel:
+    with _broker_channel(gettext_noop("the messages could not be read")) as channel:
         client = channel.client
         lists = [key for name in names for key in priority_lists(channel, name).values()]
         pipe = client.pipeline(transaction=True)
@@ -444,7 +445,7 @@ def scheduled_waiting_ids(task_ids) -> set[str]:
     """Those of ``task_ids`` whose message waits in (or is being published from) the scheduled set."""
     from taskcenter import scheduled_set
 
-    with _broker_channel("the scheduled set could not be read") as channel:
+    with _broker_channel(gettext_noop("the scheduled set could not be read")) as channel:
         return scheduled_set.waiting_among(channel.client, list(task_ids))
 
 

@@ -4,6 +4,7 @@ import json
 import logging
 
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from taskcenter import catalogue
 from taskcenter.broker import BROKER_ERRORS, broker_client, broker_down_message
@@ -45,7 +46,7 @@ def retry_policy_save(*, task_name: str, policy: RetryPolicy, actor) -> RetryPol
             with broker_client() as client:
                 client.hset(OVERRIDES_KEY, task_name, json.dumps(data))
     except BROKER_ERRORS as exc:
-        message = broker_down_message("the retry policy was not changed")
+        message = broker_down_message(gettext_noop("the retry policy was not changed"))
         audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, outcome=Outcome.ERROR,
                      message=message, detail=detail)  # fmt: skip
         raise BrokerDown(message) from exc
@@ -63,7 +64,7 @@ def retry_policy_reset(*, task_name: str, actor) -> None:
             with broker_client() as client:
                 client.hdel(OVERRIDES_KEY, task_name)
     except BROKER_ERRORS as exc:
-        message = broker_down_message("the retry policy was not reset")
+        message = broker_down_message(gettext_noop("the retry policy was not reset"))
         audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, outcome=Outcome.ERROR, message=message)
         raise BrokerDown(message) from exc
     audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, message="Retry policy reset to the code's.")

@@ -2,6 +2,8 @@
 
 import logging
 
+from django.utils.translation import gettext_noop
+
 from taskcenter import permissions, scheduled_set
 from taskcenter.broker import BROKER_ERRORS, broker_client, broker_down_message
 from taskcenter.models import Run
@@ -29,7 +31,7 @@ def scheduled_run_now(*, run: Run, actor) -> ActionReport:
         with broker_client() as client:
             moved = scheduled_set.due_now(client, run.task_id)
     except BROKER_ERRORS as exc:
-        message = broker_down_message("the run was not moved")
+        message = broker_down_message(gettext_noop("the run was not moved"))
         audit_record(**audit, outcome=Outcome.ERROR, message=message)
         raise Unavailable(message) from exc
     if not moved:

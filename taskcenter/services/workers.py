@@ -27,6 +27,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from taskcenter import catalogue
 from taskcenter.broker import BROKER_ERRORS, broker_down_message
@@ -185,7 +186,7 @@ def workers_broadcast(command: str, *, destination: list[str] | None = None, not
         )
     except BROKER_ERRORS as exc:
         logger.warning("Control command %s not sent: broker unavailable (%s)", command, exc)
-        raise BrokerDown(_with_note(broker_down_message("no worker was told"), note)) from exc
+        raise BrokerDown(_with_note(broker_down_message(gettext_noop("no worker was told")), note)) from exc
     by_host = flatten_reply(replies or [])
     if not by_host:
         raise NoWorkerReplied(_with_note(no_reply_message(destination), note))
@@ -214,7 +215,7 @@ def workers_inspect(*methods: str, destination: list[str] | None = None) -> dict
             return {method: future.result() for method, future in futures.items()}
     except BROKER_ERRORS as exc:
         logger.warning("Inspect %s failed: broker unavailable (%s)", ",".join(methods), exc)
-        raise BrokerDown(broker_down_message("no worker was asked")) from exc
+        raise BrokerDown(broker_down_message(gettext_noop("no worker was asked"))) from exc
 
 
 def no_reply_message(destination: list[str] | None) -> str:
