@@ -294,7 +294,8 @@ def test_the_dashboard_updates_its_figures_without_a_reload_and_says_how_old_the
 
         run = run_launch(task_name="examples.add", args=[2, 3])
         wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=30, message="the run")
-        expect(succeeded).to_have_text(str(before + 1), timeout=30_000)
+        # At least ours: a run another test left on the shared worker may end in the same window.
+        wait_for(lambda: int(succeeded.inner_text()) > before, timeout=30, message="the live figure to count the run")
         assert page.evaluate("window.__notReloaded === true"), "the figures changed without a reload"
         expect(page.locator("#live-age")).to_contain_text("Figures updated")
         expect(page.locator("#live-age")).to_contain_text("s ago")
