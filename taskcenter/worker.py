@@ -321,6 +321,7 @@ class MessageGuard(bootsteps.Step):
         parent.create_task_handler = guarded_create_task_handler
         parent.on_invalid_task = on_invalid_task
         guard_redis_reads()
+        reuse_redis_clients()
 
 
 def guard_redis_reads() -> None:
@@ -348,6 +349,35 @@ def guard_redis_reads() -> None:
 
     _brpop_read.taskcenter_guarded = True
     channel._brpop_read = _brpop_read
+
+
+def reuse_redis_clients() -> None:
+    """Let each kombu channel reuse one ``redis.Redis`` client per connection pool.
+
+    kombu builds a new client for every command it sends outside BRPOP: each
+    acknowledgement, each unacked-index write, each event PUBLISH. redis-py 8 fills
+    ~170 response callbacks per client, about a tenth of a worker's main process at
+    full speed. A client holds no connection of its own (it takes one from the pool
+    for each command), so one per pool serves every caller; a new pool (after a
+    reconnect) gets a new client.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    channel = kombu_redis.Channel
+    if getattr(channel._create_client, "taskcenter_reused", False):
+        return
+    create_client = channel._create_client
+
+    def _create_client(self, asynchronous=False):
+        pool = self.async_pool if asynchronous else self.pool
+        clients = self.__dict__.setdefault("_taskcenter_clients", {})
+        cached = clients.get(asynchronous)
+        if cached is None or cached[0] is not pool:
+            cached = clients[asynchronous] = (pool, create_client(self, asynchronous=asynchronous))
+        return cached[1]
+
+    _create_client.taskcenter_reused = True
+    channel._create_client = _create_client
 
 
 class PoolGuard(bootsteps.Step):

@@ -71,6 +71,24 @@ def test_many_tasks_ending_quickly_leave_nothing_held():
     time.sleep(0.2)
     assert writer.written == [] and held.held_count() == 0
     assert threading.active_count() < 50
+    wait_for(lambda: not held._due, timeout=5, message="the taken entries dropped")
+
+
+def test_the_writer_thread_wakes_once_for_many_taken_entries_not_once_each(monkeypatch):
+    """At hundreds of short tasks a second, a wake-up per task cost the pool process CPU and the GIL."""
+    held, writer = HeldStartedWrites(), RecordingWriter()
+    held.hold("first", {"task_id": "first"}, writer, delay=0.05)
+    held.take("first")
+    waits = []
+    wait = held._condition.wait
+    monkeypatch.setattr(held._condition, "wait", lambda timeout=None: waits.append(timeout) or wait(timeout))
+    for i in range(300):
+        held.hold(f"t{i}", {"task_id": f"t{i}"}, writer, delay=0.05)
+        held.take(f"t{i}")
+        time.sleep(0.001)
+    held.hold("long", {"task_id": "long"}, writer, delay=0.05)
+    wait_for(lambda: writer.written == ["long"], timeout=5, message="the still-held write")
+    assert len(waits) < 30, f"{len(waits)} wake-ups for 300 taken entries"
 
 
 @pytest.mark.django_db(transaction=True)
