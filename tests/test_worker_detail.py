@@ -225,8 +225,11 @@ def test_a_worker_consumes_a_queue_and_stops_and_the_page_shows_it_at_once(staff
         ("worker_queue_add", hostname, "ok", "high"),
         ("worker_queue_cancel", hostname, "ok", "high"),
     ]
-    audit = staff_client.get(reverse("taskcenter:audit_list"))  # actions not (yet) among the model's choices
-    assert audit.status_code == 200 and "worker_queue_add" in audit.content.decode()
+    audit = staff_client.get(reverse("taskcenter:audit_list"), {"action": "worker_queue_add"})
+    page = audit.content.decode()
+    assert audit.status_code == 200 and "Consume a queue on a worker" in page  # the action's label
+    assert '<option value="worker_queue_cancel">' in page  # the filter offers every worker action
+    assert [e.action for e in audit.context["entries"]] == ["worker_queue_add"]
 
 
 @pytest.mark.parametrize(

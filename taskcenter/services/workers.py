@@ -49,13 +49,6 @@ MAX_RATE_CHARS = 20
 INSPECTIONS = ("ping", "stats", "active", "reserved", "scheduled", "active_queues", "registered")
 #: Arguments of an inspection: ``registered`` lists each task with the limits the worker applies.
 INSPECT_ARGUMENTS = {"registered": ("rate_limit", "time_limit", "soft_time_limit")}
-#: Audit actions of the per-worker actions added after migration 0023; they become
-#: ``AuditEntry.Action`` choices with the next migration (the column takes any text).
-POOL_RESTART = "pool_restart"
-AUTOSCALE = "autoscale"
-QUEUE_ADD = "worker_queue_add"
-QUEUE_CANCEL = "worker_queue_cancel"
-TIME_LIMIT = "time_limit"
 
 
 class ActionRefused(InvalidInput):
@@ -530,7 +523,7 @@ def worker_pool_restart(*, hostname: str, actor) -> ActionReport:
             % {"worker": hostname}
         )
 
-    return run_audited(actor=actor, action=POOL_RESTART, target=hostname, perform=perform)
+    return run_audited(actor=actor, action=Action.POOL_RESTART, target=hostname, perform=perform)
 
 
 def pool_restarts_enabled() -> bool:
@@ -568,7 +561,7 @@ def worker_autoscale(*, hostname: str, minimum: int, maximum: int, actor) -> Act
             {"min": minimum, "max": maximum},
         )
 
-    return run_audited(actor=actor, action=AUTOSCALE, target=hostname, perform=perform)
+    return run_audited(actor=actor, action=Action.AUTOSCALE, target=hostname, perform=perform)
 
 
 def _require_online(hostname: str) -> dict:
@@ -606,7 +599,7 @@ def worker_queue_add(*, hostname: str, queue: str, actor) -> ActionReport:
             {"queue": queue},
         )
 
-    return run_audited(actor=actor, action=QUEUE_ADD, target=hostname, perform=perform)
+    return run_audited(actor=actor, action=Action.WORKER_QUEUE_ADD, target=hostname, perform=perform)
 
 
 def worker_queue_cancel(*, hostname: str, queue: str, actor) -> ActionReport:
@@ -625,7 +618,7 @@ def worker_queue_cancel(*, hostname: str, queue: str, actor) -> ActionReport:
             {"queue": queue},
         )
 
-    return run_audited(actor=actor, action=QUEUE_CANCEL, target=hostname, perform=perform)
+    return run_audited(actor=actor, action=Action.WORKER_QUEUE_CANCEL, target=hostname, perform=perform)
 
 
 def worker_queues(*, hostname: str) -> list[str]:
@@ -691,7 +684,7 @@ def worker_time_limit_set(
             {"task_name": task_name, "soft": soft, "hard": hard},
         )
 
-    return run_audited(actor=actor, action=TIME_LIMIT, target=hostname, perform=perform)
+    return run_audited(actor=actor, action=Action.TIME_LIMIT, target=hostname, perform=perform)
 
 
 def time_limit_ceiling() -> float:
