@@ -51,6 +51,8 @@ DEFAULT_SAMPLE_INTERVAL = 10.0
 DEFAULT_MAX_TASKS = 100_000
 #: Seconds between two runs of the retention clean-up.
 CLEANUP_INTERVAL = 600.0
+#: Seconds between two catch-ups of SQLite's text index (taskcenter.search_index).
+SEARCH_INDEX_INTERVAL = 1.0
 #: Seconds between two writes of worker states (each worker is written at most once per second).
 WORKER_WRITE_INTERVAL = 0.25
 #: Longest wait in drain_events, so periodic jobs run on time when no event comes.
@@ -146,6 +148,7 @@ class Monitor:
             "lost": now + self.lost_check_interval,
             "notify": now + 1.0,
             "recover": now + self.recovery_interval,
+            "search_index": now,
         }
         self._next_due = now
         self._last_event_written: float | None = None
@@ -321,6 +324,9 @@ class Monitor:
         if now >= self._next["recover"]:
             self._recover()
             self._next["recover"] = time.monotonic() + self.recovery_interval
+        if now >= self._next["search_index"]:
+            self._index_search()
+            self._next["search_index"] = time.monotonic() + SEARCH_INDEX_INTERVAL
         if now - self._report["at"] >= REPORT_INTERVAL:
             self._log_activity(now)
         self._next_due = min(self._next.values())
@@ -514,6 +520,16 @@ class Monitor:
         else:
             if forgotten:
                 logger.info("Forgot workers not seen for a day: %s", ", ".join(forgotten))
+
+    def _index_search(self) -> None:
+        """Index the runs noted since the last pass (SQLite; a no-op on PostgreSQL)."""
+        from taskcenter.search_index import search_index_catch_up
+
+        try:
+            search_index_catch_up()
+        except DatabaseError as exc:
+            logger.warning("Text index catch-up failed (retried in %gs): %s", SEARCH_INDEX_INTERVAL, exc)
+            close_old_connections()
 
     def _redis_problem(self, exc) -> None:
         if not self._redis_failing:
