@@ -16,6 +16,7 @@ import typing
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from taskcenter.safe_input import INT_MAX, INT_MIN, JSONInputError, SafeDateTimeField, parse_json
 
@@ -201,9 +202,9 @@ class JSONValueField(forms.CharField):
         except JSONInputError as exc:
             raise forms.ValidationError(str(exc)) from None
         if self.expected is list and not isinstance(parsed, list):
-            raise forms.ValidationError("Must be a JSON list, e.g. [1, 2].")
+            raise forms.ValidationError(gettext("Must be a JSON list, e.g. [1, 2]."))
         if self.expected is dict and not isinstance(parsed, dict):
-            raise forms.ValidationError('Must be a JSON object, e.g. {"key": "value"}.')
+            raise forms.ValidationError(gettext('Must be a JSON object, e.g. {"key": "value"}.'))
         return parsed
 
     def validate(self, value):
@@ -269,8 +270,10 @@ def check_arguments(
             if name in secret:  # say what is expected, never what was given
                 message = type_text(hints.get(name, param.annotation))
             elif "; " not in message:  # a list or object's message already names the wrong item
-                message = f"{message}, got {_describe(item)}"
-            problems.append((label, f"Argument {label!r} must be {message}."))
+                message = gettext("%(expected)s, got %(given)s") % {"expected": message, "given": _describe(item)}
+            problems.append(
+                (label, gettext("Argument %(name)s must be %(expected)s.") % {"name": repr(label), "expected": message})
+            )
     return problems
 
 

@@ -13,6 +13,7 @@ import math
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 #: Deepest nesting of lists and objects accepted in arguments.
 MAX_DEPTH = 32
@@ -22,7 +23,7 @@ MAX_INT_DIGITS = 30
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 #: PostgreSQL's jsonb cannot hold the NUL character (\u0000); refused on every engine alike.
 NUL = "\x00"
-NUL_MESSAGE = "Strings cannot contain the NUL character (\\u0000)."
+NUL_MESSAGE = gettext_lazy("Strings cannot contain the NUL character (\\u0000).")
 
 
 class JSONInputError(ValueError):
@@ -31,12 +32,15 @@ class JSONInputError(ValueError):
 
 def _parse_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise JSONInputError(f"An integer has more than {MAX_INT_DIGITS} digits; integers must fit in 64 bits.")
+        raise JSONInputError(
+            gettext("An integer has more than %(digits)s digits; integers must fit in 64 bits.")
+            % {"digits": MAX_INT_DIGITS}
+        )
     return int(text)
 
 
 def _parse_constant(name: str):
-    raise JSONInputError(f"{name} is not a JSON number.")
+    raise JSONInputError(gettext("%(name)s is not a JSON number.") % {"name": name})
 
 
 def parse_json(text: str):
@@ -44,9 +48,14 @@ def parse_json(text: str):
     try:
         value = json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
     except json.JSONDecodeError as exc:
-        raise JSONInputError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+        raise JSONInputError(
+            gettext("Not valid JSON: %(error)s (line %(line)s, column %(column)s).")
+            % {"error": exc.msg, "line": exc.lineno, "column": exc.colno}
+        ) from None
     except RecursionError:
-        raise JSONInputError(f"JSON is nested too deeply (more than {MAX_DEPTH} levels).") from None
+        raise JSONInputError(
+            gettext("JSON is nested too deeply (more than %(depth)s levels).") % {"depth": MAX_DEPTH}
+        ) from None
     check_json(value)
     return value
 
@@ -68,25 +77,29 @@ def check_json(value) -> None:
             continue
         if isinstance(item, int):
             if not INT_MIN <= item <= INT_MAX:
-                raise JSONInputError("An integer is too large; integers must fit in 64 bits.")
+                raise JSONInputError(gettext("An integer is too large; integers must fit in 64 bits."))
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise JSONInputError("Numbers must be finite (no NaN or infinity).")
+                raise JSONInputError(gettext("Numbers must be finite (no NaN or infinity)."))
             continue
         if isinstance(item, list | dict):
             if depth > MAX_DEPTH:
-                raise JSONInputError(f"JSON is nested too deeply (more than {MAX_DEPTH} levels).")
+                raise JSONInputError(
+                    gettext("JSON is nested too deeply (more than %(depth)s levels).") % {"depth": MAX_DEPTH}
+                )
             if isinstance(item, dict):
                 if not all(isinstance(key, str) for key in item):
-                    raise JSONInputError("Object keys must be strings.")
+                    raise JSONInputError(gettext("Object keys must be strings."))
                 if any(NUL in key for key in item):
                     raise JSONInputError(NUL_MESSAGE)
                 stack.extend((child, depth + 1) for child in item.values())
             else:
                 stack.extend((child, depth + 1) for child in item)
             continue
-        raise JSONInputError(f"Arguments must be plain JSON values, not {type(item).__name__}.")
+        raise JSONInputError(
+            gettext("Arguments must be plain JSON values, not %(type)s.") % {"type": type(item).__name__}
+        )
 
 
 def has_utc_time(value: dt.datetime) -> bool:
@@ -106,7 +119,7 @@ def datetime_in_range(value: dt.datetime | None) -> dt.datetime | None:
     The database layer would raise ``OverflowError`` converting it.
     """
     if value is not None and not has_utc_time(value):
-        raise forms.ValidationError("Enter a date between the years 2 and 9998.", code="out_of_range")
+        raise forms.ValidationError(gettext("Enter a date between the years 2 and 9998."), code="out_of_range")
     return value
 
 
@@ -117,5 +130,7 @@ class SafeDateTimeField(forms.DateTimeField):
         try:
             result = super().to_python(value)
         except OverflowError:
-            raise forms.ValidationError("Enter a date between the years 2 and 9998.", code="out_of_range") from None
+            raise forms.ValidationError(
+                gettext("Enter a date between the years 2 and 9998."), code="out_of_range"
+            ) from None
         return datetime_in_range(result)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.management.base import CommandError
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter import permissions
 from taskcenter.broker import BROKER_ERRORS, broker_down_message
@@ -51,12 +52,14 @@ def add_parser(actions, name: str, *, help: str, examples: str = "", **kwargs) -
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """``--json`` and ``--user``, on every leaf subcommand."""
-    parser.add_argument("--json", action="store_true", help="Write one JSON document to stdout (for scripts).")
+    parser.add_argument("--json", action="store_true", help=_("Write one JSON document to stdout (for scripts)."))
     parser.add_argument(
         "--user",
         metavar="USERNAME",
-        help="Act as this user: their permissions are checked as on the pages and they are the actor in the "
-        "audit trail. Without it the command acts as the system.",
+        help=_(
+            "Act as this user: their permissions are checked as on the pages and they are the actor in the "
+            "audit trail. Without it the command acts as the system."
+        ),
     )
 
 

@@ -6,6 +6,7 @@ says how many match and does nothing (like the page's confirmation step).
 """
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter import permissions
 from taskcenter.cli.base import (
@@ -38,7 +39,7 @@ def register(groups) -> None:
     group = add_parser(
         groups,
         "deadletters",
-        help="List, replay and discard dead letters (runs that will not run again by themselves).",
+        help=_("List, replay and discard dead letters (runs that will not run again by themselves)."),
         examples="  manage.py tc deadletters list --task examples.fail\n"
         '  manage.py tc deadletters replay 42 --kwargs \'{"message": "fixed"}\'\n'
         "  manage.py tc deadletters discard --reason expired            # shows the count, does nothing\n"
@@ -49,52 +50,52 @@ def register(groups) -> None:
     listing = add_parser(
         actions,
         "list",
-        help="List dead letters, newest first (unresolved ones unless --status says otherwise).",
+        help=_("List dead letters, newest first (unresolved ones unless --status says otherwise)."),
         examples="  manage.py tc deadletters list\n"
         "  manage.py tc deadletters list --status all --since 2026-12-01 --json",
     )
     _add_filters(listing)
-    listing.add_argument("--status", choices=STATUSES, default="open", help="Resolution (default: open).")
+    listing.add_argument("--status", choices=STATUSES, default="open", help=_("Resolution (default: open)."))
     listing.add_argument("--limit", type=int, default=50, help=f"How many (1..{MAX_LIST}, default 50).")
-    listing.add_argument("--before", type=int, help="Only letters older than this cursor (next_before of a page).")
+    listing.add_argument("--before", type=int, help=_("Only letters older than this cursor (next_before of a page)."))
     add_common(listing)
     listing.set_defaults(handler=deadletters_list)
 
     replay = add_parser(
         actions,
         "replay",
-        help="Launch dead letters' tasks again (each linked to its original run), by id or by filter.",
+        help=_("Launch dead letters' tasks again (each linked to its original run), by id or by filter."),
         examples="  manage.py tc deadletters replay 42\n"
         "  manage.py tc deadletters replay 42 --args '[1, 2]'     # edited arguments (one letter)\n"
         "  manage.py tc deadletters replay 42 43 44 --user alice\n"
         "  manage.py tc deadletters replay --task examples.flaky --since 2026-12-01 --yes",
     )
     replay.add_argument(
-        "--args", dest="task_args", help="Replay with these positional arguments (JSON list; one letter only)."
+        "--args", dest="task_args", help=_("Replay with these positional arguments (JSON list; one letter only).")
     )
     replay.add_argument(
-        "--kwargs", dest="task_kwargs", help="Replay with these keyword arguments (JSON object; one letter only)."
+        "--kwargs", dest="task_kwargs", help=_("Replay with these keyword arguments (JSON object; one letter only).")
     )
     discard = add_parser(
         actions,
         "discard",
-        help="Mark dead letters discarded (nothing is run), by id or by filter.",
+        help=_("Mark dead letters discarded (nothing is run), by id or by filter."),
         examples="  manage.py tc deadletters discard 42 43\n  manage.py tc deadletters discard --reason expired --yes",
     )
     for parser, handler in ((replay, deadletters_replay), (discard, deadletters_discard)):
-        parser.add_argument("ids", metavar="ID", type=int, nargs="*", help="Dead letter ids (or filter options).")
+        parser.add_argument("ids", metavar="ID", type=int, nargs="*", help=_("Dead letter ids (or filter options)."))
         _add_filters(parser)
-        parser.add_argument("--yes", action="store_true", help="Act on every unresolved letter matching the filter.")
+        parser.add_argument("--yes", action="store_true", help=_("Act on every unresolved letter matching the filter."))
         add_common(parser)
         parser.set_defaults(handler=handler)
 
 
 def _add_filters(parser) -> None:
-    parser.add_argument("--task", default="", help="Only letters of this task.")
-    parser.add_argument("--reason", choices=DeadLetter.Reason.values, help="Only letters dead for this reason.")
-    parser.add_argument("--exception", default="", help="Only letters whose exception has this type.")
-    parser.add_argument("--since", help="Only letters created at or after this ISO date (and time).")
-    parser.add_argument("--until", help="Only letters created before this ISO date (and time).")
+    parser.add_argument("--task", default="", help=_("Only letters of this task."))
+    parser.add_argument("--reason", choices=DeadLetter.Reason.values, help=_("Only letters dead for this reason."))
+    parser.add_argument("--exception", default="", help=_("Only letters whose exception has this type."))
+    parser.add_argument("--since", help=_("Only letters created at or after this ISO date (and time)."))
+    parser.add_argument("--until", help=_("Only letters created before this ISO date (and time)."))
 
 
 def _filters(cli: Cli, status: str = "open") -> DeadLetterFilters:

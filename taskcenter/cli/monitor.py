@@ -4,6 +4,7 @@ import json
 import time
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter.broker import BROKER_ERRORS
 from taskcenter.cli.base import Cli, add_common, add_parser, iso, usage_error
@@ -24,7 +25,7 @@ def register(groups) -> None:
     monitor = add_parser(
         groups,
         "monitor",
-        help="Health in detail, and a live view of running tasks' progress.",
+        help=_("Health in detail, and a live view of running tasks' progress."),
         examples="  manage.py tc monitor health\n  manage.py tc monitor progress --queue low\n"
         "  manage.py tc monitor progress --once --json",
     )
@@ -33,8 +34,10 @@ def register(groups) -> None:
     health = add_parser(
         actions,
         "health",
-        help="The status checks, with each worker, each queue's backlog and the alerts firing; "
-        "exit 0 when healthy, 1 otherwise.",
+        help=_(
+            "The status checks, with each worker, each queue's backlog and the alerts firing; "
+            "exit 0 when healthy, 1 otherwise."
+        ),
         examples="  manage.py tc monitor health\n  manage.py tc monitor health --json",
     )
     add_timeout(health)
@@ -44,15 +47,15 @@ def register(groups) -> None:
     progress = add_parser(
         actions,
         "progress",
-        help="Running tasks with their progress, redrawn every few seconds until Ctrl-C (--once: one frame).",
+        help=_("Running tasks with their progress, redrawn every few seconds until Ctrl-C (--once: one frame)."),
         examples="  manage.py tc monitor progress\n  manage.py tc monitor progress --task examples.process_items "
         "--interval 1\n  manage.py tc monitor progress --once --json",
     )
-    progress.add_argument("--task", default="", help="Only runs of this task.")
-    progress.add_argument("--queue", default="", help="Only runs of this queue.")
-    progress.add_argument("--limit", type=int, default=PROGRESS_LIMIT, help="Most runs shown (newest first).")
-    progress.add_argument("--interval", type=float, default=2.0, help="Seconds between frames (default 2).")
-    progress.add_argument("--once", action="store_true", help="Print one frame and exit (for scripts and tests).")
+    progress.add_argument("--task", default="", help=_("Only runs of this task."))
+    progress.add_argument("--queue", default="", help=_("Only runs of this queue."))
+    progress.add_argument("--limit", type=int, default=PROGRESS_LIMIT, help=_("Most runs shown (newest first)."))
+    progress.add_argument("--interval", type=float, default=2.0, help=_("Seconds between frames (default 2)."))
+    progress.add_argument("--once", action="store_true", help=_("Print one frame and exit (for scripts and tests)."))
     add_common(progress)
     progress.set_defaults(handler=monitor_progress)
 

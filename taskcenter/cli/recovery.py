@@ -1,5 +1,7 @@
 """``tc recovery``: a run's checkpoints, and applying a recovery strategy (RESUME, RETRY, ...) to it."""
 
+from django.utils.translation import gettext_lazy as _
+
 from taskcenter import permissions
 from taskcenter.cli.base import Cli, add_common, add_parser, iso, service_errors
 from taskcenter.cli.tasks import get_run
@@ -13,7 +15,7 @@ def register(groups) -> None:
     recovery = add_parser(
         groups,
         "recovery",
-        help="List a run's checkpoints; resume it from the last one, or apply another strategy.",
+        help=_("List a run's checkpoints; resume it from the last one, or apply another strategy."),
         examples="  manage.py tc recovery checkpoints 0b6c2f4e-...\n"
         "  manage.py tc recovery resume 0b6c2f4e-... --user alice\n"
         "  manage.py tc recovery apply 0b6c2f4e-... --strategy SKIP",
@@ -26,17 +28,17 @@ def add_actions(actions) -> None:
     listing = add_parser(
         actions,
         "checkpoints",
-        help="List a run's checkpoints, newest first (a corrupt one is flagged and ignored by a resume).",
+        help=_("List a run's checkpoints, newest first (a corrupt one is flagged and ignored by a resume)."),
         examples="  manage.py tc recovery checkpoints 0b6c2f4e-... --json",
     )
-    listing.add_argument("task_id", metavar="ID", help="Task id of the run.")
+    listing.add_argument("task_id", metavar="ID", help=_("Task id of the run."))
     add_common(listing)
     listing.set_defaults(handler=recovery_checkpoints)
 
     resume = add_parser(
         actions,
         "resume",
-        help="Launch a failed, dead-lettered or orphaned run again from its lineage's last checkpoint (RESUME).",
+        help=_("Launch a failed, dead-lettered or orphaned run again from its lineage's last checkpoint (RESUME)."),
         examples="  manage.py tc recovery resume 0b6c2f4e-...\n  manage.py tc recovery resume 0b6c2f4e-... --force",
     )
     resume.set_defaults(strategy=Strategy.RESUME)
@@ -44,15 +46,17 @@ def add_actions(actions) -> None:
     apply = add_parser(
         actions,
         "apply",
-        help="Apply a strategy to a failed, dead-lettered or orphaned run: "
-        "RETRY, RESUME, RESTART (checkpoints discarded), SKIP (resolved, nothing run) or MANUAL.",
+        help=_(
+            "Apply a strategy to a failed, dead-lettered or orphaned run: "
+            "RETRY, RESUME, RESTART (checkpoints discarded), SKIP (resolved, nothing run) or MANUAL."
+        ),
         examples="  manage.py tc recovery apply 0b6c2f4e-... --strategy RESTART --user alice",
     )
     apply.add_argument("--strategy", required=True, type=str.upper, choices=Strategy.values)
     for parser in (resume, apply):
-        parser.add_argument("task_id", metavar="ID", help="Task id of the run.")
+        parser.add_argument("task_id", metavar="ID", help=_("Task id of the run."))
         parser.add_argument(
-            "--force", action="store_true", help="Accept a STARTED run not found orphaned (its worker is gone)."
+            "--force", action="store_true", help=_("Accept a STARTED run not found orphaned (its worker is gone).")
         )
         add_common(parser)
         parser.set_defaults(handler=recovery_apply)

@@ -1,5 +1,7 @@
 """``tc scheduled``: the runs waiting in the scheduled set for their countdown, ETA or retry (the Scheduled page)."""
 
+from django.utils.translation import gettext_lazy as _
+
 from taskcenter import permissions
 from taskcenter.cli.base import Cli, add_common, add_parser, iso, service_errors, short_time
 from taskcenter.cli.tasks import get_run
@@ -11,27 +13,29 @@ def register(groups) -> None:
     group = add_parser(
         groups,
         "scheduled",
-        help="Runs waiting for their countdown, ETA or a retry's backoff: list them, run one now.",
+        help=_("Runs waiting for their countdown, ETA or a retry's backoff: list them, run one now."),
         examples="  manage.py tc scheduled list --limit 20\n  manage.py tc scheduled run-now 0b6c2f4e-... --user alice",
     )
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = add_parser(
         actions,
         "list",
-        help="Waiting runs in due order (the next page starts --after the last due time shown).",
+        help=_("Waiting runs in due order (the next page starts --after the last due time shown)."),
         examples="  manage.py tc scheduled list\n  manage.py tc scheduled list --after 1764669600.5 --json",
     )
-    listing.add_argument("--limit", type=int, default=50, choices=range(1, 501), metavar="N", help="At most N (1-500).")
-    listing.add_argument("--after", type=float, help="Only runs due after this Unix time (a page's cursor).")
+    listing.add_argument(
+        "--limit", type=int, default=50, choices=range(1, 501), metavar="N", help=_("At most N (1-500).")
+    )
+    listing.add_argument("--after", type=float, help=_("Only runs due after this Unix time (a page's cursor)."))
     add_common(listing)
     listing.set_defaults(handler=scheduled_list)
     now = add_parser(
         actions,
         "run-now",
-        help="Make a waiting run due at once (needs 'control run' and the task's launch permission).",
+        help=_("Make a waiting run due at once (needs 'control run' and the task's launch permission)."),
         examples="  manage.py tc scheduled run-now 0b6c2f4e-...",
     )
-    now.add_argument("task_id", metavar="ID", help="Task id of the waiting run.")
+    now.add_argument("task_id", metavar="ID", help=_("Task id of the waiting run."))
     add_common(now)
     now.set_defaults(handler=scheduled_run_now)
 

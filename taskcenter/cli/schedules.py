@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_celery_beat.models import PeriodicTask
 
 from taskcenter import permissions
@@ -59,7 +60,10 @@ EXAMPLES = """  manage.py tc schedule add daily_sync examples.add -t cron -c "0 
 
 def register(groups) -> None:
     schedule = add_parser(
-        groups, "schedule", help="Add, list, show, enable, disable, run and remove periodic tasks.", examples=EXAMPLES
+        groups,
+        "schedule",
+        help=_("Add, list, show, enable, disable, run and remove periodic tasks."),
+        examples=EXAMPLES,
     )
     add_actions(schedule.add_subparsers(dest="action", required=True, metavar="ACTION"))
 
@@ -69,54 +73,58 @@ def add_actions(actions) -> None:
     add = add_parser(
         actions,
         "add",
-        help="Create a schedule, or bring an existing one of that name up to date.",
+        help=_("Create a schedule, or bring an existing one of that name up to date."),
         examples=EXAMPLES.split("\n")[0] + "\n" + EXAMPLES.split("\n")[1],
     )
-    add.add_argument("name", help="Unique name of the schedule.")
-    add.add_argument("task", help="Catalogued task to run, e.g. examples.add.")
-    add.add_argument("-t", "--type", dest="kind", required=True, choices=list(KIND_ALIASES), help="Schedule kind.")
-    add.add_argument("-c", "--cron", default="", help='Crontab "minute hour day-of-month month day-of-week".')
-    add.add_argument("--every", type=int, help="Interval: run every N periods.")
-    add.add_argument("--period", choices=PERIODS, default="minutes", help="Interval unit (default: minutes).")
-    add.add_argument("--at", help="Clocked: ISO date and time of the one-off run, e.g. 2026-12-24T18:00.")
-    add.add_argument("--event", default="", help="Solar: event, e.g. sunrise, sunset, dawn_civil.")
-    add.add_argument("--lat", type=float, help="Solar: latitude (-90..90).")
-    add.add_argument("--lon", type=float, help="Solar: longitude (-180..180).")
+    add.add_argument("name", help=_("Unique name of the schedule."))
+    add.add_argument("task", help=_("Catalogued task to run, e.g. examples.add."))
+    add.add_argument("-t", "--type", dest="kind", required=True, choices=list(KIND_ALIASES), help=_("Schedule kind."))
+    add.add_argument("-c", "--cron", default="", help=_('Crontab "minute hour day-of-month month day-of-week".'))
+    add.add_argument("--every", type=int, help=_("Interval: run every N periods."))
+    add.add_argument("--period", choices=PERIODS, default="minutes", help=_("Interval unit (default: minutes)."))
+    add.add_argument("--at", help=_("Clocked: ISO date and time of the one-off run, e.g. 2026-12-24T18:00."))
+    add.add_argument("--event", default="", help=_("Solar: event, e.g. sunrise, sunset, dawn_civil."))
+    add.add_argument("--lat", type=float, help=_("Solar: latitude (-90..90)."))
+    add.add_argument("--lon", type=float, help=_("Solar: longitude (-180..180)."))
     add.add_argument(
         "--tz",
         default="",
         help=f"Time zone of a crontab, and of a clocked time without offset ({settings.TIME_ZONE}).",
     )
     add.add_argument(
-        "--args", dest="task_args", default="[]", help="Positional arguments as a JSON list, e.g. '[1, 2]'."
+        "--args", dest="task_args", default="[]", help=_("Positional arguments as a JSON list, e.g. '[1, 2]'.")
     )
     add.add_argument(
-        "--kwargs", dest="task_kwargs", default="{}", help="Keyword arguments as a JSON object, e.g. '{\"x\": 1}'."
+        "--kwargs", dest="task_kwargs", default="{}", help=_("Keyword arguments as a JSON object, e.g. '{\"x\": 1}'.")
     )
-    add.add_argument("--queue", default="", help="Queue (default: the task's own).")
+    add.add_argument("--queue", default="", help=_("Queue (default: the task's own)."))
     add.add_argument(
-        "--priority", type=str.upper, choices=list(Priority.__members__), help="Priority (default: the task's own)."
+        "--priority", type=str.upper, choices=list(Priority.__members__), help=_("Priority (default: the task's own).")
     )
-    add.add_argument("--expire-seconds", type=int, help="Drop a run not started this many seconds after it is sent.")
+    add.add_argument("--expire-seconds", type=int, help=_("Drop a run not started this many seconds after it is sent."))
     add.add_argument(
         "--disabled",
         action="store_true",
-        help="The schedule is disabled. The enabled state is part of the definition: adding an existing "
-        "name without this flag enables it.",
+        help=_(
+            "The schedule is disabled. The enabled state is part of the definition: adding an existing "
+            "name without this flag enables it."
+        ),
     )
     add.add_argument(
         "--misfire", choices=SchedulePolicy.Misfire.values, default=SchedulePolicy.Misfire.RUN_ONCE,
-        help="What to do with runs missed while beat was down (default: run_once).",
+        help=_("What to do with runs missed while beat was down (default: run_once)."),
     )  # fmt: skip
-    add.add_argument("--grace", type=int, help="Skip a run missed by more than this many seconds.")
-    add.add_argument("--jitter", type=int, default=0, help="Delay each run by a random 0..N seconds.")
-    add.add_argument("--max-instances", type=int, default=0, help="Skip a run while N runs wait or run (0: no limit).")
-    add.add_argument("--description", default="", help="Free text shown with the schedule.")
+    add.add_argument("--grace", type=int, help=_("Skip a run missed by more than this many seconds."))
+    add.add_argument("--jitter", type=int, default=0, help=_("Delay each run by a random 0..N seconds."))
+    add.add_argument(
+        "--max-instances", type=int, default=0, help=_("Skip a run while N runs wait or run (0: no limit).")
+    )
+    add.add_argument("--description", default="", help=_("Free text shown with the schedule."))
 
     add_parser(
         actions,
         "list",
-        help="List every schedule with its next and last run.",
+        help=_("List every schedule with its next and last run."),
         examples="  manage.py tc schedule list\n  manage.py tc schedule list --json",
     )
     for action, text in (
@@ -127,7 +135,7 @@ def add_actions(actions) -> None:
         ("remove", "Delete a schedule (its past runs stay in the history). A missing one is not an error."),
     ):
         example = f"  manage.py tc schedule {action} daily_sync" + (" --user alice" if action != "show" else " --json")
-        add_parser(actions, action, help=text, examples=example).add_argument("name", help="Name of the schedule.")
+        add_parser(actions, action, help=text, examples=example).add_argument("name", help=_("Name of the schedule."))
 
     for name, sub in actions.choices.items():
         add_common(sub)

@@ -1,6 +1,7 @@
 """``tc status``: is taskcenter healthy? Database, broker, workers, beat and the monitor; exit 1 unless all pass."""
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter.cli.base import Cli, add_common, add_parser, iso, refused
 from taskcenter.selectors.alerts import CHECK_TIMEOUT, readiness_checks
@@ -15,8 +16,10 @@ def register(groups) -> None:
     status = add_parser(
         groups,
         "status",
-        help="Check the database, the broker, the workers, beat and the monitor; exit 0 when all pass, "
-        "1 when taskcenter is degraded or failing.",
+        help=_(
+            "Check the database, the broker, the workers, beat and the monitor; exit 0 when all pass, "
+            "1 when taskcenter is degraded or failing."
+        ),
         examples="  manage.py tc status\n  manage.py tc status --json || page-the-on-call",
     )
     add_timeout(status)
@@ -26,7 +29,7 @@ def register(groups) -> None:
 
 def add_timeout(parser) -> None:
     parser.add_argument(
-        "--timeout", type=float, default=CHECK_TIMEOUT, help="Seconds each check may take (default %(default)s)."
+        "--timeout", type=float, default=CHECK_TIMEOUT, help=_("Seconds each check may take (default %(default)s).")
     )
 
 

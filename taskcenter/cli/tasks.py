@@ -4,6 +4,7 @@ import json
 import time
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter import permissions
 from taskcenter.broker import BROKER_ERRORS
@@ -38,7 +39,7 @@ def register(groups) -> None:
     task = add_parser(
         groups,
         "task",
-        help="Launch runs, look at them, cancel, terminate, re-run and wait for them.",
+        help=_("Launch runs, look at them, cancel, terminate, re-run and wait for them."),
         examples="  manage.py tc task create examples.add --args '[1, 2]' --json\n"
         "  manage.py tc task list --state FAILURE --since 2026-12-01 --limit 20\n"
         "  manage.py tc task wait 0b6c2f4e-... --timeout 600",
@@ -48,55 +49,55 @@ def register(groups) -> None:
     create = add_parser(
         actions,
         "create",
-        help="Launch a catalogued task now (or later); prints the task id of its run.",
+        help=_("Launch a catalogued task now (or later); prints the task id of its run."),
         examples="  manage.py tc task create examples.add --args '[1, 2]'\n"
         "  manage.py tc task create examples.process_items --kwargs '{\"items\": 3}' --queue low --priority HIGH\n"
         "  manage.py tc task create examples.sync_account --args '[7]' --dedup-key account-7 --expires 300\n"
         "  manage.py tc task create examples.add --args '[1, 2]' --eta 2026-12-24T18:00+01:00 --user alice",
     )
-    create.add_argument("name", metavar="NAME", help="Catalogued task, e.g. examples.add.")
+    create.add_argument("name", metavar="NAME", help=_("Catalogued task, e.g. examples.add."))
     _add_arguments_options(create, default_args="[]", default_kwargs="{}")
-    create.add_argument("--queue", help="Queue (default: the task's).")
+    create.add_argument("--queue", help=_("Queue (default: the task's)."))
     create.add_argument(
-        "--priority", type=str.upper, choices=list(Priority.__members__), help="Priority (default: the task's)."
+        "--priority", type=str.upper, choices=list(Priority.__members__), help=_("Priority (default: the task's).")
     )
-    create.add_argument("--countdown", type=int, help="Seconds to wait before the run may start.")
-    create.add_argument("--eta", help="Not before this ISO date and time (without offset: the project's time zone).")
+    create.add_argument("--countdown", type=int, help=_("Seconds to wait before the run may start."))
+    create.add_argument("--eta", help=_("Not before this ISO date and time (without offset: the project's time zone)."))
     create.add_argument(
-        "--expires", help="Drop the run if not started within this many seconds, or by this ISO date and time."
+        "--expires", help=_("Drop the run if not started within this many seconds, or by this ISO date and time.")
     )
-    create.add_argument("--dedup-key", default="", help="Refuse the launch while a run with this key waits or runs.")
+    create.add_argument("--dedup-key", default="", help=_("Refuse the launch while a run with this key waits or runs."))
     add_common(create)
     create.set_defaults(handler=task_create)
 
     info = add_parser(
         actions,
         "info",
-        help="Show a run: state, arguments, times, worker, result, attempts, progress and lineage.",
+        help=_("Show a run: state, arguments, times, worker, result, attempts, progress and lineage."),
         examples="  manage.py tc task info 0b6c2f4e-...\n  manage.py tc task info 0b6c2f4e-... --json",
     )
-    info.add_argument("task_id", metavar="ID", help="Task id of the run.")
+    info.add_argument("task_id", metavar="ID", help=_("Task id of the run."))
     add_common(info)
     info.set_defaults(handler=task_info)
 
     listing = add_parser(
         actions,
         "list",
-        help="List runs, newest first, with filters; --before pages on to older runs.",
+        help=_("List runs, newest first, with filters; --before pages on to older runs."),
         examples="  manage.py tc task list\n"
         "  manage.py tc task list --state STARTED --queue high\n"
         "  manage.py tc task list --task examples.add --since 2026-12-01 --until 2026-12-02T12:00 --json\n"
         "  manage.py tc task list --limit 100 --before 5123   # the next page, from next_before",
     )
-    listing.add_argument("--state", type=str.upper, choices=RUN_STATES, help="Only runs in this state.")
-    listing.add_argument("--task", default="", help="Only runs of this task.")
-    listing.add_argument("--queue", default="", help="Only runs sent to this queue.")
-    listing.add_argument("--worker", default="", help="Only runs taken by this worker (its hostname).")
-    listing.add_argument("--schedule", default="", help="Only runs launched by this schedule.")
-    listing.add_argument("--since", help="Only runs created at or after this ISO date (and time).")
-    listing.add_argument("--until", help="Only runs created before this ISO date (and time).")
+    listing.add_argument("--state", type=str.upper, choices=RUN_STATES, help=_("Only runs in this state."))
+    listing.add_argument("--task", default="", help=_("Only runs of this task."))
+    listing.add_argument("--queue", default="", help=_("Only runs sent to this queue."))
+    listing.add_argument("--worker", default="", help=_("Only runs taken by this worker (its hostname)."))
+    listing.add_argument("--schedule", default="", help=_("Only runs launched by this schedule."))
+    listing.add_argument("--since", help=_("Only runs created at or after this ISO date (and time)."))
+    listing.add_argument("--until", help=_("Only runs created before this ISO date (and time)."))
     listing.add_argument("--limit", type=int, default=50, help=f"How many runs (1..{MAX_LIST}, default 50).")
-    listing.add_argument("--before", type=int, help="Only runs older than this cursor (next_before of a page).")
+    listing.add_argument("--before", type=int, help=_("Only runs older than this cursor (next_before of a page)."))
     add_common(listing)
     listing.set_defaults(handler=task_list)
 
@@ -105,17 +106,17 @@ def register(groups) -> None:
         ("terminate", "Terminate a started run: its worker process is signalled.", task_terminate),
     ):
         parser = add_parser(actions, name, help=text, examples=f"  manage.py tc task {name} 0b6c2f4e-... --user alice")
-        parser.add_argument("task_id", metavar="ID", help="Task id of the run.")
+        parser.add_argument("task_id", metavar="ID", help=_("Task id of the run."))
         add_common(parser)
         parser.set_defaults(handler=handler)
 
     retry = add_parser(
         actions,
         "retry",
-        help="Re-run a finished run with its own arguments or edited ones; the new run is linked to it.",
+        help=_("Re-run a finished run with its own arguments or edited ones; the new run is linked to it."),
         examples="  manage.py tc task retry 0b6c2f4e-...\n  manage.py tc task retry 0b6c2f4e-... --args '[3, 4]'",
     )
-    retry.add_argument("task_id", metavar="ID", help="Task id of the finished run.")
+    retry.add_argument("task_id", metavar="ID", help=_("Task id of the finished run."))
     _add_arguments_options(retry, default_args=None, default_kwargs=None)
     add_common(retry)
     retry.set_defaults(handler=task_retry)
@@ -123,15 +124,17 @@ def register(groups) -> None:
     wait = add_parser(
         actions,
         "wait",
-        help="Wait until a run finishes (a progress bar on stderr when it reports progress); "
-        "exit 0 on SUCCESS, 1 otherwise.",
+        help=_(
+            "Wait until a run finishes (a progress bar on stderr when it reports progress); "
+            "exit 0 on SUCCESS, 1 otherwise."
+        ),
         examples="  manage.py tc task wait 0b6c2f4e-...\n"
         "  id=$(manage.py tc task create examples.process_items --kwargs '{\"items\": 5}') && "
         "manage.py tc task wait $id --timeout 60",
     )
-    wait.add_argument("task_id", metavar="ID", help="Task id of the run.")
-    wait.add_argument("--timeout", type=float, help="Give up (exit 1) after this many seconds; the run goes on.")
-    wait.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+    wait.add_argument("task_id", metavar="ID", help=_("Task id of the run."))
+    wait.add_argument("--timeout", type=float, help=_("Give up (exit 1) after this many seconds; the run goes on."))
+    wait.add_argument("--no-progress", action="store_true", help=_("No progress bar on stderr."))
     add_common(wait)
     wait.set_defaults(handler=task_wait)
 

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from taskcenter.cli.base import Cli, add_common, add_parser, iso, service_errors, short_time, usage_error
 from taskcenter.models import ApiToken
@@ -24,18 +25,18 @@ def register(groups) -> None:
     create = add_parser(
         actions,
         "create",
-        help="Create a token and print it once (it is stored hashed and cannot be shown again).",
+        help=_("Create a token and print it once (it is stored hashed and cannot be shown again)."),
         examples="  manage.py tc token create ci --user alice\n"
         "  manage.py tc token create ci --expires-days 30 --user alice --json",
     )
-    create.add_argument("name", metavar="NAME", help="A name that says where the token is used.")
-    create.add_argument("--expires-days", type=int, metavar="DAYS", help="Refuse the token after this many days.")
+    create.add_argument("name", metavar="NAME", help=_("A name that says where the token is used."))
+    create.add_argument("--expires-days", type=int, metavar="DAYS", help=_("Refuse the token after this many days."))
     add_common(create)
     create.set_defaults(handler=token_create_command)
     listing = add_parser(
         actions,
         "list",
-        help="The user's tokens: name, start of the token, created, expires, last used, status.",
+        help=_("The user's tokens: name, start of the token, created, expires, last used, status."),
         examples="  manage.py tc token list --user alice --json",
     )
     add_common(listing)
@@ -43,10 +44,10 @@ def register(groups) -> None:
     revoke = add_parser(
         actions,
         "revoke",
-        help="Revoke a token by id or name: every later request with it gets 401.",
+        help=_("Revoke a token by id or name: every later request with it gets 401."),
         examples="  manage.py tc token revoke 7 --user alice\n  manage.py tc token revoke ci --user alice",
     )
-    revoke.add_argument("token", metavar="ID_OR_NAME", help="The token's id or name.")
+    revoke.add_argument("token", metavar="ID_OR_NAME", help=_("The token's id or name."))
     add_common(revoke)
     revoke.set_defaults(handler=token_revoke_command)
 

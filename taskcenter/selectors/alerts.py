@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from taskcenter import broker
 from taskcenter.selectors.health import CheckResult, check_broker, check_database
@@ -151,12 +151,14 @@ def beat_summary(*, timeout: float = 2.0) -> BeatSummary:
     try:
         from taskcenter.selectors.beat import beat_status
     except ImportError:
-        return BeatSummary(False, False, None, None, None, 0, "Beat status is not available in this version.")
+        return BeatSummary(False, False, None, None, None, 0, gettext("Beat status is not available in this version."))
     try:
         status = beat_status(timeout=timeout)
     except Exception as exc:  # a status page must not fail because of it
         logger.warning("Beat status could not be read: %s", exc)
-        return BeatSummary(True, False, None, None, None, 0, f"Beat status could not be read: {exc}")
+        return BeatSummary(
+            True, False, None, None, None, 0, gettext("Beat status could not be read: %(error)s") % {"error": exc}
+        )
     status = status if isinstance(status, dict) else {}
     leader = status.get("leader") if isinstance(status.get("leader"), dict) else None
     last_tick = _unix(status.get("last_tick"))
@@ -226,7 +228,9 @@ def live_state(*, stuck_limit: int = STUCK_LIMIT) -> LiveState:
     problem = broker_problem()
     if problem:
         unknown = [LiveQueue(name, None, None) for name in settings.TASKCENTER_QUEUES]
-        beat = BeatSummary(True, False, None, None, None, 0, "Beat status unknown: the broker is not reachable.")
+        beat = BeatSummary(
+            True, False, None, None, None, 0, gettext("Beat status unknown: the broker is not reachable.")
+        )
         return LiveState(LiveQueues(unknown, problem), [], beat, [], False)
     try:
         stuck = stuck_run_list(stuck_limit)
@@ -336,52 +340,62 @@ def thresholds() -> list[Threshold]:
             "TaskFailureRateHigh",
             "TASKCENTER_ALERT_FAILURE_RATE",
             settings.TASKCENTER_ALERT_FAILURE_RATE,
-            "share of finished tasks that failed over the last 5 minutes, above",
+            gettext_lazy("share of finished tasks that failed over the last 5 minutes, above"),
         ),
         Threshold(
             "QueueBacklogHigh",
             "TASKCENTER_ALERT_QUEUE_DEPTH",
             settings.TASKCENTER_ALERT_QUEUE_DEPTH,
-            "messages waiting in a queue, above",
+            gettext_lazy("messages waiting in a queue, above"),
         ),
         Threshold(
             "QueueMessagesTooOld",
             "TASKCENTER_ALERT_QUEUE_AGE",
             settings.TASKCENTER_ALERT_QUEUE_AGE,
-            "seconds the oldest message of a queue has waited, above",
+            gettext_lazy("seconds the oldest message of a queue has waited, above"),
         ),
-        Threshold("NoWorkersOnline", "", 0, "workers online, equal to"),
+        Threshold("NoWorkersOnline", "", 0, gettext_lazy("workers online, equal to")),
         Threshold(
             "BeatNotTicking",
             "TASKCENTER_ALERT_BEAT_STALE",
             settings.TASKCENTER_ALERT_BEAT_STALE,
-            "seconds since the active beat last ticked, at least",
+            gettext_lazy("seconds since the active beat last ticked, at least"),
         ),
         Threshold(
             "StuckRuns",
             "TASKCENTER_ALERT_STUCK_RUNS",
             settings.TASKCENTER_ALERT_STUCK_RUNS,
-            "orphaned runs (STARTED on a worker that is gone), at least",
+            gettext_lazy("orphaned runs (STARTED on a worker that is gone), at least"),
         ),
         Threshold(
-            "MonitorDown", "", MONITOR_MAX_AGE, "seconds since the event monitor last wrote its figures, at least"
+            "MonitorDown",
+            "",
+            MONITOR_MAX_AGE,
+            gettext_lazy("seconds since the event monitor last wrote its figures, at least"),
         ),
-        Threshold("BrokerUnreachable", "", None, "the broker (Redis) does not answer"),
-        Threshold("ScheduleInError", "", None, "a schedule beat could not evaluate or send"),
-        Threshold("DeadLettersArriving", "", 0, "unresolved dead letters that arrived in the last 10 minutes, above"),
+        Threshold("BrokerUnreachable", "", None, gettext_lazy("the broker (Redis) does not answer")),
+        Threshold("ScheduleInError", "", None, gettext_lazy("a schedule beat could not evaluate or send")),
+        Threshold(
+            "DeadLettersArriving",
+            "",
+            0,
+            gettext_lazy("unresolved dead letters that arrived in the last 10 minutes, above"),
+        ),
         Threshold(
             "TaskTypeFailureRateHigh",
             "TASKCENTER_ALERT_FAILURE_RATE",
             settings.TASKCENTER_ALERT_FAILURE_RATE,
-            "share of one task type's runs that failed over the last 5 minutes, above "
-            f"(with at least {settings.TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS} finished runs: "
-            "TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS)",
+            gettext(
+                "share of one task type's runs that failed over the last 5 minutes, above "
+                "(with at least %(runs)s finished runs: TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS)"
+            )
+            % {"runs": settings.TASKCENTER_ALERT_FAILURE_RATE_MIN_RUNS},
         ),
         Threshold(
             "NewFailureGroup",
             "TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES",
             settings.TASKCENTER_ALERT_NEW_FAILURE_GROUP_MINUTES,
-            "minutes since a failure group (not ignored) was first seen, within",
+            gettext_lazy("minutes since a failure group (not ignored) was first seen, within"),
         ),
     ]
 
@@ -400,8 +414,16 @@ def evaluate(state: Snapshot) -> list[Alert]:
             Alert(
                 "TaskFailureRateHigh",
                 WARNING,
-                f"{state.failed} of {state.finished} tasks finished in the last 5 minutes failed "
-                f"({state.failure_rate:.0%}, threshold {rate_limit:.0%}).",
+                gettext(
+                    "%(failed)s of %(finished)s tasks finished in the last 5 minutes failed "
+                    "(%(rate)s, threshold %(limit)s)."
+                )
+                % {
+                    "failed": state.failed,
+                    "finished": state.finished,
+                    "rate": f"{state.failure_rate:.0%}",
+                    "limit": f"{rate_limit:.0%}",
+                },
                 round(state.failure_rate, 4),
                 rate_limit,
             )
@@ -416,7 +438,8 @@ def evaluate(state: Snapshot) -> list[Alert]:
                 Alert(
                     "QueueBacklogHigh",
                     WARNING,
-                    f"Queue {queue.name} holds {queue.depth} messages (threshold {depth_limit}).",
+                    gettext("Queue %(queue)s holds %(depth)s messages (threshold %(limit)s).")
+                    % {"queue": queue.name, "depth": queue.depth, "limit": depth_limit},
                     queue.depth,
                     depth_limit,
                 )
@@ -426,22 +449,25 @@ def evaluate(state: Snapshot) -> list[Alert]:
                 Alert(
                     "QueueMessagesTooOld",
                     WARNING,
-                    f"The oldest message of queue {queue.name} has waited {queue.oldest_age:.0f} s "
-                    f"(threshold {age_limit} s).",
+                    gettext("The oldest message of queue %(queue)s has waited %(age)s s (threshold %(limit)s s).")
+                    % {"queue": queue.name, "age": f"{queue.oldest_age:.0f}", "limit": age_limit},
                     round(queue.oldest_age, 1),
                     age_limit,
                 )
             )
     if state.workers_online == 0:
-        alerts.append(Alert("NoWorkersOnline", CRITICAL, "No worker is online: nothing is being run.", 0, 0))
+        alerts.append(Alert("NoWorkersOnline", CRITICAL, gettext("No worker is online: nothing is being run."), 0, 0))
     stale = settings.TASKCENTER_ALERT_BEAT_STALE
     if state.beat.available and not state.beat.ticking(stale):
         if state.beat.leader is None:
-            message = state.beat.message or "No beat holds the leader lock: no schedule is being sent."
+            message = state.beat.message or gettext("No beat holds the leader lock: no schedule is being sent.")
         elif state.beat.last_tick_age is None:
-            message = "The active beat never ticked."
+            message = gettext("The active beat never ticked.")
         else:
-            message = f"The active beat last ticked {state.beat.last_tick_age:.0f} s ago (threshold {stale} s)."
+            message = gettext("The active beat last ticked %(age)s s ago (threshold %(limit)s s).") % {
+                "age": f"{state.beat.last_tick_age:.0f}",
+                "limit": stale,
+            }
         alerts.append(Alert("BeatNotTicking", CRITICAL, message, state.beat.last_tick_age, stale))
     stuck_limit = settings.TASKCENTER_ALERT_STUCK_RUNS
     if state.stuck_runs >= stuck_limit:
@@ -449,7 +475,8 @@ def evaluate(state: Snapshot) -> list[Alert]:
             Alert(
                 "StuckRuns",
                 WARNING,
-                f"{state.stuck_runs} run(s) orphaned: STARTED on a worker that is gone (threshold {stuck_limit}).",
+                gettext("%(count)s run(s) orphaned: STARTED on a worker that is gone (threshold %(limit)s).")
+                % {"count": state.stuck_runs, "limit": stuck_limit},
                 state.stuck_runs,
                 stuck_limit,
             )
@@ -459,19 +486,28 @@ def evaluate(state: Snapshot) -> list[Alert]:
             Alert(
                 "MonitorDown",
                 WARNING,
-                "The event monitor is not running: counts, charts and metrics are not being updated.",
+                gettext("The event monitor is not running: counts, charts and metrics are not being updated."),
                 0,
                 None,
             )
         )
     for name, error in state.schedules_in_error:
-        alerts.append(Alert("ScheduleInError", WARNING, f"Schedule {name} is not being sent: {error}", None, None))
+        alerts.append(
+            Alert(
+                "ScheduleInError",
+                WARNING,
+                gettext("Schedule %(name)s is not being sent: %(error)s") % {"name": name, "error": error},
+                None,
+                None,
+            )
+        )
     if state.dead_letters_recent > 0:
         alerts.append(
             Alert(
                 "DeadLettersArriving",
                 WARNING,
-                f"{state.dead_letters_recent} unresolved dead letter(s) arrived in the last 10 minutes.",
+                gettext("%(count)s unresolved dead letter(s) arrived in the last 10 minutes.")
+                % {"count": state.dead_letters_recent},
                 state.dead_letters_recent,
                 0,
             )
@@ -482,8 +518,17 @@ def evaluate(state: Snapshot) -> list[Alert]:
                 Alert(
                     "TaskTypeFailureRateHigh",
                     WARNING,
-                    f"{task.failed} of {task.finished} runs of {task.task_name} finished in the last 5 minutes "
-                    f"failed ({task.rate:.0%}, threshold {rate_limit:.0%}).",
+                    gettext(
+                        "%(failed)s of %(finished)s runs of %(task)s finished in the last 5 minutes "
+                        "failed (%(rate)s, threshold %(limit)s)."
+                    )
+                    % {
+                        "failed": task.failed,
+                        "finished": task.finished,
+                        "task": task.task_name,
+                        "rate": f"{task.rate:.0%}",
+                        "limit": f"{rate_limit:.0%}",
+                    },
                     round(task.rate, 4),
                     rate_limit,
                 )
@@ -494,9 +539,18 @@ def evaluate(state: Snapshot) -> list[Alert]:
             Alert(
                 "NewFailureGroup",
                 WARNING,
-                f"New failure: {group.exception_type} in {group.task_name} at {group.location or 'an unknown place'}, "
-                f"first seen {timezone.localtime(group.first_seen):%H:%M:%S} "
-                f"({group.count} run(s), within {minutes} minutes).",
+                gettext(
+                    "New failure: %(exception)s in %(task)s at %(place)s, first seen %(time)s "
+                    "(%(count)s run(s), within %(minutes)s minutes)."
+                )
+                % {
+                    "exception": group.exception_type,
+                    "task": group.task_name,
+                    "place": group.location or gettext("an unknown place"),
+                    "time": f"{timezone.localtime(group.first_seen):%H:%M:%S}",
+                    "count": group.count,
+                    "minutes": minutes,
+                },
                 group.count,
                 minutes,
             )

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from taskcenter.models import ApiToken
 from taskcenter.services.audit import Action, Outcome, audit_record
@@ -34,15 +35,15 @@ def token_create(*, user, name: str, expires_at: datetime | None = None, actor) 
     name = (name or "").strip() if isinstance(name, str) else ""
     errors: dict[str, list[str]] = {}
     if not name or len(name) > 100:
-        errors["name"] = ["Give the token a name of 1 to 100 characters."]
+        errors["name"] = [gettext("Give the token a name of 1 to 100 characters.")]
     if expires_at is not None:
         if not isinstance(expires_at, datetime):
-            errors["expires_at"] = ["The expiry must be a date and time."]
+            errors["expires_at"] = [gettext("The expiry must be a date and time.")]
         else:
             if timezone.is_naive(expires_at):
                 expires_at = timezone.make_aware(expires_at)
             if expires_at <= timezone.now():
-                errors["expires_at"] = ["The expiry must be in the future."]
+                errors["expires_at"] = [gettext("The expiry must be in the future.")]
     if errors:
         error = InvalidInput(errors=errors)
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
@@ -69,7 +70,7 @@ def token_revoke(*, token: ApiToken, actor) -> None:
     audit = {"actor": actor, "action": Action.TOKEN_REVOKE, "target": f"user {token.user.get_username()}"}
     detail = {"token_id": token.pk, "token_name": token.name}
     if token.revoked_at is not None:
-        error = Conflict(f"API token {token.name!r} is already revoked.")
+        error = Conflict(gettext("API token %(name)s is already revoked.") % {"name": repr(token.name)})
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error), detail=detail)
         raise error
     token.revoked_at = timezone.now()

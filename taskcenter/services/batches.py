@@ -4,6 +4,7 @@ import logging
 
 from celery import group
 from django.conf import settings
+from django.utils.translation import gettext
 
 from taskcenter import catalogue
 from taskcenter.models import Batch, RunSource
@@ -32,21 +33,23 @@ def batch_launch(
     """
     entry = catalogue.get_entry(task_name) if isinstance(task_name, str) else None
     if entry is None:
-        raise NotLaunchable(f"No launchable task is named {task_name!r}.")
+        raise NotLaunchable(gettext("No launchable task is named %(name)s.") % {"name": repr(task_name)})
     errors = FieldErrors()
     if not entry.batch_argument:
-        errors.add("task", f"{task_name} does not take batches (it declares no batch_argument).")
+        errors.add(
+            "task", gettext("%(task)s does not take batches (it declares no batch_argument).") % {"task": task_name}
+        )
     if not isinstance(items, list) or not items:
-        errors.add("items", "Give a non-empty JSON list of items.")
+        errors.add("items", gettext("Give a non-empty JSON list of items."))
     if kwargs is not None and not isinstance(kwargs, dict):
-        errors.add("kwargs", 'Keyword arguments must be a JSON object, e.g. {"name": "value"}.')
+        errors.add("kwargs", gettext('Keyword arguments must be a JSON object, e.g. {"name": "value"}.'))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        errors.add("batch_size", "Batch size must be a whole number of at least 1.")
+        errors.add("batch_size", gettext("Batch size must be a whole number of at least 1."))
     elif isinstance(items, list) and -(-len(items) // batch_size) > settings.TASKCENTER_MAX_BATCHES:
         errors.add(
             "batch_size",
-            f"{len(items)} items in batches of {batch_size} make more than "
-            f"{settings.TASKCENTER_MAX_BATCHES} runs; use larger batches.",
+            gettext("%(items)s items in batches of %(size)s make more than %(limit)s runs; use larger batches.")
+            % {"items": len(items), "size": batch_size, "limit": settings.TASKCENTER_MAX_BATCHES},
         )
     if errors:
         raise InvalidLaunch(dict(errors))

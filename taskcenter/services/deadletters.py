@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from taskcenter import catalogue, secret_arguments
 from taskcenter.models import DeadLetter, DeadLetterTotal, Run, RunSource
@@ -125,7 +126,7 @@ def deadletter_replay(
         resolved_at=timezone.now(),
     )
     if not claimed:
-        error = DeadLetterResolved(f"Dead letter {letter.pk} was already replayed or discarded.")
+        error = DeadLetterResolved(gettext("Dead letter %(id)s was already replayed or discarded.") % {"id": letter.pk})
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     args = letter.args if args is None else args
@@ -152,7 +153,9 @@ def deadletter_replay(
     DeadLetter.objects.filter(pk=letter.pk).update(replayed_as=new_run.task_id)
     letter.refresh_from_db()
     audit_record(
-        **audit, message=f"Replayed as {new_run.task_id}.", detail={"dead_letter": letter.pk, "run": new_run.task_id}
+        **audit,
+        message=gettext("Replayed as %(task_id)s.") % {"task_id": new_run.task_id},
+        detail={"dead_letter": letter.pk, "run": new_run.task_id},
     )
     return new_run
 
@@ -166,7 +169,12 @@ def _with_secrets(letter: DeadLetter, args, kwargs) -> tuple:
     except secret_arguments.SecretUnavailable as missing:
         field = "kwargs" if isinstance(kwargs, dict) and missing.name in kwargs else "args"
         raise InvalidLaunch(
-            {field: [f"The stored value of the secret argument {missing.name!r} cannot be read; enter it again."]}
+            {
+                field: [
+                    gettext("The stored value of the secret argument %(name)s cannot be read; enter it again.")
+                    % {"name": repr(missing.name)}
+                ]
+            }
         ) from None
 
 
@@ -179,7 +187,7 @@ def deadletter_discard(*, letter: DeadLetter, actor) -> None:
         resolved_at=timezone.now(),
     )
     if not discarded:
-        error = DeadLetterResolved(f"Dead letter {letter.pk} was already replayed or discarded.")
+        error = DeadLetterResolved(gettext("Dead letter %(id)s was already replayed or discarded.") % {"id": letter.pk})
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     audit_record(**audit, message="Discarded.", detail={"dead_letter": letter.pk})
@@ -223,7 +231,9 @@ def deadletters_replay_bulk(*, letters: Iterable[DeadLetter], actor, source=RunS
     prepared, origin = [], {}
     for index, letter in enumerate(letters):
         if letter.pk not in claimed:
-            refused[index] = str(DeadLetterResolved(f"Dead letter {letter.pk} was already replayed or discarded."))
+            refused[index] = str(
+                DeadLetterResolved(gettext("Dead letter %(id)s was already replayed or discarded.") % {"id": letter.pk})
+            )
             continue
         run = runs.get(letter.task_id) if letter.task_id else None
         try:
@@ -257,7 +267,9 @@ def deadletters_replay_bulk(*, letters: Iterable[DeadLetter], actor, source=RunS
             new_id = replayed[index].task_id
             letter.replayed_as = new_id
             detail = {"dead_letter": letter.pk, "run": new_id}
-            entries.append(audit_entry(**audit, message=f"Replayed as {new_id}.", detail=detail))
+            entries.append(
+                audit_entry(**audit, message=gettext("Replayed as %(task_id)s.") % {"task_id": new_id}, detail=detail)
+            )
     with transaction.atomic():
         unclaim = [letters[i].pk for i in refused if letters[i].pk in claimed]
         DeadLetter.objects.filter(pk__in=unclaim).update(resolution="", resolved_by=None, resolved_at=None)

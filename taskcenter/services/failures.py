@@ -4,6 +4,7 @@ dead-letter them, resolve or ignore them. Audited."""
 import logging
 
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from taskcenter.models import DeadLetter, FailureGroup, Run, RunSource
 from taskcenter.services.audit import Action, audit_record
@@ -23,10 +24,13 @@ def failure_group_retry(
         actor=actor,
         action=Action.FAILURES_RETRY,
         target=group.task_name,
-        message=(
-            f"Re-ran {len(result.launched)} run(s) of failure group {group.exception_type} "
-            f"({group.fingerprint[:12]}); {len(result.refused)} refused."
-        ),
+        message=gettext("Re-ran %(count)s run(s) of failure group %(group)s (%(fingerprint)s); %(refused)s refused.")
+        % {
+            "count": len(result.launched),
+            "group": group.exception_type,
+            "fingerprint": group.fingerprint[:12],
+            "refused": len(result.refused),
+        },
         detail={
             "fingerprint": group.fingerprint,
             "launched": len(result.launched),

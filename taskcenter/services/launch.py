@@ -18,6 +18,7 @@ from celery.app.task import Task
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from taskcenter import arguments, catalogue, secret_arguments
 from taskcenter.broker import BROKER_ERRORS
@@ -62,8 +63,14 @@ class DuplicateRun(Conflict):
     def __init__(self, existing: Run | None, key: str):
         self.existing = existing
         self.key = key
-        where = f" (run {existing.task_id}, {existing.state})" if existing else ""
-        super().__init__(f"A run with de-duplication key {key!r} is still pending or running{where}.")
+        if existing:
+            message = gettext(
+                "A run with de-duplication key %(key)s is still pending or running (run %(task_id)s, %(state)s)."
+            )
+            message %= {"key": repr(key), "task_id": existing.task_id, "state": existing.state}
+        else:
+            message = gettext("A run with de-duplication key %(key)s is still pending or running.") % {"key": repr(key)}
+        super().__init__(message)
 
 
 class BrokerUnavailable(Unavailable):
@@ -72,8 +79,10 @@ class BrokerUnavailable(Unavailable):
     def __init__(self, message: str | None = None):
         super().__init__(
             message
-            or "The message broker (Redis) is not reachable, so the task was not sent. "
-            "Check that Redis is running, then launch again."
+            or gettext(
+                "The message broker (Redis) is not reachable, so the task was not sent. "
+                "Check that Redis is running, then launch again."
+            )
         )
 
 
@@ -168,7 +177,7 @@ def launch_prepare(
     entry = catalogue.get_entry(task_name) if isinstance(task_name, str) else None
     task = current_app.tasks.get(task_name) if entry is not None else None
     if entry is None or task is None:
-        raise NotLaunchable(f"No launchable task is named {task_name!r}.")
+        raise NotLaunchable(gettext("No launchable task is named %(name)s.") % {"name": repr(task_name)})
 
     args = [] if args is None else args
     kwargs = {} if kwargs is None else kwargs
@@ -177,11 +186,19 @@ def launch_prepare(
     errors = FieldErrors()
     argument_errors = _check_arguments(entry, args, kwargs, leading_arguments, errors)
     if not isinstance(queue, str) or queue not in settings.TASKCENTER_QUEUES:
-        errors.add("queue", f"Unknown queue {queue!r}; configured queues: {', '.join(settings.TASKCENTER_QUEUES)}.")
+        errors.add(
+            "queue",
+            gettext("Unknown queue %(queue)s; configured queues: %(queues)s.")
+            % {"queue": repr(queue), "queues": ", ".join(settings.TASKCENTER_QUEUES)},
+        )
     if not isinstance(priority, str) or priority not in Priority.__members__:
-        errors.add("priority", f"Unknown priority {priority!r}; use one of {', '.join(Priority.__members__)}.")
+        errors.add(
+            "priority",
+            gettext("Unknown priority %(priority)s; use one of %(choices)s.")
+            % {"priority": repr(priority), "choices": ", ".join(Priority.__members__)},
+        )
     if dedup_key is not None and (not isinstance(dedup_key, str) or len(dedup_key) > 255):
-        errors.add("dedup_key", "A de-duplication key is a string of at most 255 characters.")
+        errors.add("dedup_key", gettext("A de-duplication key is a string of at most 255 characters."))
     now = timezone.now()
     eta = _check_start(countdown, eta, now, errors)
     expires = _check_expiry(expires, eta or now, now, errors)
@@ -239,7 +256,9 @@ def launches_publish(
         keys = [p.dedup_key for p in launches if p.dedup_key]
         if len(keys) != len(set(keys)):
             repeated = next(k for k in keys if keys.count(k) > 1)
-            message = f"Two runs of this launch have the same de-duplication key {repeated!r}."
+            message = gettext("Two runs of this launch have the same de-duplication key %(key)s.") % {
+                "key": repr(repeated)
+            }
             error = InvalidLaunch({"dedup_key": [message]})
             audit_record(**audit, outcome=Outcome.REFUSED, message=str(error), detail=detail)
             raise error
@@ -450,9 +469,9 @@ def run_launch(
 def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str, list[str]]:
     """Add argument errors to ``errors``; return the messages per task parameter."""
     if not isinstance(args, list):
-        errors.add("args", "Positional arguments must be a JSON list, e.g. [1, 2].")
+        errors.add("args", gettext("Positional arguments must be a JSON list, e.g. [1, 2]."))
     if not isinstance(kwargs, dict):
-        errors.add("kwargs", 'Keyword arguments must be a JSON object, e.g. {"name": "value"}.')
+        errors.add("kwargs", gettext('Keyword arguments must be a JSON object, e.g. {"name": "value"}.'))
     for name, value in (("args", args), ("kwargs", kwargs)):
         if name in errors:
             continue
@@ -465,7 +484,11 @@ def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str
     try:
         entry.signature.bind(*([None] * leading_arguments), *args, **kwargs)
     except TypeError as exc:
-        errors.add("args" if args else "kwargs", f"Arguments do not fit {entry.signature_text}: {exc}.")
+        errors.add(
+            "args" if args else "kwargs",
+            gettext("Arguments do not fit %(signature)s: %(error)s.")
+            % {"signature": entry.signature_text, "error": exc},
+        )
         return {}
     by_argument: dict[str, list[str]] = {}
     problems = arguments.check_arguments(
@@ -486,34 +509,40 @@ def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str
 def _check_start(countdown, eta, now, errors) -> datetime | None:
     """Return the ETA (None: as soon as possible), from a countdown or a time."""
     limit = settings.TASKCENTER_MAX_COUNTDOWN
-    beyond = f"is more than {limit} seconds ahead (TASKCENTER_MAX_COUNTDOWN); use a one-off (clocked) schedule instead."
+    beyond = gettext(
+        "is more than %(limit)s seconds ahead (TASKCENTER_MAX_COUNTDOWN); use a one-off (clocked) schedule instead."
+    ) % {"limit": limit}
     if countdown is not None and eta is not None:
-        errors.add("countdown", "Give a countdown or an ETA, not both.")
+        errors.add("countdown", gettext("Give a countdown or an ETA, not both."))
         return None
     if countdown is not None:
         if isinstance(countdown, bool) or not isinstance(countdown, int):
-            errors.add("countdown", "Countdown must be a whole number of seconds.")
+            errors.add("countdown", gettext("Countdown must be a whole number of seconds."))
         elif countdown < 0:
-            errors.add("countdown", "Countdown cannot be negative.")
+            errors.add("countdown", gettext("Countdown cannot be negative."))
         elif countdown > limit:
-            errors.add("countdown", f"Countdown cannot exceed {limit} seconds: it {beyond}")
+            errors.add(
+                "countdown",
+                gettext("Countdown cannot exceed %(limit)s seconds: it %(beyond)s")
+                % {"limit": limit, "beyond": beyond},
+            )
         else:
             return now + timedelta(seconds=countdown) if countdown else None
         return None
     if eta is None:
         return None
     if not isinstance(eta, datetime):
-        errors.add("eta", "ETA must be a date and time.")
+        errors.add("eta", gettext("ETA must be a date and time."))
         return None
     if has_utc_time(eta) and timezone.is_naive(eta):
         eta = timezone.make_aware(eta)
     if not has_utc_time(eta):
-        errors.add("eta", "ETA must be a date between the years 2 and 9998.")
+        errors.add("eta", gettext("ETA must be a date between the years 2 and 9998."))
         return None
     if eta < now - ETA_PAST_TOLERANCE:
-        errors.add("eta", f"ETA {local_text(eta)} is in the past.")
+        errors.add("eta", gettext("ETA %(eta)s is in the past.") % {"eta": local_text(eta)})
     elif eta > now + timedelta(seconds=limit):
-        errors.add("eta", f"ETA {local_text(eta)} {beyond}")
+        errors.add("eta", gettext("ETA %(eta)s %(beyond)s") % {"eta": local_text(eta), "beyond": beyond})
     else:
         return eta
     return None
@@ -524,24 +553,27 @@ def _check_expiry(expires, start, now, errors) -> datetime | None:
     if expires is None:
         return None
     if isinstance(expires, bool) or not isinstance(expires, int | datetime):
-        errors.add("expires", "Expiry must be a number of seconds or a date and time.")
+        errors.add("expires", gettext("Expiry must be a number of seconds or a date and time."))
         return None
     if isinstance(expires, int):
         if expires <= 0:
-            errors.add("expires", "Expiry must be a positive number of seconds.")
+            errors.add("expires", gettext("Expiry must be a positive number of seconds."))
             return None
         if expires > MAX_EXPIRES_SECONDS:
-            errors.add("expires", f"Expiry cannot exceed {MAX_EXPIRES_SECONDS} seconds (ten years).")
+            errors.add(
+                "expires",
+                gettext("Expiry cannot exceed %(limit)s seconds (ten years).") % {"limit": MAX_EXPIRES_SECONDS},
+            )
             return None
         expires = now + timedelta(seconds=expires)
     else:
         if has_utc_time(expires) and timezone.is_naive(expires):
             expires = timezone.make_aware(expires)
         if not has_utc_time(expires):
-            errors.add("expires", "Expiry must be a date between the years 2 and 9998.")
+            errors.add("expires", gettext("Expiry must be a date between the years 2 and 9998."))
             return None
     if expires <= start:
-        errors.add("expires", "Expiry must be later than the time the run may start.")
+        errors.add("expires", gettext("Expiry must be later than the time the run may start."))
         return None
     return expires
 

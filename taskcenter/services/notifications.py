@@ -79,17 +79,17 @@ def webhook_url_problem(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "Enter a valid URL."
+        return _("Enter a valid URL.")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "Only http:// and https:// URLs are allowed."
+        return _("Only http:// and https:// URLs are allowed.")
     if parts.username or parts.password:
-        return "Put no user name or password in the URL; the request is signed instead."
+        return _("Put no user name or password in the URL; the request is signed instead.")
     if settings.TASKCENTER_WEBHOOK_ALLOW_PRIVATE:
         return ""
     try:
         infos = socket.getaddrinfo(parts.hostname, port or (443 if parts.scheme == "https" else 80))
     except (OSError, UnicodeError) as exc:
-        return f"The host {parts.hostname} could not be resolved ({exc})."
+        return _("The host %(host)s could not be resolved (%(error)s).") % {"host": parts.hostname, "error": exc}
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if not address.is_global or address.is_multicast:
@@ -110,20 +110,20 @@ def _channel_fields(*, kind: str, url: str, addresses: str, secret: str, keep_se
         if not (secret or keep_secret):
             errors["secret"] = ["A webhook needs a secret to sign its requests."]
         elif secret and len(secret) < 16:
-            errors["secret"] = ["Use a secret of at least 16 characters."]
+            errors["secret"] = [_("Use a secret of at least 16 characters.")]
         addresses = ""
     elif kind == NotificationChannel.Kind.EMAIL:
         lines = [line.strip() for line in addresses.splitlines() if line.strip()]
         validate = EmailValidator()
         bad = [line for line in lines if not _valid(validate, line)]
         if not lines:
-            errors["addresses"] = ["Enter at least one e-mail address."]
+            errors["addresses"] = [_("Enter at least one e-mail address.")]
         elif bad:
-            errors["addresses"] = [f"Not an e-mail address: {bad[0][:100]}"]
+            errors["addresses"] = [_("Not an e-mail address: %(address)s") % {"address": bad[0][:100]}]
         url, secret, keep_secret = "", "", ""
         addresses = "\n".join(lines)
     else:
-        errors["kind"] = ["Choose webhook or e-mail."]
+        errors["kind"] = [_("Choose webhook or e-mail.")]
     if errors:
         raise InvalidChannel(errors=errors)
     return {"kind": kind, "url": url, "addresses": addresses, "secret": secret or keep_secret}
@@ -140,9 +140,9 @@ def _valid(validator, value: str) -> bool:
 def _alert_name(value: str) -> str:
     name = value.strip()
     if name != EVERY_ALERT and not (name[:1].isalpha() and name.replace("_", "").isalnum() and name.isascii()):
-        raise InvalidInput(errors={"alert_name": ["Enter an alert name (letters, digits, _) or * for every alert."]})
+        raise InvalidInput(errors={"alert_name": [_("Enter an alert name (letters, digits, _) or * for every alert.")]})
     if len(name) > ALERT_NAME_MAX:
-        raise InvalidInput(errors={"alert_name": [f"At most {ALERT_NAME_MAX} characters."]})
+        raise InvalidInput(errors={"alert_name": [_("At most %(limit)s characters.") % {"limit": ALERT_NAME_MAX}]})
     return name
 
 
@@ -163,10 +163,10 @@ def channel_save(
     """Create a channel, or change ``channel``; a blank ``secret`` keeps the saved one."""
     name = name.strip()
     if not name:
-        raise InvalidInput(errors={"name": ["Enter a name."]})
+        raise InvalidInput(errors={"name": [_("Enter a name.")]})
     clash = NotificationChannel.objects.filter(name=name).exclude(pk=getattr(channel, "pk", None))
     if clash.exists():
-        raise InvalidInput(errors={"name": ["A channel of this name exists."]})
+        raise InvalidInput(errors={"name": [_("A channel of this name exists.")]})
     fields = _channel_fields(
         kind=kind, url=url, addresses=addresses, secret=secret, keep_secret=channel.secret if channel else ""
     )
@@ -190,7 +190,7 @@ def channel_delete(*, actor, channel: NotificationChannel) -> None:
     """Delete a channel with its rules and deliveries."""
     name = channel.name
     channel.delete()
-    audit_record(actor=actor, action=Action.CHANNEL_DELETE, target=name, message="Channel deleted.")
+    audit_record(actor=actor, action=Action.CHANNEL_DELETE, target=name, message=_("Channel deleted."))
 
 
 def rule_save(
@@ -206,7 +206,7 @@ def rule_save(
     alert_name = _alert_name(alert_name)
     clash = NotificationRule.objects.filter(alert_name=alert_name, channel=channel)
     if clash.exclude(pk=getattr(rule, "pk", None)).exists():
-        raise InvalidInput(errors={"alert_name": ["This alert already goes to this channel."]})
+        raise InvalidInput(errors={"alert_name": [_("This alert already goes to this channel.")]})
     creating = rule is None
     rule = rule or NotificationRule()
     rule.alert_name, rule.channel = alert_name, channel
@@ -225,7 +225,7 @@ def rule_save(
 def rule_delete(*, actor, rule: NotificationRule) -> None:
     target = f"{rule.alert_name} -> {rule.channel.name}"
     rule.delete()
-    audit_record(actor=actor, action=Action.RULE_DELETE, target=target, message="Rule deleted.")
+    audit_record(actor=actor, action=Action.RULE_DELETE, target=target, message=_("Rule deleted."))
 
 
 def channel_test(*, actor, channel: NotificationChannel) -> NotificationDelivery:
@@ -252,7 +252,7 @@ def channel_test(*, actor, channel: NotificationChannel) -> NotificationDelivery
         action=Action.CHANNEL_TEST,
         target=channel.name,
         outcome=Outcome.OK if delivery.status == NotificationDelivery.Status.SENT else Outcome.ERROR,
-        message="Test sent." if delivery.status == NotificationDelivery.Status.SENT else delivery.last_error,
+        message=_("Test sent.") if delivery.status == NotificationDelivery.Status.SENT else delivery.last_error,
         detail={"channel": channel.pk, "delivery": delivery.pk},
     )
     return delivery
@@ -382,7 +382,7 @@ def backoff_seconds(attempts: int) -> float:
 def _attempt(delivery: NotificationDelivery, *, final: bool = False) -> None:
     channel = delivery.channel
     if not channel.enabled and delivery.event != NotificationDelivery.Event.TEST:
-        result = SendResult(False, "The channel is disabled.")
+        result = SendResult(False, _("The channel is disabled."))
         final = True
     elif channel.kind == NotificationChannel.Kind.WEBHOOK:
         result = webhook_send(channel=channel, payload=delivery.payload)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from taskcenter import catalogue
 from taskcenter.models import AuditEntry, Checkpoint, DeadLetter, RecoveryAction, RecoveryPolicy, Run, RunSource
@@ -39,7 +40,10 @@ class NotRecoverable(Conflict):
 
 def _strategy(value) -> Strategy:
     if value not in Strategy.values:
-        message = f"Unknown strategy {value!r}; use one of {', '.join(Strategy.values)}."
+        message = gettext("Unknown strategy %(strategy)s; use one of %(choices)s.") % {
+            "strategy": repr(value),
+            "choices": ", ".join(Strategy.values),
+        }
         raise InvalidInput(message, errors={"strategy": [message]})
     return Strategy(value)
 
@@ -59,12 +63,14 @@ def recovery_policy_set(*, task_name: str, strategy: str, actor) -> RecoveryPoli
     """Override a task type's strategy; an empty ``strategy`` removes the override (back to the code's)."""
     audit = {"actor": actor, "action": Action.RECOVERY_POLICY, "target": task_name}
     if catalogue.get_entry(task_name) is None:
-        error = InvalidInput(errors={"task_name": [f"No launchable task is named {task_name!r}."]})
+        error = InvalidInput(
+            errors={"task_name": [gettext("No launchable task is named %(name)s.") % {"name": repr(task_name)}]}
+        )
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     if not strategy:
         RecoveryPolicy.objects.filter(task_name=task_name).delete()
-        audit_record(**audit, message="Override removed: the default in code applies.")
+        audit_record(**audit, message=gettext("Override removed: the default in code applies."))
         return None
     strategy = _strategy(strategy)
     policy, _ = RecoveryPolicy.objects.update_or_create(
@@ -75,7 +81,11 @@ def recovery_policy_set(*, task_name: str, strategy: str, actor) -> RecoveryPoli
             "changed_at": timezone.now(),
         },
     )
-    audit_record(**audit, message=f"Recovery strategy set to {strategy}.", detail={"strategy": strategy.value})
+    audit_record(
+        **audit,
+        message=gettext("Recovery strategy set to %(strategy)s.") % {"strategy": strategy},
+        detail={"strategy": strategy.value},
+    )
     return policy
 
 
@@ -109,7 +119,8 @@ def run_recover(
         raise
     if not (force or rule) and not run_is_recoverable(run):
         error = NotRecoverable(
-            f"Run {run.task_id} is {run.state}; a strategy applies to failed, dead-lettered or orphaned runs only."
+            gettext("Run %(task_id)s is %(state)s; a strategy applies to failed, dead-lettered or orphaned runs only.")
+            % {"task_id": run.task_id, "state": run.state}
         )
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
@@ -121,25 +132,25 @@ def run_recover(
         try:
             if strategy == Strategy.RESTART:
                 removed = checkpoints_discard(run=run)
-                action.message = f"{removed} checkpoint(s) discarded. "
+                action.message = gettext("%(count)s checkpoint(s) discarded. ") % {"count": removed}
             new_run = _relaunch(run, actor, source)
         except ServiceError as exc:
             action.delete()
             audit_record(**audit, outcome=Outcome.REFUSED, message=f"{strategy}: {exc}")
             raise
         action.new_task_id = new_run.task_id
-        action.message += f"Launched again as {new_run.task_id}."
+        action.message += gettext("Launched again as %(task_id)s.") % {"task_id": new_run.task_id}
         DeadLetter.objects.filter(task_id=run.task_id, resolution="").update(
             resolution=DeadLetter.Resolution.REPLAYED, replayed_as=new_run.task_id, resolved_by=user,
             resolved_at=timezone.now(),
         )  # fmt: skip
     elif strategy == Strategy.SKIP:
-        action.message = "Marked resolved; nothing run."
+        action.message = gettext("Marked resolved; nothing run.")
         DeadLetter.objects.filter(task_id=run.task_id, resolution="").update(
             resolution=DeadLetter.Resolution.DISCARDED, resolved_by=user, resolved_at=timezone.now()
         )
     else:
-        action.message = "Left for an operator."
+        action.message = gettext("Left for an operator.")
     action.save(update_fields=["new_task_id", "message"])
     if strategy != Strategy.MANUAL:  # a run left for an operator is resolved by what is done with it next
         RecoveryAction.objects.filter(task_id=run.task_id, strategy=Strategy.MANUAL, resolved_at=None).update(
@@ -299,14 +310,22 @@ def orphan_exception(item):
 
 def _orphan_message(item) -> str:
     if item.plan.strategy == Strategy.SKIP:
-        return f"Worker {item.holder} gone: taken out of the queue and recorded failed; not run again."
+        return gettext("Worker %(worker)s gone: taken out of the queue and recorded failed; not run again.") % {
+            "worker": item.holder
+        }
     if item.plan.strategy == Strategy.MANUAL:
-        return f"Worker {item.holder} gone: taken out of the queue and recorded failed; left for an operator."
+        return gettext("Worker %(worker)s gone: taken out of the queue and recorded failed; left for an operator.") % {
+            "worker": item.holder
+        }
     done = {
         Strategy.RESUME: "runs again from its last checkpoint",
         Strategy.RESTART: f"{item.plan.discarded} checkpoint(s) discarded, runs again from scratch",
     }.get(item.plan.strategy, "runs again with the same arguments")
-    return f"Worker {item.holder} gone: given back to queue {item.queue}; {done}."
+    return gettext("Worker %(worker)s gone: given back to queue %(queue)s; %(done)s.") % {
+        "worker": item.holder,
+        "queue": item.queue,
+        "done": done,
+    }
 
 
 def _orphan_record_failed(items: list) -> None:

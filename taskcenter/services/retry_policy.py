@@ -4,7 +4,7 @@ import json
 import logging
 
 from django.db import transaction
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop
 
 from taskcenter import catalogue
 from taskcenter.broker import BROKER_ERRORS, broker_client, broker_down_message
@@ -24,7 +24,7 @@ class UnknownTask(NotFound):
 def _entry(task_name: str) -> catalogue.CatalogueEntry:
     entry = catalogue.get_entry(task_name)
     if entry is None:
-        raise UnknownTask(f"{task_name!r} is not a catalogued task.")
+        raise UnknownTask(gettext("%(name)s is not a catalogued task.") % {"name": repr(task_name)})
     return entry
 
 
@@ -50,7 +50,7 @@ def retry_policy_save(*, task_name: str, policy: RetryPolicy, actor) -> RetryPol
         audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, outcome=Outcome.ERROR,
                      message=message, detail=detail)  # fmt: skip
         raise BrokerDown(message) from exc
-    audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, message="Retry policy overridden.",
+    audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, message=gettext("Retry policy overridden."),
                  detail=detail)  # fmt: skip
     return override
 
@@ -67,7 +67,9 @@ def retry_policy_reset(*, task_name: str, actor) -> None:
         message = broker_down_message(gettext_noop("the retry policy was not reset"))
         audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, outcome=Outcome.ERROR, message=message)
         raise BrokerDown(message) from exc
-    audit_record(actor=actor, action=Action.RETRY_POLICY, target=task_name, message="Retry policy reset to the code's.")
+    audit_record(
+        actor=actor, action=Action.RETRY_POLICY, target=task_name, message=gettext("Retry policy reset to the code's.")
+    )
 
 
 def retry_policies_publish() -> int:

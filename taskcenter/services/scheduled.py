@@ -2,7 +2,7 @@
 
 import logging
 
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop
 
 from taskcenter import permissions, scheduled_set
 from taskcenter.broker import BROKER_ERRORS, broker_client, broker_down_message
@@ -24,7 +24,7 @@ def scheduled_run_now(*, run: Run, actor) -> ActionReport:
     if getattr(actor, "pk", None) and not (
         permissions.can_control(actor) and permissions.can_launch(actor, run.task_name)
     ):
-        error = Forbidden(f"You may not control runs of {run.task_name}.")
+        error = Forbidden(gettext("You may not control runs of %(task)s.") % {"task": run.task_name})
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
     try:
@@ -35,9 +35,14 @@ def scheduled_run_now(*, run: Run, actor) -> ActionReport:
         audit_record(**audit, outcome=Outcome.ERROR, message=message)
         raise Unavailable(message) from exc
     if not moved:
-        error = NotWaiting(f"Run {run.task_id} is not waiting in the scheduled set any more.")
+        error = NotWaiting(
+            gettext("Run %(task_id)s is not waiting in the scheduled set any more.") % {"task_id": run.task_id}
+        )
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
-    audit_record(**audit, message="Made due now; a worker publishes it within a few seconds.")
+    audit_record(**audit, message=gettext("Made due now; a worker publishes it within a few seconds."))
     logger.info("Run %s [%s] made due now", run.task_name, run.task_id)
-    return ActionReport(message=f"{run.task_name} [{run.task_id}] will run within a few seconds.")
+    return ActionReport(
+        message=gettext("%(task)s [%(task_id)s] will run within a few seconds.")
+        % {"task": run.task_name, "task_id": run.task_id}
+    )

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from django_celery_beat.models import (
     SOLAR_SCHEDULES,
     ClockedSchedule,
@@ -141,7 +142,9 @@ def _with_kept_secrets(spec: ScheduleSpec, existing: PeriodicTask | None) -> Sch
     try:
         args, kwargs = secret_arguments.fill_masked(entry, spec.args, spec.kwargs, stored_secrets)
     except secret_arguments.SecretUnavailable as missing:
-        raise InvalidSchedule({"args": [f"Enter the secret argument {missing.name!r} again."]}) from None
+        raise InvalidSchedule(
+            {"args": [gettext("Enter the secret argument %(name)s again.") % {"name": repr(missing.name)}]}
+        ) from None
     return dataclasses.replace(spec, args=args, kwargs=kwargs)
 
 
@@ -168,7 +171,9 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
     """
     if existing is None:
         _require(
-            actor, lambda user: permissions.can_add_schedule(user, spec.task), f"You may not schedule {spec.task}."
+            actor,
+            lambda user: permissions.can_add_schedule(user, spec.task),
+            gettext("You may not schedule %(task)s.") % {"task": spec.task},
         )
     else:
         _require(
@@ -177,7 +182,7 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
                 permissions.can_change_schedule(user, spec.task)
                 and permissions.can_change_schedule(user, existing.task)
             ),
-            f"You may not change the schedule {existing.name}.",
+            gettext("You may not change the schedule %(name)s.") % {"name": existing.name},
         )
     spec = _with_kept_secrets(spec, existing)
     errors = FieldErrors()
@@ -213,7 +218,9 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
                 },
             )
     except IntegrityError:
-        raise InvalidSchedule({"name": [f"A schedule named {spec.name!r} already exists."]}) from None
+        raise InvalidSchedule(
+            {"name": [gettext("A schedule named %(name)s already exists.") % {"name": repr(spec.name)}]}
+        ) from None
     except ValidationError as exc:  # PeriodicTask.save() validates uniqueness and the schedule itself
         raise InvalidSchedule(
             {field: list(messages) for field, messages in exc.message_dict.items()}
@@ -227,45 +234,67 @@ def schedule_save(*, spec: ScheduleSpec, actor, existing: PeriodicTask | None = 
 
 def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> None:
     if not spec.name.strip():
-        errors.add("name", "Give the schedule a name.")
+        errors.add("name", gettext("Give the schedule a name."))
     if spec.kind not in KINDS:
-        errors.add("kind", f"Unknown schedule kind {spec.kind!r}; use {', '.join(KINDS)}.")
+        errors.add(
+            "kind",
+            gettext("Unknown schedule kind %(kind)s; use %(choices)s.")
+            % {"kind": repr(spec.kind), "choices": ", ".join(KINDS)},
+        )
     elif spec.kind == "interval":
         if spec.period not in PERIODS:
-            errors.add("period", f"Unknown period {spec.period!r}; use {', '.join(PERIODS)}.")
+            errors.add(
+                "period",
+                gettext("Unknown period %(period)s; use %(choices)s.")
+                % {"period": repr(spec.period), "choices": ", ".join(PERIODS)},
+            )
         if isinstance(spec.every, bool) or not isinstance(spec.every, int) or spec.every < 1:
-            errors.add("every", "Run every N units, with N a whole number of at least 1.")
+            errors.add("every", gettext("Run every N units, with N a whole number of at least 1."))
         elif spec.every > min(MAX_INT, MAX_EVERY.get(spec.period, MAX_INT)):
             limit = min(MAX_INT, MAX_EVERY.get(spec.period, MAX_INT))
-            errors.add("every", f"Every must be at most {limit} {spec.period} (about 100 years).")
+            errors.add(
+                "every",
+                gettext("Every must be at most %(limit)s %(period)s (about 100 years).")
+                % {"limit": limit, "period": spec.period},
+            )
     elif spec.kind == "crontab":
         _check_cron(spec, errors)
     elif spec.kind == "clocked":
         if spec.clocked_time is None:
-            errors.add("clocked_time", "Give the date and time of the one-off run.")
+            errors.add("clocked_time", gettext("Give the date and time of the one-off run."))
         elif creating and spec.clocked_time <= timezone.now():
-            errors.add("clocked_time", "The time of a new one-off run must be in the future.")
+            errors.add("clocked_time", gettext("The time of a new one-off run must be in the future."))
     elif spec.kind == "solar":
         if spec.solar_event not in dict(SOLAR_SCHEDULES):
-            errors.add("solar_event", f"Unknown solar event; use one of {', '.join(dict(SOLAR_SCHEDULES))}.")
+            errors.add(
+                "solar_event",
+                gettext("Unknown solar event; use one of %(choices)s.") % {"choices": ", ".join(dict(SOLAR_SCHEDULES))},
+            )
         if spec.latitude is None or not -90 <= spec.latitude <= 90:
-            errors.add("latitude", "Latitude must be between -90 and 90.")
+            errors.add("latitude", gettext("Latitude must be between -90 and 90."))
         if spec.longitude is None or not -180 <= spec.longitude <= 180:
-            errors.add("longitude", "Longitude must be between -180 and 180.")
+            errors.add("longitude", gettext("Longitude must be between -180 and 180."))
     if spec.misfire not in SchedulePolicy.Misfire.values:
-        errors.add("misfire", "Choose run_once or skip.")
+        errors.add("misfire", gettext("Choose run_once or skip."))
     for name in ("grace_seconds", "expire_seconds"):
         value = getattr(spec, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT):
-            errors.add(name, f"Must be a whole number of seconds from 1 to {MAX_INT}.")
+            errors.add(name, gettext("Must be a whole number of seconds from 1 to %(limit)s.") % {"limit": MAX_INT})
     for name in ("jitter_seconds", "max_instances"):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
-            errors.add(name, f"Must be a whole number from 0 to {MAX_INT}.")
+            errors.add(name, gettext("Must be a whole number from 0 to %(limit)s.") % {"limit": MAX_INT})
     if isinstance(spec.jitter_seconds, int) and spec.jitter_seconds > settings.TASKCENTER_MAX_COUNTDOWN:
-        errors.add("jitter_seconds", f"Jitter cannot exceed {settings.TASKCENTER_MAX_COUNTDOWN} seconds.")
+        errors.add(
+            "jitter_seconds",
+            gettext("Jitter cannot exceed %(limit)s seconds.") % {"limit": settings.TASKCENTER_MAX_COUNTDOWN},
+        )
     if spec.priority and spec.priority not in Priority.__members__:
-        errors.add("priority", f"Unknown priority {spec.priority!r}; use one of {', '.join(Priority.__members__)}.")
+        errors.add(
+            "priority",
+            gettext("Unknown priority %(priority)s; use one of %(choices)s.")
+            % {"priority": repr(spec.priority), "choices": ", ".join(Priority.__members__)},
+        )
     try:
         launch_prepare(task_name=spec.task, args=spec.args, kwargs=spec.kwargs, queue=spec.queue or None)
     except InvalidLaunch as exc:
@@ -273,7 +302,7 @@ def _check_spec(spec: ScheduleSpec, errors: FieldErrors, *, creating: bool) -> N
             for message in messages:
                 errors.add(name, message)
     except ServiceError as exc:
-        errors.add("task", f"{exc} Only catalogued tasks can be scheduled.")
+        errors.add("task", gettext("%(error)s Only catalogued tasks can be scheduled.") % {"error": exc})
 
 
 def _require(actor, allowed, message: str) -> None:
@@ -285,16 +314,20 @@ def _require(actor, allowed, message: str) -> None:
 def _check_cron(spec: ScheduleSpec, errors: FieldErrors) -> None:
     parts = spec.cron.split()
     if len(parts) != 5:
-        errors.add("cron", 'A crontab has five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *".')
+        errors.add(
+            "cron", gettext('A crontab has five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *".')
+        )
     else:
         try:
             CronFields.parse(*_cron_order(parts))
         except (ValueError, TypeError) as exc:
-            errors.add("cron", f"Not a valid crontab: {exc}.")
+            errors.add("cron", gettext("Not a valid crontab: %(error)s.") % {"error": exc})
     try:
         ZoneInfo(spec.timezone or settings.TIME_ZONE)
     except (ZoneInfoNotFoundError, ValueError):
-        errors.add("timezone", f"Unknown time zone {spec.timezone!r}, e.g. Europe/Berlin.")
+        errors.add(
+            "timezone", gettext("Unknown time zone %(zone)s, e.g. Europe/Berlin.") % {"zone": repr(spec.timezone)}
+        )
 
 
 def _cron_order(parts: list[str]) -> tuple[str, str, str, str, str]:
@@ -329,7 +362,7 @@ def schedules_set_enabled(*, periodic_tasks: Iterable[PeriodicTask], enabled: bo
         _require(
             actor,
             lambda user, name=task.task: permissions.can_change_schedule(user, name),
-            f"You may not change {task.name}.",
+            gettext("You may not change %(name)s.") % {"name": task.name},
         )
     changes = {"enabled": enabled} if enabled else {"enabled": False, "last_run_at": None}
     count = PeriodicTask.objects.filter(pk__in=[t.pk for t in tasks]).update(**changes)
@@ -345,13 +378,13 @@ def schedule_duplicate(*, periodic_task: PeriodicTask, actor, name: str | None =
     _require(
         actor,
         lambda user: permissions.can_add_schedule(user, periodic_task.task),
-        f"You may not copy {periodic_task.name}.",
+        gettext("You may not copy %(name)s.") % {"name": periodic_task.name},
     )
     spec = ScheduleSpec.from_periodic_task(periodic_task)
     spec.name = name or _free_copy_name(periodic_task.name)
     spec.enabled = False
     if spec.kind == "clocked" and spec.clocked_time and spec.clocked_time <= timezone.now():
-        raise InvalidSchedule({"clocked_time": ["A one-off schedule in the past cannot be duplicated."]})
+        raise InvalidSchedule({"clocked_time": [gettext("A one-off schedule in the past cannot be duplicated.")]})
     copy = schedule_save(spec=spec, actor=actor)
     audit_record(actor=actor, action=Action.SCHEDULE_DUPLICATE, target=periodic_task.name, message=f"as {copy.name}")
     return copy
@@ -362,12 +395,14 @@ def _free_copy_name(name: str) -> str:
         candidate = f"{name} (copy{'' if n == 1 else f' {n}'})"[:200]
         if not PeriodicTask.objects.filter(name=candidate).exists():
             return candidate
-    raise InvalidSchedule({"name": ["Too many copies of this schedule."]})
+    raise InvalidSchedule({"name": [gettext("Too many copies of this schedule.")]})
 
 
 def schedule_delete(*, periodic_task: PeriodicTask, actor) -> None:
     """Delete a schedule (its past runs stay in the history)."""
-    _require(actor, permissions.can_delete_schedule, f"You may not delete {periodic_task.name}.")
+    _require(
+        actor, permissions.can_delete_schedule, gettext("You may not delete %(name)s.") % {"name": periodic_task.name}
+    )
     name = periodic_task.name
     periodic_task.delete()
     audit_record(actor=actor, action=Action.SCHEDULE_DELETE, target=name)
@@ -380,13 +415,17 @@ def schedule_run_now(*, periodic_task: PeriodicTask, actor, source: RunSource = 
     the schedule's name either way.
     """
     _require(
-        actor, lambda user: permissions.can_launch(user, periodic_task.task), f"You may not run {periodic_task.name}."
+        actor,
+        lambda user: permissions.can_launch(user, periodic_task.task),
+        gettext("You may not run %(name)s.") % {"name": periodic_task.name},
     )
     try:
         args = parse_json(periodic_task.args or "[]")
         kwargs = parse_json(periodic_task.kwargs or "{}")
     except JSONInputError as exc:
-        raise InvalidLaunch({"args": [f"The schedule's arguments are not valid JSON: {exc}."]}) from None
+        raise InvalidLaunch(
+            {"args": [gettext("The schedule's arguments are not valid JSON: %(error)s.") % {"error": exc}]}
+        ) from None
     priority = Priority.from_broker(periodic_task.priority) if periodic_task.priority is not None else None
     run = run_launch(
         task_name=periodic_task.task,
@@ -423,19 +462,29 @@ def schedules_act(
             count = schedules_set_enabled(periodic_tasks=periodic_tasks, enabled=action == "enable", actor=actor)
         except ServiceError as exc:
             return [], [str(exc)]
-        return [f"{action.capitalize()}d {count} schedule(s)."], []
+        done = (
+            ngettext("Enabled %(count)d schedule(s).", "Enabled %(count)d schedule(s).", count)
+            if action == "enable"
+            else ngettext("Disabled %(count)d schedule(s).", "Disabled %(count)d schedule(s).", count)
+        )
+        return [done % {"count": count}], []
     done, failed = [], []
     for task in periodic_tasks:
         try:
             if action == "run_now":
                 run = schedule_run_now(periodic_task=task, actor=actor, source=source)
-                done.append(f"Launched {task.name} now ({run.task_id}).")
+                done.append(
+                    gettext("Launched %(name)s now (%(task_id)s).") % {"name": task.name, "task_id": run.task_id}
+                )
             elif action == "duplicate":
                 copy = schedule_duplicate(periodic_task=task, actor=actor)
-                done.append(f"Duplicated {task.name} as {copy.name} (disabled until you enable it).")
+                done.append(
+                    gettext("Duplicated %(name)s as %(copy)s (disabled until you enable it).")
+                    % {"name": task.name, "copy": copy.name}
+                )
             else:
                 schedule_delete(periodic_task=task, actor=actor)
-                done.append(f"Deleted {task.name}; its runs stay in the history.")
+                done.append(gettext("Deleted %(name)s; its runs stay in the history.") % {"name": task.name})
         except ServiceError as exc:
             failed.append(f"{task.name}: {exc}")
     return done, failed

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 
 from celery import chain, chord, group
+from django.utils.translation import gettext
 
 from taskcenter.models import RunSource, Workflow
 from taskcenter.services.audit import Action
@@ -46,21 +47,21 @@ def workflow_launch(
     """
     errors = {}
     if kind not in Workflow.Kind.values:
-        errors["kind"] = [f"Unknown workflow kind {kind!r}; use chain, group or chord."]
+        errors["kind"] = [gettext("Unknown workflow kind %(kind)s; use chain, group or chord.") % {"kind": repr(kind)}]
     if not steps or len(steps) > MAX_STEPS:
-        errors["steps"] = [f"Give between 1 and {MAX_STEPS} steps."]
+        errors["steps"] = [gettext("Give between 1 and %(limit)s steps.") % {"limit": MAX_STEPS}]
     if kind == Workflow.Kind.CHORD and callback is None:
-        errors["callback"] = ["A chord needs a callback task."]
+        errors["callback"] = [gettext("A chord needs a callback task.")]
     if kind != Workflow.Kind.CHORD and callback is not None:
-        errors["callback"] = ["Only a chord takes a callback."]
+        errors["callback"] = [gettext("Only a chord takes a callback.")]
     if errors:
         raise InvalidLaunch(errors)
 
     prepared = []
     for index, step in enumerate(steps):
         leading = 1 if kind == Workflow.Kind.CHAIN and index > 0 else 0
-        prepared.append(_prepare(step, leading, f"step {index + 1}"))
-    prepared_callback = _prepare(callback, 1, "callback") if callback else None
+        prepared.append(_prepare(step, leading, gettext("step %(number)s") % {"number": index + 1}))
+    prepared_callback = _prepare(callback, 1, gettext("callback")) if callback else None
 
     if kind == Workflow.Kind.CHAIN:
         stages = [[p.task_id] for p in prepared]
@@ -110,22 +111,33 @@ def _canvas(kind, prepared: list[PreparedLaunch], prepared_callback: PreparedLau
 def steps_from_json(data) -> tuple[str, list[Step], Step | None]:
     """Parse ``{"kind": ..., "steps": [{"task": ..., "args": [...], "kwargs": {...}}], "callback": {...}}``."""
     if not isinstance(data, dict):
-        raise InvalidLaunch({"spec": ['The workflow must be a JSON object like {"kind": "chain", "steps": [...]}.']})
+        raise InvalidLaunch(
+            {"spec": [gettext('The workflow must be a JSON object like {"kind": "chain", "steps": [...]}.')]}
+        )
     kind = data.get("kind", "")
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list):
-        raise InvalidLaunch({"spec": ['"steps" must be a list of {"task": ..., "args": [...], "kwargs": {...}}.']})
-    steps = [_step(raw, f"step {i + 1}") for i, raw in enumerate(raw_steps)]
-    callback = _step(data["callback"], "callback") if data.get("callback") is not None else None
+        raise InvalidLaunch(
+            {"spec": [gettext('"steps" must be a list of {"task": ..., "args": [...], "kwargs": {...}}.')]}
+        )
+    steps = [_step(raw, gettext("step %(number)s") % {"number": i + 1}) for i, raw in enumerate(raw_steps)]
+    callback = _step(data["callback"], gettext("callback")) if data.get("callback") is not None else None
     return kind, steps, callback
 
 
 def _step(raw, label: str) -> Step:
     if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
-        raise InvalidLaunch({"spec": [f'{label} must be an object with a "task" name.']})
+        raise InvalidLaunch({"spec": [gettext('%(step)s must be an object with a "task" name.') % {"step": label}]})
     unknown = set(raw) - {"task", "args", "kwargs", "queue", "priority"}
     if unknown:
-        raise InvalidLaunch({"spec": [f"{label} has unknown keys: {', '.join(sorted(unknown))}."]})
+        raise InvalidLaunch(
+            {
+                "spec": [
+                    gettext("%(step)s has unknown keys: %(keys)s.")
+                    % {"step": label, "keys": ", ".join(sorted(unknown))}
+                ]
+            }
+        )
     return Step(
         task=raw["task"],
         args=raw.get("args", []),

@@ -1,0 +1,178 @@
+"""The refusals and reports of the launch, schedule, dead-letter, recovery, notification and
+scheduled-run services, the alert texts and ``manage.py tc``'s help, in Simplified Chinese
+under zh-hans and unchanged in English (issue 13, part 1).
+
+The audit (``unmarked_service_text``) walks the service modules marked so far and reports a
+literal with words passed as the message of a raised error (``raise X("...")``), added to a
+``FieldErrors`` (``errors.add(field, "...")``), or listed as a field's messages in a dict
+(``{"field": ["..."]}``, the ``errors`` of ``InvalidInput`` and its kind). Log lines are not
+user-facing and are not looked at.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.utils import translation
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDITED_SERVICES = [
+    "taskcenter/services/launch.py",
+    "taskcenter/services/batches.py",
+    "taskcenter/services/workflows.py",
+    "taskcenter/services/schedules.py",
+    "taskcenter/services/deadletters.py",
+    "taskcenter/services/recovery.py",
+    "taskcenter/services/notifications.py",
+    "taskcenter/services/saved_filters.py",
+    "taskcenter/services/retry_policy.py",
+    "taskcenter/services/scheduled.py",
+    "taskcenter/services/api_tokens.py",
+    "taskcenter/safe_input.py",
+]
+#: Raised for a caller's mistake, never shown to an operator.
+PROGRAMMING_ERRORS = {"ValueError", "TypeError", "NotImplementedError", "AssertionError"}
+WORDS = re.compile(r"[A-Za-z]{2,}")
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled_catalogue():
+    call_command("compiletranslations", verbosity=0)
+
+
+def _literal(node) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value if WORDS.search(node.value) else None
+    if isinstance(node, ast.JoinedStr):
+        text = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
+        return text if WORDS.search(text) else None
+    return None
+
+
+def unmarked_service_text(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each literal a service shows without gettext (see the module docstring)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        candidates = []
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            if getattr(node.exc.func, "id", "") not in PROGRAMMING_ERRORS:
+                candidates += node.exc.args[:1]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add":
+            if isinstance(node.func.value, ast.Name) and node.func.value.id == "errors":
+                candidates += node.args[1:2]
+        if isinstance(node, ast.Dict):
+            for value in node.values:
+                if isinstance(value, ast.List):
+                    candidates += value.elts
+        for candidate in candidates:
+            text = _literal(candidate)
+            if text is not None:
+                found.append((candidate.lineno, text))
+    return found
+
+
+def test_the_service_audit_finds_unmarked_refusals_and_passes_marked_ones():
+    source = (
+        "from django.utils.translation import gettext\n"
+        "def f(errors, name):\n"
+        "    errors.add('name', 'Give a name.')\n"
+        "    errors.add('name', gettext('Give a name.'))\n"
+        "    raise InvalidInput(errors={'name': [f'No task {name}.'], 'x': [gettext('Fine.')]})\n"
+        "def g(name):\n"
+        "    raise NotLaunchable(f'No launchable task is named {name!r}.')\n"
+        "def h():\n"
+        "    raise Refused(gettext('Marked.'))\n"
+        "    raise ValueError('unknown action')\n"
+    )
+    assert sorted(text for _, text in unmarked_service_text(source)) == [
+        "Give a name.",
+        "No launchable task is named .",
+        "No task .",
+    ]
+
+
+def test_the_translated_services_pass_every_refusal_through_gettext():
+    unmarked = []
+    for relative in AUDITED_SERVICES:
+        for line, text in unmarked_service_text((ROOT / relative).read_text(encoding="utf-8")):
+            unmarked.append(f"{relative}:{line}: {text!r}")
+    assert unmarked == []
+
+
+def _refusal(language: str, call) -> str:
+    from taskcenter.services.errors import ServiceError
+
+    with translation.override(language), pytest.raises(ServiceError) as refusal:
+        call()
+    return str(refusal.value)
+
+
+@pytest.mark.django_db
+def test_a_refused_launch_is_in_chinese_under_zh_hans_and_unchanged_in_english():
+    from taskcenter.services.launch import launch_prepare
+
+    def unknown():
+        launch_prepare(task_name="no.such.task")
+
+    def bad_countdown():
+        launch_prepare(task_name="examples.add", args=[1, 2], countdown=-1)
+
+    assert _refusal("en", unknown) == "No launchable task is named 'no.such.task'."
+    assert _refusal("zh-hans", unknown) == "没有名为 'no.such.task' 的可启动任务。"
+    assert "Countdown cannot be negative." in _refusal("en", bad_countdown)
+    assert "倒计时不能为负数。" in _refusal("zh-hans", bad_countdown)
+
+
+@pytest.mark.django_db
+def test_a_refused_schedule_is_in_chinese_under_zh_hans():
+    from taskcenter.services.schedules import ScheduleSpec, schedule_save
+
+    def bad_cron():
+        schedule_save(spec=ScheduleSpec(name="nightly", task="examples.add", kind="crontab", cron="0 2 *"), actor=None)
+
+    assert "A crontab has five fields" in _refusal("en", bad_cron)
+    chinese = _refusal("zh-hans", bad_cron)
+    assert "crontab 有五个字段" in chinese and "A crontab" not in chinese
+
+
+def test_a_bad_json_argument_is_explained_in_chinese():
+    from taskcenter.safe_input import JSONInputError, parse_json
+
+    for language, expected in (("en", "Not valid JSON"), ("zh-hans", "不是有效的 JSON")):
+        with translation.override(language), pytest.raises(JSONInputError) as error:
+            parse_json("[1, ")
+        assert str(error.value).startswith(expected)
+
+
+@pytest.mark.django_db
+def test_a_notification_channel_refusal_is_in_chinese():
+    from taskcenter.services.notifications import channel_save
+
+    def nameless():
+        channel_save(name=" ", kind="webhook", url="https://example.com/hook", actor=None)
+
+    assert "Enter a name." in _refusal("en", nameless)
+    assert "请输入名称。" in _refusal("zh-hans", nameless)
+
+
+def test_the_alert_thresholds_are_described_in_chinese():
+    from taskcenter.selectors.alerts import thresholds
+
+    with translation.override("zh-hans"):
+        described = {threshold.alert: str(threshold.meaning) for threshold in thresholds()}
+    assert CJK.search(described["QueueBacklogHigh"]), described
+    assert all(CJK.search(text) for text in described.values()), described
+
+
+def test_the_command_line_help_is_in_chinese_under_zh_hans():
+    from taskcenter.management.commands.tc import Command
+
+    with translation.override("zh-hans"):
+        parser = Command().create_parser("manage.py", "tc")
+        task = parser._subparsers._group_actions[0].choices["task"]
+        text = task._subparsers._group_actions[0].choices["create"].format_help()
+    assert "立即（或稍后）启动一个任务目录中的任务" in text, text
+    assert "Launch a catalogued task now" not in text
