@@ -25,8 +25,8 @@ from django.test import TransactionTestCase
 from config.celery import app as celery_app
 from taskcenter.embedded_redis import server_command
 
-#: The API tests' ``admin`` and ``viewer`` token clients.
-pytest_plugins = ["tests.api_support"]
+#: The API tests' ``admin`` and ``viewer`` token clients; the browser tests' ``language``.
+pytest_plugins = ["tests.api_support", "tests.browser_support"]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "test-output" / "logs"

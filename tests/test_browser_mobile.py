@@ -13,6 +13,7 @@ import pytest
 from django.urls import URLPattern, reverse
 from django.utils import timezone
 
+from tests.browser_support import LANGUAGES, in_language
 from tests.test_browser import CHROMIUM, PASSWORD, log_in, shot
 from tests.test_browser import browser as browser  # noqa: F401 (the module's browser fixture)
 
@@ -45,10 +46,6 @@ def phone(browser):  # noqa: F811
     context.close()
 
 
-#: Each language of the interface, as a browser asks for it (Accept-Language from the locale).
-LANGUAGES = {"en": "en-US", "zh-hans": "zh-CN"}
-
-
 @pytest.fixture(params=list(LANGUAGES))
 def phone_in(request, browser):  # noqa: F811
     """A phone whose browser asks for each language in turn; yields (page, language code)."""
@@ -59,14 +56,6 @@ def phone_in(request, browser):  # noqa: F811
     page.set_default_timeout(20_000)
     yield page, request.param
     context.close()
-
-
-def in_language(language: str, text: str) -> str:
-    """``text`` as the interface shows it in ``language``."""
-    from django.utils import translation
-
-    with translation.override(language):
-        return translation.gettext(text)
 
 
 @pytest.fixture
