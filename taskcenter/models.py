@@ -58,6 +58,7 @@ class Run(models.Model):
 
     task_result = models.OneToOneField(
         TaskResult,
+        verbose_name=_("task result"),
         to_field="task_id",
         db_column="task_id",
         db_constraint=False,
@@ -65,61 +66,109 @@ class Run(models.Model):
         null=True,  # never null; nullable so that joins are LEFT OUTER JOINs
         related_name="run",
     )
-    task_name = models.CharField(max_length=255)
-    queue = models.CharField(max_length=200)
-    priority = models.CharField(max_length=10, choices=Priority.choices(), default=Priority.NORMAL)
-    args = models.JSONField(default=list, blank=True)
-    kwargs = models.JSONField(default=dict, blank=True)
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255)
+    queue = models.CharField(verbose_name=_("queue"), max_length=200)
+    priority = models.CharField(
+        verbose_name=_("priority"), max_length=10, choices=Priority.choices(), default=Priority.NORMAL
+    )
+    args = models.JSONField(verbose_name=_("positional arguments"), default=list, blank=True)
+    kwargs = models.JSONField(verbose_name=_("keyword arguments"), default=dict, blank=True)
     # Real values of secret arguments (masked in args/kwargs), sealed for re-runs; never shown.
-    secrets = models.TextField(blank=True, default="", editable=False)
-    eta = models.DateTimeField(null=True, blank=True, help_text=_("Not run before this time."))
-    source = models.CharField(max_length=10, choices=RunSource.choices, default=RunSource.CODE)
+    secrets = models.TextField(verbose_name=_("secrets"), blank=True, default="", editable=False)
+    eta = models.DateTimeField(verbose_name=_("ETA"), null=True, blank=True, help_text=_("Not run before this time."))
+    source = models.CharField(
+        verbose_name=_("source"), max_length=10, choices=RunSource.choices, default=RunSource.CODE
+    )
     # No index of its own: run_launcher_created starts with it (issue 12, launch cost).
     launched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("launched by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
-    periodic_task_name = models.CharField(max_length=255, blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now)
-    expires = models.DateTimeField(null=True, blank=True, help_text=_("Dropped if not started by this time."))
+    periodic_task_name = models.CharField(verbose_name=_("periodic task name"), max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
+    expires = models.DateTimeField(
+        verbose_name=_("expires"), null=True, blank=True, help_text=_("Dropped if not started by this time.")
+    )
 
     # Lineage: a re-run points to the run it repeats; the original lists its re-runs.
     # This and the other links empty at launch (batch, workflow, cancelled_by) have partial indexes (see Meta).
     retry_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns", db_index=False
+        "self",
+        verbose_name=_("retry of"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reruns",
+        db_index=False,
     )
     # Optional de-duplication key; see services.dedup.
-    dedup_key = models.CharField(max_length=255, blank=True, default="")
+    dedup_key = models.CharField(verbose_name=_("de-duplication key"), max_length=255, blank=True, default="")
     # Membership of a batch or a workflow (chain, group, chord) launched together.
     batch = models.ForeignKey(
-        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+        "Batch",
+        verbose_name=_("batch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,
     )
     workflow = models.ForeignKey(
-        "Workflow", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+        "Workflow",
+        verbose_name=_("workflow"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,
     )
 
     # Cancellation as asked by an operator; the worker later reports REVOKED itself.
-    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(verbose_name=_("cancelled at"), null=True, blank=True)
     cancelled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("cancelled by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
-    cancel_reason = models.CharField(max_length=200, blank=True, default="")
+    cancel_reason = models.CharField(verbose_name=_("cancel reason"), max_length=200, blank=True, default="")
 
     # The run's own record, kept when its result row expires, is purged or is revoked late.
-    recorded_state = models.CharField(max_length=20, default=PENDING, db_column="state")
-    recorded_started_at = models.DateTimeField(null=True, blank=True, db_column="started_at")
-    recorded_finished_at = models.DateTimeField(null=True, blank=True, db_column="finished_at")
-    worker = models.CharField(max_length=255, blank=True, default="")
-    outcome = models.TextField(blank=True, default="", help_text=_("Result or exception, shortened."))
+    recorded_state = models.CharField(verbose_name=_("state"), max_length=20, default=PENDING, db_column="state")
+    recorded_started_at = models.DateTimeField(
+        verbose_name=_("started at"), null=True, blank=True, db_column="started_at"
+    )
+    recorded_finished_at = models.DateTimeField(
+        verbose_name=_("finished at"), null=True, blank=True, db_column="finished_at"
+    )
+    worker = models.CharField(verbose_name=_("worker"), max_length=255, blank=True, default="")
+    outcome = models.TextField(
+        verbose_name=_("outcome"), blank=True, default="", help_text=_("Result or exception, shortened.")
+    )
     #: One dict per time a worker started the run: worker, pid, started (ISO 8601), ended (see monitor.runs).
-    attempts = models.JSONField(default=list, blank=True)
+    attempts = models.JSONField(verbose_name=_("attempts"), default=list, blank=True)
     #: The FailureGroup of a failed run (set by the monitor; see taskcenter.failures); null otherwise.
     #: Null, not "": the partial index below then holds failed runs only, and SQLite can use it for "= fp".
-    failure_fingerprint = models.CharField(max_length=40, null=True, blank=True, editable=False)  # noqa: DJ001
+    failure_fingerprint = models.CharField(  # noqa: DJ001
+        verbose_name=_("failure fingerprint"), max_length=40, null=True, blank=True, editable=False
+    )
     #: The run whose task sent this one, and the first run of that line (Celery's ``parent_id`` and
     #: ``root_id`` headers); null for a run nobody's task sent. Recorded by the publish signal and by the
     #: monitor (``task-received``). Null, not "": the partial index holds only runs that have a parent.
-    parent_task_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
-    root_task_id = models.CharField(max_length=255, null=True, blank=True, editable=False)  # noqa: DJ001
+    parent_task_id = models.CharField(  # noqa: DJ001
+        verbose_name=_("parent task id"), max_length=255, null=True, blank=True, editable=False
+    )
+    root_task_id = models.CharField(  # noqa: DJ001
+        verbose_name=_("root task id"), max_length=255, null=True, blank=True, editable=False
+    )
 
     class Meta:
         verbose_name = _("run")
@@ -292,9 +341,9 @@ class DedupLock(models.Model):
     launches with the same key cannot both succeed.
     """
 
-    key = models.CharField(max_length=255, primary_key=True)
-    task_id = models.CharField(max_length=255)
-    updated_at = models.DateTimeField(auto_now=True)
+    key = models.CharField(verbose_name=_("key"), max_length=255, primary_key=True)
+    task_id = models.CharField(verbose_name=_("task id"), max_length=255)
+    updated_at = models.DateTimeField(verbose_name=_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("dedup lock")
@@ -307,14 +356,19 @@ class DedupLock(models.Model):
 class Batch(models.Model):
     """Items launched as one Celery group, one task per slice of ``batch_size`` items."""
 
-    task_name = models.CharField(max_length=255)
-    item_count = models.PositiveIntegerField()
-    batch_size = models.PositiveIntegerField()
-    group_id = models.CharField(max_length=255, blank=True, default="")
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255)
+    item_count = models.PositiveIntegerField(verbose_name=_("item count"))
+    batch_size = models.PositiveIntegerField(verbose_name=_("batch size"))
+    group_id = models.CharField(verbose_name=_("group id"), max_length=255, blank=True, default="")
     launched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("launched by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("batch")
@@ -338,12 +392,17 @@ class Workflow(models.Model):
         GROUP = "group", _("Group")
         CHORD = "chord", _("Chord")
 
-    kind = models.CharField(max_length=10, choices=Kind.choices)
-    stages = models.JSONField(default=list)
+    kind = models.CharField(verbose_name=_("kind"), max_length=10, choices=Kind.choices)
+    stages = models.JSONField(verbose_name=_("stages"), default=list)
     launched_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("launched by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("workflow")
@@ -357,12 +416,17 @@ class Workflow(models.Model):
 class QueueState(models.Model):
     """Operator settings of a queue that must outlive pages and worker restarts."""
 
-    name = models.CharField(max_length=200, primary_key=True)
-    paused = models.BooleanField(default=False)
+    name = models.CharField(verbose_name=_("name"), max_length=200, primary_key=True)
+    paused = models.BooleanField(verbose_name=_("paused"), default=False)
     changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    changed_at = models.DateTimeField(auto_now=True)
+    changed_at = models.DateTimeField(verbose_name=_("changed at"), auto_now=True)
 
     class Meta:
         verbose_name = _("queue state")
@@ -375,12 +439,19 @@ class QueueState(models.Model):
 class TaskRateLimit(models.Model):
     """A rate limit per task type, applied to every worker and re-applied when one starts."""
 
-    task_name = models.CharField(max_length=255, primary_key=True)
-    rate = models.CharField(max_length=20, help_text=_('e.g. "10/s", "100/m", "1000/h"; empty removes the limit.'))
-    changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255, primary_key=True)
+    rate = models.CharField(
+        verbose_name=_("rate"), max_length=20, help_text=_('e.g. "10/s", "100/m", "1000/h"; empty removes the limit.')
     )
-    changed_at = models.DateTimeField(auto_now=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField(verbose_name=_("changed at"), auto_now=True)
 
     class Meta:
         verbose_name = _("task rate limit")
@@ -448,16 +519,23 @@ class AuditEntry(models.Model):
         REFUSED = "refused", _("Refused")
         ERROR = "error", _("Failed")
 
-    at = models.DateTimeField(default=timezone.now)
+    at = models.DateTimeField(verbose_name=_("at"), default=timezone.now)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    action = models.CharField(max_length=20, choices=Action.choices)
-    target = models.CharField(max_length=255, help_text=_("Task id, queue, worker or task name."))
-    task_id = models.CharField(max_length=255, blank=True, default="")
-    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK)
-    message = models.TextField(blank=True, default="")
-    detail = models.JSONField(default=dict, blank=True)
+    action = models.CharField(verbose_name=_("action"), max_length=20, choices=Action.choices)
+    target = models.CharField(
+        verbose_name=_("target"), max_length=255, help_text=_("Task id, queue, worker or task name.")
+    )
+    task_id = models.CharField(verbose_name=_("task id"), max_length=255, blank=True, default="")
+    outcome = models.CharField(verbose_name=_("outcome"), max_length=10, choices=Outcome.choices, default=Outcome.OK)
+    message = models.TextField(verbose_name=_("message"), blank=True, default="")
+    detail = models.JSONField(verbose_name=_("detail"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("audit entry")
@@ -484,19 +562,37 @@ class SchedulePolicy(models.Model):
         SKIP = "skip", _("Skip missed runs")
 
     periodic_task = models.OneToOneField(
-        "django_celery_beat.PeriodicTask", on_delete=models.CASCADE, primary_key=True, related_name="taskcenter_policy"
+        "django_celery_beat.PeriodicTask",
+        verbose_name=_("periodic task"),
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="taskcenter_policy",
     )
-    misfire = models.CharField(max_length=10, choices=Misfire.choices, default=Misfire.RUN_ONCE)
+    misfire = models.CharField(
+        verbose_name=_("misfire"), max_length=10, choices=Misfire.choices, default=Misfire.RUN_ONCE
+    )
     grace_seconds = models.PositiveIntegerField(
-        null=True, blank=True, help_text=_("A run missed by more than this many seconds is skipped; empty: no limit.")
+        verbose_name=_("grace seconds"),
+        null=True,
+        blank=True,
+        help_text=_("A run missed by more than this many seconds is skipped; empty: no limit."),
     )
-    jitter_seconds = models.PositiveIntegerField(default=0, help_text=_("Delay each run by a random 0..N seconds."))
+    jitter_seconds = models.PositiveIntegerField(
+        verbose_name=_("jitter seconds"), default=0, help_text=_("Delay each run by a random 0..N seconds.")
+    )
     max_instances = models.PositiveIntegerField(
-        default=0, help_text=_("Skip a due run while this many runs of the schedule wait or run; 0: no limit.")
+        verbose_name=_("max instances"),
+        default=0,
+        help_text=_("Skip a due run while this many runs of the schedule wait or run; 0: no limit."),
     )
     # Health, written by beat: why the schedule could not be evaluated or sent (empty: fine).
-    error = models.TextField(blank=True, default="", help_text=_("Why beat could not evaluate or send this schedule."))
-    error_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(
+        verbose_name=_("error"),
+        blank=True,
+        default="",
+        help_text=_("Why beat could not evaluate or send this schedule."),
+    )
+    error_at = models.DateTimeField(verbose_name=_("error at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("schedule policy")
@@ -518,19 +614,19 @@ class TaskMinute(models.Model):
     ``DURATION_BUCKETS`` plus one overflow bucket.
     """
 
-    minute = models.DateTimeField()  # start of the minute, UTC
-    task_name = models.CharField(max_length=255)
-    queue = models.CharField(max_length=200)
-    sent = models.PositiveIntegerField(default=0)
-    started = models.PositiveIntegerField(default=0)
-    succeeded = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    retried = models.PositiveIntegerField(default=0)
-    revoked = models.PositiveIntegerField(default=0)
-    runtime_sum = models.FloatField(default=0)
-    runtime_buckets = models.JSONField(default=list)
-    wait_sum = models.FloatField(default=0)
-    wait_buckets = models.JSONField(default=list)
+    minute = models.DateTimeField(verbose_name=_("minute"))  # start of the minute, UTC
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255)
+    queue = models.CharField(verbose_name=_("queue"), max_length=200)
+    sent = models.PositiveIntegerField(verbose_name=_("sent"), default=0)
+    started = models.PositiveIntegerField(verbose_name=_("started"), default=0)
+    succeeded = models.PositiveIntegerField(verbose_name=_("succeeded"), default=0)
+    failed = models.PositiveIntegerField(verbose_name=_("failed"), default=0)
+    retried = models.PositiveIntegerField(verbose_name=_("retried"), default=0)
+    revoked = models.PositiveIntegerField(verbose_name=_("revoked"), default=0)
+    runtime_sum = models.FloatField(verbose_name=_("runtime sum"), default=0)
+    runtime_buckets = models.JSONField(verbose_name=_("runtime buckets"), default=list)
+    wait_sum = models.FloatField(verbose_name=_("wait sum"), default=0)
+    wait_buckets = models.JSONField(verbose_name=_("wait buckets"), default=list)
 
     class Meta:
         verbose_name = _("task minute")
@@ -547,18 +643,18 @@ class TaskMinute(models.Model):
 class TaskTotals(models.Model):
     """Counts since the monitor started counting, per task type and queue (Prometheus counters)."""
 
-    task_name = models.CharField(max_length=255)
-    queue = models.CharField(max_length=200)
-    sent = models.PositiveBigIntegerField(default=0)
-    started = models.PositiveBigIntegerField(default=0)
-    succeeded = models.PositiveBigIntegerField(default=0)
-    failed = models.PositiveBigIntegerField(default=0)
-    retried = models.PositiveBigIntegerField(default=0)
-    revoked = models.PositiveBigIntegerField(default=0)
-    runtime_sum = models.FloatField(default=0)
-    runtime_buckets = models.JSONField(default=list)
-    wait_sum = models.FloatField(default=0)
-    wait_buckets = models.JSONField(default=list)
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255)
+    queue = models.CharField(verbose_name=_("queue"), max_length=200)
+    sent = models.PositiveBigIntegerField(verbose_name=_("sent"), default=0)
+    started = models.PositiveBigIntegerField(verbose_name=_("started"), default=0)
+    succeeded = models.PositiveBigIntegerField(verbose_name=_("succeeded"), default=0)
+    failed = models.PositiveBigIntegerField(verbose_name=_("failed"), default=0)
+    retried = models.PositiveBigIntegerField(verbose_name=_("retried"), default=0)
+    revoked = models.PositiveBigIntegerField(verbose_name=_("revoked"), default=0)
+    runtime_sum = models.FloatField(verbose_name=_("runtime sum"), default=0)
+    runtime_buckets = models.JSONField(verbose_name=_("runtime buckets"), default=list)
+    wait_sum = models.FloatField(verbose_name=_("wait sum"), default=0)
+    wait_buckets = models.JSONField(verbose_name=_("wait buckets"), default=list)
 
     class Meta:
         verbose_name = _("task totals")
@@ -572,10 +668,10 @@ class TaskTotals(models.Model):
 class QueueSample(models.Model):
     """Depth and oldest-message age of a queue, sampled by the monitor (for charts)."""
 
-    at = models.DateTimeField()
-    queue = models.CharField(max_length=200)
-    depth = models.PositiveIntegerField()
-    oldest_age = models.FloatField(null=True, blank=True)
+    at = models.DateTimeField(verbose_name=_("at"))
+    queue = models.CharField(verbose_name=_("queue"), max_length=200)
+    depth = models.PositiveIntegerField(verbose_name=_("depth"))
+    oldest_age = models.FloatField(verbose_name=_("oldest age"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("queue sample")
@@ -593,14 +689,22 @@ class NotificationChannel(models.Model):
         WEBHOOK = "webhook", _("Webhook")
         EMAIL = "email", _("E-mail")
 
-    name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=10, choices=Kind.choices)
-    url = models.URLField(max_length=500, blank=True, default="", help_text=_("Webhook: the http(s) URL to POST to."))
-    addresses = models.TextField(blank=True, default="", help_text=_("E-mail: recipients, one per line."))
+    name = models.CharField(verbose_name=_("name"), max_length=100, unique=True)
+    kind = models.CharField(verbose_name=_("kind"), max_length=10, choices=Kind.choices)
+    url = models.URLField(
+        verbose_name=_("URL"),
+        max_length=500,
+        blank=True,
+        default="",
+        help_text=_("Webhook: the http(s) URL to POST to."),
+    )
+    addresses = models.TextField(
+        verbose_name=_("addresses"), blank=True, default="", help_text=_("E-mail: recipients, one per line.")
+    )
     #: Webhook HMAC key; never shown after it is saved.
-    secret = models.CharField(max_length=200, blank=True, default="")
-    enabled = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    secret = models.CharField(verbose_name=_("secret"), max_length=200, blank=True, default="")
+    enabled = models.BooleanField(verbose_name=_("enabled"), default=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("notification channel")
@@ -625,11 +729,15 @@ class NotificationRule(models.Model):
     """Send an alert's firing (and, if asked, its resolving) to a channel; ``*`` matches every alert."""
 
     alert_name = models.CharField(
-        max_length=100, help_text=_("An alert name of the Alerts page, or * for every alert.")
+        verbose_name=_("alert name"),
+        max_length=100,
+        help_text=_("An alert name of the Alerts page, or * for every alert."),
     )
-    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="rules")
-    notify_on_resolve = models.BooleanField(default=True)
-    enabled = models.BooleanField(default=True)
+    channel = models.ForeignKey(
+        NotificationChannel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="rules"
+    )
+    notify_on_resolve = models.BooleanField(verbose_name=_("notify on resolve"), default=True)
+    enabled = models.BooleanField(verbose_name=_("enabled"), default=True)
 
     class Meta:
         verbose_name = _("notification rule")
@@ -644,10 +752,12 @@ class NotificationRule(models.Model):
 class AlertState(models.Model):
     """Whether an alert fired at the last evaluation, so only transitions notify, across restarts."""
 
-    name = models.CharField(max_length=100, unique=True)
-    firing = models.BooleanField(default=False)
-    since = models.DateTimeField(default=timezone.now, help_text=_("When it last started firing or resolved."))
-    message = models.TextField(blank=True, default="")
+    name = models.CharField(verbose_name=_("name"), max_length=100, unique=True)
+    firing = models.BooleanField(verbose_name=_("firing"), default=False)
+    since = models.DateTimeField(
+        verbose_name=_("since"), default=timezone.now, help_text=_("When it last started firing or resolved.")
+    )
+    message = models.TextField(verbose_name=_("message"), blank=True, default="")
 
     class Meta:
         verbose_name = _("alert state")
@@ -670,17 +780,19 @@ class NotificationDelivery(models.Model):
         RESOLVED = "resolved", _("Resolved")
         TEST = "test", _("Test")
 
-    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
-    alert_name = models.CharField(max_length=100)
-    event = models.CharField(max_length=10, choices=Event.choices)
-    summary = models.TextField(blank=True, default="")
-    payload = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    channel = models.ForeignKey(
+        NotificationChannel, verbose_name=_("channel"), on_delete=models.CASCADE, related_name="deliveries"
+    )
+    alert_name = models.CharField(verbose_name=_("alert name"), max_length=100)
+    event = models.CharField(verbose_name=_("event"), max_length=10, choices=Event.choices)
+    summary = models.TextField(verbose_name=_("summary"), blank=True, default="")
+    payload = models.JSONField(verbose_name=_("payload"), default=dict)
+    status = models.CharField(verbose_name=_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(verbose_name=_("attempts"), default=0)
+    last_error = models.TextField(verbose_name=_("last error"), blank=True, default="")
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
+    next_attempt_at = models.DateTimeField(verbose_name=_("next attempt at"), null=True, blank=True)
+    finished_at = models.DateTimeField(verbose_name=_("finished at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("notification delivery")
@@ -712,26 +824,35 @@ class DeadLetter(models.Model):
         REPLAYED = "replayed", _("Replayed")
         DISCARDED = "discarded", _("Discarded")
 
-    task_id = models.CharField(max_length=255)
-    task_name = models.CharField(max_length=255, blank=True, default="")
-    queue = models.CharField(max_length=200, blank=True, default="")
-    reason = models.CharField(max_length=10, choices=Reason.choices)
-    exception_type = models.CharField(max_length=255, blank=True, default="")
-    message = models.TextField(blank=True, default="")
-    traceback = models.TextField(blank=True, default="")
-    args = models.JSONField(default=list, blank=True)
-    kwargs = models.JSONField(default=dict, blank=True)
+    task_id = models.CharField(verbose_name=_("task id"), max_length=255)
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255, blank=True, default="")
+    queue = models.CharField(verbose_name=_("queue"), max_length=200, blank=True, default="")
+    reason = models.CharField(verbose_name=_("reason"), max_length=10, choices=Reason.choices)
+    exception_type = models.CharField(verbose_name=_("exception type"), max_length=255, blank=True, default="")
+    message = models.TextField(verbose_name=_("message"), blank=True, default="")
+    traceback = models.TextField(verbose_name=_("traceback"), blank=True, default="")
+    args = models.JSONField(verbose_name=_("positional arguments"), default=list, blank=True)
+    kwargs = models.JSONField(verbose_name=_("keyword arguments"), default=dict, blank=True)
     # Real values of secret arguments (masked in args/kwargs), sealed as on Run; never shown.
-    secrets = models.TextField(blank=True, default="", editable=False)
-    worker = models.CharField(max_length=255, blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now)
+    secrets = models.TextField(verbose_name=_("secrets"), blank=True, default="", editable=False)
+    worker = models.CharField(verbose_name=_("worker"), max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
-    resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True, default="")
-    replayed_as = models.CharField(max_length=255, blank=True, default="", help_text=_("Task id of the replay."))
-    resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    resolution = models.CharField(
+        verbose_name=_("resolution"), max_length=10, choices=Resolution.choices, blank=True, default=""
     )
-    resolved_at = models.DateTimeField(null=True, blank=True)
+    replayed_as = models.CharField(
+        verbose_name=_("replayed as"), max_length=255, blank=True, default="", help_text=_("Task id of the replay.")
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("resolved by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    resolved_at = models.DateTimeField(verbose_name=_("resolved at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("dead letter")
@@ -769,21 +890,32 @@ class FailureGroup(models.Model):
         RESOLVED = "resolved", _("Resolved")  # opens again when it fails again
         IGNORED = "ignored", _("Ignored")  # stays ignored; still counted
 
-    fingerprint = models.CharField(max_length=40, unique=True)
-    task_name = models.CharField(max_length=255)
-    exception_type = models.CharField(max_length=255)
-    location = models.CharField(max_length=500, blank=True, default="", help_text=_("Innermost frames: file:function."))
-    count = models.PositiveBigIntegerField(default=0)
-    first_seen = models.DateTimeField()
-    last_seen = models.DateTimeField()
-    sample_task_id = models.CharField(max_length=255, blank=True, default="")
-    sample_exception = models.TextField(blank=True, default="")
-    sample_traceback = models.TextField(blank=True, default="")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
-    status_changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    fingerprint = models.CharField(verbose_name=_("fingerprint"), max_length=40, unique=True)
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255)
+    exception_type = models.CharField(verbose_name=_("exception type"), max_length=255)
+    location = models.CharField(
+        verbose_name=_("location"),
+        max_length=500,
+        blank=True,
+        default="",
+        help_text=_("Innermost frames: file:function."),
     )
-    status_changed_at = models.DateTimeField(null=True, blank=True)
+    count = models.PositiveBigIntegerField(verbose_name=_("count"), default=0)
+    first_seen = models.DateTimeField(verbose_name=_("first seen"))
+    last_seen = models.DateTimeField(verbose_name=_("last seen"))
+    sample_task_id = models.CharField(verbose_name=_("sample task id"), max_length=255, blank=True, default="")
+    sample_exception = models.TextField(verbose_name=_("sample exception"), blank=True, default="")
+    sample_traceback = models.TextField(verbose_name=_("sample traceback"), blank=True, default="")
+    status = models.CharField(verbose_name=_("status"), max_length=10, choices=Status.choices, default=Status.OPEN)
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("status changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status_changed_at = models.DateTimeField(verbose_name=_("status changed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("failure group")
@@ -806,12 +938,17 @@ class RetryPolicyOverride(models.Model):
     to Redis, where workers read it (see ``taskcenter.retry_policy``).
     """
 
-    task_name = models.CharField(max_length=255, primary_key=True)
-    policy = models.JSONField()
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255, primary_key=True)
+    policy = models.JSONField(verbose_name=_("policy"))
     changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    changed_at = models.DateTimeField(auto_now=True)
+    changed_at = models.DateTimeField(verbose_name=_("changed at"), auto_now=True)
 
     class Meta:
         verbose_name = _("retry policy override")
@@ -832,13 +969,17 @@ class Checkpoint(models.Model):
     canonical JSON of ``state``, verified on every read.
     """
 
-    task_id = models.CharField(max_length=255, help_text=_("The run that saved it."))
-    root_task_id = models.CharField(max_length=255, help_text=_("The first run of its lineage."))
-    sequence = models.PositiveIntegerField(default=1, help_text=_("1 for the run's first checkpoint, then 2..."))
-    state = models.JSONField(default=dict, blank=True)
-    progress = models.CharField(max_length=200, blank=True, default="")
-    checksum = models.CharField(max_length=64)
-    created_at = models.DateTimeField(default=timezone.now)
+    task_id = models.CharField(verbose_name=_("task id"), max_length=255, help_text=_("The run that saved it."))
+    root_task_id = models.CharField(
+        verbose_name=_("root task id"), max_length=255, help_text=_("The first run of its lineage.")
+    )
+    sequence = models.PositiveIntegerField(
+        verbose_name=_("sequence"), default=1, help_text=_("1 for the run's first checkpoint, then 2...")
+    )
+    state = models.JSONField(verbose_name=_("state"), default=dict, blank=True)
+    progress = models.CharField(verbose_name=_("progress"), max_length=200, blank=True, default="")
+    checksum = models.CharField(verbose_name=_("checksum"), max_length=64)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("checkpoint")
@@ -857,12 +998,17 @@ class Checkpoint(models.Model):
 class RecoveryPolicy(models.Model):
     """An operator's choice of recovery strategy for a task type, over the default declared in code."""
 
-    task_name = models.CharField(max_length=255, unique=True)
-    strategy = models.CharField(max_length=10, choices=Strategy.choices)
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255, unique=True)
+    strategy = models.CharField(verbose_name=_("strategy"), max_length=10, choices=Strategy.choices)
     changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    changed_at = models.DateTimeField(default=timezone.now)
+    changed_at = models.DateTimeField(verbose_name=_("changed at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("recovery policy")
@@ -877,18 +1023,33 @@ class RecoveryPolicy(models.Model):
 class RecoveryAction(models.Model):
     """A recovery strategy applied to a run: by whom (``actor``) or by which rule, and the run it launched."""
 
-    task_id = models.CharField(max_length=255, help_text=_("The run the strategy was applied to."))
-    task_name = models.CharField(max_length=255, blank=True, default="")
-    strategy = models.CharField(max_length=10, choices=Strategy.choices)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    task_id = models.CharField(
+        verbose_name=_("task id"), max_length=255, help_text=_("The run the strategy was applied to.")
     )
-    rule = models.CharField(max_length=200, blank=True, default="", help_text=_("Empty when an operator applied it."))
-    new_task_id = models.CharField(max_length=255, blank=True, default="", help_text=_("The run it launched."))
-    message = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now)
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255, blank=True, default="")
+    strategy = models.CharField(verbose_name=_("strategy"), max_length=10, choices=Strategy.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    rule = models.CharField(
+        verbose_name=_("rule"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_("Empty when an operator applied it."),
+    )
+    new_task_id = models.CharField(
+        verbose_name=_("new task id"), max_length=255, blank=True, default="", help_text=_("The run it launched.")
+    )
+    message = models.TextField(verbose_name=_("message"), blank=True, default="")
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
     #: Set on a MANUAL action once another strategy is applied to its run.
-    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(verbose_name=_("resolved at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("recovery action")
@@ -911,14 +1072,18 @@ class ApiToken(models.Model):
     lets the user tell tokens apart on the tokens page.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, help_text=_("The start of the token, for display."))
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(verbose_name=_("name"), max_length=100)
+    prefix = models.CharField(
+        verbose_name=_("prefix"), max_length=16, help_text=_("The start of the token, for display.")
+    )
+    key_hash = models.CharField(verbose_name=_("key hash"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(verbose_name=_("expires at"), null=True, blank=True)
+    last_used_at = models.DateTimeField(verbose_name=_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(verbose_name=_("revoked at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("api token")
@@ -940,12 +1105,16 @@ class IdempotentRequest(models.Model):
     instead of launching twice. ``response_status`` is null while the first request runs.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    key = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64, help_text=_("SHA-256 of the method, path and body."))
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    key = models.CharField(verbose_name=_("key"), max_length=255)
+    fingerprint = models.CharField(
+        verbose_name=_("fingerprint"), max_length=64, help_text=_("SHA-256 of the method, path and body.")
+    )
+    response_status = models.PositiveSmallIntegerField(verbose_name=_("response status"), null=True, blank=True)
+    response_body = models.JSONField(verbose_name=_("response body"), null=True, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("idempotent request")
@@ -964,9 +1133,9 @@ class DeadLetterTotal(models.Model):
     so /metrics reads a handful of rows instead of counting the letters.
     """
 
-    reason = models.CharField(max_length=10)
-    task_name = models.CharField(max_length=255)
-    total = models.PositiveBigIntegerField(default=0)
+    reason = models.CharField(verbose_name=_("reason"), max_length=10)
+    task_name = models.CharField(verbose_name=_("task name"), max_length=255)
+    total = models.PositiveBigIntegerField(verbose_name=_("total"), default=0)
 
     class Meta:
         verbose_name = _("dead letter total")
@@ -981,11 +1150,13 @@ class DeadLetterTotal(models.Model):
 class SavedFilter(models.Model):
     """A History filter its user named, listed on History to open again (each user sees their own)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    name = models.CharField(max_length=100)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    name = models.CharField(verbose_name=_("name"), max_length=100)
     #: History's query string without page cursors, e.g. ``task_name=process&state=FAILURE``.
-    query = models.CharField(max_length=2000)
-    created_at = models.DateTimeField(default=timezone.now)
+    query = models.CharField(verbose_name=_("query"), max_length=2000)
+    created_at = models.DateTimeField(verbose_name=_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("saved filter")

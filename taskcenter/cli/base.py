@@ -8,6 +8,7 @@ into its message on stderr and that exit code.
 
 import argparse
 import json
+import unicodedata
 from contextlib import contextmanager
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
@@ -87,11 +88,14 @@ class Cli:
     def require(self, check, what: str) -> None:
         """Refuse (exit 1, nothing done) when ``--user`` was given and ``check(user)`` is false."""
         if self.actor is not None and not check(self.actor):
-            raise refused(f"You may not {what} (acting as user {self.actor.get_username()!r}); nothing was done.")
+            raise refused(
+                _("You may not %(what)s (acting as user '%(user)s'); nothing was done.")
+                % {"what": what, "user": self.actor.get_username()}
+            )
 
     def require_view(self) -> None:
         """Reads need what the pages need: a staff user with ``view_run``."""
-        self.require(permissions.can_view, "view taskcenter (needs staff and 'view run')")
+        self.require(permissions.can_view, _("view taskcenter (needs staff and 'view run')"))
 
     def allows(self, check) -> bool:
         """``check(user)`` for ``--user``; True for the system."""
@@ -106,15 +110,24 @@ class Cli:
         self.stdout.write(style(text) if style else text)
 
     def table(self, header: tuple, rows: list[tuple]) -> None:
-        """Left-aligned columns as wide as their widest cell."""
-        table = [header, *[tuple("-" if cell in (None, "") else str(cell) for cell in row) for row in rows]]
-        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        """Left-aligned columns as wide as their widest cell, on a terminal (a Chinese character is two wide)."""
+        table = [
+            tuple(str(cell) for cell in header),
+            *[tuple("-" if cell in (None, "") else str(cell) for cell in row) for row in rows],
+        ]
+        widths = [max(display_width(row[i]) for row in table) for i in range(len(header))]
         for row in table:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+            cells = (cell + " " * (width - display_width(cell)) for cell, width in zip(row, widths, strict=True))
+            self.stdout.write("  ".join(cells).rstrip())
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 @contextmanager
-def service_errors(*, broker_consequence: str = "it could not be done"):
+def service_errors(*, broker_consequence: str = _("it could not be done")):
     """Turn a refused or failed service call into a ``CommandError`` with its message and exit code."""
     try:
         yield
@@ -129,9 +142,9 @@ def service_errors(*, broker_consequence: str = "it could not be done"):
 def describe(exc: ServiceError) -> str:
     """A service error as the operator's message: one line per field when it is about fields."""
     errors = getattr(exc, "errors", None) or {}
-    lines = [f"{field or 'error'}: {message}" for field, messages in errors.items() for message in messages]
+    lines = [f"{field or _('error')}: {message}" for field, messages in errors.items() for message in messages]
     if len(lines) > 1:
-        return "Refused:\n  " + "\n  ".join(lines)
+        return str(_("Refused:")) + "\n  " + "\n  ".join(lines)
     return str(exc)
 
 
@@ -145,10 +158,20 @@ def json_option(text: str | None, option: str, kind: type, example: str):
     try:
         value = parse_json(text)
     except JSONInputError as exc:
-        raise usage_error(f"{option} is not valid JSON ({exc}); e.g. {example}.") from None
+        raise usage_error(
+            _("%(option)s is not valid JSON (%(error)s); e.g. %(example)s.")
+            % {"option": option, "error": exc, "example": example}
+        ) from None
     if not isinstance(value, kind):
-        raise usage_error(f"{option} must be a JSON {'list' if kind is list else 'object'}, e.g. {example}.")
+        raise usage_error(wrong_json_kind(option, kind, example))
     return value
+
+
+def wrong_json_kind(option: str, kind: type, example: str) -> str:
+    """The message for a JSON value of the wrong kind (a list or an object was asked for)."""
+    if kind is list:
+        return _("%(option)s must be a JSON list, e.g. %(example)s.") % {"option": option, "example": example}
+    return _("%(option)s must be a JSON object, e.g. %(example)s.") % {"option": option, "example": example}
 
 
 def moment_option(text: str | None, option: str, *, end_of_day: bool = False) -> datetime | None:
@@ -162,7 +185,10 @@ def moment_option(text: str | None, option: str, *, end_of_day: bool = False) ->
         else:
             moment = datetime.fromisoformat(text)
     except ValueError:
-        raise usage_error(f"{option} {text!r} is not an ISO date or date and time, e.g. 2026-12-24T18:00.") from None
+        raise usage_error(
+            _("%(option)s '%(value)s' is not an ISO date or date and time, e.g. 2026-12-24T18:00.")
+            % {"option": option, "value": text}
+        ) from None
     if timezone.is_naive(moment):
         moment = moment.replace(tzinfo=ZoneInfo(timezone.get_current_timezone_name()))
     return moment

@@ -21,6 +21,7 @@ from taskcenter.cli.base import (
     short_time,
     usage_error,
 )
+from taskcenter.cli.tasks import launch_what
 from taskcenter.models import DeadLetter, RunSource
 from taskcenter.selectors.deadletters import (
     DeadLetterFilters,
@@ -56,7 +57,9 @@ def register(groups) -> None:
     )
     _add_filters(listing)
     listing.add_argument("--status", choices=STATUSES, default="open", help=_("Resolution (default: open)."))
-    listing.add_argument("--limit", type=int, default=50, help=f"How many (1..{MAX_LIST}, default 50).")
+    listing.add_argument(
+        "--limit", type=int, default=50, help=_("How many (1..%(most)s, default 50).") % {"most": MAX_LIST}
+    )
     listing.add_argument("--before", type=int, help=_("Only letters older than this cursor (next_before of a page)."))
     add_common(listing)
     listing.set_defaults(handler=deadletters_list)
@@ -140,21 +143,21 @@ def deadletters_list(cli: Cli) -> None:
     cli.require_view()
     limit = cli.options["limit"]
     if not 1 <= limit <= MAX_LIST:
-        raise usage_error(f"--limit must be between 1 and {MAX_LIST}.")
+        raise usage_error(_("--limit must be between 1 and %(most)s.") % {"most": MAX_LIST})
     page = deadletters_page(_filters(cli, cli.options["status"]), before=cli.options["before"], page_size=limit)
     if cli.as_json:
         cli.json({"dead_letters": [letter_document(x) for x in page.letters], "next_before": page.older_cursor})
         return
     if not page.letters:
-        cli.line("No dead letters.")
+        cli.line(_("No dead letters."))
         return
     cli.table(
-        ("ID", "TASK", "REASON", "EXCEPTION", "CREATED", "STATUS", "TASK ID"),
+        (_("ID"), _("TASK"), _("REASON"), _("EXCEPTION"), _("CREATED"), _("STATUS"), _("TASK ID")),
         [(x.pk, x.task_name, x.reason, x.exception_type, short_time(x.created_at), x.resolution or "open", x.task_id)
          for x in page.letters],
     )  # fmt: skip
     if page.older_cursor is not None:
-        cli.line(f"More: --before {page.older_cursor}")
+        cli.line(_("More: %(option)s") % {"option": f"--before {page.older_cursor}"})
 
 
 def deadletters_replay(cli: Cli) -> None:
@@ -170,10 +173,12 @@ def _act(cli: Cli, action: str) -> None:
     ids = options["ids"]
     edited = action == "replay" and (options["task_args"] is not None or options["task_kwargs"] is not None)
     if ids and _has_filter(cli):
-        raise usage_error("Give dead letter ids or filter options, not both.")
+        raise usage_error(_("Give dead letter ids or filter options, not both."))
     if edited and len(ids) != 1:
-        raise usage_error("--args and --kwargs replay one dead letter: give exactly one id.")
-    cli.require(permissions.can_manage_deadletters, f"{action} dead letters (needs 'manage dead letters')")
+        raise usage_error(_("--args and --kwargs replay one dead letter: give exactly one id."))
+    what = {"replay": _("replay dead letters (needs 'manage dead letters')"),
+            "discard": _("discard dead letters (needs 'manage dead letters')")}[action]  # fmt: skip
+    cli.require(permissions.can_manage_deadletters, what)
     if edited or len(ids) == 1:
         _act_on_one(cli, action, _letter(ids[0]))
         return
@@ -183,7 +188,9 @@ def _act(cli: Cli, action: str) -> None:
             _letter(pk)  # an unknown id is a mistake in the command line: nothing is done
     letters = deadletters_for_action(ids=ids, filters=None if ids else _filters(cli), limit=limit + 1)
     if len(letters) > limit:
-        raise refused(f"More than {limit} dead letters match; narrow the filter. Nothing was done.")
+        raise refused(
+            _("More than %(limit)s dead letters match; narrow the filter. Nothing was done.") % {"limit": limit}
+        )
     if not ids and not options["yes"]:
         _preview(cli, action, letters)
         return
@@ -192,10 +199,11 @@ def _act(cli: Cli, action: str) -> None:
         forbidden = []
     else:
         allowed = [x for x in letters if cli.allows(lambda user, x=x: permissions.can_launch(user, x.task_name))]
-        forbidden = [(x, f"You may not launch {x.task_name}.") for x in letters if x not in allowed]
+        forbidden = [
+            (x, _("You may not launch %(task)s.") % {"task": x.task_name}) for x in letters if x not in allowed
+        ]
         result = service.deadletters_replay_bulk(letters=allowed, actor=cli.actor, source=RunSource.CLI)
     refused_rows = [*forbidden, *result.refused]
-    verb = "Discarded" if action == "discard" else "Replayed"
     if cli.as_json:
         cli.json(
             {
@@ -206,11 +214,16 @@ def _act(cli: Cli, action: str) -> None:
             }
         )
     else:
-        cli.line(f"{verb} {len(result.done)} dead letter(s); {len(refused_rows)} refused.")
+        said = (
+            _("Discarded %(done)s dead letter(s); %(refused)s refused.")
+            if action == "discard"
+            else _("Replayed %(done)s dead letter(s); %(refused)s refused.")
+        )
+        cli.line(said % {"done": len(result.done), "refused": len(refused_rows)})
         for letter, reason in refused_rows[:20]:
             cli.line(f"  {letter.pk} ({letter.task_name}): {reason}")
     if refused_rows:
-        raise refused(f"{len(refused_rows)} dead letter(s) refused.")
+        raise refused(_("%(count)s dead letter(s) refused.") % {"count": len(refused_rows)})
 
 
 def _act_on_one(cli: Cli, action: str, letter: DeadLetter) -> None:
@@ -218,16 +231,16 @@ def _act_on_one(cli: Cli, action: str, letter: DeadLetter) -> None:
         with service_errors():
             service.deadletter_discard(letter=letter, actor=cli.actor)
         document = letter_document(_fresh(letter))
-        text = f"Discarded dead letter {letter.pk}."
+        text = _("Discarded dead letter %(id)s.") % {"id": letter.pk}
     else:
-        cli.require(lambda user: permissions.can_launch(user, letter.task_name), f"launch {letter.task_name!r}")
+        cli.require(lambda user: permissions.can_launch(user, letter.task_name), launch_what(letter.task_name))
         args = json_option(cli.options["task_args"], "--args", list, "'[1, 2]'")
         kwargs = json_option(cli.options["task_kwargs"], "--kwargs", dict, "'{\"x\": 1}'")
-        with service_errors(broker_consequence="the dead letter was not replayed"):
+        with service_errors(broker_consequence=_("the dead letter was not replayed")):
             run = service.deadletter_replay(letter=letter, actor=cli.actor, args=args, kwargs=kwargs,
                                             source=RunSource.CLI)  # fmt: skip
         document = letter_document(_fresh(letter))
-        text = f"Replayed dead letter {letter.pk} as {run.task_id}."
+        text = _("Replayed dead letter %(id)s as %(task_id)s.") % {"id": letter.pk, "task_id": run.task_id}
     if cli.as_json:
         cli.json({"action": action, "matched": 1, "done": [document], "refused": []})
     else:
@@ -238,17 +251,22 @@ def _preview(cli: Cli, action: str, letters: list) -> None:
     if cli.as_json:
         cli.json({"action": action, "matched": len(letters), "dry_run": True, "ids": [x.pk for x in letters]})
         return
-    cli.line(f"{len(letters)} unresolved dead letter(s) match. Nothing was done: add --yes to {action} them.")
+    said = (
+        _("%(count)s unresolved dead letter(s) match. Nothing was done: add --yes to discard them.")
+        if action == "discard"
+        else _("%(count)s unresolved dead letter(s) match. Nothing was done: add --yes to replay them.")
+    )
+    cli.line(said % {"count": len(letters)})
     for letter in letters[:20]:
         cli.line(f"  {letter.pk}  {letter.task_name}  {letter.reason}  {letter.exception_type}")
     if len(letters) > 20:
-        cli.line(f"  ... and {len(letters) - 20} more")
+        cli.line("  " + _("... and %(count)s more") % {"count": len(letters) - 20})
 
 
 def _letter(pk: int) -> DeadLetter:
     letter = deadletter_by_id(pk)
     if letter is None:
-        raise usage_error(f"No dead letter {pk}.")
+        raise usage_error(_("No dead letter %(id)s.") % {"id": pk})
     return letter
 
 

@@ -82,22 +82,24 @@ def monitor_health(cli: Cli) -> None:
         if workers:
             cli.line("")
             cli.table(
-                ("WORKER", "ONLINE", "ACTIVE", "PROCESSED", "LAST HEARTBEAT"),
-                [(w.hostname, "yes" if w.online else "no", w.active, w.processed, _clock(w.last_heartbeat))
+                (_("WORKER"), _("ONLINE"), _("ACTIVE"), _("PROCESSED"), _("LAST HEARTBEAT")),
+                [(w.hostname, _("yes") if w.online else _("no"), w.active, w.processed, _clock(w.last_heartbeat))
                  for w in workers],
             )  # fmt: skip
         if queues:
             cli.line("")
             cli.table(
-                ("QUEUE", "WAITING", "OLDEST"),
+                (_("QUEUE"), _("WAITING"), _("OLDEST")),
                 [(q.name, q.depth, f"{q.oldest_age:.0f} s" if q.oldest_age is not None else "") for q in queues],
             )
         cli.line("")
         if alerts:
             for alert in alerts:
-                cli.line(f"ALERT {alert.severity:<8} {alert.name}: {alert.message}", cli.style.WARNING)
+                cli.line(f"{_('ALERT')} {alert.severity:<8} {alert.name}: {alert.message}", cli.style.WARNING)
+        elif broker_ok:
+            cli.line(_("No alerts firing."))
         else:
-            cli.line("No alerts firing." if broker_ok else "Alerts not evaluated: the broker is not reachable.")
+            cli.line(_("Alerts not evaluated: the broker is not reachable."))
     exit_by_health(cli, results)
 
 
@@ -105,7 +107,7 @@ def monitor_progress(cli: Cli) -> None:
     cli.require_view()
     options = cli.options
     if options["limit"] < 1 or options["interval"] <= 0:
-        raise usage_error("--limit and --interval must be positive.")
+        raise usage_error(_("--limit and --interval must be positive."))
     filters = RunFilters(state="STARTED", task_name=options["task"], queue=options["queue"])
     live = not options["once"]
     clear = live and not cli.as_json and cli.stdout.isatty()
@@ -134,7 +136,7 @@ def _frame(filters: RunFilters, limit: int) -> dict:
         progress = progress_of([run.task_id for run in runs])
         problem = ""
     except BROKER_ERRORS:
-        progress, problem = {}, "Progress not read: the broker is not reachable."
+        progress, problem = {}, str(_("Progress not read: the broker is not reachable."))
     rows = []
     for run in runs:
         reported = progress.get(run.task_id)
@@ -156,9 +158,12 @@ def _clock(unix: float | None) -> str:
 
 
 def _print_frame(cli: Cli, frame: dict) -> None:
-    cli.line(f"Running tasks at {frame['at'][:19].replace('T', ' ')}: {len(frame['running'])}")
+    cli.line(
+        _("Running tasks at %(time)s: %(count)s")
+        % {"time": frame["at"][:19].replace("T", " "), "count": len(frame["running"])}
+    )
     if frame["problem"]:
         cli.line(frame["problem"], cli.style.WARNING)
     for row in frame["running"]:
-        progress = bar_text(row["progress"]) if row["progress"] else "(no progress reported)"
+        progress = bar_text(row["progress"]) if row["progress"] else _("(no progress reported)")
         cli.line(f"{row['task_id']}  {row['task']:<24} {progress}")

@@ -75,9 +75,9 @@ def recovery_checkpoints(cli: Cli) -> None:
         cli.json({"task_id": run.task_id, "checkpoints": rows})
         return
     if not checkpoints:
-        cli.line(f"No checkpoints for {run.task_id}.")
+        cli.line(_("No checkpoints for %(task_id)s.") % {"task_id": run.task_id})
     for c in checkpoints:
-        validity = "ok" if c.valid else "CORRUPT (ignored)"
+        validity = _("ok") if c.valid else _("CORRUPT (ignored)")
         cli.line(f"#{c.sequence}  {c.created_at:%Y-%m-%d %H:%M:%S}  {c.progress or '-'}  {validity}")
 
 
@@ -85,9 +85,9 @@ def recovery_apply(cli: Cli) -> None:
     run = get_run(cli.options["task_id"])
     cli.require(
         lambda user: permissions.can_recover(user, run.task_name),
-        f"apply a strategy to {run.task_name!r} (needs 'control run' and its launch permission)",
+        _("apply a strategy to '%(task)s' (needs 'control run' and its launch permission)") % {"task": run.task_name},
     )
-    with service_errors(broker_consequence="the run was not launched again"):
+    with service_errors(broker_consequence=_("the run was not launched again")):
         action = run_recover(
             run=run, strategy=cli.options["strategy"], actor=cli.actor, force=cli.options["force"],
             source=RunSource.CLI,
@@ -96,4 +96,5 @@ def recovery_apply(cli: Cli) -> None:
         cli.json({"task_id": run.task_id, "strategy": str(action.strategy), "new_task_id": action.new_task_id or None,
                   "message": action.message})  # fmt: skip
     else:
-        cli.line(f"{action.strategy} applied to {run.task_id}. {action.message}")
+        applied = _("%(strategy)s applied to %(task_id)s.") % {"strategy": action.strategy, "task_id": run.task_id}
+        cli.line(f"{applied} {action.message}")

@@ -42,7 +42,7 @@ def register(groups) -> None:
 
 def scheduled_list(cli: Cli) -> None:
     cli.require_view()
-    with service_errors(broker_consequence="the scheduled set cannot be read"):
+    with service_errors(broker_consequence=_("the scheduled set cannot be read")):
         page = scheduled_page(after=cli.options.get("after"), limit=cli.options["limit"])
     if cli.as_json:
         cli.json(
@@ -62,18 +62,18 @@ def scheduled_list(cli: Cli) -> None:
             }
         )
         return
-    cli.line(f"{page.total} waiting")
+    cli.line(_("%(count)s waiting") % {"count": page.total})
     cli.table(
-        ("DUE", "TASK", "QUEUE", "TASK ID"),
+        (_("DUE"), _("TASK"), _("QUEUE"), _("TASK ID")),
         [(short_time(item.held.due), item.held.task_name, item.held.queue, item.held.task_id) for item in page.waiting],
     )
     if page.next_after:
-        cli.line(f"more: --after {page.next_after}")
+        cli.line(_("More: %(option)s") % {"option": f"--after {page.next_after}"})
 
 
 def scheduled_run_now(cli: Cli) -> None:
     run = get_run(cli.options["task_id"])
-    cli.require(permissions.can_control, "run a delayed run now (needs 'control run')")
-    with service_errors(broker_consequence="the run was not moved"):
+    cli.require(permissions.can_control, _("run a delayed run now (needs 'control run')"))
+    with service_errors(broker_consequence=_("the run was not moved")):
         report = scheduled.scheduled_run_now(run=run, actor=cli.actor)
     cli.json({"status": "due", "task_id": run.task_id}) if cli.as_json else cli.line(report.message)

@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django_celery_beat.models import PeriodicTask
 
 from taskcenter import permissions
-from taskcenter.cli.base import Cli, add_common, add_parser, service_errors, usage_error
+from taskcenter.cli.base import Cli, add_common, add_parser, service_errors, usage_error, wrong_json_kind
 from taskcenter.models import RunSource, SchedulePolicy
 from taskcenter.priorities import Priority
 from taskcenter.safe_input import JSONInputError, parse_json
@@ -89,7 +90,8 @@ def add_actions(actions) -> None:
     add.add_argument(
         "--tz",
         default="",
-        help=f"Time zone of a crontab, and of a clocked time without offset ({settings.TIME_ZONE}).",
+        help=_("Time zone of a crontab, and of a clocked time without offset (%(zone)s).")
+        % {"zone": settings.TIME_ZONE},
     )
     add.add_argument(
         "--args", dest="task_args", default="[]", help=_("Positional arguments as a JSON list, e.g. '[1, 2]'.")
@@ -128,11 +130,11 @@ def add_actions(actions) -> None:
         examples="  manage.py tc schedule list\n  manage.py tc schedule list --json",
     )
     for action, text in (
-        ("show", "Show a schedule's definition and its next run times (DST changes flagged)."),
-        ("enable", "Enable a schedule."),
-        ("disable", "Disable a schedule (beat stops sending it)."),
-        ("run", "Send a schedule's task now, with its arguments, queue and priority; prints the task id."),
-        ("remove", "Delete a schedule (its past runs stay in the history). A missing one is not an error."),
+        ("show", _("Show a schedule's definition and its next run times (DST changes flagged).")),
+        ("enable", _("Enable a schedule.")),
+        ("disable", _("Disable a schedule (beat stops sending it).")),
+        ("run", _("Send a schedule's task now, with its arguments, queue and priority; prints the task id.")),
+        ("remove", _("Delete a schedule (its past runs stay in the history). A missing one is not an error.")),
     ):
         example = f"  manage.py tc schedule {action} daily_sync" + (" --user alice" if action != "show" else " --json")
         add_parser(actions, action, help=text, examples=example).add_argument("name", help=_("Name of the schedule."))
@@ -152,17 +154,25 @@ def schedule_add(cli: Cli) -> None:
     )
     if existing is not None and _comparable(ScheduleSpec.from_periodic_task(existing)) == _comparable(spec):
         # Unchanged, but only for someone who could have made the change: the same answer as a save.
-        cli.require(lambda user: permissions.can_change_schedule(user, spec.task), f"change the schedule {spec.name!r}")
+        cli.require(lambda user: permissions.can_change_schedule(user, spec.task), change_what(spec.name))
         status, task = "unchanged", existing
     else:
-        with service_errors(broker_consequence="the schedule was not saved"):
+        with service_errors(broker_consequence=_("the schedule was not saved")):
             task = schedule_save(spec=spec, actor=cli.actor, existing=existing)
         status = "updated" if existing is not None else "created"
     if cli.as_json:
         cli.json({"status": status, "schedule": _definition(task)})
     else:
-        message = f"Schedule {task.name!r} {status}: {task.task}, {schedule_describe(task)}"
+        said = {"created": _("Schedule '%(name)s' created: %(task)s, %(schedule)s"),
+                "updated": _("Schedule '%(name)s' updated: %(task)s, %(schedule)s"),
+                "unchanged": _("Schedule '%(name)s' unchanged: %(task)s, %(schedule)s")}[status]  # fmt: skip
+        message = said % {"name": task.name, "task": task.task, "schedule": schedule_describe(task)}
         cli.line(message, cli.style.SUCCESS if status != "unchanged" else None)
+
+
+def change_what(name: str) -> str:
+    """What a refused schedule change was, for ``Cli.require``."""
+    return _("change the schedule '%(name)s'") % {"name": name}
 
 
 def schedule_list(cli: Cli) -> None:
@@ -192,16 +202,16 @@ def schedule_list(cli: Cli) -> None:
         cli.json({"schedules": items})
         return
     if not items:
-        cli.line("No schedules.")
+        cli.line(_("No schedules."))
         return
     table = []
     for item in items:
         last = _short(item["last_run"]) + (f" ({item['last_state']})" if item["last_state"] else "")
         table.append(
-            (item["name"], item["task"], item["schedule"], "yes" if item["enabled"] else "no", last or "-",
+            (item["name"], item["task"], item["schedule"], _("yes") if item["enabled"] else _("no"), last or "-",
              _short(item["next_run"], with_offset=True) or "-")
         )  # fmt: skip
-    cli.table(("NAME", "TASK", "SCHEDULE", "ENABLED", "LAST RUN", "NEXT RUN"), table)
+    cli.table((_("NAME"), _("TASK"), _("SCHEDULE"), _("ENABLED"), _("LAST RUN"), _("NEXT RUN")), table)
 
 
 def schedule_show(cli: Cli) -> None:
@@ -217,11 +227,11 @@ def schedule_show(cli: Cli) -> None:
         if value not in (None, "", [], {}) or key in ("enabled", "args", "kwargs"):
             cli.line(f"{key + ':':<16} {json.dumps(value) if isinstance(value, list | dict) else value}")
     if not task.enabled:
-        cli.line("next runs:       none (disabled)")
+        cli.line(f"{'next runs:':<16} " + _("none (disabled)"))
     elif not fires:
-        cli.line("next runs:       not computed for this kind of schedule")
+        cli.line(f"{'next runs:':<16} " + _("not computed for this kind of schedule"))
     else:
-        cli.line(f"next runs ({schedule_timezone(task)}):")
+        cli.line(_("next runs (%(zone)s):") % {"zone": schedule_timezone(task)})
         for fire in fires:
             note = f"  [{fire.note.replace('_', ' ')}]" if fire.note else ""
             cli.line(f"  {local_text(fire.at, tz=fire.at.tzinfo)} {zone_name(fire.at.tzinfo)}{note}")
@@ -240,32 +250,41 @@ def _set_enabled(cli: Cli, enabled: bool) -> None:
     task = _get(name)
     word = "enabled" if enabled else "disabled"
     changed = task.enabled != enabled
+    said = {
+        (True, True): _("Schedule '%(name)s' enabled."),
+        (True, False): _("Schedule '%(name)s' disabled."),
+        (False, True): _("Schedule '%(name)s' was already enabled."),
+        (False, False): _("Schedule '%(name)s' was already disabled."),
+    }[(changed, enabled)]
     if changed:
         with service_errors():
             schedules_set_enabled(periodic_tasks=[task], enabled=enabled, actor=cli.actor)
     else:
-        cli.require(lambda user: permissions.can_change_schedule(user, task.task), f"change {name!r}")
+        cli.require(lambda user: permissions.can_change_schedule(user, task.task), change_what(name))
     if cli.as_json:
         cli.json({"status": word if changed else "unchanged", "name": name, "enabled": enabled})
     else:
-        cli.line(f"Schedule {name!r} {word}." if changed else f"Schedule {name!r} was already {word}.")
+        cli.line(said % {"name": name})
 
 
 def schedule_run(cli: Cli) -> None:
     task = _get(cli.options["name"])
-    with service_errors(broker_consequence="the task was not sent"):
+    with service_errors(broker_consequence=_("the task was not sent")):
         run = schedule_run_now(periodic_task=task, actor=cli.actor, source=RunSource.CLI)
     if cli.as_json:
         cli.json({"name": task.name, "task": run.task_name, "task_id": run.task_id, "queue": run.queue,
                   "priority": str(run.priority)})  # fmt: skip
     else:
-        cli.line(f"Sent {run.task_name} for schedule {task.name!r} to {run.queue}: task id {run.task_id}")
+        cli.line(
+            _("Sent %(task)s for schedule '%(name)s' to %(queue)s: task id %(task_id)s")
+            % {"task": run.task_name, "name": task.name, "queue": run.queue, "task_id": run.task_id}
+        )
 
 
 def schedule_remove(cli: Cli) -> None:
     name = cli.options["name"]
     # Checked first, so that a missing schedule tells nothing to someone who may not delete.
-    cli.require(permissions.can_delete_schedule, f"delete {name!r}")
+    cli.require(permissions.can_delete_schedule, _("delete '%(name)s'") % {"name": name})
     task = PeriodicTask.objects.filter(name=name).first()
     if task is not None:
         with service_errors():
@@ -273,9 +292,9 @@ def schedule_remove(cli: Cli) -> None:
     if cli.as_json:
         cli.json({"status": "removed" if task is not None else "not_found", "name": name})
     elif task is not None:
-        cli.line(f"Schedule {name!r} removed.")
+        cli.line(_("Schedule '%(name)s' removed.") % {"name": name})
     else:
-        cli.line(f"Schedule {name!r} not found, nothing removed.")
+        cli.line(_("Schedule '%(name)s' not found, nothing removed.") % {"name": name})
 
 
 HANDLERS = {
@@ -292,7 +311,7 @@ HANDLERS = {
 def _get(name: str) -> PeriodicTask:
     task = periodic_tasks().filter(name=name).first()
     if task is None:
-        raise usage_error(f"No schedule named {name!r}.")
+        raise usage_error(_("No schedule named '%(name)s'.") % {"name": name})
     return task
 
 
@@ -301,9 +320,12 @@ def _json_option(options, name: str, kind: type, example: str):
     try:
         value = parse_json(options[f"task_{name}"])
     except JSONInputError as exc:
-        raise usage_error(f"--{name} is not valid JSON ({exc}); e.g. {example}.") from None
+        raise usage_error(
+            _("%(option)s is not valid JSON (%(error)s); e.g. %(example)s.")
+            % {"option": f"--{name}", "error": exc, "example": example}
+        ) from None
     if not isinstance(value, kind):
-        raise usage_error(f"--{name} must be a JSON {'list' if kind is list else 'object'}, e.g. {example}.")
+        raise usage_error(wrong_json_kind(f"--{name}", kind, example))
     return value
 
 
@@ -347,8 +369,14 @@ def _spec_from_options(options) -> ScheduleSpec:
         if value not in (None, "") and kind not in kinds
     ]
     if unused:
-        verb = "does" if len(unused) == 1 else "do"
-        raise usage_error(f"{', '.join(unused)} {verb} not apply to a {kind} schedule.")
+        raise usage_error(
+            ngettext(
+                "%(options)s does not apply to a %(kind)s schedule.",
+                "%(options)s do not apply to a %(kind)s schedule.",
+                len(unused),
+            )
+            % {"options": ", ".join(unused), "kind": kind}
+        )
     return spec
 
 
@@ -358,12 +386,15 @@ def _clocked_time(text: str | None, tz_name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise usage_error(f"--at {text!r} is not an ISO date and time, e.g. 2026-12-24T18:00.") from None
+        raise usage_error(
+            _("%(option)s '%(value)s' is not an ISO date and time, e.g. 2026-12-24T18:00.")
+            % {"option": "--at", "value": text}
+        ) from None
     if timezone.is_naive(moment):
         try:
             moment = moment.replace(tzinfo=ZoneInfo(tz_name or settings.TIME_ZONE))
         except (ZoneInfoNotFoundError, ValueError):
-            raise usage_error(f"Unknown time zone {tz_name!r}, e.g. Europe/Berlin.") from None
+            raise usage_error(_("Unknown time zone '%(zone)s', e.g. Europe/Berlin.") % {"zone": tz_name}) from None
     return moment
 
 

@@ -38,15 +38,19 @@ def health_checks(timeout: float) -> list[CheckResult]:
     results = readiness_checks(timeout=max(0.1, timeout))
     broker_ok = next(result.ok for result in results if result.name == "broker")
     if not broker_ok:  # its liveness lives in Redis: one more timeout would tell nothing new
-        results.append(CheckResult("monitor", False, "Not checked: the broker is not reachable."))
+        results.append(CheckResult("monitor", False, str(_("Not checked: the broker is not reachable."))))
         return results
     monitor = monitor_status()
     if monitor["alive"]:
-        message = f"The monitor is running; last flush at {timezone.localtime(monitor['tick']):%H:%M:%S}."
+        message = _("The monitor is running; last flush at %(time)s.") % {
+            "time": f"{timezone.localtime(monitor['tick']):%H:%M:%S}"
+        }
     elif monitor["tick"] is not None:
-        message = f"The monitor last flushed at {timezone.localtime(monitor['tick']):%Y-%m-%d %H:%M:%S}."
+        message = _("The monitor last flushed at %(time)s.") % {
+            "time": f"{timezone.localtime(monitor['tick']):%Y-%m-%d %H:%M:%S}"
+        }
     else:
-        message = "No monitor is running (manage.py taskcenter_monitor): states and alerts are not updated."
+        message = str(_("No monitor is running (manage.py taskcenter_monitor): states and alerts are not updated."))
     results.append(CheckResult("monitor", bool(monitor["alive"]), message))
     return results
 
@@ -77,7 +81,8 @@ def exit_by_health(cli: Cli, results: list[CheckResult]) -> None:
     state = overall(results)
     if state != "ok":
         failed = ", ".join(result.name for result in results if not result.ok)
-        raise refused(f"taskcenter is {'failing' if state == 'fail' else 'degraded'}: {failed}.")
+        said = _("taskcenter is failing: %(checks)s.") if state == "fail" else _("taskcenter is degraded: %(checks)s.")
+        raise refused(said % {"checks": failed})
 
 
 def show_status(cli: Cli) -> None:
@@ -88,5 +93,5 @@ def show_status(cli: Cli) -> None:
     else:
         print_checks(cli, results)
         if overall(results) == "ok":
-            cli.line("Healthy.", cli.style.SUCCESS)
+            cli.line(_("Healthy."), cli.style.SUCCESS)
     exit_by_health(cli, results)

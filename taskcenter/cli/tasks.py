@@ -96,14 +96,16 @@ def register(groups) -> None:
     listing.add_argument("--schedule", default="", help=_("Only runs launched by this schedule."))
     listing.add_argument("--since", help=_("Only runs created at or after this ISO date (and time)."))
     listing.add_argument("--until", help=_("Only runs created before this ISO date (and time)."))
-    listing.add_argument("--limit", type=int, default=50, help=f"How many runs (1..{MAX_LIST}, default 50).")
+    listing.add_argument(
+        "--limit", type=int, default=50, help=_("How many runs (1..%(most)s, default 50).") % {"most": MAX_LIST}
+    )
     listing.add_argument("--before", type=int, help=_("Only runs older than this cursor (next_before of a page)."))
     add_common(listing)
     listing.set_defaults(handler=task_list)
 
     for name, text, handler in (
-        ("cancel", "Cancel a run that has not started yet: no worker will run it.", task_cancel),
-        ("terminate", "Terminate a started run: its worker process is signalled.", task_terminate),
+        ("cancel", _("Cancel a run that has not started yet: no worker will run it."), task_cancel),
+        ("terminate", _("Terminate a started run: its worker process is signalled."), task_terminate),
     ):
         parser = add_parser(actions, name, help=text, examples=f"  manage.py tc task {name} 0b6c2f4e-... --user alice")
         parser.add_argument("task_id", metavar="ID", help=_("Task id of the run."))
@@ -141,13 +143,14 @@ def register(groups) -> None:
 
 def _add_arguments_options(parser, *, default_args, default_kwargs) -> None:
     # Stored under task_args / task_kwargs: Django takes "args" out of the options.
-    kept = " (default: the run's own)" if default_args is None else ""
-    parser.add_argument(
-        "--args", dest="task_args", default=default_args, help=f"Positional arguments as a JSON list{kept}."
-    )
-    parser.add_argument(
-        "--kwargs", dest="task_kwargs", default=default_kwargs, help=f"Keyword arguments as a JSON object{kept}."
-    )
+    if default_args is None:
+        args_help = _("Positional arguments as a JSON list (default: the run's own).")
+        kwargs_help = _("Keyword arguments as a JSON object (default: the run's own).")
+    else:
+        args_help = _("Positional arguments as a JSON list.")
+        kwargs_help = _("Keyword arguments as a JSON object.")
+    parser.add_argument("--args", dest="task_args", default=default_args, help=args_help)
+    parser.add_argument("--kwargs", dest="task_kwargs", default=default_kwargs, help=kwargs_help)
 
 
 def _arguments(cli: Cli) -> tuple:
@@ -160,7 +163,7 @@ def _arguments(cli: Cli) -> tuple:
 def get_run(task_id: str) -> Run:
     run = run_by_task_id(task_id)
     if run is None:
-        raise usage_error(f"No run with task id {task_id!r}.")
+        raise usage_error(_("No run with task id '%(task_id)s'.") % {"task_id": task_id})
     return run
 
 
@@ -241,8 +244,8 @@ def task_create(cli: Cli) -> None:
     args, kwargs = _arguments(cli)
     eta = moment_option(options["eta"], "--eta")
     expires = _expires(options["expires"])
-    cli.require(lambda user: permissions.can_launch(user, options["name"]), f"launch {options['name']!r}")
-    with service_errors(broker_consequence="the task was not sent"):
+    cli.require(lambda user: permissions.can_launch(user, options["name"]), launch_what(options["name"]))
+    with service_errors(broker_consequence=_("the task was not sent")):
         run = run_launch(
             task_name=options["name"],
             args=args,
@@ -260,6 +263,11 @@ def task_create(cli: Cli) -> None:
         cli.json(run_document(run))
     else:
         cli.line(run.task_id)
+
+
+def launch_what(task_name: str) -> str:
+    """What a refused launch was, for ``Cli.require``."""
+    return _("launch '%(task)s'") % {"task": task_name}
 
 
 def _expires(text: str | None):
@@ -306,7 +314,7 @@ def task_list(cli: Cli) -> None:
     options = cli.options
     limit = options["limit"]
     if not 1 <= limit <= MAX_LIST:
-        raise usage_error(f"--limit must be between 1 and {MAX_LIST}.")
+        raise usage_error(_("--limit must be between 1 and %(most)s.") % {"most": MAX_LIST})
     filters = RunFilters(
         state=options["state"] or "",
         task_name=options["task"],
@@ -327,35 +335,46 @@ def task_list(cli: Cli) -> None:
         cli.json({"runs": runs, "next_before": page.older_cursor, "scan_limited": page.scan_limited})
         return
     if not page.runs and not page.scan_limited:
-        cli.line("No runs.")
+        cli.line(_("No runs."))
         return
     if page.runs:
         cli.table(
-            ("TASK ID", "TASK", "STATE", "QUEUE", "CREATED", "WORKER"),
+            (_("TASK ID"), _("TASK"), _("STATE"), _("QUEUE"), _("CREATED"), _("WORKER")),
             [(r.task_id, r.task_name, r.state, r.queue, short_time(r.created_at), r.worker_name) for r in page.runs],
         )
     if page.scan_limited:  # the filters share no index: the walk stopped, older runs may match
         found = len(page.runs)
-        cli.line(f"Looked at {page.scanned} runs and found {found} matching every filter; older runs may match.")
+        cli.line(
+            _("Looked at %(scanned)s runs and found %(found)s matching every filter; older runs may match.")
+            % {"scanned": page.scanned, "found": found}
+        )
     if page.older_cursor is not None:
-        cli.line(f"More: --before {page.older_cursor}")
+        cli.line(_("More: %(option)s") % {"option": f"--before {page.older_cursor}"})
 
 
 def task_cancel(cli: Cli) -> None:
     run = get_run(cli.options["task_id"])
-    cli.require(permissions.can_control, "cancel runs (needs 'control run')")
-    with service_errors(broker_consequence="the run was not cancelled"):
+    cli.require(permissions.can_control, _("cancel runs (needs 'control run')"))
+    with service_errors(broker_consequence=_("the run was not cancelled")):
         control.run_cancel(run=run, actor=cli.actor)
-    _report_change(cli, run, "cancelled", f"Cancelled {run.task_name} [{run.task_id}]; no worker will run it.")
+    text = _("Cancelled %(task)s [%(task_id)s]; no worker will run it.") % {
+        "task": run.task_name,
+        "task_id": run.task_id,
+    }
+    _report_change(cli, run, "cancelled", text)
 
 
 def task_terminate(cli: Cli) -> None:
     run = get_run(cli.options["task_id"])
-    cli.require(permissions.can_control, "terminate runs (needs 'control run')")
-    with service_errors(broker_consequence="the run was not terminated"):
+    cli.require(permissions.can_control, _("terminate runs (needs 'control run')"))
+    with service_errors(broker_consequence=_("the run was not terminated")):
         control.run_terminate(run=run, actor=cli.actor)
-    signal_name = settings.TASKCENTER_TERMINATE_SIGNAL
-    _report_change(cli, run, "terminated", f"Terminated {run.task_name} [{run.task_id}] with {signal_name}.")
+    text = _("Terminated %(task)s [%(task_id)s] with %(signal)s.") % {
+        "task": run.task_name,
+        "task_id": run.task_id,
+        "signal": settings.TASKCENTER_TERMINATE_SIGNAL,
+    }
+    _report_change(cli, run, "terminated", text)
 
 
 def _report_change(cli: Cli, run: Run, status: str, text: str) -> None:
@@ -368,9 +387,9 @@ def _report_change(cli: Cli, run: Run, status: str, text: str) -> None:
 def task_retry(cli: Cli) -> None:
     run = get_run(cli.options["task_id"])
     args, kwargs = _arguments(cli)
-    cli.require(permissions.can_control, "re-run runs (needs 'control run')")
-    cli.require(lambda user: permissions.can_launch(user, run.task_name), f"launch {run.task_name!r}")
-    with service_errors(broker_consequence="the run was not re-run"):
+    cli.require(permissions.can_control, _("re-run runs (needs 'control run')"))
+    cli.require(lambda user: permissions.can_launch(user, run.task_name), launch_what(run.task_name))
+    with service_errors(broker_consequence=_("the run was not re-run")):
         new_run = control.run_retry(run=run, actor=cli.actor, args=args, kwargs=kwargs, source=RunSource.CLI)
     if cli.as_json:
         cli.json(run_document(new_run))
@@ -383,7 +402,7 @@ def task_wait(cli: Cli) -> None:
     options = cli.options
     timeout = options["timeout"]
     if timeout is not None and timeout <= 0:
-        raise usage_error("--timeout must be a positive number of seconds.")
+        raise usage_error(_("--timeout must be a positive number of seconds."))
     run = get_run(options["task_id"])
     bar = ProgressBar(cli.stderr) if not options["no_progress"] else None
     deadline = time.monotonic() + timeout if timeout is not None else None
@@ -395,7 +414,10 @@ def task_wait(cli: Cli) -> None:
         if deadline is not None and time.monotonic() >= deadline:
             if bar is not None:
                 bar.close()
-            raise refused(f"Run {run.task_id} is still {run.state} after {timeout:g} s; stopped waiting (it goes on).")
+            raise refused(
+                _("Run %(task_id)s is still %(state)s after %(seconds)s s; stopped waiting (it goes on).")
+                % {"task_id": run.task_id, "state": run.state, "seconds": f"{timeout:g}"}
+            )
         time.sleep(WAIT_INTERVAL)
         run = get_run(run.task_id)
     if bar is not None:
@@ -409,7 +431,7 @@ def task_wait(cli: Cli) -> None:
     else:
         cli.line(f"{run.task_id} {run.state}" + (f": {document['result']}" if document["result"] else ""))
     if run.state != "SUCCESS":
-        raise refused(f"Run {run.task_id} finished {run.state}.")
+        raise refused(_("Run %(task_id)s finished %(state)s.") % {"task_id": run.task_id, "state": run.state})
 
 
 def bar_text(progress: dict) -> str:
@@ -419,7 +441,7 @@ def bar_text(progress: dict) -> str:
     if progress.get("total") is not None and progress.get("done") is not None:
         text += f"  {progress['done']}/{progress['total']}"
     if progress.get("eta_seconds") is not None:
-        text += f"  eta {progress['eta_seconds']}s"
+        text += "  " + _("eta %(seconds)ss") % {"seconds": progress["eta_seconds"]}
     if progress.get("message"):
         text += f"  {progress['message']}"
     return text

@@ -10,14 +10,14 @@ from taskcenter.models import ApiToken
 from taskcenter.selectors.api_tokens import token_of, tokens_of
 from taskcenter.services.api_tokens import token_create, token_revoke
 
-WHOSE = "Tokens belong to the user given with --user (required): a token acts with that user's permissions."
+WHOSE = _("Tokens belong to the user given with --user (required): a token acts with that user's permissions.")
 
 
 def register(groups) -> None:
     group = add_parser(
         groups,
         "token",
-        help="Create, list and revoke personal API tokens. " + WHOSE,
+        help=_("Create, list and revoke personal API tokens.") + " " + WHOSE,
         examples="  manage.py tc token create deploy-script --expires-days 90 --user alice\n"
         "  manage.py tc token list --user alice\n  manage.py tc token revoke deploy-script --user alice",
     )
@@ -54,7 +54,7 @@ def register(groups) -> None:
 
 def _owner(cli: Cli):
     if cli.actor is None:
-        raise usage_error("Give --user USERNAME: " + WHOSE)
+        raise usage_error(_("Give --user USERNAME: %(whose)s") % {"whose": WHOSE})
     return cli.actor
 
 
@@ -75,7 +75,7 @@ def token_create_command(cli: Cli) -> None:
     owner = _owner(cli)
     days = cli.options.get("expires_days")
     if days is not None and not 1 <= days <= 3650:
-        raise usage_error("--expires-days must be between 1 and 3650.")
+        raise usage_error(_("--expires-days must be between 1 and 3650."))
     expires_at = timezone.now() + timedelta(days=days) if days else None
     with service_errors():
         token, plain = token_create(user=owner, name=cli.options["name"], expires_at=expires_at, actor=owner)
@@ -83,7 +83,7 @@ def token_create_command(cli: Cli) -> None:
         cli.json({**_document(token), "token": plain})
     else:
         cli.line(plain)
-        cli.stderr.write(f"API token {token.name!r} created; it is shown only this once.")
+        cli.stderr.write(_("API token '%(name)s' created; it is shown only this once.") % {"name": token.name})
 
 
 def token_list_command(cli: Cli) -> None:
@@ -92,12 +92,12 @@ def token_list_command(cli: Cli) -> None:
         cli.json({"tokens": [_document(token) for token in tokens]})
         return
     cli.table(
-        ("ID", "NAME", "TOKEN", "CREATED", "EXPIRES", "LAST USED", "STATUS"),
+        (_("ID"), _("NAME"), _("TOKEN"), _("CREATED"), _("EXPIRES"), _("LAST USED"), _("STATUS")),
         [
             (
                 token.pk, token.name, f"{token.prefix}…", short_time(token.created_at), short_time(token.expires_at),
                 short_time(token.last_used_at),
-                "revoked" if token.revoked_at else ("active" if token.is_active else "expired"),
+                _("revoked") if token.revoked_at else (_("active") if token.is_active else _("expired")),
             )
             for token in tokens
         ],
@@ -109,7 +109,13 @@ def token_revoke_command(cli: Cli) -> None:
     wanted = cli.options["token"]
     token = token_of(owner, wanted) or tokens_of(owner).filter(name=wanted, revoked_at=None).first()
     if token is None:
-        raise usage_error(f"User {owner.get_username()!r} has no token {wanted!r} (see tc token list).")
+        raise usage_error(
+            _("User '%(user)s' has no token '%(token)s' (see tc token list).")
+            % {"user": owner.get_username(), "token": wanted}
+        )
     with service_errors():
         token_revoke(token=token, actor=owner)
-    cli.json({"status": "revoked", **_document(token)}) if cli.as_json else cli.line(f"Revoked API token {token}.")
+    if cli.as_json:
+        cli.json({"status": "revoked", **_document(token)})
+    else:
+        cli.line(_("Revoked API token %(token)s.") % {"token": token})

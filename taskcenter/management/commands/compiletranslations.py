@@ -40,7 +40,10 @@ class Command(BaseCommand):
                     catalogue = read_po(source, abort_invalid=True)
                 except Exception as error:  # noqa: BLE001 (Babel raises several kinds for a broken file)
                     raise CommandError(f"{po}: {error}") from error
-            missing = [m.id for m in catalogue if m.id and not (all(m.string) if m.pluralizable else m.string)]
+            # A fuzzy entry is a guess by makemessages; it is not compiled, so it counts as missing.
+            missing = [
+                m.id for m in catalogue if m.id and (m.fuzzy or not (all(m.string) if m.pluralizable else m.string))
+            ]
             untranslated += len(missing)
             if check:
                 for message_id in missing[:50]:
