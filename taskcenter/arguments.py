@@ -16,7 +16,7 @@ import typing
 
 from django import forms
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from taskcenter.safe_input import INT_MAX, INT_MIN, JSONInputError, SafeDateTimeField, parse_json
 
@@ -97,7 +97,7 @@ def _field_for(param: inspect.Parameter, hint) -> forms.Field:
     field, type_text = _typed_field(hint, required)
     field.label = param.name
     field.required = required
-    field.help_text = type_text + ("" if required else " (optional)")
+    field.help_text = type_text if required else gettext("%(type)s (optional)") % {"type": type_text}
     if param.default is not _MISSING and param.default is not None and _json_safe(param.default):
         field.initial = _initial(param.default.value if isinstance(param.default, enum.Enum) else param.default)
     return field
@@ -128,15 +128,15 @@ def _typed_field(hint, required: bool) -> tuple[forms.Field, str]:
         return IsoDateField(widget=forms.DateInput(attrs={"type": "date"})), "date"
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         values = [member.value for member in hint]
-        return ValueChoiceField(values), "one of: " + ", ".join(map(str, values))
+        return ValueChoiceField(values), gettext("one of: %(values)s") % {"values": ", ".join(map(str, values))}
     if origin is typing.Literal:
         values = list(typing.get_args(hint))
-        return ValueChoiceField(values), "one of: " + ", ".join(map(str, values))
+        return ValueChoiceField(values), gettext("one of: %(values)s") % {"values": ", ".join(map(str, values))}
     if origin in (list, tuple, set, frozenset):
-        return JSONValueField(expected=list), "list (JSON)"
+        return JSONValueField(expected=list), gettext("list (JSON)")
     if origin is dict:
-        return JSONValueField(expected=dict), "object (JSON)"
-    return JSONValueField(), "any JSON value"
+        return JSONValueField(expected=dict), gettext("object (JSON)")
+    return JSONValueField(), gettext("any JSON value")
 
 
 def _json_safe(value) -> bool:
@@ -269,7 +269,7 @@ def check_arguments(
                 continue
             if name in secret:  # say what is expected, never what was given
                 message = type_text(hints.get(name, param.annotation))
-            elif "; " not in message:  # a list or object's message already names the wrong item
+            elif not isinstance(message, NamesTheItem):  # a list or object's message names the wrong item
                 message = gettext("%(expected)s, got %(given)s") % {"expected": message, "given": _describe(item)}
             problems.append(
                 (label, gettext("Argument %(name)s must be %(expected)s.") % {"name": repr(label), "expected": message})
@@ -288,7 +288,7 @@ def type_error(hint, value) -> str | None:
         members = typing.get_args(hint)
         if any(type_error(member, value) is None for member in members):
             return None
-        return " or ".join(type_text(member) for member in members)
+        return _either(type_text(member) for member in members)
     if origin is typing.Annotated:
         return type_error(typing.get_args(hint)[0], value)
     if origin is typing.Literal:
@@ -297,13 +297,13 @@ def type_error(hint, value) -> str | None:
             return None
         return type_text(hint)
     if hint is bool:
-        return None if isinstance(value, bool) else "true or false"
+        return None if isinstance(value, bool) else type_text(bool)
     if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number (int)"
+        return None if isinstance(value, int) and not isinstance(value, bool) else type_text(int)
     if hint is float:
-        return None if isinstance(value, int | float) and not isinstance(value, bool) else "a number (float)"
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else type_text(float)
     if hint is str:
-        return None if isinstance(value, str) else "a string (str)"
+        return None if isinstance(value, str) else type_text(str)
     if hint is dt.datetime:
         return None if isinstance(value, str) and _parses(dt.datetime.fromisoformat, value) else type_text(hint)
     if hint is dt.date:
@@ -322,8 +322,11 @@ def type_error(hint, value) -> str | None:
         members = typing.get_args(hint)
         if len(members) == 2:
             for key, item in value.items():
-                if type_error(members[1], item):
-                    return f"{type_text(hint)}; at key {key!r}: {type_error(members[1], item)}, got {_describe(item)}"
+                if problem := type_error(members[1], item):
+                    return NamesTheItem(
+                        gettext("%(expected)s; at key %(key)s: %(problem)s, got %(given)s")
+                        % {"expected": type_text(hint), "key": repr(key), "problem": problem, "given": _describe(item)}
+                    )
         return None
     return None  # a class JSON cannot express: the task decodes it itself
 
@@ -334,14 +337,20 @@ def _items_error(hint, container, value: list) -> str | None:
         return None
     if container is tuple and not (len(members) == 2 and members[1] is Ellipsis):
         if len(value) != len(members):
-            return f"{type_text(hint)} (a list of {len(members)} items)"
+            return gettext("%(expected)s (a list of %(count)s items)") % {
+                "expected": type_text(hint),
+                "count": len(members),
+            }
         pairs = list(zip(members, value, strict=True))
     else:
         pairs = [(members[0], item) for item in value]
     for index, (member, item) in enumerate(pairs):
         problem = type_error(member, item)
         if problem:
-            return f"{type_text(hint)}; item {index} must be {problem}, got {_describe(item)}"
+            return NamesTheItem(
+                gettext("%(expected)s; item %(index)s must be %(problem)s, got %(given)s")
+                % {"expected": type_text(hint), "index": index, "problem": problem, "given": _describe(item)}
+            )
     return None
 
 
@@ -352,26 +361,41 @@ def type_text(hint) -> str:
         return "null"
     if origin is typing.Literal or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
         values = typing.get_args(hint) if origin is typing.Literal else [m.value for m in hint]
-        return "one of " + ", ".join(json.dumps(v) for v in values)
+        return gettext("one of %(values)s") % {"values": ", ".join(json.dumps(v) for v in values)}
     simple = {
-        bool: "true or false",
-        int: "a whole number (int)",
-        float: "a number (float)",
-        str: "a string (str)",
-        dt.datetime: "an ISO 8601 date and time string",
-        dt.date: "an ISO 8601 date string (YYYY-MM-DD)",
+        bool: gettext_lazy("true or false"),
+        int: gettext_lazy("a whole number (int)"),
+        float: gettext_lazy("a number (float)"),
+        str: gettext_lazy("a string (str)"),
+        dt.datetime: gettext_lazy("an ISO 8601 date and time string"),
+        dt.date: gettext_lazy("an ISO 8601 date string (YYYY-MM-DD)"),
     }
     if hint in simple:
-        return simple[hint]
+        return str(simple[hint])
     container = origin or hint
     members = typing.get_args(hint)
     if container in _SEQUENCES:
         if members and (len(members) == 1 or (len(members) == 2 and members[1] is Ellipsis)):
-            return f"a JSON list (items: {type_text(members[0])})"
-        return "a JSON list"
+            return gettext("a JSON list (items: %(items)s)") % {"items": type_text(members[0])}
+        return gettext("a JSON list")
     if container in _MAPPINGS:
-        return "a JSON object" + (f" (values: {type_text(members[1])})" if len(members) == 2 else "")
+        if len(members) == 2:
+            return gettext("a JSON object (values: %(values)s)") % {"values": type_text(members[1])}
+        return gettext("a JSON object")
     return getattr(hint, "__name__", str(hint))
+
+
+class NamesTheItem(str):
+    """A type error that already names the wrong item of a list or object (no "got ..." is added)."""
+
+
+def _either(texts) -> str:
+    """ "A or B or C", in the active language."""
+    texts = list(texts)
+    said = texts[0]
+    for text in texts[1:]:
+        said = gettext("%(first)s or %(second)s") % {"first": said, "second": text}
+    return said
 
 
 def _parses(parse, value: str) -> bool:

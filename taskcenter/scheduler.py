@@ -52,6 +52,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, tran
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from django_celery_beat.utils import NEVER_CHECK_TIMEOUT
@@ -159,23 +160,31 @@ def send_refusal(entry) -> str:
     if catalogue.get_entry(entry.task) is None and not (
         entry.task in SYSTEM_TASKS and not entry.args and not entry.kwargs
     ):
-        return f"task {entry.task!r} is not in the catalogue; only catalogued tasks are sent"
+        return gettext("task %(task)r is not in the catalogue; only catalogued tasks are sent") % {"task": entry.task}
     options = entry.options or {}
     headers = options.get("headers") or {}
     if not isinstance(headers, dict):
-        return "its message headers are not an object"
+        return gettext("its message headers are not an object")
     extra = sorted(str(key) for key in headers if key != "periodic_task_name")
     if extra:
-        return f"its message headers ({', '.join(extra)}) could change the task sent or its id; clear them"
+        return gettext("its message headers (%(headers)s) could change the task sent or its id; clear them") % {
+            "headers": ", ".join(extra)
+        }
     for option in ("exchange", "routing_key"):
         if options.get(option):
-            return f"its {option.replace('_', ' ')} {options[option]!r} is set; taskcenter routes by queue only"
+            return gettext("its %(option)s %(value)r is set; taskcenter routes by queue only") % {
+                "option": option.replace("_", " "),
+                "value": options[option],
+            }
     queue = options.get("queue")
     if queue and queue not in settings.TASKCENTER_QUEUES:
-        return f"its queue {queue!r} is not one of the configured queues ({', '.join(settings.TASKCENTER_QUEUES)})"
+        return gettext("its queue %(queue)r is not one of the configured queues (%(queues)s)") % {
+            "queue": queue,
+            "queues": ", ".join(settings.TASKCENTER_QUEUES),
+        }
     priority = options.get("priority")
     if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9):
-        return f"its priority {priority!r} is not a broker priority from 0 to 9"
+        return gettext("its priority %(priority)r is not a broker priority from 0 to 9") % {"priority": priority}
     return ""
 
 
@@ -458,7 +467,8 @@ class TaskcenterScheduler(DatabaseScheduler):
         try:
             return self.Entry(model, app=self.app)
         except Exception as exc:  # any row written around the forms: beat must keep running
-            self._report_error(model.name, f"could not be loaded: {_describe(exc)}", stored=stored_error(model))
+            message = gettext("could not be loaded: %(error)s") % {"error": _describe(exc)}
+            self._report_error(model.name, message, stored=stored_error(model))
             return None
 
     def _read_entries(self, pks=None) -> dict:
@@ -485,7 +495,7 @@ class TaskcenterScheduler(DatabaseScheduler):
                     raise
                 except Exception as exc:
                     name = PeriodicTask.objects.filter(pk=pk).values_list("name", flat=True).first() or f"#{pk}"
-                    self._report_error(name, f"could not be read: {_describe(exc)}")
+                    self._report_error(name, gettext("could not be read: %(error)s") % {"error": _describe(exc)})
         entries = {}
         for model in models:
             entry = self._entry_of(model)
@@ -618,7 +628,7 @@ class TaskcenterScheduler(DatabaseScheduler):
         try:
             when = self._when(entry, 0 if is_due else delay) or 0
         except Exception as exc:
-            self._report_error(entry.name, f"could not be evaluated: {_describe(exc)}")
+            self._report_error(entry.name, gettext("could not be evaluated: %(error)s") % {"error": _describe(exc)})
             when = time.time() + ERROR_RECHECK
         return event_t(when, 5, entry)
 
@@ -627,7 +637,7 @@ class TaskcenterScheduler(DatabaseScheduler):
         try:
             return entry.is_due()
         except Exception as exc:  # one schedule must never stop beat
-            message = f"could not be evaluated: {_describe(exc)}"
+            message = gettext("could not be evaluated: %(error)s") % {"error": _describe(exc)}
             self._report_error(entry.name, message, stored=getattr(entry, "stored_error", ""))
             return schedules.schedstate(False, ERROR_RECHECK)
 
@@ -640,7 +650,8 @@ class TaskcenterScheduler(DatabaseScheduler):
             if not entry.model.one_off:
                 entry.model.total_run_count = max(0, entry.model.total_run_count - 1)
             logger.error("Schedule %s not sent: %s", entry.name, refusal)
-            self._report_error(entry.name, f"refused at send time: {refusal}", stored=entry.stored_error)
+            message = gettext("refused at send time: %(refusal)s") % {"refusal": refusal}
+            self._report_error(entry.name, message, stored=entry.stored_error)
             return
         decision = getattr(entry, "decision", None)
         policy = getattr(entry, "policy", None) or Policy()
@@ -650,7 +661,9 @@ class TaskcenterScheduler(DatabaseScheduler):
         if policy.max_instances:
             active = self._active_runs(entry.name, policy.max_instances)
             if active >= policy.max_instances:
-                reason = f"max instances: {active} run{'' if active == 1 else 's'} still active"
+                reason = ngettext(
+                    "max instances: %(count)s run still active", "max instances: %(count)s runs still active", active
+                ) % {"count": active}
                 self._skip(entry, reason, cause="max_instances", skipped=1, due_at=decision and decision.due_at)
                 return
         if decision is not None and decision.skipped:
@@ -679,7 +692,8 @@ class TaskcenterScheduler(DatabaseScheduler):
         except Exception as exc:
             cause = exc.__context__ or exc
             if not isinstance(cause, (OperationalError, *BROKER_ERRORS)):
-                self._report_error(entry.name, f"could not be sent: {_describe(cause)}", stored=entry.stored_error)
+                message = gettext("could not be sent: %(error)s") % {"error": _describe(cause)}
+                self._report_error(entry.name, message, stored=entry.stored_error)
             raise
         self._clear_error(entry)
         return result

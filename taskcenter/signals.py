@@ -5,6 +5,7 @@ import time
 
 from celery import signals
 from django.conf import settings
+from django.utils.translation import gettext
 
 from taskcenter.broker import use_long_lived_timeouts
 from taskcenter.services.recording import (
@@ -128,7 +129,8 @@ def record_expired(sender=None, request=None, expired=False, **_):
         task_name=getattr(sender, "name", None) or getattr(request, "task", None),
         reason=DeadLetter.Reason.EXPIRED,
         queue=delivery.get("routing_key") if isinstance(delivery, dict) else "",
-        message=f"Expired before it ran (expires {getattr(request, 'expires', None)}).",
+        message=gettext("Expired before it ran (expires %(expires)s).")
+        % {"expires": getattr(request, "expires", None)},
         args=getattr(request, "args", None),
         kwargs=getattr(request, "kwargs", None),
         worker=getattr(request, "hostname", "") or "",
@@ -149,7 +151,7 @@ def record_unknown_task(sender=None, message=None, exc=None, name=None, id=None,
         reason=DeadLetter.Reason.REJECTED,
         queue=delivery.get("routing_key") if isinstance(delivery, dict) else "",
         exception=NotRegistered(name),
-        message=f"Unknown task {name!r}: no worker of this app has it registered.",
+        message=gettext("Unknown task %(name)r: no worker of this app has it registered.") % {"name": name},
         worker=getattr(sender, "hostname", "") or "",
     )
 

@@ -176,3 +176,76 @@ def test_the_command_line_help_is_in_chinese_under_zh_hans():
         text = task._subparsers._group_actions[0].choices["create"].format_help()
     assert "立即（或稍后）启动一个任务目录中的任务" in text, text
     assert "Launch a catalogued task now" not in text
+
+
+def unmarked_audit_messages(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each literal passed as ``message=`` (an audit entry, a dead letter, ...) without gettext."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                if keyword.arg == "message" and (text := _message_literal(keyword.value)) is not None:
+                    found.append((keyword.value.lineno, text))
+    return found
+
+
+def _message_literal(node) -> str | None:
+    if isinstance(node, ast.BinOp):
+        return _message_literal(node.left) or _message_literal(node.right)
+    if isinstance(node, ast.IfExp):
+        return _message_literal(node.body) or _message_literal(node.orelse)
+    return _literal(node)
+
+
+def test_the_message_audit_finds_unmarked_messages():
+    source = (
+        "audit_record(message=f'Terminated with {signal}.')\n"
+        "audit_record(message=gettext('Terminated with %(signal)s.') % {'signal': signal})\n"
+        "audit_record(message='Taken out.' if held else gettext('Revoked.'))\n"
+        "audit_record(message=str(error))\n"
+    )
+    assert sorted(text for _, text in unmarked_audit_messages(source)) == ["Taken out.", "Terminated with ."]
+
+
+def test_every_audit_entry_and_dead_letter_message_passes_through_gettext():
+    """What the audit trail and the dead letters record reads in the language it was written in."""
+    examples = ROOT / "taskcenter" / "examples"  # task code: its progress messages are the task author's
+    unmarked = [
+        f"{path.relative_to(ROOT)}:{line}: {text!r}"
+        for path in sorted((ROOT / "taskcenter").rglob("*.py"))
+        if "migrations" not in path.parts and examples not in path.parents
+        for line, text in unmarked_audit_messages(path.read_text(encoding="utf-8"))
+    ]
+    assert unmarked == []
+
+
+def test_an_argument_type_error_is_described_in_chinese():
+    import inspect
+
+    from taskcenter.arguments import check_arguments
+
+    def task(count: int, names: list[str], limits: dict[str, float] | None = None): ...
+
+    signature = inspect.signature(task)
+    hints = {"count": int, "names": list[str], "limits": dict[str, float] | None}
+    with translation.override("zh-hans"):
+        problems = dict(check_arguments(signature, hints, ["x", ["a", 2]], {"limits": {"a": "fast"}}))
+    assert problems["count"] == "参数 'count' 必须是 整数（int），实际为 \"x\"。", problems
+    assert "第 1 项必须是 字符串（str），实际为 2" in problems["names"], problems
+    assert "JSON 对象（值：数字（float）） 或 null" in problems["limits"], problems
+    with translation.override("en"):
+        problems = dict(check_arguments(signature, hints, ["x", ["a", 2]], {}))
+    assert problems["count"] == "Argument 'count' must be a whole number (int), got \"x\".", problems
+    assert problems["names"].endswith("item 1 must be a string (str), got 2."), problems
+
+
+def test_a_schedule_refused_at_send_time_is_explained_in_chinese():
+    from types import SimpleNamespace
+
+    from taskcenter.scheduler import send_refusal
+
+    entry = SimpleNamespace(task="examples.add", args=[], kwargs={}, options={"queue": "nowhere"})
+    with translation.override("zh-hans"):
+        assert send_refusal(entry).startswith("其队列 'nowhere' 不是已配置的队列之一")
+    with translation.override("en"):
+        assert send_refusal(entry).startswith("its queue 'nowhere' is not one of the configured queues")

@@ -151,12 +151,12 @@ def test_audit_page_filters_by_action_and_user(staff_client, django_user_model):
     from taskcenter.services.audit import audit_record
 
     other = django_user_model.objects.create_user(username="someone")
-    audit_record(actor=staff_client.user, action="launch", target="examples.add", message="first")
-    audit_record(actor=other, action="purge", target="low", message="second")
+    audit_record(actor=staff_client.user, action="launch", target="examples.add", message="first-entry")
+    audit_record(actor=other, action="purge", target="low", message="second-entry")
     page = staff_client.get(reverse("taskcenter:audit_list"), {"action": "purge"}).content.decode()
-    assert "second" in page and "first" not in page
+    assert "second-entry" in page and "first-entry" not in page
     page = staff_client.get(reverse("taskcenter:audit_list"), {"actor": "operator"}).content.decode()
-    assert "first" in page and "second" not in page
+    assert "first-entry" in page and "second-entry" not in page
     assert staff_client.get(reverse("taskcenter:audit_list"), {"action": "explode"}).status_code == 400
 
 

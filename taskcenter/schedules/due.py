@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from celery import schedules
+from django.utils.translation import gettext
 from django_celery_beat.clockedschedule import clocked
 from django_celery_beat.utils import NEVER_CHECK_TIMEOUT
 
@@ -199,14 +200,14 @@ def decide(
     late = (now - due.ref).total_seconds()
     if late <= tolerance:
         if due.earlier and policy.misfire == SKIP_MISSED:
-            reason = f"misfire: skipped {due.count(due.earlier)} missed run(s)"
+            reason = gettext("misfire: skipped %(count)s missed run(s)") % {"count": due.count(due.earlier)}
             return Decision(SEND, delay, due.ref, covers=1, skipped=due.earlier, reason=reason, cause="misfire")
         return Decision(SEND, delay, due.ref, covers=due.total)
     if policy.misfire == SKIP_MISSED:
-        reason = f"misfire: skipped {due.count(due.total)} missed run(s)"
+        reason = gettext("misfire: skipped %(count)s missed run(s)") % {"count": due.count(due.total)}
         return Decision(SKIP, delay, due.ref, skipped=due.total, reason=reason, cause="misfire")
     if policy.grace_seconds is not None and late > policy.grace_seconds:
-        reason = f"grace time exceeded by {late - policy.grace_seconds:.0f}s"
+        reason = gettext("grace time exceeded by %(seconds)ss") % {"seconds": f"{late - policy.grace_seconds:.0f}"}
         return Decision(SKIP, delay, due.ref, skipped=due.total, reason=reason, cause="grace")
     return Decision(SEND, delay, due.ref, covers=due.total)
 

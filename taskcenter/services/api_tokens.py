@@ -58,8 +58,12 @@ def token_create(*, user, name: str, expires_at: datetime | None = None, actor) 
     )
     audit_record(
         **audit,
-        message=f"API token {name!r} ({token.prefix}…) created"
-        + (f", expires {local_text(expires_at, seconds=False)}." if expires_at else "."),
+        message=(
+            gettext("API token '%(name)s' (%(prefix)s…) created, expires %(at)s.")
+            % {"name": name, "prefix": token.prefix, "at": local_text(expires_at, seconds=False)}
+            if expires_at
+            else gettext("API token '%(name)s' (%(prefix)s…) created.") % {"name": name, "prefix": token.prefix}
+        ),
         detail={"token_id": token.pk, "token_name": name},
     )
     return token, plain
@@ -75,7 +79,8 @@ def token_revoke(*, token: ApiToken, actor) -> None:
         raise error
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    audit_record(**audit, message=f"API token {token.name!r} ({token.prefix}…) revoked.", detail=detail)
+    revoked = gettext("API token '%(name)s' (%(prefix)s…) revoked.") % {"name": token.name, "prefix": token.prefix}
+    audit_record(**audit, message=revoked, detail=detail)
 
 
 def token_authenticate(plain: str) -> ApiToken | None:

@@ -62,13 +62,14 @@ def run_cancel(*, run: Run, actor) -> None:
         revoked_store_add(run.task_id)
         current_app.control.revoke(run.task_id)
     except BROKER_ERRORS as exc:
-        audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
+        audit_record(**audit, outcome=Outcome.ERROR, message=_("Broker unavailable: %(error)s") % {"error": exc})
         raise BrokerUnavailable(_("The broker (Redis) is not reachable, so the run was not cancelled.")) from exc
     if held:  # never published, so no worker will record it revoked
         current_app.backend.mark_as_revoked(run.task_id, reason="cancelled before it started")
     _mark_cancelled(run, actor, "cancelled before it started")
     audit_record(
-        **audit, message="Taken out of the scheduled set before it was due." if held else "Revoked before it started."
+        **audit,
+        message=_("Taken out of the scheduled set before it was due.") if held else _("Revoked before it started."),
     )
 
 
@@ -87,10 +88,12 @@ def run_terminate(*, run: Run, actor) -> None:
         revoked_store_add(run.task_id)  # a redelivered copy must not run again either
         current_app.control.revoke(run.task_id, terminate=True, signal=signal_name)
     except BROKER_ERRORS as exc:
-        audit_record(**audit, outcome=Outcome.ERROR, message=f"Broker unavailable: {exc}")
+        audit_record(**audit, outcome=Outcome.ERROR, message=_("Broker unavailable: %(error)s") % {"error": exc})
         raise BrokerUnavailable(_("The broker (Redis) is not reachable, so the run was not terminated.")) from exc
     _mark_cancelled(run, actor, f"terminated with {signal_name}")
-    audit_record(**audit, message=f"Terminated with {signal_name}.", detail={"signal": signal_name})
+    audit_record(
+        **audit, message=_("Terminated with %(signal)s.") % {"signal": signal_name}, detail={"signal": signal_name}
+    )
 
 
 def run_retry(
@@ -272,4 +275,6 @@ def run_delete(*, run: Run, actor) -> None:
     state = run.state
     TaskResult.objects.filter(task_id=run.task_id).delete()
     Run.objects.filter(pk=run.pk).delete()
-    audit_record(**audit, message=f"Deleted the record of a {state} run.", detail={"state": state})
+    audit_record(
+        **audit, message=_("Deleted the record of a %(state)s run.") % {"state": state}, detail={"state": state}
+    )

@@ -190,7 +190,7 @@ def deadletter_discard(*, letter: DeadLetter, actor) -> None:
         error = DeadLetterResolved(gettext("Dead letter %(id)s was already replayed or discarded.") % {"id": letter.pk})
         audit_record(**audit, outcome=Outcome.REFUSED, message=str(error))
         raise error
-    audit_record(**audit, message="Discarded.", detail={"dead_letter": letter.pk})
+    audit_record(**audit, message=gettext("Discarded."), detail={"dead_letter": letter.pk})
 
 
 @dataclass

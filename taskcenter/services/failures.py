@@ -51,7 +51,13 @@ def failure_group_set_status(*, group: FailureGroup, status: str, actor) -> Fail
         actor=actor,
         action=Action.FAILURES_STATUS,
         target=group.task_name,
-        message=f"Failure group {group.exception_type} ({group.fingerprint[:12]}): {previous} -> {group.status}.",
+        message=gettext("Failure group %(group)s (%(fingerprint)s): %(previous)s -> %(status)s.")
+        % {
+            "group": group.exception_type,
+            "fingerprint": group.fingerprint[:12],
+            "previous": previous,
+            "status": group.status,
+        },  # fmt: skip
         detail={"fingerprint": group.fingerprint, "from": previous, "to": group.status},
     )
     return group
@@ -66,10 +72,17 @@ def failure_group_recover(
         actor=actor,
         action=Action.FAILURES_RECOVER,
         target=group.task_name,
-        message=(
-            f"{strategy} applied to {len(result.done)} run(s) of failure group {group.exception_type} "
-            f"({group.fingerprint[:12]}); {len(result.refused)} refused."
-        ),
+        message=gettext(
+            "%(strategy)s applied to %(count)s run(s) of failure group %(group)s (%(fingerprint)s); "
+            "%(refused)s refused."
+        )
+        % {
+            "strategy": strategy,
+            "count": len(result.done),
+            "group": group.exception_type,
+            "fingerprint": group.fingerprint[:12],
+            "refused": len(result.refused),
+        },  # fmt: skip
         detail={
             "fingerprint": group.fingerprint,
             "strategy": strategy,
@@ -103,9 +116,19 @@ def failure_group_deadletter(*, group: FailureGroup, runs: list[Run], actor) -> 
         action=Action.FAILURES_DEADLETTER,
         target=group.task_name,
         message=(
-            f"Dead-lettered {recorded} run(s) of failure group {group.exception_type} ({group.fingerprint[:12]})"
-            f"{f'; {len(runs) - recorded} could not be recorded' if recorded < len(runs) else ''}."
-        ),
+            gettext("Dead-lettered %(count)s run(s) of failure group %(group)s (%(fingerprint)s).")
+            if recorded == len(runs)
+            else gettext(
+                "Dead-lettered %(count)s run(s) of failure group %(group)s (%(fingerprint)s); "
+                "%(missed)s could not be recorded."
+            )
+        )
+        % {
+            "count": recorded,
+            "group": group.exception_type,
+            "fingerprint": group.fingerprint[:12],
+            "missed": len(runs) - recorded,
+        },  # fmt: skip
         detail={"fingerprint": group.fingerprint, "recorded": recorded, "runs": len(runs)},
     )
     logger.info("Dead-lettered %d run(s) of failure group %s", recorded, group.fingerprint)

@@ -302,7 +302,9 @@ def launches_publish(
         raise error from exc
     except Exception as exc:
         _roll_back(launches, claimed, group, entries)  # nothing half-written for an unexpected failure either
-        audit_record(**audit, outcome=Outcome.ERROR, message=f"Not sent: {exc!r}", detail=detail)
+        audit_record(
+            **audit, outcome=Outcome.ERROR, message=gettext("Not sent: %(error)r") % {"error": exc}, detail=detail
+        )
         raise
 
     for entry in entries:
@@ -318,11 +320,12 @@ def _launch_entries(launches, audit, group, summary, detail) -> list[AuditEntry]
     if summary:
         prefix = f"{str(group._meta.verbose_name).capitalize()} {group.pk}: " if group is not None else ""
         return [audit_entry(**audit, message=prefix + summary, detail=detail)]
+    sent_to = gettext("%(task)s sent to %(queue)s at %(priority)s priority.")
     return [
         audit_entry(
             **audit,
             task_id=p.task_id,
-            message=f"{p.entry.name} sent to {p.queue} at {p.priority} priority.",
+            message=sent_to % {"task": p.entry.name, "queue": p.queue, "priority": p.priority},
             detail={"queue": p.queue, "priority": p.priority.value, "dedup_key": p.dedup_key} | detail | p.audit_detail,
         )
         for p in launches
@@ -602,7 +605,8 @@ def run_resend(run: Run, *, reason: str) -> bool:
         task.apply_async(args=args, kwargs=kwargs, **options)
     audit_record(
         actor=None, action=Action.RUN_RECOVER, target=run.task_name, task_id=run.task_id,
-        message=f"Sent again to queue {run.queue}: {reason}.", detail={"queue": run.queue, "reason": reason},
+        message=gettext("Sent again to queue %(queue)s: %(reason)s.") % {"queue": run.queue, "reason": reason},
+        detail={"queue": run.queue, "reason": reason},
     )  # fmt: skip
     logger.warning("Sent %s [%s] again to %s: %s", run.task_name, run.task_id, run.queue, reason)
     return True

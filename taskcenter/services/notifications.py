@@ -180,7 +180,8 @@ def channel_save(
         actor=actor,
         action=Action.CHANNEL_CREATE if creating else Action.CHANNEL_UPDATE,
         target=channel.name,
-        message=f"{channel.get_kind_display()} to {channel.target}" + ("" if enabled else " (disabled)"),
+        message=(_("%(kind)s to %(target)s") if enabled else _("%(kind)s to %(target)s (disabled)"))
+        % {"kind": channel.get_kind_display(), "target": channel.target},
         detail={"channel": channel.pk, "secret_changed": bool(secret.strip())},
     )
     return channel
@@ -216,7 +217,12 @@ def rule_save(
         actor=actor,
         action=Action.RULE_CREATE if creating else Action.RULE_UPDATE,
         target=f"{alert_name} -> {channel.name}",
-        message=("on firing and resolving" if notify_on_resolve else "on firing") + ("" if enabled else " (disabled)"),
+        message={
+            (True, True): _("on firing and resolving"),
+            (False, True): _("on firing"),
+            (True, False): _("on firing and resolving (disabled)"),
+            (False, False): _("on firing (disabled)"),
+        }[(notify_on_resolve, enabled)],
         detail={"rule": rule.pk, "channel": channel.pk},
     )
     return rule

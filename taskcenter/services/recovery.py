@@ -375,15 +375,20 @@ def recovery_record(*, restored: list) -> int:
     entries, actions = [], []
     for item in restored:
         strategy = item.plan.strategy
-        by = f" Strategy {strategy} by rule: {item.plan.rule}." if strategy else ""
-        verb = "Taken out of" if item.removed else "Given back to"
+        by = " " + gettext("Strategy %(strategy)s by rule: %(rule)s.") % {"strategy": strategy, "rule": item.plan.rule}
+        said = (
+            gettext("Taken out of queue %(queue)s: %(reason)s (last held by %(holder)s).")
+            if item.removed
+            else gettext("Given back to queue %(queue)s: %(reason)s (last held by %(holder)s).")
+        )
         entries.append(
             AuditEntry(
                 actor=None,
                 action=AuditEntry.Action.RUN_RECOVER,
                 target=item.task_id[:255],
                 task_id=item.task_id[:255],
-                message=f"{verb} queue {item.queue}: {item.reason} (last held by {item.holder or 'unknown'}).{by}",
+                message=said % {"queue": item.queue, "reason": item.reason, "holder": item.holder or gettext("unknown")}
+                + (by if strategy else ""),
                 detail={
                     "queue": item.queue,
                     "reason": item.reason,

@@ -386,7 +386,12 @@ def schedule_duplicate(*, periodic_task: PeriodicTask, actor, name: str | None =
     if spec.kind == "clocked" and spec.clocked_time and spec.clocked_time <= timezone.now():
         raise InvalidSchedule({"clocked_time": [gettext("A one-off schedule in the past cannot be duplicated.")]})
     copy = schedule_save(spec=spec, actor=actor)
-    audit_record(actor=actor, action=Action.SCHEDULE_DUPLICATE, target=periodic_task.name, message=f"as {copy.name}")
+    audit_record(
+        actor=actor,
+        action=Action.SCHEDULE_DUPLICATE,
+        target=periodic_task.name,
+        message=gettext("as %(name)s") % {"name": copy.name},
+    )
     return copy
 
 

@@ -156,7 +156,8 @@ def run_audited(*, actor, action: str, target: str, perform: Callable[[], Action
         audit_record(actor=actor, action=action, target=target, outcome=exc.outcome, message=str(exc))
         raise
     except Exception as exc:
-        audit_record(actor=actor, action=action, target=target, outcome=Outcome.ERROR, message=f"Unexpected: {exc!r}")
+        unexpected = _("Unexpected: %(error)r") % {"error": exc}
+        audit_record(actor=actor, action=action, target=target, outcome=Outcome.ERROR, message=unexpected)
         raise
     audit_record(actor=actor, action=action, target=target, message=report.message, detail=report.detail)
     return report

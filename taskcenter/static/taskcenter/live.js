@@ -3,11 +3,17 @@
 (function () {
   var url = document.body.getAttribute("data-progress-url");
   var reloadWhenDone = document.body.hasAttribute("data-reload-when-done");
+  // Units and words in the page's language, from <body data-text-*> (base.html).
+  function said(name, fallback, values) {
+    var text = document.body.getAttribute("data-text-" + name) || fallback;
+    Object.keys(values).forEach(function (key) { text = text.split("{" + key + "}").join(values[key]); });
+    return text;
+  }
   function nodes() { return Array.prototype.slice.call(document.querySelectorAll("[data-progress-for]")); }
   function format(seconds) {
     if (seconds === null || seconds === undefined) { return ""; }
-    if (seconds < 90) { return Math.round(seconds) + " s"; }
-    return Math.round(seconds / 60) + " min";
+    if (seconds < 90) { return said("sec", "{n} s", {n: Math.round(seconds)}); }
+    return said("min", "{n} min", {n: Math.round(seconds / 60)});
   }
   function update(node, info) {
     var badge = node.querySelector(".state");
@@ -22,8 +28,8 @@
       if (text) {
         var parts = [percent.toFixed(0) + "%"];
         if (p.done !== null && p.total !== null) { parts.push(p.done + " / " + p.total); }
-        if (p.rate) { parts.push(p.rate.toFixed(2) + " items/s"); }
-        if (p.eta_seconds !== null && !info.finished) { parts.push("ETA " + format(p.eta_seconds)); }
+        if (p.rate) { parts.push(said("rate", "{rate} items/s", {rate: p.rate.toFixed(2)})); }
+        if (p.eta_seconds !== null && !info.finished) { parts.push(said("eta", "about {time} left", {time: format(p.eta_seconds)})); }
         if (p.message) { parts.push(p.message); }
         text.textContent = parts.join(" · ");
       }
