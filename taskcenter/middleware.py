@@ -4,13 +4,14 @@ import logging
 
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from taskcenter.zones import COOKIE_NAME, SESSION_KEY, zone_or_none
 
 logger = logging.getLogger(__name__)
 
 NUL = "\x00"
-MESSAGE = "The request contains a NUL character, which no field accepts."
+MESSAGE = gettext_lazy("The request contains a NUL character, which no field accepts.")
 
 
 def _holds_nul(data) -> bool:
@@ -39,9 +40,15 @@ class RefuseNulCharacters:
         ):
             logger.info("Refused a request holding a NUL character: %s %r", request.method, request.path)
             if request.path.startswith("/api/"):
-                body = {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": MESSAGE, "errors": {}}
+                body = {
+                    "type": "about:blank",
+                    "title": "Bad Request",
+                    "status": 400,
+                    "detail": str(MESSAGE),
+                    "errors": {},
+                }
                 return JsonResponse(body, status=400, content_type="application/problem+json")
-            return HttpResponseBadRequest(MESSAGE)
+            return HttpResponseBadRequest(str(MESSAGE))
         return self.get_response(request)
 
 

@@ -33,7 +33,9 @@ from dataclasses import dataclass, field, replace
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from django.conf import settings
+from django.core.exceptions import AppRegistryNotReady
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext, gettext_noop
 
 from taskcenter.broker import pooled_broker_client
 
@@ -64,19 +66,25 @@ def exception_class(path: str) -> type[BaseException]:
     """
     path = path.strip()
     if not path or len(path) > 200 or not all(part.isidentifier() for part in path.split(".")):
-        raise InvalidPolicy(f"{path[:60]!r} is not a dotted path of a class.")
+        raise InvalidPolicy(_said(gettext_noop("%(path)r is not a dotted path of a class."), path=path[:60]))
     path = path if "." in path else f"builtins.{path}"
     module = path.rpartition(".")[0]
     if module not in sys.modules:
         # Never import a module because an operator typed its name (imports run code);
         # the exceptions a task raises come from modules its code has imported already.
-        raise InvalidPolicy(f"{path} cannot be imported: {module} is not a module the tasks import.")
+        raise InvalidPolicy(
+            _said(
+                gettext_noop("%(path)s cannot be imported: %(module)s is not a module the tasks import."),
+                path=path,
+                module=module,
+            )
+        )
     try:
         cls = import_string(path)
     except ImportError as exc:
-        raise InvalidPolicy(f"{path} cannot be imported.") from exc
+        raise InvalidPolicy(_said(gettext_noop("%(path)s cannot be imported."), path=path)) from exc
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-        raise InvalidPolicy(f"{path} is not an exception class.")
+        raise InvalidPolicy(_said(gettext_noop("%(path)s is not an exception class."), path=path))
     return cls
 
 
@@ -96,15 +104,17 @@ class RetryPolicy:
         object.__setattr__(self, "retry_on", _classes(self.retry_on))
         object.__setattr__(self, "never_retry", _classes(self.never_retry))
         if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool):
-            raise InvalidPolicy("max_retries must be a whole number.")
+            raise InvalidPolicy(_said(gettext_noop("max_retries must be a whole number.")))
         if not 0 <= self.max_retries <= MAX_RETRIES_LIMIT:
-            raise InvalidPolicy(f"max_retries must be between 0 and {MAX_RETRIES_LIMIT}.")
+            raise InvalidPolicy(
+                _said(gettext_noop("max_retries must be between 0 and %(most)s."), most=MAX_RETRIES_LIMIT)
+            )
         if self.backoff not in BACKOFFS:
-            raise InvalidPolicy(f"backoff must be one of {', '.join(BACKOFFS)}.")
+            raise InvalidPolicy(_said(gettext_noop("backoff must be one of %(values)s."), values=", ".join(BACKOFFS)))
         for name in ("delay", "max_delay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-                raise InvalidPolicy(f"{name} must be a number of seconds, 0 or more.")
+                raise InvalidPolicy(_said(gettext_noop("%(name)s must be a number of seconds, 0 or more."), name=name))
 
     def should_retry(self, exc: BaseException) -> bool:
         """Whether ``exc`` may be retried (rules 1 to 3); the retry count is Celery's to check."""
@@ -140,26 +150,35 @@ class RetryPolicy:
     def from_json(cls, data: dict) -> "RetryPolicy":
         """A policy from ``as_json`` values; raises ``InvalidPolicy``."""
         if not isinstance(data, dict):
-            raise InvalidPolicy("A policy is a JSON object.")
+            raise InvalidPolicy(_said(gettext_noop("A policy is a JSON object.")))
         known = {key: data[key] for key in cls().as_json() if key in data}
         for key in ("retry_on", "never_retry"):
             if key in known:
                 if not isinstance(known[key], list) or not all(isinstance(p, str) for p in known[key]):
-                    raise InvalidPolicy(f"{key} must be a list of dotted paths.")
+                    raise InvalidPolicy(_said(gettext_noop("%(name)s must be a list of dotted paths."), name=key))
                 known[key] = tuple(exception_class(path) for path in known[key])
         if "jitter" in known and not isinstance(known["jitter"], bool):
-            raise InvalidPolicy("jitter must be true or false.")
+            raise InvalidPolicy(_said(gettext_noop("jitter must be true or false.")))
         try:
             return replace(cls(), **known)
         except TypeError as exc:
             raise InvalidPolicy(str(exc)) from exc
 
 
+def _said(message: str, **values) -> str:
+    """``message`` in the active language; in English while Django is still loading (a policy in task code)."""
+    try:
+        text = gettext(message)
+    except AppRegistryNotReady:
+        text = message
+    return text % values if values else text
+
+
 def _classes(value) -> tuple:
     classes = (value,) if isinstance(value, type) else tuple(value)
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-            raise InvalidPolicy(f"{cls!r} is not an exception class.")
+            raise InvalidPolicy(_said(gettext_noop("%(path)s is not an exception class."), path=repr(cls)))
     return classes
 
 

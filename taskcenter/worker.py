@@ -33,6 +33,7 @@ from celery.utils.objects import Bunch
 from celery.worker import state as worker_state
 from celery.worker.control import control_command, inspect_command, ok
 from django.conf import settings
+from django.utils.translation import gettext
 from kombu.exceptions import ContentDisallowed, DecodeError
 
 logger = logging.getLogger(__name__)
@@ -70,46 +71,54 @@ def message_problem(message) -> str | None:
     max_depth = settings.TASKCENTER_MESSAGE_MAX_DEPTH
     headers = message.headers
     if not isinstance(headers, dict):
-        return "message has no headers"
+        return gettext("message has no headers")
     body = message.body
     size = len(body) if isinstance(body, bytes | str) else 0
     if size > max_bytes:
-        return f"message of {size} bytes is larger than the limit of {max_bytes} bytes"
+        return gettext("message of %(size)s bytes is larger than the limit of %(limit)s bytes") % {
+            "size": size,
+            "limit": max_bytes,
+        }
     if nesting_depth_exceeds(headers, max_depth):
-        return f"headers nested deeper than {max_depth} levels"
+        return gettext("headers nested deeper than %(depth)s levels") % {"depth": max_depth}
     protocol2 = "task" in headers
     if protocol2:
         for name in ("task", "id"):
             if not isinstance(headers.get(name), str) or not headers[name]:
-                return f"header {name!r} is missing or not a string"
+                return gettext("header %(name)r is missing or not a string") % {"name": name}
         if len(headers["id"]) > MAX_TASK_ID_LENGTH:
-            return f"task id longer than {MAX_TASK_ID_LENGTH} characters"
+            return gettext("task id longer than %(length)s characters") % {"length": MAX_TASK_ID_LENGTH}
     accepted = message.accept
     if accepted is not None and message.content_type not in accepted:
-        return f"content type {message.content_type!r} is not accepted (accepted: {', '.join(sorted(accepted))})"
+        return gettext("content type %(type)r is not accepted (accepted: %(accepted)s)") % {
+            "type": message.content_type,
+            "accepted": ", ".join(sorted(accepted)),
+        }
     try:
         payload = message.decode()  # kombu keeps the decoded body; Celery reads it from there
     except Exception as exc:  # noqa: BLE001 (any decoding failure is the message's fault)
         cause = exc.__cause__ or exc.__context__ or exc
-        return f"body could not be decoded: {type(cause).__name__}: {str(cause)[:200]}"
+        return gettext("body could not be decoded: %(error)s") % {
+            "error": f"{type(cause).__name__}: {str(cause)[:200]}"
+        }
     if protocol2:
         if not isinstance(payload, list | tuple) or len(payload) != 3:
-            return "body is not a list of [args, kwargs, embed]"
+            return gettext("body is not a list of [args, kwargs, embed]")
         args, kwargs, embed = payload
         if embed is not None and not isinstance(embed, dict):
-            return "body's embed (callbacks, chain, chord) is not an object"
+            return gettext("body's embed (callbacks, chain, chord) is not an object")
     else:
         if not isinstance(payload, dict) or not isinstance(payload.get("task"), str):
-            return "message names no task"
+            return gettext("message names no task")
         if not isinstance(payload.get("id"), str) or not payload["id"] or len(payload["id"]) > MAX_TASK_ID_LENGTH:
-            return "message has no usable task id"
+            return gettext("message has no usable task id")
         args, kwargs = payload.get("args", ()), payload.get("kwargs", {})
     if not isinstance(args, list | tuple):
-        return "arguments (args) are not a list"
+        return gettext("arguments (args) are not a list")
     if not isinstance(kwargs, dict):
-        return "keyword arguments (kwargs) are not an object"
+        return gettext("keyword arguments (kwargs) are not an object")
     if nesting_depth_exceeds(payload, max_depth):
-        return f"arguments nested deeper than {max_depth} levels"
+        return gettext("arguments nested deeper than %(depth)s levels") % {"depth": max_depth}
     return None
 
 
@@ -193,7 +202,7 @@ def guard_task_handler(consumer, handler):
         try:
             reason = message_problem(message)
         except Exception as exc:  # noqa: BLE001
-            reason = f"message could not be read: {type(exc).__name__}"
+            reason = gettext("message could not be read: %(error)s") % {"error": type(exc).__name__}
         if reason is not None:
             return refuse(
                 message, reason, app=consumer.app, hostname=consumer.hostname, eventer=consumer.event_dispatcher
@@ -207,7 +216,10 @@ def guard_task_handler(consumer, handler):
             reason = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 (a worker must outlive any message)
             logger.exception("Error while handling a task message")
-            reason = f"{type(exc).__name__} while handling the message: {str(exc)[:200]}"
+            reason = gettext("%(error)s while handling the message: %(detail)s") % {
+                "error": type(exc).__name__,
+                "detail": str(exc)[:200],
+            }
         refuse(message, reason, app=consumer.app, hostname=consumer.hostname, eventer=consumer.event_dispatcher)
 
     return on_task_received

@@ -249,3 +249,101 @@ def test_a_schedule_refused_at_send_time_is_explained_in_chinese():
         assert send_refusal(entry).startswith("其队列 'nowhere' 不是已配置的队列之一")
     with translation.override("en"):
         assert send_refusal(entry).startswith("its queue 'nowhere' is not one of the configured queues")
+
+
+#: Literals of three words or more that stay English on purpose: (file, start of the text).
+INTENTIONALLY_ENGLISH = {
+    ("taskcenter/failures.py", "Traceback (most recent"),  # parsed, not shown
+    ("taskcenter/management/commands/compiletranslations.py", ""),  # a developer's tool
+    ("taskcenter/management/commands/embedded_redis.py", ""),  # the development server's log line
+    ("taskcenter/management/commands/tc.py", "examples:"),  # command lines
+    ("taskcenter/models.py", "Can "),  # permission names: stored in the database when migrating
+    ("taskcenter/models.py", "retry policy of "),  # a model's __str__
+    ("taskcenter/monitor/runner.py", ""),  # a lock holder's description in a log line
+    ("taskcenter/rows.py", ""),  # a programming error
+    ("taskcenter/scheduled_set.py", ""),  # exception texts recorded as the run's result
+    ("taskcenter/services/control.py", "cancelled before it started"),  # Celery's revoke reason
+    ("taskcenter/services/recovery.py", ""),  # the WorkerLostError text recorded as the run's result
+    ("taskcenter/views/health.py", ""),  # /metrics answers Prometheus, in plain text
+    ("taskcenter/worker.py", ""),  # replies of worker control commands and exception texts
+    ("taskcenter/metrics.py", ""),  # Prometheus HELP texts
+}
+#: SQL, Lua and regular expressions are not text.
+CODE = re.compile(r"redis\.call|SELECT |DO UPDATE|ORDER BY| WHERE ")
+GETTEXT_CALLS = {"gettext", "_", "gettext_lazy", "ngettext", "gettext_noop", "pgettext", "_said"}
+NOT_SHOWN_CALLS = {"debug", "info", "warning", "error", "exception", "critical", "log", "add_argument", "warn"}
+NOT_SHOWN_CALLS |= {"RuntimeError", "ValueError", "TypeError", "ImproperlyConfigured", "KeyError", "AssertionError"}
+NOT_SHOWN_CALLS |= {"Error", "Warning"}  # Django system checks, for developers
+PHRASE = re.compile(r"[A-Za-z]+ [A-Za-z]+ [A-Za-z]+")
+
+
+def untranslated_phrases(relative: str, source: str) -> list[tuple[int, str]]:
+    """(line, text) of each literal of three words or more that is not a docstring, a log line, a
+    programming error or marked for translation."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            child.parent = node
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and PHRASE.search(node.value)):
+            continue
+        if CODE.search(node.value):
+            continue
+        parent = node.parent.parent if isinstance(node.parent, ast.JoinedStr) else node.parent
+        if isinstance(parent, ast.Expr):
+            continue  # a docstring
+        if isinstance(parent, ast.keyword) and parent.arg in ("help_text", "verbose_name", "examples", "help"):
+            continue
+        outer = parent
+        while isinstance(outer, ast.BinOp | ast.IfExp | ast.keyword):
+            outer = outer.parent
+        if isinstance(outer, ast.Call):
+            name = outer.func.attr if isinstance(outer.func, ast.Attribute) else getattr(outer.func, "id", "")
+            if name in GETTEXT_CALLS or name in NOT_SHOWN_CALLS:
+                continue
+        if any(relative == path and node.value.startswith(start) for path, start in INTENTIONALLY_ENGLISH):
+            continue
+        found.append((node.lineno, node.value))
+    return found
+
+
+def test_the_phrase_audit_finds_an_unmarked_sentence():
+    source = (
+        '"""A docstring with many words."""\n'
+        "logger.info('Sent the task again')\n"
+        "message = 'Moved to dead letters by hand.'\n"
+        "marked = gettext('Moved to dead letters by hand.')\n"
+        "query = 'SELECT id FROM taskcenter_run WHERE x'\n"
+    )
+    assert [text for _, text in untranslated_phrases("x.py", source)] == ["Moved to dead letters by hand."]
+
+
+def test_no_sentence_outside_the_api_and_the_command_line_is_left_untranslated():
+    """The API's own errors stay English (machine-facing, docs/api.md); the command line has its own audit."""
+    unmarked = []
+    for path in sorted((ROOT / "taskcenter").rglob("*.py")):
+        relative = str(path.relative_to(ROOT))
+        if any(part in path.parts for part in ("migrations", "examples", "api", "cli")):
+            continue
+        unmarked += [f"{relative}:{line}: {text!r}" for line, text in untranslated_phrases(relative, path.read_text())]
+    assert unmarked == []
+
+
+@pytest.mark.django_db
+def test_the_health_checks_and_a_refused_message_read_in_chinese():
+    from types import SimpleNamespace
+
+    from taskcenter.retry_policy import InvalidPolicy, RetryPolicy
+    from taskcenter.selectors.health import check_celery_settings, check_database
+    from taskcenter.worker import message_problem
+
+    with translation.override("zh-hans"):
+        assert check_database().message.startswith("数据库（")
+        assert all(CJK.search(result.message) for result in check_celery_settings())
+        odd = SimpleNamespace(headers=None)
+        assert message_problem(odd) == "消息没有消息头"
+        with pytest.raises(InvalidPolicy, match="max_retries 必须是整数"):
+            RetryPolicy(max_retries="3")
+    with translation.override("en"):
+        assert message_problem(odd) == "message has no headers"

@@ -2,6 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
+from django.utils.translation import gettext
 
 
 def command_actor(username: str | None):
@@ -12,4 +13,4 @@ def command_actor(username: str | None):
     try:
         return User.objects.get(**{User.USERNAME_FIELD: username})
     except User.DoesNotExist:
-        raise CommandError(f"No user named {username!r}.") from None
+        raise CommandError(gettext("No user named '%(name)s'.") % {"name": username}) from None

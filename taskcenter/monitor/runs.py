@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from taskcenter.models import OUTCOME_LENGTH, OUTCOME_STATES, PENDING, READY_STATES, REVOKED, Run, RunSource
 from taskcenter.monitor.aggregate import _eta_timestamp, _number
@@ -74,7 +75,7 @@ ATTEMPT_ENDS = {
 LOST_MIN_AGE, LOST_MAX_AGE = timedelta(seconds=30), timedelta(days=1)
 #: Waiting runs checked per reconciliation, newest first.
 LOST_BATCH = 1000
-LOST_REASON = "its message is no longer in the broker (purged?)"
+LOST_REASON = gettext_lazy("its message is no longer in the broker (purged?)")
 RUN_FIELDS = ["recorded_state", "recorded_started_at", "recorded_finished_at", "worker", "outcome", "attempts"]
 
 
@@ -379,10 +380,10 @@ def runs_lost_reconcile(suspects: set[str], *, since: datetime | None = None) ->
     not_sent: list[str] = []
     for run in Run.objects.filter(task_result_id__in=confirmed, recorded_state=PENDING, cancelled_at__isnull=True):
         try:
-            if run_resend(run, reason="its message was no longer in the broker"):
+            if run_resend(run, reason=gettext("its message was no longer in the broker")):
                 continue
         except BROKER_ERRORS as exc:
-            raise BrokerDown(broker_down_message("lost runs were not sent again")) from exc
+            raise BrokerDown(broker_down_message(gettext_noop("lost runs were not sent again"))) from exc
         not_sent.append(run.task_id)
     marked = 0
     for start in range(0, len(not_sent), WRITE_BATCH_SIZE):
@@ -390,7 +391,7 @@ def runs_lost_reconcile(suspects: set[str], *, since: datetime | None = None) ->
             task_result_id__in=not_sent[start : start + WRITE_BATCH_SIZE],
             recorded_state=PENDING,
             cancelled_at__isnull=True,
-        ).update(recorded_state=REVOKED, recorded_finished_at=now, cancelled_at=now, cancel_reason=LOST_REASON)
+        ).update(recorded_state=REVOKED, recorded_finished_at=now, cancelled_at=now, cancel_reason=str(LOST_REASON))
     if marked:
         logger.warning("%d waiting run(s) lost their message in the broker (purged?); recorded as revoked", marked)
     return missing - set(confirmed), len(confirmed)

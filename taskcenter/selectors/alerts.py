@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connections
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from taskcenter import broker
@@ -575,7 +575,8 @@ def readiness_checks(*, timeout: float = CHECK_TIMEOUT) -> list[CheckResult]:
         "workers": check_workers,
         "beat": lambda: check_beat(timeout=max(0.5, timeout - 0.5)),
     }
-    futures = {name: _CHECK_EXECUTOR.submit(_closing_connections, check) for name, check in checks.items()}
+    language = translation.get_language()  # the pool's threads answer in the caller's language
+    futures = {name: _CHECK_EXECUTOR.submit(_closing_connections, check, language) for name, check in checks.items()}
     deadline = time.monotonic() + timeout
     results = []
     for name, future in futures.items():
@@ -583,10 +584,12 @@ def readiness_checks(*, timeout: float = CHECK_TIMEOUT) -> list[CheckResult]:
             results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
         except FutureTimeout:
             logger.warning("Readiness check %s did not answer within %s s", name, timeout)
-            results.append(CheckResult(name, False, f"No answer within {timeout:g} s."))
+            results.append(
+                CheckResult(name, False, gettext("No answer within %(seconds)s s.") % {"seconds": f"{timeout:g}"})
+            )
         except Exception as exc:
             logger.warning("Readiness check %s failed: %r", name, exc)
-            results.append(CheckResult(name, False, f"Check failed: {exc}"))
+            results.append(CheckResult(name, False, gettext("Check failed: %(error)s") % {"error": exc}))
     return results
 
 
@@ -595,8 +598,12 @@ def check_workers() -> CheckResult:
 
     online = sorted(worker.hostname for worker in monitoring.workers_state() if worker.online)
     if not online:
-        return CheckResult("workers", False, "No worker is online.")
-    return CheckResult("workers", True, f"{len(online)} worker(s) online: {', '.join(online[:5])}.")
+        return CheckResult("workers", False, gettext("No worker is online."))
+    return CheckResult(
+        "workers",
+        True,
+        gettext("%(count)s worker(s) online: %(names)s.") % {"count": len(online), "names": ", ".join(online[:5])},
+    )
 
 
 def check_beat(*, timeout: float = 1.5) -> CheckResult:
@@ -606,16 +613,19 @@ def check_beat(*, timeout: float = 1.5) -> CheckResult:
         return CheckResult("beat", False, beat.message)
     if beat.ticking(stale):
         who = beat.leader.get("hostname") or beat.leader.get("id") or "?"
-        return CheckResult("beat", True, f"Beat {who} is active; last tick {beat.last_tick_age:.1f} s ago.")
+        said = gettext("Beat %(who)s is active; last tick %(age)s s ago.")
+        return CheckResult("beat", True, said % {"who": who, "age": f"{beat.last_tick_age:.1f}"})
     if beat.leader is not None and beat.last_tick_age is not None:
-        return CheckResult("beat", False, f"Beat last ticked {beat.last_tick_age:.0f} s ago (limit {stale} s).")
-    return CheckResult("beat", False, beat.message or "No beat is running.")
+        said = gettext("Beat last ticked %(age)s s ago (limit %(limit)s s).")
+        return CheckResult("beat", False, said % {"age": f"{beat.last_tick_age:.0f}", "limit": stale})
+    return CheckResult("beat", False, beat.message or gettext("No beat is running."))
 
 
-def _closing_connections(check):
-    """Run ``check`` in a pool thread and close the database connections that thread opened."""
+def _closing_connections(check, language: str | None = None):
+    """Run ``check`` in a pool thread, in ``language``, and close the database connections that thread opened."""
     try:
-        return check()
+        with translation.override(language):
+            return check()
     finally:
         connections.close_all()
 

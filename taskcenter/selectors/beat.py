@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from taskcenter.broker import BROKER_ERRORS, broker_client
 
@@ -66,7 +67,7 @@ def beat_status(*, timeout: float = 2.0) -> dict:
             standby_keys = sorted(decoded(key) for key in client.scan_iter(match=STANDBY_PREFIX + "*", count=100))
             standbys = client.mget(standby_keys) if standby_keys else []
     except BROKER_ERRORS as exc:
-        status["message"] = f"Status unknown: broker unreachable ({exc})."
+        status["message"] = gettext("Status unknown: broker unreachable (%(error)s).") % {"error": exc}
         return status
 
     now = time.time()
@@ -99,14 +100,24 @@ def beat_status(*, timeout: float = 2.0) -> dict:
     fresh = status["last_tick_age"] is not None and status["last_tick_age"] < limit
     if not holder:
         status["state"] = "no_leader"
-        status["message"] = "No beat holds the leader lock: no schedule is being sent."
+        status["message"] = gettext("No beat holds the leader lock: no schedule is being sent.")
     elif fresh and tick.get("id") == holder:
         status["state"], status["healthy"] = "ok", True
-        status["message"] = f"Beat {holder} leads; last tick {status['last_tick_age']:.1f}s ago."
+        status["message"] = gettext("Beat %(holder)s leads; last tick %(age)ss ago.") % {
+            "holder": holder,
+            "age": f"{status['last_tick_age']:.1f}",
+        }
     else:
         status["state"] = "stale"
-        age = "never" if status["last_tick_age"] is None else f"{status['last_tick_age']:.1f}s ago"
-        status["message"] = f"Beat {holder} holds the lock but its last tick was {age} (limit {limit:.0f}s)."
+        if status["last_tick_age"] is None:
+            said = gettext("Beat %(holder)s holds the lock but never ticked (limit %(limit)ss).")
+        else:
+            said = gettext("Beat %(holder)s holds the lock but its last tick was %(age)ss ago (limit %(limit)ss).")
+        status["message"] = said % {
+            "holder": holder,
+            "age": f"{status['last_tick_age'] or 0:.1f}",
+            "limit": f"{limit:.0f}",
+        }
     return status
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from celery import current_app
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.utils.translation import gettext as _
 
 from taskcenter.broker import broker_client
 
@@ -25,8 +26,8 @@ def check_broker(*, timeout: float | None = None) -> CheckResult:
         with broker_client(timeout=timeout) as client:
             client.ping()
     except Exception as exc:  # any failure here means "does not answer"
-        return CheckResult("broker", False, f"Broker {url} does not answer: {exc}")
-    return CheckResult("broker", True, f"Broker {url} answers.")
+        return CheckResult("broker", False, _("Broker %(url)s does not answer: %(error)s") % {"url": url, "error": exc})
+    return CheckResult("broker", True, _("Broker %(url)s answers.") % {"url": url})
 
 
 def check_database() -> CheckResult:
@@ -37,8 +38,10 @@ def check_database() -> CheckResult:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as exc:
-        return CheckResult("database", False, f"Database ({vendor}) does not answer: {exc}")
-    return CheckResult("database", True, f"Database ({vendor}) answers.")
+        return CheckResult(
+            "database", False, _("Database (%(vendor)s) does not answer: %(error)s") % {"vendor": vendor, "error": exc}
+        )
+    return CheckResult("database", True, _("Database (%(vendor)s) answers.") % {"vendor": vendor})
 
 
 def check_celery_settings() -> list[CheckResult]:
@@ -55,65 +58,76 @@ def check_celery_settings() -> list[CheckResult]:
         conf.task_serializer == "json"
         and conf.result_serializer == "json"
         and accepted <= {"json", "application/json"},
-        "JSON serialization only.",
-        f"Serialization must be JSON only (task={conf.task_serializer}, result={conf.result_serializer}, "
-        f"accepted={sorted(accepted)}); pickle lets the broker run code on workers.",
+        _("JSON serialization only."),
+        _(
+            "Serialization must be JSON only (task=%(task)s, result=%(result)s, accepted=%(accepted)s); "
+            "pickle lets the broker run code on workers."
+        )
+        % {"task": conf.task_serializer, "result": conf.result_serializer, "accepted": sorted(accepted)},
     )
     expect(
         "result_backend",
         bool(conf.result_backend) and conf.result_extended,
-        f"Results stored in {conf.result_backend} with result_extended on.",
-        "Results need a backend (CELERY_RESULT_BACKEND=django-db) and result_extended on for history.",
+        _("Results stored in %(backend)s with result_extended on.") % {"backend": conf.result_backend},
+        _("Results need a backend (CELERY_RESULT_BACKEND=django-db) and result_extended on for history."),
     )
     expect(
         "acks_late",
         conf.task_acks_late and conf.task_reject_on_worker_lost,
-        "Tasks acknowledged after running; given back if the worker dies.",
-        "task_acks_late and task_reject_on_worker_lost must both be on, or a killed worker loses its task.",
+        _("Tasks acknowledged after running; given back if the worker dies."),
+        _("task_acks_late and task_reject_on_worker_lost must both be on, or a killed worker loses its task."),
     )
     expect(
         "prefetch",
         conf.worker_prefetch_multiplier == 1,
-        "Workers prefetch one message per process.",
-        f"worker_prefetch_multiplier is {conf.worker_prefetch_multiplier}; 1 keeps long tasks from holding others.",
+        _("Workers prefetch one message per process."),
+        _("worker_prefetch_multiplier is %(multiplier)s; 1 keeps long tasks from holding others.")
+        % {"multiplier": conf.worker_prefetch_multiplier},
     )
     expect(
         "events",
         conf.worker_send_task_events and conf.task_send_sent_event and conf.task_track_started,
-        "Task events, sent events and started tracking on.",
-        "Monitoring needs worker_send_task_events, task_send_sent_event and task_track_started on.",
+        _("Task events, sent events and started tracking on."),
+        _("Monitoring needs worker_send_task_events, task_send_sent_event and task_track_started on."),
     )
     expect(
         "time_limits",
         bool(conf.task_time_limit)
         and bool(conf.task_soft_time_limit)
         and conf.task_soft_time_limit < conf.task_time_limit,
-        f"Time limits: soft {conf.task_soft_time_limit}s, hard {conf.task_time_limit}s.",
-        "Set CELERY_TASK_SOFT_TIME_LIMIT below CELERY_TASK_TIME_LIMIT.",
+        _("Time limits: soft %(soft)ss, hard %(hard)ss.")
+        % {"soft": conf.task_soft_time_limit, "hard": conf.task_time_limit},
+        _("Set CELERY_TASK_SOFT_TIME_LIMIT below CELERY_TASK_TIME_LIMIT."),
     )
     visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)
     expect(
         "visibility_timeout",
         visibility > (conf.task_time_limit or 0),
-        f"Redis visibility timeout {visibility}s exceeds the longest run ({conf.task_time_limit}s).",
-        f"Redis visibility timeout {visibility}s must exceed CELERY_TASK_TIME_LIMIT "
-        f"({conf.task_time_limit}s), or long runs are delivered twice.",
+        _("Redis visibility timeout %(visibility)ss exceeds the longest run (%(limit)ss).")
+        % {"visibility": visibility, "limit": conf.task_time_limit},
+        _(
+            "Redis visibility timeout %(visibility)ss must exceed CELERY_TASK_TIME_LIMIT (%(limit)ss), "
+            "or long runs are delivered twice."
+        )
+        % {"visibility": visibility, "limit": conf.task_time_limit},
     )
     policy = conf.task_publish_retry_policy or {}
     bounded = policy.get("max_retries") is not None and policy.get("max_retries", 99) <= 3
     expect(
         "publish_retry",
         bounded,
-        "Publishing gives up after a bounded number of retries.",
-        "task_publish_retry_policy needs a small max_retries so a down broker fails fast.",
+        _("Publishing gives up after a bounded number of retries."),
+        _("task_publish_retry_policy needs a small max_retries so a down broker fails fast."),
     )
     declared = {queue.name for queue in (conf.task_queues or ())}
     missing = [name for name in settings.TASKCENTER_QUEUES if name not in declared]
     expect(
         "queues",
         not missing and conf.task_default_queue in declared,
-        f"Queues: {', '.join(sorted(declared))} (default {conf.task_default_queue}).",
-        f"Queues {missing or [conf.task_default_queue]} are configured but not declared to Celery.",
+        _("Queues: %(queues)s (default %(default)s).")
+        % {"queues": ", ".join(sorted(declared)), "default": conf.task_default_queue},
+        _("Queues %(queues)s are configured but not declared to Celery.")
+        % {"queues": missing or [conf.task_default_queue]},
     )
     return results
 

@@ -66,7 +66,7 @@ def run_cancel(*, run: Run, actor) -> None:
         raise BrokerUnavailable(_("The broker (Redis) is not reachable, so the run was not cancelled.")) from exc
     if held:  # never published, so no worker will record it revoked
         current_app.backend.mark_as_revoked(run.task_id, reason="cancelled before it started")
-    _mark_cancelled(run, actor, "cancelled before it started")
+    _mark_cancelled(run, actor, _("cancelled before it started"))
     audit_record(
         **audit,
         message=_("Taken out of the scheduled set before it was due.") if held else _("Revoked before it started."),
@@ -90,7 +90,7 @@ def run_terminate(*, run: Run, actor) -> None:
     except BROKER_ERRORS as exc:
         audit_record(**audit, outcome=Outcome.ERROR, message=_("Broker unavailable: %(error)s") % {"error": exc})
         raise BrokerUnavailable(_("The broker (Redis) is not reachable, so the run was not terminated.")) from exc
-    _mark_cancelled(run, actor, f"terminated with {signal_name}")
+    _mark_cancelled(run, actor, _("terminated with %(signal)s") % {"signal": signal_name})
     audit_record(
         **audit, message=_("Terminated with %(signal)s.") % {"signal": signal_name}, detail={"signal": signal_name}
     )

@@ -79,7 +79,7 @@ def _message_lost(run: Run) -> bool:
         return False
     now = timezone.now()
     Run.objects.filter(pk=run.pk, recorded_state=PENDING, cancelled_at__isnull=True).update(
-        recorded_state=REVOKED, recorded_finished_at=now, cancelled_at=now, cancel_reason=LOST_REASON
+        recorded_state=REVOKED, recorded_finished_at=now, cancelled_at=now, cancel_reason=str(LOST_REASON)
     )
     logger.warning("Run %s of %s: %s; its de-duplication key is free again", run.task_id, run.task_name, LOST_REASON)
     return True

@@ -93,10 +93,10 @@ def webhook_url_problem(url: str) -> str:
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if not address.is_global or address.is_multicast:
-            return (
-                f"{parts.hostname} resolves to {address}, a private, loopback or reserved address; "
+            return _(
+                "%(host)s resolves to %(address)s, a private, loopback or reserved address; "
                 "set TASKCENTER_WEBHOOK_ALLOW_PRIVATE to allow it."
-            )
+            ) % {"host": parts.hostname, "address": address}
     return ""
 
 
@@ -104,11 +104,11 @@ def _channel_fields(*, kind: str, url: str, addresses: str, secret: str, keep_se
     errors: dict[str, list[str]] = {}
     url, addresses, secret = url.strip(), addresses.strip(), secret.strip()
     if kind == NotificationChannel.Kind.WEBHOOK:
-        problem = webhook_url_problem(url) if url else "A webhook needs a URL."
+        problem = webhook_url_problem(url) if url else _("A webhook needs a URL.")
         if problem:
             errors["url"] = [problem]
         if not (secret or keep_secret):
-            errors["secret"] = ["A webhook needs a secret to sign its requests."]
+            errors["secret"] = [_("A webhook needs a secret to sign its requests.")]
         elif secret and len(secret) < 16:
             errors["secret"] = [_("Use a secret of at least 16 characters.")]
         addresses = ""
@@ -243,7 +243,7 @@ def channel_test(*, actor, channel: NotificationChannel) -> NotificationDelivery
         alert="TaskcenterTest",
         status=NotificationDelivery.Event.TEST,
         severity="info",
-        messages=["A test notification from taskcenter; nothing is wrong."],
+        messages=[_("A test notification from taskcenter; nothing is wrong.")],
     )
     delivery = NotificationDelivery.objects.create(
         channel=channel,
@@ -298,7 +298,7 @@ def notifications_evaluate(*, alerts: list) -> int:
             if state is None and not now_firing:
                 continue
             group = firing.get(name, [])
-            messages = [alert.message for alert in group] or [f"{name} no longer fires."]
+            messages = [alert.message for alert in group] or [_("%(alert)s no longer fires.") % {"alert": name}]
             AlertState.objects.update_or_create(
                 name=name, defaults={"firing": now_firing, "since": now, "message": "\n".join(messages)[:5000]}
             )

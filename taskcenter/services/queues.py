@@ -246,7 +246,8 @@ def queue_purge(*, name: str, confirmation: str, actor) -> ActionReport:
             )
         messages = _remove_all_messages(name)
         task_ids = [task_id for task_id in (message_headers(raw).get("id") for raw in messages) if task_id]
-        cancelled = _mark_runs_purged(task_ids, reason=f"purged from queue {name}", actor=actor)
+        purged = _("purged from queue %(queue)s") % {"queue": name}
+        cancelled = _mark_runs_purged(task_ids, reason=purged, actor=actor)
         return ActionReport(
             _("Purged %(count)d messages from queue %(name)s; %(cancelled)d run(s) marked cancelled.")
             % {"count": len(messages), "name": name, "cancelled": cancelled},
@@ -309,8 +310,9 @@ def queue_message_delete(*, name: str, message_id: str, actor) -> ActionReport:
     def perform() -> ActionReport:
         raw, _step = _message_take(name, message_id)
         task_id, task_name, _args, _kwargs = _message_fields(raw)
-        cancelled = _mark_runs_purged([task_id], reason=f"deleted from queue {name}", actor=actor) if task_id else 0
-        what = f"{task_name} [{task_id}]" if task_id else f"an unreadable message ({len(raw)} bytes)"
+        deleted = _("deleted from queue %(queue)s") % {"queue": name}
+        cancelled = _mark_runs_purged([task_id], reason=deleted, actor=actor) if task_id else 0
+        what = f"{task_name} [{task_id}]" if task_id else _unreadable(raw)
         return ActionReport(
             _("Deleted %(what)s from queue %(queue)s.") % {"what": what, "queue": name},
             {"message": "delete", "task_id": task_id, "size": len(raw), "runs_cancelled": cancelled},
@@ -327,13 +329,15 @@ def queue_message_deadletter(*, name: str, message_id: str, actor) -> ActionRepo
     def perform() -> ActionReport:
         raw, step = _message_take(name, message_id)
         task_id, task_name, args, kwargs = _message_fields(raw)
-        who = getattr(actor, "get_username", lambda: "")() or "system"
-        note = f"Moved to dead letters from queue {name} by {who}."
+        who = getattr(actor, "get_username", lambda: "")() or _("system")
+        note = _("Moved to dead letters from queue %(queue)s by %(who)s.") % {"queue": name, "who": who}
         if not task_id:
-            note += f" The message was unreadable ({len(raw)} bytes): not a Celery protocol 2 task message."
+            note += " " + _("The message was unreadable (%(size)s bytes): not a Celery protocol 2 task message.") % {
+                "size": len(raw)
+            }
         elif not _storable(args, kwargs):
             args, kwargs = [], {}
-            note += " Its arguments are not valid JSON for the database (NaN or infinity) and were not kept."
+            note += " " + _("Its arguments are not valid JSON for the database (NaN or infinity) and were not kept.")
         letter = deadletter_record(
             task_id=task_id, task_name=task_name, reason=DeadLetter.Reason.REJECTED, queue=name,
             message=note, args=args, kwargs=kwargs,
@@ -343,17 +347,23 @@ def queue_message_deadletter(*, name: str, message_id: str, actor) -> ActionRepo
                 queue_message_put_back(name, step=step, raw=raw)
             raise ActionFailed(_("The dead letter could not be recorded; the message was put back in the queue."))
         cancelled = (
-            _mark_runs_purged([task_id], reason=f"moved to dead letters from queue {name}", actor=actor)
+            _mark_runs_purged(
+                [task_id], reason=_("moved to dead letters from queue %(queue)s") % {"queue": name}, actor=actor
+            )
             if task_id
             else 0
         )
-        what = f"{task_name} [{task_id}]" if task_id else f"an unreadable message ({len(raw)} bytes)"
+        what = f"{task_name} [{task_id}]" if task_id else _unreadable(raw)
         return ActionReport(
             _("Moved %(what)s from queue %(queue)s to dead letters.") % {"what": what, "queue": name},
             {"message": "deadletter", "task_id": task_id, "dead_letter": letter.pk, "runs_cancelled": cancelled},
         )
 
     return run_audited(actor=actor, action=Action.PURGE, target=name, perform=perform)
+
+
+def _unreadable(raw: bytes) -> str:
+    return _("an unreadable message (%(size)s bytes)") % {"size": len(raw)}
 
 
 def _message_take(name: str, message_id: str) -> tuple[bytes, int]:

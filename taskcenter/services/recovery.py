@@ -52,10 +52,10 @@ def strategy_for(task_name: str) -> tuple[Strategy | None, str]:
     """The strategy applied after a final failure of ``task_name``, and the rule it comes from."""
     override = RecoveryPolicy.objects.filter(task_name=task_name).values_list("strategy", flat=True).first()
     if override:
-        return Strategy(override), "operator override"
+        return Strategy(override), gettext("operator override")
     entry = catalogue.get_entry(task_name)
     if entry is not None and entry.recovery:
-        return Strategy(entry.recovery), "default in code"
+        return Strategy(entry.recovery), gettext("default in code")
     return None, ""
 
 
@@ -317,10 +317,12 @@ def _orphan_message(item) -> str:
         return gettext("Worker %(worker)s gone: taken out of the queue and recorded failed; left for an operator.") % {
             "worker": item.holder
         }
-    done = {
-        Strategy.RESUME: "runs again from its last checkpoint",
-        Strategy.RESTART: f"{item.plan.discarded} checkpoint(s) discarded, runs again from scratch",
-    }.get(item.plan.strategy, "runs again with the same arguments")
+    if item.plan.strategy == Strategy.RESUME:
+        done = gettext("runs again from its last checkpoint")
+    elif item.plan.strategy == Strategy.RESTART:
+        done = gettext("%(count)s checkpoint(s) discarded, runs again from scratch") % {"count": item.plan.discarded}
+    else:
+        done = gettext("runs again with the same arguments")
     return gettext("Worker %(worker)s gone: given back to queue %(queue)s; %(done)s.") % {
         "worker": item.holder,
         "queue": item.queue,

@@ -66,7 +66,7 @@ def show_refusal(form, exc) -> None:
 
     if isinstance(exc, DuplicateRun) and exc.existing is not None:
         url = reverse("taskcenter:run_detail", args=[exc.existing.task_id])
-        form.add_error(None, format_html('{} <a href="{}">Open that run</a>.', str(exc), url))
+        form.add_error(None, format_html('{} <a href="{}">{}</a>.', str(exc), url, _("Open that run")))
         return
     for field, errors in (exc.errors or {None: [str(exc)]}).items():
         for error in errors:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from taskcenter.charts import line_chart
 from taskcenter.selectors import alerts as alert_service
@@ -166,35 +167,40 @@ def _charts(points, queue_history, *, now: datetime) -> dict:
     for key, minutes, step in (("hour", 60, 1), ("day", 24 * 60, DAY_BUCKET_MINUTES)):
         start = end - timedelta(minutes=minutes)
         window = [p for p in points if p.minute >= start]
-        per = "" if step == 1 else f" ({step}-minute average)"
-        worst = "" if step == 1 else f" (highest minute of each {step})"
+        if step == 1:
+            throughput_title = _("Finished tasks per minute by outcome")
+            runtime_title, wait_title = _("Run time percentiles"), _("Wait time percentiles")
+        else:
+            throughput_title = _("Finished tasks per minute by outcome (%(step)s-minute average)") % {"step": step}
+            runtime_title = _("Run time percentiles (highest minute of each %(step)s)") % {"step": step}
+            wait_title = _("Wait time percentiles (highest minute of each %(step)s)") % {"step": step}
         common = {"start": start, "end": end, "tz": tz, "width": 640, "height": 220}
         charts[key] = {
             "throughput": line_chart(
                 _throughput(window, start, end, step),
-                y_label="tasks / min",
-                title=f"Finished tasks per minute by outcome{per}",
+                y_label=_("tasks / min"),
+                title=throughput_title,
                 colors=OUTCOME_COLORS,
                 **common,
             ),
             "runtime": line_chart(
                 _percentiles(window, "runtime", start, end, step),
-                y_label="seconds",
-                title=f"Run time percentiles{worst}",
+                y_label=_("seconds"),
+                title=runtime_title,
                 colors=PERCENTILE_COLORS,
                 **common,
             ),
             "wait": line_chart(
                 _percentiles(window, "wait", start, end, step),
-                y_label="seconds",
-                title=f"Wait time percentiles{worst}",
+                y_label=_("seconds"),
+                title=wait_title,
                 colors=PERCENTILE_COLORS,
                 **common,
             ),
             "queues": line_chart(
                 _queue_depths(queue_history, start, end, step),
-                y_label="messages",
-                title=f"Queue depth (highest sample per {step} min)",
+                y_label=_("messages"),
+                title=_("Queue depth (highest sample per %(step)s min)") % {"step": step},
                 **common,
             ),
         }

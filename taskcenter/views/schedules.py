@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 from django_celery_beat.models import PeriodicTask
 
@@ -28,9 +29,9 @@ from taskcenter.services import schedules as service
 from taskcenter.views.common import staff_required, submit
 
 DST_NOTES = {
-    SHIFTED: "clocks jump forward: runs right after the jump",
-    AMBIGUOUS: "clocks fall back: runs at the first of the two",
-    DST_DAY: "on a day the clocks change",
+    SHIFTED: gettext_lazy("clocks jump forward: runs right after the jump"),
+    AMBIGUOUS: gettext_lazy("clocks fall back: runs at the first of the two"),
+    DST_DAY: gettext_lazy("on a day the clocks change"),
 }
 
 

@@ -21,5 +21,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{mark} {result.name:<20} {result.message}")
         failed = [result.name for result in results if not result.ok]
         if failed:
-            raise CommandError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
-        self.stdout.write(self.style.SUCCESS("All checks passed."))
+            raise CommandError(
+                _("%(count)s check(s) failed: %(checks)s") % {"count": len(failed), "checks": ", ".join(failed)}
+            )
+        self.stdout.write(self.style.SUCCESS(_("All checks passed.")))

@@ -20,26 +20,29 @@ class Command(BaseCommand):
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "").strip()
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
         if username and not password:
-            raise CommandError("DJANGO_SUPERUSER_USERNAME is set but DJANGO_SUPERUSER_PASSWORD is not.")
+            raise CommandError(_("DJANGO_SUPERUSER_USERNAME is set but DJANGO_SUPERUSER_PASSWORD is not."))
         generated = not username
         if generated:
             username = "admin"
             password = secrets.token_urlsafe(12)
 
         if User.objects.filter(**{User.USERNAME_FIELD: username}).exists():
-            self.stdout.write(f"Superuser {username!r} already exists; left unchanged.")
+            self.stdout.write(_("Superuser '%(name)s' already exists; left unchanged.") % {"name": username})
             return
         if generated and User.objects.filter(is_superuser=True).exists():
-            self.stdout.write("A superuser already exists; none created.")
+            self.stdout.write(_("A superuser already exists; none created."))
             return
         User.objects.create_superuser(username=username, email="", password=password)
         if generated:
             self.stdout.write(
                 self.style.WARNING(
-                    f"Created superuser {username!r} with password {password!r}\n"
-                    "This password is shown only now; change it in the admin or with "
-                    "`manage.py changepassword admin`."
+                    _(
+                        "Created superuser '%(name)s' with password '%(password)s'\n"
+                        "This password is shown only now; change it in the admin or with "
+                        "`manage.py changepassword admin`."
+                    )
+                    % {"name": username, "password": password}
                 )
             )
         else:
-            self.stdout.write(self.style.SUCCESS(f"Created superuser {username!r}."))
+            self.stdout.write(self.style.SUCCESS(_("Created superuser '%(name)s'.") % {"name": username}))
