@@ -35,7 +35,13 @@ def worker_pool(request, hostname):
     if resize is None or n is None:
         messages.error(request, _("Choose grow or shrink and a whole number of processes."))
         return _workers_page(request, status=400)
-    return _perform(request, lambda: resize(hostname=hostname, n=n, actor=request.user))
+
+    def act():
+        return resize(hostname=hostname, n=n, actor=request.user)
+
+    if request.POST.get("from") == "worker":  # sent from the worker's own page: back to it
+        return _perform_on(request, hostname, act)
+    return _perform(request, act)
 
 
 @manage_workers_required
