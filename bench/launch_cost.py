@@ -5,9 +5,13 @@ Self-contained: its own state folder under /tmp (SQLite database, Valkey data),
 ``migrate``, a real Valkey server (``taskcenter.embedded_redis``), no worker. The
 script then alternates rounds of
 
+- ``celery``: the same ``apply_async`` on a stock Celery app configured from the
+  project's settings (the same broker, serializer, queues, task-sent events), with
+  Celery's own message class and kombu's own connections: Celery as shipped;
 - ``bare``: ``examples.add.apply_async(args, task_id=..., queue=..., priority=...)``,
-  the options ``run_launch`` sends, with taskcenter's publish signal receivers
-  disconnected: Celery and kombu alone, no Run row (the issue's baseline);
+  the options ``run_launch`` sends, on the project's app with taskcenter's publish
+  signal receivers disconnected: no Run row, but the project's connections (which
+  reuse their redis-py clients, ``taskcenter.broker.ReusingConnection``);
 - ``recorded``: the same call with the receivers connected, as any task published
   by code in this project: its publish signal writes the Run row
   (``taskcenter.signals.record_publish``) after the publish;
@@ -17,7 +21,8 @@ script then alternates rounds of
 
 Each launch is timed on its own (``time.perf_counter``); rounds of ``--round``
 launches of each kind take turns, so drifts of the shared machine hit all of them.
-Reported: median, p95 and mean per kind, and the service's ratio to ``bare`` (and to ``recorded``).
+Reported: median, p95 and mean per kind, and the service's ratio to ``celery``, to ``bare``
+and to ``recorded``.
 
     .venv/bin/python bench/launch_cost.py --launches 2000 --out bench/results/launch_cost.json
     .venv/bin/python bench/launch_cost.py --launches 500 --profile /tmp/launch.prof   # cProfile of the service rounds
@@ -43,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from monitor_throughput import migrate, prepare_environment, start_redis, stop, versions  # noqa: E402
 
 TASK = "examples.add"
-KINDS = ("bare", "recorded", "service")
+KINDS = ("celery", "bare", "recorded", "service")
 
 logger = logging.getLogger("bench.launch_cost")
 
@@ -94,17 +99,25 @@ class Launchers:
         self.options = {"queue": entry.default_queue, "priority": Priority(entry.priority).broker_priority}
         self.run_launch = run_launch
         self.user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
+        self.stock_task = stock_celery_task()
+
+    def celery(self, i: int) -> None:
+        """``bare`` on the stock app (``measure`` disconnects the receivers around it)."""
+        self.stock_task.apply_async(args=[i, 1], task_id=str(uuid.uuid4()), eta=None, expires=None, **self.options)
 
     def recorded(self, i: int) -> None:
         self.task.apply_async(args=[i, 1], task_id=str(uuid.uuid4()), eta=None, expires=None, **self.options)
 
     def bare(self, i: int) -> None:
         """``recorded`` with taskcenter's publish receivers disconnected (``measure`` times only the call)."""
+        self.without_receivers(self.recorded, i)
+
+    def without_receivers(self, launch, i: int) -> None:
         signals = self.signals
         signals.before_task_publish.disconnect(dispatch_uid="taskcenter.annotate_message")
         signals.after_task_publish.disconnect(dispatch_uid="taskcenter.record_publish")
         try:
-            self.recorded(i)
+            launch(i)
         finally:
             self.reconnect()
 
@@ -116,11 +129,28 @@ class Launchers:
         self.run_launch(task_name=TASK, args=[i, 1], launched_by=self.user)
 
 
+def stock_celery_task():
+    """``examples.add`` on a stock Celery app with the project's settings (not the current app)."""
+    from celery import Celery
+
+    stock = Celery("stock", set_as_current=False)
+    stock.config_from_object("django.conf:settings", namespace="CELERY")
+
+    @stock.task(name=TASK, shared=False)
+    def add(x, y):
+        return x + y
+
+    return add
+
+
 def measure(args) -> dict:
     launchers = Launchers()
     for kind in KINDS:
         for i in range(args.warmup):
-            getattr(launchers, kind)(i)
+            if kind == "celery":
+                launchers.without_receivers(launchers.celery, i)
+            else:
+                getattr(launchers, kind)(i)
     times = {kind: [] for kind in KINDS}
     profiler = cProfile.Profile() if args.profile else None
     done = 0
@@ -133,13 +163,14 @@ def measure(args) -> dict:
             if profiling:
                 profiler.enable()
             for i in range(done, done + n):
-                if kind == "bare":
-                    # Disconnecting the receivers is not part of the cost.
+                if kind in ("celery", "bare"):
+                    # Celery's signals are global: both run without taskcenter's receivers,
+                    # and disconnecting them is not part of the cost.
                     signals = launchers.signals
                     signals.before_task_publish.disconnect(dispatch_uid="taskcenter.annotate_message")
                     signals.after_task_publish.disconnect(dispatch_uid="taskcenter.record_publish")
                     start = counter()
-                    launchers.recorded(i)
+                    (launchers.celery if kind == "celery" else launchers.recorded)(i)
                     bucket.append(counter() - start)
                     launchers.reconnect()
                     continue
@@ -153,15 +184,12 @@ def measure(args) -> dict:
         profiler.dump_stats(args.profile)
         logger.info("cProfile of the service launches written to %s", args.profile)
     figures = {kind: summary(values) for kind, values in times.items()}
-    bare, service = figures["bare"], figures["service"]
-    figures["ratio_service_to_bare"] = {
-        "median": round(service["median_ms"] / bare["median_ms"], 2),
-        "p95": round(service["p95_ms"] / bare["p95_ms"], 2),
-    }
-    figures["ratio_service_to_recorded"] = {
-        "median": round(service["median_ms"] / figures["recorded"]["median_ms"], 2),
-        "p95": round(service["p95_ms"] / figures["recorded"]["p95_ms"], 2),
-    }
+    service = figures["service"]
+    for kind in ("celery", "bare", "recorded"):
+        figures[f"ratio_service_to_{kind}"] = {
+            "median": round(service["median_ms"] / figures[kind]["median_ms"], 2),
+            "p95": round(service["p95_ms"] / figures[kind]["p95_ms"], 2),
+        }
     return figures
 
 
@@ -171,7 +199,7 @@ def check(launches: int, warmup: int) -> dict:
 
     return {
         "runs": Run.objects.filter(task_name=TASK).count(),
-        "runs_expected": (launches + warmup) * len(KINDS) - (launches + warmup),  # bare rounds record none
+        "runs_expected": (launches + warmup) * 2,  # recorded and service; celery and bare record none
         "audit_entries": AuditEntry.objects.filter(target=TASK, action=AuditEntry.Action.LAUNCH).count(),
         "audit_expected": launches + warmup,
     }
@@ -210,8 +238,11 @@ def report(r: dict) -> None:
         f = r[kind]
         logger.info("%-8s median %.3f ms  p95 %.3f ms  mean %.3f ms  (n=%d)",
                     kind, f["median_ms"], f["p95_ms"], f["mean_ms"], f["n"])  # fmt: skip
+    ratio = r["ratio_service_to_celery"]
+    logger.info("service / stock Celery apply_async: median %.2fx, p95 %.2fx", ratio["median"], ratio["p95"])
     ratio = r["ratio_service_to_bare"]
-    logger.info("service / bare (Celery alone): median %.2fx, p95 %.2fx", ratio["median"], ratio["p95"])
+    logger.info("service / bare apply_async of the project's app: median %.2fx, p95 %.2fx",
+                ratio["median"], ratio["p95"])  # fmt: skip
     ratio = r["ratio_service_to_recorded"]
     logger.info("service / recorded apply_async: median %.2fx, p95 %.2fx", ratio["median"], ratio["p95"])
     logger.info("left behind: %s", r["left_behind"])

@@ -36,6 +36,8 @@ from django.conf import settings
 from django.utils.translation import gettext
 from kombu.exceptions import ContentDisallowed, DecodeError
 
+from taskcenter.broker import client_reusing
+
 logger = logging.getLogger(__name__)
 
 MAX_TASK_ID_LENGTH = 255  # django-celery-results' TaskResult.task_id
@@ -364,32 +366,14 @@ def guard_redis_reads() -> None:
 
 
 def reuse_redis_clients() -> None:
-    """Let each kombu channel reuse one ``redis.Redis`` client per connection pool.
+    """Let every kombu Redis channel of this worker process reuse one client per connection pool.
 
-    kombu builds a new client for every command it sends outside BRPOP: each
-    acknowledgement, each unacked-index write, each event PUBLISH. redis-py 8 fills
-    ~170 response callbacks per client, about a tenth of a worker's main process at
-    full speed. A client holds no connection of its own (it takes one from the pool
-    for each command), so one per pool serves every caller; a new pool (after a
-    reconnect) gets a new client.
+    The app's own connections already do (``taskcenter.broker.ReusingConnection``); a
+    worker also patches kombu's class, so channels made by any other path do too.
     """
     from kombu.transport import redis as kombu_redis
 
-    channel = kombu_redis.Channel
-    if getattr(channel._create_client, "taskcenter_reused", False):
-        return
-    create_client = channel._create_client
-
-    def _create_client(self, asynchronous=False):
-        pool = self.async_pool if asynchronous else self.pool
-        clients = self.__dict__.setdefault("_taskcenter_clients", {})
-        cached = clients.get(asynchronous)
-        if cached is None or cached[0] is not pool:
-            cached = clients[asynchronous] = (pool, create_client(self, asynchronous=asynchronous))
-        return cached[1]
-
-    _create_client.taskcenter_reused = True
-    channel._create_client = _create_client
+    kombu_redis.Channel._create_client = client_reusing(kombu_redis.Channel._create_client)
 
 
 class PoolGuard(bootsteps.Step):
