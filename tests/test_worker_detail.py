@@ -104,7 +104,18 @@ def test_monitor_counts_of_succeeded_failed_and_retried_runs_show_per_worker(
         worker = page.context["detail"].info
         return (worker.succeeded, worker.failed, worker.retried)
 
-    before = wait_for(lambda: None not in counts() and counts(), message="the monitor to know the worker")
+    wait_for(lambda: None not in counts(), message="the monitor to know the worker")
+    # The shared worker may still be finishing an earlier test's runs (a retry held back, a slow task):
+    # start from counts that stayed the same for 3 s, so only this test's runs move them.
+    seen = {"counts": counts(), "since": time.monotonic()}
+
+    def settled():
+        now = counts()
+        if now != seen["counts"]:
+            seen.update(counts=now, since=time.monotonic())
+        return time.monotonic() - seen["since"] >= 3 and now
+
+    before = wait_for(settled, timeout=60, message="the worker's counts to settle")
     runs = [
         run_launch(task_name="examples.add", kwargs={"x": 1, "y": 2}),
         run_launch(task_name="examples.fail", kwargs={}),
@@ -116,7 +127,16 @@ def test_monitor_counts_of_succeeded_failed_and_retried_runs_show_per_worker(
         timeout=30, message="the three runs to end",
     )  # fmt: skip
     expected = (before[0] + 2, before[1] + 1, before[2] + 1)  # add and flaky succeed; fail fails; flaky retried once
-    wait_for(lambda: counts() == expected, timeout=15, message=f"the counts to reach {expected}")
+    last = {}
+
+    def reached():
+        last["counts"] = counts()
+        return last["counts"] == expected
+
+    try:
+        wait_for(reached, timeout=15, message=f"the counts to reach {expected}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last seen {last.get('counts')}, before {before}") from None
 
     page = staff_client.get(reverse("taskcenter:worker_list"))
     row = next(w for w in page.context["overview"].workers if w.hostname == hostname)
