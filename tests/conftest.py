@@ -355,6 +355,14 @@ def celery_beat(django_db_blocker, redis_server, celery_worker):
         client.delete(key)
 
 
+@pytest.fixture(scope="session")
+def compiled_catalogue():
+    """The .mo files are git-ignored: compile them from the .po files once, as `make test` does."""
+    from django.core.management import call_command
+
+    call_command("compiletranslations", verbosity=0)
+
+
 @pytest.fixture(autouse=True)
 def default_language_after_each_test():
     """Each test ends in the default language.

@@ -1,12 +1,16 @@
-"""Find user-visible text in templates that is not marked for translation.
+"""Find user-visible text that is not marked for translation, in templates and in Python.
 
-Used by tests/test_i18n.py. A template's text tokens (what lies outside ``{% %}`` and
+``unmarked_text`` is used by tests/test_i18n.py and the pages' tests; ``literal_text``,
+``WORDS`` and ``CJK`` by the Python audits (tests/test_i18n_python.py, _services.py, _cli.py).
+
+A template's text tokens (what lies outside ``{% %}`` and
 ``{{ }}``) are read with an HTML parser: text between tags, and the attributes a user
 reads (``title``, ``placeholder``, ``aria-label``, ``alt``, a button's ``value``), with
 letters in them, are unmarked unless they sit inside ``{% translate %}`` /
 ``{% blocktranslate %}``, a ``{% comment %}``, or a ``<script>``/``<style>`` element.
 """
 
+import ast
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,6 +19,10 @@ from django.template.base import Lexer, TokenType
 
 VISIBLE_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt"}
 LETTERS = re.compile(r"[A-Za-z]{2,}")
+#: A Python literal "has words" when it holds two Latin letters in a row (format strings and symbols do not).
+WORDS = LETTERS
+#: A Chinese character: a translated text holds one.
+CJK = re.compile(r"[\u4e00-\u9fff]")
 #: Text that is the same in every language (names, units, symbols).
 NEUTRAL = re.compile(r"^(taskcenter|JSON|API|UTC|ID|PID|CSV|Redis|Celery|OK|cron|ms|s|[A-Z]{1,5}\d*)$")
 
@@ -83,3 +91,21 @@ def templates_unmarked(folder: Path) -> dict[str, list[str]]:
         if pieces:
             found[str(path.relative_to(folder))] = pieces
     return found
+
+
+def literal_text(node) -> str | None:
+    """The words a Python expression ``node`` shows as written, or None when translated, computed or wordless.
+
+    A string, the fixed parts of an f-string, and either side of an operator (``"..." + x``,
+    ``"..." % x``) or of a conditional expression.
+    """
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value if WORDS.search(node.value) else None
+    if isinstance(node, ast.JoinedStr):
+        text = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
+        return text if WORDS.search(text) else None
+    if isinstance(node, ast.BinOp):
+        return literal_text(node.left) or literal_text(node.right)
+    if isinstance(node, ast.IfExp):
+        return literal_text(node.body) or literal_text(node.orelse)
+    return None

@@ -48,15 +48,18 @@ def test_every_catalogue_entry_is_translated_and_compiles():
     call_command("compiletranslations", verbosity=0)
 
 
-def test_an_untranslated_entry_fails_the_check_and_a_compiled_catalogue_is_read_by_gettext(tmp_path, settings):
+def _catalogue_folder(tmp_path, settings, entries: str):
+    """A zh_Hans catalogue of ``entries`` (.po text) in the only locale folder; returns its folder."""
     folder = tmp_path / "zh_Hans" / "LC_MESSAGES"
     folder.mkdir(parents=True)
-    (folder / "django.po").write_text(
-        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-        'msgid "Queues"\nmsgstr "队列"\n\nmsgid "Workers"\nmsgstr ""\n',
-        encoding="utf-8",
-    )
+    header = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+    (folder / "django.po").write_text(header + entries, encoding="utf-8")
     settings.LOCALE_PATHS = [tmp_path]
+    return folder
+
+
+def test_an_untranslated_entry_fails_the_check_and_a_compiled_catalogue_is_read_by_gettext(tmp_path, settings):
+    folder = _catalogue_folder(tmp_path, settings, 'msgid "Queues"\nmsgstr "队列"\n\nmsgid "Workers"\nmsgstr ""\n')
     with pytest.raises(CommandError, match="1 message"):
         call_command("compiletranslations", "--check", verbosity=0)
     call_command("compiletranslations", verbosity=0)
@@ -67,14 +70,7 @@ def test_an_untranslated_entry_fails_the_check_and_a_compiled_catalogue_is_read_
 
 
 def test_a_fuzzy_entry_fails_the_check(tmp_path, settings):
-    folder = tmp_path / "zh_Hans" / "LC_MESSAGES"
-    folder.mkdir(parents=True)
-    (folder / "django.po").write_text(
-        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-        '#, fuzzy\nmsgid "%(size)s byte"\nmsgstr "%(since)s前"\n',
-        encoding="utf-8",
-    )
-    settings.LOCALE_PATHS = [tmp_path]
+    _catalogue_folder(tmp_path, settings, '#, fuzzy\nmsgid "%(size)s byte"\nmsgstr "%(since)s前"\n')
     with pytest.raises(CommandError, match="1 message"):
         call_command("compiletranslations", "--check", verbosity=0)
 

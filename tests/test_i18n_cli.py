@@ -10,7 +10,6 @@ name, its ``examples=`` (command lines) and the JSON output's keys and values ar
 
 import ast
 import io
-import re
 from pathlib import Path
 
 import pytest
@@ -18,31 +17,14 @@ from django.core.management import CommandError, call_command
 from django.utils import translation
 
 from taskcenter.cli.base import display_width
+from tests.i18n_audit import CJK, literal_text
+
+pytestmark = pytest.mark.usefixtures("compiled_catalogue")
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = re.compile(r"[A-Za-z]{2,}")
-CJK = re.compile(r"[\u4e00-\u9fff]")
 #: Calls whose positional arguments an operator reads.
 SHOWN_CALLS = {"usage_error", "refused", "CommandError", "line", "require"}
 SHOWN_KEYWORDS = {"help", "description", "broker_consequence"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compiled_catalogue():
-    call_command("compiletranslations", verbosity=0)
-
-
-def _literal(node) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value if WORDS.search(node.value) else None
-    if isinstance(node, ast.JoinedStr):
-        text = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
-        return text if WORDS.search(text) else None
-    if isinstance(node, ast.BinOp):
-        return _literal(node.left) or _literal(node.right)
-    if isinstance(node, ast.IfExp):
-        return _literal(node.body) or _literal(node.orelse)
-    return None
 
 
 def unmarked_cli_text(source: str) -> list[tuple[int, str]]:
@@ -57,7 +39,7 @@ def unmarked_cli_text(source: str) -> list[tuple[int, str]]:
             candidates += node.args
         if name == "table" and node.args and isinstance(node.args[0], ast.Tuple):
             candidates += node.args[0].elts
-        found += [(candidate.lineno, text) for candidate in candidates if (text := _literal(candidate)) is not None]
+        found += [(candidate.lineno, text) for candidate in candidates if (text := literal_text(candidate)) is not None]
     return found
 
 

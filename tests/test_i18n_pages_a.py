@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
@@ -13,6 +12,9 @@ from django_celery_results.models import TaskResult
 
 from taskcenter.models import AuditEntry, Run
 from tests.i18n_audit import unmarked_text
+
+# The pages are read in Chinese: their catalogue must be compiled.
+pytestmark = pytest.mark.usefixtures("compiled_catalogue")
 
 TEMPLATES = [
     "base.html",
@@ -50,12 +52,6 @@ TEMPLATES = [
 ]
 
 CHINESE = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def compiled_catalogue():
-    """The .mo file is git-ignored: compile it from the .po before reading pages in Chinese."""
-    call_command("compiletranslations", verbosity=0)
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 from django.urls import reverse
 from django.utils import translation
 
@@ -47,12 +46,6 @@ def test_taskcenters_admin_overrides_have_no_text_left_unmarked():
     folder = Path(settings.BASE_DIR) / "templates" / "admin"
     for path in sorted(folder.rglob("*.html")):  # none today: the admin's own templates are translated by Django
         assert unmarked_text(path.read_text(encoding="utf-8")) == [], path
-
-
-@pytest.fixture(scope="session")
-def compiled_catalogue():
-    """The .mo is git-ignored: compile it once, as `make test` does."""
-    call_command("compiletranslations", verbosity=0)
 
 
 @pytest.fixture

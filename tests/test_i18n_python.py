@@ -17,7 +17,6 @@ not user-facing. Templates have their own audit (tests/i18n_audit.py).
 
 import ast
 import io
-import re
 from pathlib import Path
 
 import pytest
@@ -26,28 +25,14 @@ from django.core.management import call_command
 from django.http import QueryDict
 from django.utils import translation
 
+from tests.i18n_audit import literal_text
+
+pytestmark = pytest.mark.usefixtures("compiled_catalogue")
+
 ROOT = Path(__file__).resolve().parent.parent
 AUDITED = ("taskcenter/forms", "taskcenter/views")
 MESSAGE_CALLS = {"success", "error", "warning", "info", "debug"}
 FIRST_ARGUMENT_CALLS = {"ValidationError", "Http404", "PermissionDenied", "HttpResponseBadRequest"}
-WORDS = re.compile(r"[A-Za-z]{2,}")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compiled_catalogue():
-    call_command("compiletranslations", verbosity=0)
-
-
-def _literal_text(node) -> str | None:
-    """The literal words ``node`` would show as is, or None when it is translated or computed."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value if WORDS.search(node.value) else None
-    if isinstance(node, ast.JoinedStr):
-        text = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
-        return text if WORDS.search(text) else None
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        return _literal_text(node.left) or _literal_text(node.right)
-    return None
 
 
 def _name(func) -> str:
@@ -82,7 +67,7 @@ def unmarked_python_text(source: str) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
             for argument in _shown_arguments(node):
-                text = _literal_text(argument)
+                text = literal_text(argument)
                 if text is not None:
                     found.append((argument.lineno, text))
     return found

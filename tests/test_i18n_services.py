@@ -14,8 +14,11 @@ import re
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from django.utils import translation
+
+from tests.i18n_audit import CJK, literal_text
+
+pytestmark = pytest.mark.usefixtures("compiled_catalogue")
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDITED_SERVICES = [
@@ -34,22 +37,6 @@ AUDITED_SERVICES = [
 ]
 #: Raised for a caller's mistake, never shown to an operator.
 PROGRAMMING_ERRORS = {"ValueError", "TypeError", "NotImplementedError", "AssertionError"}
-WORDS = re.compile(r"[A-Za-z]{2,}")
-CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compiled_catalogue():
-    call_command("compiletranslations", verbosity=0)
-
-
-def _literal(node) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value if WORDS.search(node.value) else None
-    if isinstance(node, ast.JoinedStr):
-        text = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
-        return text if WORDS.search(text) else None
-    return None
 
 
 def unmarked_service_text(source: str) -> list[tuple[int, str]]:
@@ -68,7 +55,7 @@ def unmarked_service_text(source: str) -> list[tuple[int, str]]:
                 if isinstance(value, ast.List):
                     candidates += value.elts
         for candidate in candidates:
-            text = _literal(candidate)
+            text = literal_text(candidate)
             if text is not None:
                 found.append((candidate.lineno, text))
     return found
@@ -184,17 +171,9 @@ def unmarked_audit_messages(source: str) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
             for keyword in node.keywords:
-                if keyword.arg == "message" and (text := _message_literal(keyword.value)) is not None:
+                if keyword.arg == "message" and (text := literal_text(keyword.value)) is not None:
                     found.append((keyword.value.lineno, text))
     return found
-
-
-def _message_literal(node) -> str | None:
-    if isinstance(node, ast.BinOp):
-        return _message_literal(node.left) or _message_literal(node.right)
-    if isinstance(node, ast.IfExp):
-        return _message_literal(node.body) or _message_literal(node.orelse)
-    return _literal(node)
 
 
 def test_the_message_audit_finds_unmarked_messages():
