@@ -94,10 +94,10 @@ def test_totals_add_deltas_to_rows_written_elsewhere():
 
 
 def test_events_of_a_task_the_monitor_never_saw_sent_take_name_and_queue_from_its_run():
-    created = timezone.now() - timedelta(seconds=3)
+    started = now_minute_ts() + 10  # both events in one minute (a start at :59.5 once split them into two rows)
+    created = datetime.fromtimestamp(started - 3, UTC)
     Run.objects.create(task_result_id="known-run", task_name="examples.process_items", queue="low", created_at=created)
-    agg = Aggregator(clock=Clock(timezone.now().timestamp()))
-    started = timezone.now().timestamp()
+    agg = Aggregator(clock=Clock(started + 1))
     agg.handle({"type": "task-started", "uuid": "known-run", "timestamp": started})
     agg.handle({"type": "task-succeeded", "uuid": "known-run", "timestamp": started + 1, "runtime": 1.0})
     flush(agg)
