@@ -12,11 +12,13 @@ from logging.config import dictConfig
 
 from celery import Celery, signals
 
+from taskcenter.amqp import pin_publish_settings
 from taskcenter.worker import install as install_message_guard
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("taskcenter", amqp="taskcenter.amqp:TaskcenterAMQP")
+app.on_after_configure.connect(pin_publish_settings, weak=False)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 install_message_guard(app)

@@ -1,0 +1,88 @@
+"""What the app skips at every publish, and that it still declares and configures what it must (issue 12, part 4).
+
+- The app's producers (``taskcenter.amqp.DeclaredOnceProducer``) do not copy, bind and
+  look up a queue or exchange their connection already declared; after a lost connection
+  the next publish declares again, as kombu's own producer does.
+- The settings Celery reads at every publish are copied into the app's configuration
+  (``taskcenter.amqp.pin_publish_settings``); a change made on ``app.conf`` still wins.
+
+Checked on a real Redis server, with the project's own app.
+"""
+
+import uuid
+
+import pytest
+from kombu import messaging
+
+from config.celery import app as project_app
+from taskcenter.amqp import PUBLISH_SETTINGS, DeclaredOnceProducer
+from taskcenter.broker import BROKER_ERRORS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def declarations(monkeypatch):
+    """The entities kombu's ``maybe_declare`` is asked about while the test runs (it still does the work)."""
+    asked = []
+    real = messaging.maybe_declare
+
+    def counting(entity, *args, **kwargs):
+        asked.append(entity.name)
+        return real(entity, *args, **kwargs)
+
+    monkeypatch.setattr(messaging, "maybe_declare", counting)
+    return asked
+
+
+def publish(n: int = 1, queue: str = "default") -> None:
+    task = project_app.tasks["examples.add"]
+    for i in range(n):
+        task.apply_async(args=[i, 1], task_id=str(uuid.uuid4()), queue=queue)
+
+
+def queued(client, queue: str) -> int:
+    return sum(client.llen(key) for key in client.keys(f"{queue}*") if client.type(key) == b"list")
+
+
+def test_the_apps_producers_skip_a_queue_and_exchange_their_connection_declared(
+    private_broker, declarations, celery_conf
+):
+    celery_conf(task_send_sent_event=True)
+    with project_app.producer_or_acquire() as producer:
+        assert isinstance(producer, DeclaredOnceProducer)
+    publish(1)
+    assert set(declarations) >= {"default", "celeryev"}  # the first publish declares the queue and event exchange
+    declarations.clear()
+    publish(10)
+    assert declarations == []
+    publish(1, queue="high")  # a queue not declared yet on this connection is declared
+    assert declarations == ["high"]
+    assert queued(private_broker, "default") == 11 and queued(private_broker, "high") == 1
+
+
+def test_after_a_publish_fails_on_a_stopped_broker_the_next_one_declares_again(
+    private_broker, private_redis, declarations
+):
+    publish(2)
+    assert declarations.count("default") <= 1  # once per connection, as kombu's own producer
+    private_redis.stop()
+    with pytest.raises(BROKER_ERRORS):
+        publish(1)  # kombu drops the connection, and with it what it declared there
+    private_redis.start()
+    declarations.clear()
+    publish(2)
+    assert declarations.count("default") == 1  # asked again once, then skipped again
+    assert queued(private_broker, "default") >= 2
+
+
+def test_the_settings_read_at_every_publish_are_copied_once_and_later_changes_still_win(private_broker, monkeypatch):
+    conf = project_app.conf
+    assert {name: conf.changes[name] for name in PUBLISH_SETTINGS} == {name: conf[name] for name in PUBLISH_SETTINGS}
+    monkeypatch.setitem(conf, "task_always_eager", True)  # the bare spelling, as tests and shells set it
+    result = project_app.tasks["examples.add"].apply_async(args=[2, 3])
+    assert result.get(timeout=5) == 5  # ran here, eagerly: no message
+    assert queued(private_broker, "default") == 0
+    monkeypatch.setitem(conf, "CELERY_TASK_ALWAYS_EAGER", False)  # the namespaced spelling wins over the copy
+    publish(1)
+    assert queued(private_broker, "default") == 1
