@@ -1,13 +1,17 @@
 """What one launch costs the database: BEGIN, two INSERTs, COMMIT, and no index it does not need (issue 12)."""
 
+from datetime import UTC
 from itertools import groupby
 
 import pytest
 from celery import signals
 from django.db import IntegrityError, connection
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from taskcenter.models import AuditEntry, Run
-from taskcenter.rows import rows_insert_committed
+from taskcenter.rows import _NO_QUICK_WAY, _quick_adapter, rows_insert_committed
 from taskcenter.services.launch import BrokerUnavailable, run_launch
 
 sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's driver-level trace and query plans")
@@ -173,3 +177,39 @@ def test_sqlite_checkpoints_its_wal_at_the_configured_size_not_at_every_thousand
         (journal,) = cursor.execute("PRAGMA journal_mode").fetchone()
     assert pages == settings.SQLITE_WAL_AUTOCHECKPOINT == 10_000
     assert journal == "wal"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@sqlite_only
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=_json_values, moment=st.datetimes(timezones=st.just(UTC) | st.timezones() | st.none()))
+def test_the_quick_way_to_a_json_or_time_column_gives_what_django_would_send(value, moment):
+    """``rows._quick_adapter`` (SQLite) sends the same text Django's ``get_db_prep_save`` does, or steps aside."""
+    for field in (Run._meta.get_field("args"), AuditEntry._meta.get_field("detail")):
+        quick = _quick_adapter(field, connection)(value)
+        assert (quick is _NO_QUICK_WAY) == (value is None)  # None goes Django's way (SQL NULL)
+        if value is not None:
+            assert quick == field.get_db_prep_save(value, connection)
+    created_at = Run._meta.get_field("created_at")
+    quick = _quick_adapter(created_at, connection)(moment)
+    assert (quick is _NO_QUICK_WAY) == (moment.tzinfo is not UTC)  # only an aware time in UTC
+    if quick is not _NO_QUICK_WAY:
+        assert quick == created_at.get_db_prep_save(moment, connection)
+    assert _quick_adapter(Run._meta.get_field("task_name"), connection) is None
+
+
+@sqlite_only
+def test_a_launch_reads_back_its_arguments_and_times_as_written(django_user_model):
+    user = django_user_model.objects.create(username="reader")
+    run = run_launch(task_name="examples.add", args=[2, 3], launched_by=user, countdown=60)
+    stored = Run.objects.get(pk=run.pk)
+    assert (stored.args, stored.kwargs, stored.attempts) == ([2, 3], {}, [])
+    assert stored.created_at == run.created_at and stored.eta == run.eta
+    entry = AuditEntry.objects.get(task_id=run.task_id)
+    assert entry.detail["queue"] == run.queue and entry.at is not None
