@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from taskcenter import arguments, catalogue, secret_arguments
-from taskcenter.broker import BROKER_ERRORS
+from taskcenter.broker import BROKER_ERRORS, publishing_together
 from taskcenter.catalogue import CatalogueEntry
 from taskcenter.models import AuditEntry, Run, RunSource
 from taskcenter.priorities import Priority
@@ -454,11 +454,16 @@ def run_launch(
         expires=expires,
         dedup_key=dedup_key,
     )
+
+    def send():
+        with publishing_together() as producer:  # the message and its task-sent event in one round trip
+            return prepared.task.apply_async(
+                args=prepared.args, kwargs=prepared.kwargs, producer=producer, **prepared.message_options()
+            )
+
     runs, _ = launches_publish(
         launches=[prepared],
-        send=lambda: prepared.task.apply_async(
-            args=prepared.args, kwargs=prepared.kwargs, **prepared.message_options()
-        ),
+        send=send,
         launched_by=launched_by,
         source=source,
         action=Action.RETRY if retry_of is not None else Action.LAUNCH,
