@@ -239,15 +239,17 @@ def check_arguments(
     *,
     leading: int = 0,
     secret: tuple[str, ...] = (),
+    bound: inspect.BoundArguments | None = None,
 ) -> list[tuple[str, str]]:
     """Arguments whose JSON value does not fit the parameter's type hint: ``(parameter, message)``.
 
-    The arguments must already bind to ``signature``. The first ``leading``
-    parameters are filled by Celery at run time and not checked. Unannotated
-    parameters take any JSON value. Messages never repeat the value of a
-    ``secret`` parameter.
+    The arguments must already bind to ``signature`` (``bound``, if the caller has bound
+    them already). The first ``leading`` parameters are filled by Celery at run time and
+    not checked. Unannotated parameters take any JSON value. Messages never repeat the
+    value of a ``secret`` parameter.
     """
-    bound = signature.bind(*([None] * leading), *args, **kwargs)
+    if bound is None:
+        bound = signature.bind(*([None] * leading), *args, **kwargs)
     skipped = set(list(signature.parameters)[:leading])
     problems = []
     for name, value in bound.arguments.items():

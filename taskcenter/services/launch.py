@@ -490,7 +490,7 @@ def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str
     if "args" in errors or "kwargs" in errors:
         return {}
     try:
-        entry.signature.bind(*([None] * leading_arguments), *args, **kwargs)
+        bound = entry.signature.bind(*([None] * leading_arguments), *args, **kwargs)
     except TypeError as exc:
         errors.add(
             "args" if args else "kwargs",
@@ -506,6 +506,7 @@ def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str
         kwargs,
         leading=leading_arguments,
         secret=entry.secret,
+        bound=bound,
     )
     for name, message in problems:
         base = name.split("[", 1)[0]
