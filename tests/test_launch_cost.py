@@ -205,7 +205,8 @@ def test_the_quick_way_to_a_json_or_time_column_gives_what_django_would_send(val
 
 
 @sqlite_only
-def test_a_launch_reads_back_its_arguments_and_times_as_written(django_user_model):
+def test_a_launch_reads_back_its_arguments_and_times_as_written(django_user_model, private_broker):
+    # A broker of its own: the delayed run waits in that broker's scheduled set, not in the shared one.
     user = django_user_model.objects.create(username="reader")
     run = run_launch(task_name="examples.add", args=[2, 3], launched_by=user, countdown=60)
     stored = Run.objects.get(pk=run.pk)

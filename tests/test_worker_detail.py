@@ -14,6 +14,7 @@ from django_celery_results.models import TaskResult
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from taskcenter import scheduled_set
 from taskcenter.models import AuditEntry, QueueState, Run
 from taskcenter.services.launch import run_launch
 from tests.conftest import broker_down, start_celery_worker, wait_for
@@ -95,25 +96,31 @@ def test_worker_page_lists_the_runs_waiting_for_their_eta_and_the_revoked_ones(s
 
 
 def test_monitor_counts_of_succeeded_failed_and_retried_runs_show_per_worker(
-    staff_client, celery_worker, celery_monitor
+    staff_client, celery_worker, celery_monitor, redis_server
 ):
     hostname = celery_worker.hostname
 
+    def state():
+        return staff_client.get(detail_url(hostname)).context["detail"].info
+
     def counts():
-        page = staff_client.get(detail_url(hostname))
-        worker = page.context["detail"].info
+        worker = state()
         return (worker.succeeded, worker.failed, worker.retried)
 
     wait_for(lambda: None not in counts(), message="the monitor to know the worker")
-    # The shared worker may still be finishing an earlier test's runs (a retry held back, a slow task):
-    # start from counts that stayed the same for 3 s, so only this test's runs move them.
+    # The shared worker may still have an earlier test's runs to do: delayed ones waiting in the
+    # scheduled set (the worker's pump would publish them mid-test: dropped here), a retry held
+    # back, a slow task, a queue its teardown resumed. Start from counts that stayed the same, with
+    # nothing active, for 6 s: longer than the monitor's flush interval (2 s) leaves counts behind.
+    redis_server.client().delete(*scheduled_set.KEYS)
     seen = {"counts": counts(), "since": time.monotonic()}
 
     def settled():
-        now = counts()
-        if now != seen["counts"]:
+        worker = state()
+        now = (worker.succeeded, worker.failed, worker.retried)
+        if now != seen["counts"] or worker.active:
             seen.update(counts=now, since=time.monotonic())
-        return time.monotonic() - seen["since"] >= 3 and now
+        return time.monotonic() - seen["since"] >= 6 and now
 
     before = wait_for(settled, timeout=60, message="the worker's counts to settle")
     runs = [
