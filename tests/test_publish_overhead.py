@@ -163,3 +163,14 @@ def test_a_broker_that_stops_answering_fails_the_launch_within_two_seconds_and_k
     assert not Run.objects.filter(args=[4, 5]).exists()
     refusal = AuditEntry.objects.filter(outcome=AuditEntry.Outcome.ERROR).latest("id")
     assert "Redis" in refusal.message or "broker" in refusal.message.lower()
+
+
+def test_a_launch_right_after_the_broker_restarted_goes_through(private_broker, private_redis):
+    """The batch's pipeline takes a pooled connection that the restart closed: redis-py connects again."""
+    run_launch(task_name="examples.add", args=[1, 1], queue="default")
+    private_redis.stop()
+    private_redis.start()
+    before = queued(private_broker, "default")  # what the server kept on disk
+    run = run_launch(task_name="examples.add", args=[6, 7], queue="default")
+    assert Run.objects.filter(task_result_id=run.task_id).exists()
+    assert queued(private_broker, "default") == before + 1
