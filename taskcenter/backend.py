@@ -1,6 +1,6 @@
 """taskcenter's result backend: django-celery-results' database backend that keeps finished runs true.
 
-Four changes:
+Five changes:
 
 - Each state a task takes is one statement, an upsert (``INSERT ... ON CONFLICT
   (task_id) DO UPDATE``) on SQLite and PostgreSQL, where django-celery-results reads
@@ -11,6 +11,8 @@ Four changes:
 - STARTED is held back for ``TASKCENTER_STARTED_WRITE_DELAY`` seconds
   (``taskcenter.started_writes``): a task that ends within it writes only its final
   row, with the start time in it.
+- A state that is not final (RETRY, STARTED, PROGRESS...) never replaces a final one
+  (a retry's RETRY can be stored after its next attempt succeeded).
 - A revoke never rewrites a finished result. Celery 5.6 stores REVOKED for
   every id a ``revoke`` control command names, with no request, so a late
   revoke (Flower's button, ``celery control revoke``, a terminate that races
@@ -123,7 +125,10 @@ class TaskcenterBackend(DatabaseBackend):
         if (started := held_started_writes.take(task_id)) is not None and values["date_started"] is None:
             # The row is created now, as if STARTED had been written when the task began.
             values["date_created"] = values["date_started"] = started["date_started"]
-        self._upsert(connection, values)
+        # A state that is not final (RETRY, STARTED, a task's own PROGRESS...) never replaces a final
+        # one: a retry's message goes out before its RETRY is stored, so the next attempt, in another
+        # pool process, can succeed first; a late RETRY would turn that SUCCESS back for good.
+        self._upsert(connection, values, keep_final=status not in states.READY_STATES)
         return result
 
     def _write_held(self, alias: str, values: dict) -> None:

@@ -39,3 +39,25 @@ def test_a_revoke_after_success_still_keeps_the_success():
     backend.store_result("upsert-3", 7, states.SUCCESS)
     backend.store_result("upsert-3", None, states.REVOKED)
     assert TaskResult.objects.get(task_id="upsert-3").status == states.SUCCESS
+
+
+@pytest.mark.parametrize("late", [states.RETRY, states.STARTED, "PROGRESS"])
+def test_a_state_that_is_not_final_stored_after_the_outcome_keeps_the_outcome(settings, late):
+    """A retry's message goes out before its RETRY is stored: the next attempt can succeed first."""
+    settings.TASKCENTER_STARTED_WRITE_DELAY = 0
+    backend = current_app.backend
+    backend.store_result(f"late-{late}", {"attempt": 3}, states.SUCCESS)
+    backend.store_result(f"late-{late}", {"progress": "attempt 2"}, late)
+    row = TaskResult.objects.get(task_id=f"late-{late}")
+    assert row.status == states.SUCCESS and row.result == '{"attempt": 3}'
+    backend.store_result(f"late-f-{late}", ValueError("final"), states.FAILURE)
+    backend.store_result(f"late-f-{late}", None, late)
+    assert TaskResult.objects.get(task_id=f"late-f-{late}").status == states.FAILURE
+
+
+def test_a_retry_then_its_success_end_in_success():
+    backend = current_app.backend
+    backend.store_result("retry-then-success", {"retry": "attempt 1"}, states.RETRY)
+    assert TaskResult.objects.get(task_id="retry-then-success").status == states.RETRY
+    backend.store_result("retry-then-success", 5, states.SUCCESS)
+    assert TaskResult.objects.get(task_id="retry-then-success").status == states.SUCCESS
