@@ -11,7 +11,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from taskcenter.models import AuditEntry, Run
-from taskcenter.rows import _NO_QUICK_WAY, _quick_adapter, rows_insert_committed
+from taskcenter.rows import _NO_QUICK_WAY, _quick_adapter, rows_insert_committed, rows_new
 from taskcenter.services.launch import BrokerUnavailable, run_launch
 
 sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's driver-level trace and query plans")
@@ -214,3 +214,83 @@ def test_a_launch_reads_back_its_arguments_and_times_as_written(django_user_mode
     assert stored.created_at == run.created_at and stored.eta == run.eta
     entry = AuditEntry.objects.get(task_id=run.task_id)
     assert entry.detail["queue"] == run.queue and entry.at is not None
+
+
+def _same_instance(built, expected) -> None:
+    """Two unsaved instances with the same values, state and cached related objects."""
+    assert type(built) is type(expected)
+    skip = {"_state", "created_at", "at"}  # defaults of "now": compared apart
+    assert {k: v for k, v in built.__dict__.items() if k not in skip} == {
+        k: v for k, v in expected.__dict__.items() if k not in skip
+    }
+    assert built.__dict__.keys() == expected.__dict__.keys()
+    assert (built._state.adding, built._state.db) == (expected._state.adding, expected._state.db)
+    assert built._state.fields_cache == expected._state.fields_cache
+
+
+_run_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "task_result_id": st.text(max_size=40),
+        "task_name": st.text(max_size=40),
+        "queue": st.sampled_from(["default", "high"]),
+        "args": _json_values,
+        "kwargs": st.dictionaries(st.text(max_size=5), _json_values, max_size=3),
+        "eta": st.none() | st.datetimes(timezones=st.just(UTC)),
+        "dedup_key": st.text(max_size=10),
+        "periodic_task_name": st.text(max_size=10),
+        "retry_of": st.none(),
+        "retry_of_id": st.none() | st.integers(1, 10**9),
+        "launched_by": st.none(),
+        "failure_fingerprint": st.none() | st.text(max_size=40),
+    },
+)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(values=_run_values)
+def test_a_row_built_quickly_is_the_instance_django_builds(values):
+    """``rows_new`` gives what ``Model(**values)`` gives: the values, the defaults, the state."""
+    if "retry_of" in values and "retry_of_id" in values:
+        values.pop("retry_of_id")  # Django takes one or the other
+    _same_instance(rows_new(Run, **values), Run(**values))
+
+
+@pytest.mark.django_db
+def test_a_row_built_quickly_links_related_objects_as_django_does(django_user_model):
+    user = django_user_model.objects.create(username="linker")
+    original = Run.objects.create(task_result_id="first", task_name="examples.add", queue="default")
+    values = {"task_result_id": "second", "launched_by": user, "retry_of": original, "cancelled_by": None}
+    built = rows_new(Run, **values)
+    _same_instance(built, Run(**values))
+    assert (built.launched_by_id, built.retry_of_id, built.cancelled_by_id) == (user.pk, original.pk, None)
+    assert built.launched_by is user and built.retry_of is original
+    entry = {"actor": user, "action": "launch", "target": "examples.add", "detail": {"queue": "default"}}
+    _same_instance(rows_new(AuditEntry, **entry), AuditEntry(**entry))
+    with pytest.raises(ValueError, match="must be a"):  # the descriptor's own type check
+        rows_new(Run, launched_by=original)
+
+
+def test_a_row_built_quickly_refuses_what_django_refuses_and_fills_defaults_afresh():
+    with pytest.raises(TypeError, match="unexpected keyword arguments: 'colour'"):
+        rows_new(Run, task_name="x", colour="red")
+    first, second = rows_new(Run), rows_new(Run)
+    assert first.args == [] and first.attempts == [] and first.kwargs == {}
+    assert first.args is not second.args  # a new list each time, as Django's callable default
+    assert first.created_at is not None and first.recorded_state == "PENDING"
+
+
+def test_a_model_with_init_receivers_is_built_by_django():
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=Run)
+    try:
+        run = rows_new(Run, task_name="x")
+    finally:
+        post_init.disconnect(receiver, sender=Run)
+    assert seen == [run]

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from taskcenter.models import AuditEntry
+from taskcenter.rows import rows_new
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def audit_entry(
     if context.get("api_token"):
         message = f"{message} [API token {context['api_token']!r}]".strip()
     detail = {**context, **(detail or {})}
-    return AuditEntry(
+    return rows_new(
+        AuditEntry,
         actor=actor if getattr(actor, "pk", None) else None,
         action=action,
         target=target[:255],

@@ -25,7 +25,7 @@ from taskcenter.broker import BROKER_ERRORS, publishing_together
 from taskcenter.catalogue import CatalogueEntry
 from taskcenter.models import AuditEntry, Run, RunSource
 from taskcenter.priorities import Priority
-from taskcenter.rows import rows_insert, rows_insert_committed
+from taskcenter.rows import rows_insert, rows_insert_committed, rows_new
 from taskcenter.safe_input import JSONInputError, check_json, has_utc_time
 from taskcenter.services import dedup
 from taskcenter.services.audit import Action, Outcome, audit_entry, audit_log, audit_record
@@ -138,7 +138,8 @@ class PreparedLaunch:
 
     def new_run(self, **fields) -> Run:
         """An unsaved Run describing this launch, with secret arguments masked."""
-        return Run(
+        return rows_new(
+            Run,
             task_result_id=self.task_id,
             task_name=self.entry.name,
             queue=self.queue,
@@ -518,9 +519,12 @@ def _check_arguments(entry, args, kwargs, leading_arguments, errors) -> dict[str
 def _check_start(countdown, eta, now, errors) -> datetime | None:
     """Return the ETA (None: as soon as possible), from a countdown or a time."""
     limit = settings.TASKCENTER_MAX_COUNTDOWN
-    beyond = gettext(
-        "is more than %(limit)s seconds ahead (TASKCENTER_MAX_COUNTDOWN); use a one-off (clocked) schedule instead."
-    ) % {"limit": limit}
+
+    def beyond():  # translated only when a message needs it: a gettext costs about 3 µs
+        return gettext(
+            "is more than %(limit)s seconds ahead (TASKCENTER_MAX_COUNTDOWN); use a one-off (clocked) schedule instead."
+        ) % {"limit": limit}
+
     if countdown is not None and eta is not None:
         errors.add("countdown", gettext("Give a countdown or an ETA, not both."))
         return None
@@ -533,7 +537,7 @@ def _check_start(countdown, eta, now, errors) -> datetime | None:
             errors.add(
                 "countdown",
                 gettext("Countdown cannot exceed %(limit)s seconds: it %(beyond)s")
-                % {"limit": limit, "beyond": beyond},
+                % {"limit": limit, "beyond": beyond()},
             )
         else:
             return now + timedelta(seconds=countdown) if countdown else None
@@ -551,7 +555,7 @@ def _check_start(countdown, eta, now, errors) -> datetime | None:
     if eta < now - ETA_PAST_TOLERANCE:
         errors.add("eta", gettext("ETA %(eta)s is in the past.") % {"eta": local_text(eta)})
     elif eta > now + timedelta(seconds=limit):
-        errors.add("eta", gettext("ETA %(eta)s %(beyond)s") % {"eta": local_text(eta), "beyond": beyond})
+        errors.add("eta", gettext("ETA %(eta)s %(beyond)s") % {"eta": local_text(eta), "beyond": beyond()})
     else:
         return eta
     return None
