@@ -29,7 +29,15 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 from django_celery_results.models import GroupResult, TaskResult
 
 from taskcenter import catalogue, permissions
-from taskcenter.models import ApiToken, AuditEntry, NotificationChannel, NotificationDelivery, Run, RunSource
+from taskcenter.models import (
+    SENT_BY_SCHEDULE,
+    ApiToken,
+    AuditEntry,
+    NotificationChannel,
+    NotificationDelivery,
+    Run,
+    RunSource,
+)
 from taskcenter.selectors.runs import state_expression, state_is
 from taskcenter.selectors.schedules import (
     COUNT_WINDOW,
@@ -101,9 +109,11 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     )
 
     def get_queryset(self, request):
-        latest = Run.objects.filter(periodic_task_name=OuterRef("name")).order_by("-id")
+        latest = Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=OuterRef("name")).order_by("-id")
         recent = (
-            Run.objects.filter(periodic_task_name=OuterRef("name"), created_at__gte=timezone.now() - COUNT_WINDOW)
+            Run.objects.filter(
+                SENT_BY_SCHEDULE, periodic_task_name=OuterRef("name"), created_at__gte=timezone.now() - COUNT_WINDOW
+            )
             .order_by()
             .values("periodic_task_name")
         )

@@ -36,6 +36,13 @@ class RunSource(models.TextChoices):
     EXTERNAL = "external", _("Other client")
 
 
+#: Runs a schedule sent (the others have no schedule name). The two indexes on a run's schedule hold
+#: only these, so a launch from a page, the API or code writes neither. SQLite uses a partial index
+#: only for a query that repeats its condition (PostgreSQL infers it from "= name"): every query by
+#: schedule adds it, e.g. ``Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=name)``.
+SENT_BY_SCHEDULE = models.Q(periodic_task_name__gt="")
+
+
 class Run(models.Model):
     """One published task: who sent it, where and how, from the moment it is sent.
 
@@ -190,9 +197,13 @@ class Run(models.Model):
             models.Index(fields=["queue", "-created_at", "-id"], name="run_queue_created"),
             models.Index(fields=["worker", "-created_at", "-id"], name="run_worker_created"),
             models.Index(fields=["launched_by", "-created_at", "-id"], name="run_launcher_created"),
-            # A schedule's runs (schedule page, last run, counts over a window).
-            models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id"),
-            models.Index(fields=["periodic_task_name", "-created_at", "-id"], name="run_schedule_time"),
+            # A schedule's runs (schedule page, last run, counts over a window): runs a schedule sent only.
+            models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id", condition=SENT_BY_SCHEDULE),
+            models.Index(
+                fields=["periodic_task_name", "-created_at", "-id"],
+                name="run_schedule_time",
+                condition=SENT_BY_SCHEDULE,
+            ),
             # A failure group's runs, newest first; only failed runs are in it.
             models.Index(
                 fields=["failure_fingerprint", "-id"],

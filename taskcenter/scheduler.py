@@ -60,7 +60,7 @@ from kombu.exceptions import OperationalError
 
 from taskcenter import catalogue
 from taskcenter.broker import BROKER_ERRORS
-from taskcenter.models import ACTIVE_STATES, Run, SchedulePolicy
+from taskcenter.models import ACTIVE_STATES, SENT_BY_SCHEDULE, Run, SchedulePolicy
 from taskcenter.schedules.due import (  # noqa: F401  (re-exported: the beat's vocabulary)
     MAX_COUNTED,
     MIN_TOLERANCE,
@@ -737,7 +737,7 @@ class TaskcenterScheduler(DatabaseScheduler):
         Only runs younger than ``result_expires`` count: older results are deleted, which
         would leave their runs PENDING for ever and block the schedule.
         """
-        runs = Run.objects.filter(periodic_task_name=name)
+        runs = Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=name)
         expires = self.app.conf.result_expires
         if expires:
             seconds = expires.total_seconds() if isinstance(expires, timedelta) else float(expires)

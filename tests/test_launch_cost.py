@@ -1,5 +1,6 @@
 """What one launch costs the database: BEGIN, two INSERTs, COMMIT, and no index it does not need (issue 12)."""
 
+import re
 from datetime import UTC
 from itertools import groupby
 
@@ -107,8 +108,6 @@ LAUNCH_WRITES = {
     "run_queue_created",
     "run_worker_created",
     "run_launcher_created",
-    "run_schedule_id",
-    "run_schedule_time",
 }
 
 
@@ -294,3 +293,47 @@ def test_a_model_with_init_receivers_is_built_by_django():
     finally:
         post_init.disconnect(receiver, sender=Run)
     assert seen == [run]
+
+
+@sqlite_only
+def test_every_query_by_schedule_reads_the_schedule_indexes_that_launches_skip(staff_client):
+    """The schedule indexes hold only runs a schedule sent; every page and check that asks for a schedule's runs
+    still walks them (SQLite needs the indexes' own condition in the query), never the run table."""
+    from types import SimpleNamespace
+
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    from taskcenter.models import SENT_BY_SCHEDULE
+    from taskcenter.scheduler import TaskcenterScheduler
+    from tests.test_schedules import make_schedule
+
+    task = make_schedule(name="tick")
+    Run.objects.create(task_result_id="by-schedule", task_name="examples.add", periodic_task_name="tick")
+    launched = run_launch(task_name="examples.add", args=[1, 2])
+    with connection.cursor() as cursor:
+        entries = cursor.execute(
+            "SELECT count(*) FROM taskcenter_run INDEXED BY run_schedule_id WHERE periodic_task_name > ''"
+        ).fetchone()[0]
+    assert entries == 1 and launched.periodic_task_name == ""  # the launch is not in the index
+    with CaptureQueriesContext(connection) as captured:
+        for url in (
+            reverse("taskcenter:schedule_list"),
+            reverse("taskcenter:schedule_detail", args=[task.pk]),
+            reverse("taskcenter:run_list") + "?schedule=tick",
+            reverse("taskcenter:run_list") + "?schedule=tick&state=FAILURE",
+            reverse("admin:django_celery_beat_periodictask_changelist"),
+        ):
+            assert staff_client.get(url).status_code == 200, url
+        scheduler = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(result_expires=3600)))
+        assert TaskcenterScheduler._active_runs(scheduler, "tick", 5) == 1
+    by_schedule = [q["sql"] for q in captured.captured_queries if '"periodic_task_name" = ' in q["sql"]
+                   or '"periodic_task_name" IN ' in q["sql"]]  # fmt: skip
+    assert len(by_schedule) >= 6, by_schedule
+    with connection.cursor() as cursor:
+        for sql in by_schedule:
+            plan = [row[-1] for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
+            assert any("USING INDEX run_schedule_" in step for step in plan), (sql[-300:], plan)
+            # No walk of the whole run table or of an index of every run ("U0": Django's subquery alias).
+            assert not any(re.match(r"SCAN (taskcenter_run|U\d+)( |$)", step) for step in plan), (sql[-300:], plan)
+    assert str(SENT_BY_SCHEDULE) == "(AND: ('periodic_task_name__gt', ''))"

@@ -260,8 +260,11 @@ def _one_or_many(values: tuple):
 
 
 def _lookups(equalities: dict) -> dict:
-    """``equalities`` as queryset lookups: ``field__in`` for a tuple."""
-    return {(f"{name}__in" if isinstance(value, tuple) else name): value for name, value in equalities.items()}
+    """``equalities`` as queryset lookups: ``field__in`` for a tuple; a schedule's with ``SENT_BY_SCHEDULE``'s term."""
+    lookups = {(f"{name}__in" if isinstance(value, tuple) else name): value for name, value in equalities.items()}
+    if "periodic_task_name" in equalities:
+        lookups["periodic_task_name__gt"] = ""  # SENT_BY_SCHEDULE's term: the schedule's partial indexes need it
+    return lookups
 
 
 def _keyed(equalities: dict) -> bool:
@@ -563,7 +566,7 @@ def _walk(filters: RunFilters, equalities: dict, *, cursor: int | None, newer: b
     single = {name for name, value in equalities.items() if not isinstance(value, tuple)}
     driving = next(d for d in DRIVING_ORDER if d <= single)  # a walk of one index, in page order
     rest = {name: value for name, value in equalities.items() if name not in driving}
-    base = _in_time_range(Run.objects.filter(**{name: equalities[name] for name in driving}), filters)
+    base = _in_time_range(Run.objects.filter(**_lookups({name: equalities[name] for name in driving})), filters)
     walk = base
     if cursor is not None:
         created = _cursor_position(cursor)

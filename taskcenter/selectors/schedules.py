@@ -11,7 +11,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from taskcenter.models import Run
+from taskcenter.models import SENT_BY_SCHEDULE, Run
 from taskcenter.schedules.timing import CronFields, FireTime, next_fire_times
 from taskcenter.selectors.runs import state_expression, state_is
 from taskcenter.zones import local_text
@@ -64,7 +64,7 @@ def schedules_overview(
     ``after`` pages by name (keyset: the names are unique and indexed), so any page of
     10,000 schedules costs the same; ``offset`` is for the command line's full listing.
     """
-    latest = Run.objects.filter(periodic_task_name=OuterRef("name")).order_by("-id")
+    latest = Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=OuterRef("name")).order_by("-id")
     tasks = (
         periodic_tasks()
         .annotate(
@@ -102,7 +102,7 @@ def schedules_overview(
 def _counts(names: list[str]) -> dict[str, tuple[int, int]]:
     since = timezone.now() - COUNT_WINDOW
     rows = (
-        Run.objects.filter(periodic_task_name__in=names, created_at__gte=since)
+        Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name__in=names, created_at__gte=since)
         .values("periodic_task_name")
         .annotate(total=Count("id"), failed=Count("id", filter=state_is("FAILURE")))
     )
@@ -120,7 +120,8 @@ def schedule_last_run(task: PeriodicTask) -> Run | None:
     Not ``PeriodicTask.last_run_at``: django-celery-beat clears it when a schedule is
     disabled, and a one-off resets its run count when it disables itself.
     """
-    return Run.objects.filter(periodic_task_name=task.name).select_related("task_result").order_by("-id").first()
+    runs = Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=task.name)
+    return runs.select_related("task_result").order_by("-id").first()
 
 
 def schedule_run_count(task: PeriodicTask) -> int:
