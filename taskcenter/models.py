@@ -41,6 +41,8 @@ class RunSource(models.TextChoices):
 #: only for a query that repeats its condition (PostgreSQL infers it from "= name"): every query by
 #: schedule adds it, e.g. ``Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=name)``.
 SENT_BY_SCHEDULE = models.Q(periodic_task_name__gt="")
+#: Runs a worker took (the worker column is empty until then). The same for History's index by worker.
+TAKEN_BY_A_WORKER = models.Q(worker__gt="")
 
 
 class Run(models.Model):
@@ -195,7 +197,9 @@ class Run(models.Model):
             models.Index(fields=["task_name", "-created_at", "-id"], name="run_task_created"),
             models.Index(fields=["task_name", "recorded_state", "-created_at", "-id"], name="run_task_state_created"),
             models.Index(fields=["queue", "-created_at", "-id"], name="run_queue_created"),
-            models.Index(fields=["worker", "-created_at", "-id"], name="run_worker_created"),
+            models.Index(
+                fields=["worker", "-created_at", "-id"], name="run_worker_created", condition=TAKEN_BY_A_WORKER
+            ),
             models.Index(fields=["launched_by", "-created_at", "-id"], name="run_launcher_created"),
             # A schedule's runs (schedule page, last run, counts over a window): runs a schedule sent only.
             models.Index(fields=["periodic_task_name", "-id"], name="run_schedule_id", condition=SENT_BY_SCHEDULE),

@@ -106,7 +106,6 @@ LAUNCH_WRITES = {
     "run_task_created",
     "run_task_state_created",
     "run_queue_created",
-    "run_worker_created",
     "run_launcher_created",
 }
 
@@ -296,44 +295,53 @@ def test_a_model_with_init_receivers_is_built_by_django():
 
 
 @sqlite_only
-def test_every_query_by_schedule_reads_the_schedule_indexes_that_launches_skip(staff_client):
-    """The schedule indexes hold only runs a schedule sent; every page and check that asks for a schedule's runs
-    still walks them (SQLite needs the indexes' own condition in the query), never the run table."""
+def test_every_query_by_schedule_or_worker_reads_the_partial_indexes_that_launches_skip(staff_client):
+    """The schedule and worker indexes hold only runs with a schedule or a worker; every page and check
+    that asks for a schedule's or a worker's runs still walks them (SQLite needs the indexes' own
+    condition in the query), never the run table or an index of every run."""
     from types import SimpleNamespace
 
     from django.test.utils import CaptureQueriesContext
     from django.urls import reverse
 
-    from taskcenter.models import SENT_BY_SCHEDULE
+    from taskcenter.models import SENT_BY_SCHEDULE, TAKEN_BY_A_WORKER
     from taskcenter.scheduler import TaskcenterScheduler
     from tests.test_schedules import make_schedule
 
     task = make_schedule(name="tick")
-    Run.objects.create(task_result_id="by-schedule", task_name="examples.add", periodic_task_name="tick")
+    Run.objects.create(task_result_id="by-schedule", task_name="examples.add", periodic_task_name="tick", worker="w1@h")
     launched = run_launch(task_name="examples.add", args=[1, 2])
     with connection.cursor() as cursor:
-        entries = cursor.execute(
-            "SELECT count(*) FROM taskcenter_run INDEXED BY run_schedule_id WHERE periodic_task_name > ''"
-        ).fetchone()[0]
-    assert entries == 1 and launched.periodic_task_name == ""  # the launch is not in the index
+        for index, column in (("run_schedule_id", "periodic_task_name"), ("run_worker_created", "worker")):
+            entries = cursor.execute(f"SELECT count(*) FROM taskcenter_run INDEXED BY {index} WHERE {column} > ''")
+            assert entries.fetchone()[0] == 1, index  # the launch is in neither
+    assert (launched.periodic_task_name, launched.worker) == ("", "")
     with CaptureQueriesContext(connection) as captured:
         for url in (
             reverse("taskcenter:schedule_list"),
             reverse("taskcenter:schedule_detail", args=[task.pk]),
             reverse("taskcenter:run_list") + "?schedule=tick",
             reverse("taskcenter:run_list") + "?schedule=tick&state=FAILURE",
+            reverse("taskcenter:run_list") + "?worker=w1@h",
+            reverse("taskcenter:run_list") + "?worker=w1@h&task_name=examples.add&before=999999",
             reverse("admin:django_celery_beat_periodictask_changelist"),
         ):
             assert staff_client.get(url).status_code == 200, url
         scheduler = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(result_expires=3600)))
         assert TaskcenterScheduler._active_runs(scheduler, "tick", 5) == 1
-    by_schedule = [q["sql"] for q in captured.captured_queries if '"periodic_task_name" = ' in q["sql"]
-                   or '"periodic_task_name" IN ' in q["sql"]]  # fmt: skip
-    assert len(by_schedule) >= 6, by_schedule
+    asking = [
+        q["sql"]
+        for q in captured.captured_queries
+        if any(f'"{column}" {op} ' in q["sql"] for column in ("periodic_task_name", "worker") for op in ("=", "IN"))
+    ]
+    assert len(asking) >= 8, asking
     with connection.cursor() as cursor:
-        for sql in by_schedule:
+        for sql in asking:
             plan = [row[-1] for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
-            assert any("USING INDEX run_schedule_" in step for step in plan), (sql[-300:], plan)
+            assert any(
+                f"USING INDEX {index}" in step for step in plan for index in ("run_schedule_", "run_worker_created")
+            ), (sql[-300:], plan)
             # No walk of the whole run table or of an index of every run ("U0": Django's subquery alias).
             assert not any(re.match(r"SCAN (taskcenter_run|U\d+)( |$)", step) for step in plan), (sql[-300:], plan)
     assert str(SENT_BY_SCHEDULE) == "(AND: ('periodic_task_name__gt', ''))"
+    assert str(TAKEN_BY_A_WORKER) == "(AND: ('worker__gt', ''))"

@@ -259,11 +259,17 @@ def _one_or_many(values: tuple):
     return values[0] if len(values) == 1 else values
 
 
+#: Filters whose index holds only runs with a value (``WHERE column > ''``: models.SENT_BY_SCHEDULE,
+#: models.TAKEN_BY_A_WORKER): SQLite uses such an index only if the query repeats that condition.
+PARTIAL_INDEXED = ("periodic_task_name", "worker")
+
+
 def _lookups(equalities: dict) -> dict:
-    """``equalities`` as queryset lookups: ``field__in`` for a tuple; a schedule's with ``SENT_BY_SCHEDULE``'s term."""
+    """``equalities`` as queryset lookups: ``field__in`` for a tuple, with the condition of a partial index."""
     lookups = {(f"{name}__in" if isinstance(value, tuple) else name): value for name, value in equalities.items()}
-    if "periodic_task_name" in equalities:
-        lookups["periodic_task_name__gt"] = ""  # SENT_BY_SCHEDULE's term: the schedule's partial indexes need it
+    for name in PARTIAL_INDEXED:
+        if name in equalities:
+            lookups[f"{name}__gt"] = ""
     return lookups
 
 
