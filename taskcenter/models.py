@@ -40,9 +40,12 @@ class RunSource(models.TextChoices):
 #: only these, so a launch from a page, the API or code writes neither. SQLite uses a partial index
 #: only for a query that repeats its condition (PostgreSQL infers it from "= name"): every query by
 #: schedule adds it, e.g. ``Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=name)``.
-SENT_BY_SCHEDULE = models.Q(periodic_task_name__gt="")
+#: ``NOT (column = '')``, not ``column > ''``: SQLite never walks an index by "not equal", so it
+#: always walks these by "= name", in page order, even where one schedule or one worker has all
+#: the runs (with ``> ''`` its statistics made the two look alike, and it sorted every run).
+SENT_BY_SCHEDULE = ~models.Q(periodic_task_name="")
 #: Runs a worker took (the worker column is empty until then). The same for History's index by worker.
-TAKEN_BY_A_WORKER = models.Q(worker__gt="")
+TAKEN_BY_A_WORKER = ~models.Q(worker="")
 
 
 class Run(models.Model):

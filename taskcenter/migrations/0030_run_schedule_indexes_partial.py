@@ -2,7 +2,8 @@
 
 A launch from a page, the API or code has no schedule: it no longer writes either index.
 Queries by schedule repeat the indexes' condition (``taskcenter.models.SENT_BY_SCHEDULE``),
-which SQLite needs in order to use a partial index. Only the indexes are rebuilt; no row changes.
+which SQLite needs in order to use a partial index; as "not equal to ''", which SQLite never
+walks an index by, so it keeps walking them by "= name". Only the indexes are rebuilt; no row changes.
 """
 
 from django.db import migrations, models
@@ -17,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="run",
             index=models.Index(
-                condition=models.Q(("periodic_task_name__gt", "")),
+                condition=models.Q(("periodic_task_name", ""), _negated=True),
                 fields=["periodic_task_name", "-id"],
                 name="run_schedule_id",
             ),
@@ -25,7 +26,7 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="run",
             index=models.Index(
-                condition=models.Q(("periodic_task_name__gt", "")),
+                condition=models.Q(("periodic_task_name", ""), _negated=True),
                 fields=["periodic_task_name", "-created_at", "-id"],
                 name="run_schedule_time",
             ),

@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="run",
             index=models.Index(
-                condition=models.Q(("worker__gt", "")),
+                condition=models.Q(("worker", ""), _negated=True),
                 fields=["worker", "-created_at", "-id"],
                 name="run_worker_created",
             ),

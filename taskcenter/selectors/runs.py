@@ -42,7 +42,7 @@ from django.db.models import F, Q, QuerySet
 from django_celery_results.models import TaskResult
 
 from taskcenter import catalogue, search_index
-from taskcenter.models import READY_STATES, REVOKED, Batch, Run, Workflow
+from taskcenter.models import READY_STATES, REVOKED, SENT_BY_SCHEDULE, TAKEN_BY_A_WORKER, Batch, Run, Workflow
 from taskcenter.search_text import SQL_FUNCTION, word_pieces
 
 logger = logging.getLogger(__name__)
@@ -259,17 +259,17 @@ def _one_or_many(values: tuple):
     return values[0] if len(values) == 1 else values
 
 
-#: Filters whose index holds only runs with a value (``WHERE column > ''``: models.SENT_BY_SCHEDULE,
-#: models.TAKEN_BY_A_WORKER): SQLite uses such an index only if the query repeats that condition.
-PARTIAL_INDEXED = ("periodic_task_name", "worker")
+#: Filters whose index holds only runs with a value (``WHERE NOT (column = '')``): SQLite uses such
+#: an index only if the query repeats that condition.
+PARTIAL_INDEXED = {"periodic_task_name": SENT_BY_SCHEDULE, "worker": TAKEN_BY_A_WORKER}
 
 
-def _lookups(equalities: dict) -> dict:
-    """``equalities`` as queryset lookups: ``field__in`` for a tuple, with the condition of a partial index."""
-    lookups = {(f"{name}__in" if isinstance(value, tuple) else name): value for name, value in equalities.items()}
-    for name in PARTIAL_INDEXED:
+def _where(equalities: dict) -> Q:
+    """``equalities`` as a filter: ``field__in`` for a tuple, with the condition of a partial index."""
+    lookups = Q(**{(f"{name}__in" if isinstance(value, tuple) else name): value for name, value in equalities.items()})
+    for name, condition in PARTIAL_INDEXED.items():
         if name in equalities:
-            lookups[f"{name}__gt"] = ""
+            lookups &= condition
     return lookups
 
 
@@ -294,7 +294,7 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
 def _matching(filters: RunFilters, equalities: dict | None) -> QuerySet[Run]:
     if equalities is None:
         return Run.objects.none()
-    return _in_time_range(Run.objects.filter(**_lookups(equalities)), filters).order_by(*PAGE_ORDER)
+    return _in_time_range(Run.objects.filter(_where(equalities)), filters).order_by(*PAGE_ORDER)
 
 
 def state_is(state: str) -> Q:
@@ -572,7 +572,7 @@ def _walk(filters: RunFilters, equalities: dict, *, cursor: int | None, newer: b
     single = {name for name, value in equalities.items() if not isinstance(value, tuple)}
     driving = next(d for d in DRIVING_ORDER if d <= single)  # a walk of one index, in page order
     rest = {name: value for name, value in equalities.items() if name not in driving}
-    base = _in_time_range(Run.objects.filter(**_lookups({name: equalities[name] for name in driving})), filters)
+    base = _in_time_range(Run.objects.filter(_where({name: equalities[name] for name in driving})), filters)
     walk = base
     if cursor is not None:
         created = _cursor_position(cursor)
