@@ -36,15 +36,15 @@ class RunSource(models.TextChoices):
     EXTERNAL = "external", _("Other client")
 
 
-#: Runs a schedule sent (the others have no schedule name). The two indexes on a run's schedule hold
-#: only these, so a launch from a page, the API or code writes neither. SQLite uses a partial index
+#: Runs a schedule sent (the others have no schedule name) and runs a worker took (the worker column
+#: is empty until then). The two indexes on a run's schedule and History's index by worker hold only
+#: these, so a launch from a page, the API or code writes none of them. SQLite uses a partial index
 #: only for a query that repeats its condition (PostgreSQL infers it from "= name"): every query by
-#: schedule adds it, e.g. ``Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=name)``.
-#: ``NOT (column = '')``, not ``column > ''``: SQLite never walks an index by "not equal", so it
-#: always walks these by "= name", in page order, even where one schedule or one worker has all
-#: the runs (with ``> ''`` its statistics made the two look alike, and it sorted every run).
+#: schedule or worker adds it, e.g. ``Run.objects.filter(SENT_BY_SCHEDULE, periodic_task_name=name)``.
+#: The condition is ``NOT (column = '')``, not ``column > ''``: SQLite never walks an index by "not
+#: equal", so it walks these by "= name", in page order, even where one schedule or one worker has
+#: every run (with ``> ''`` its statistics made the two look alike, and it sorted all those runs).
 SENT_BY_SCHEDULE = ~models.Q(periodic_task_name="")
-#: Runs a worker took (the worker column is empty until then). The same for History's index by worker.
 TAKEN_BY_A_WORKER = ~models.Q(worker="")
 
 
