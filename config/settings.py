@@ -15,6 +15,8 @@ from kombu import Exchange, Queue
 from config.env import env_bool, env_int, env_list, env_str, load_dotenv
 from taskcenter.log_format import LOG_FORMAT
 from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
+from taskcenter.task_id_path import PATH_DESCRIPTION as TASK_ID_PATH_DESCRIPTION
+from taskcenter.task_id_path import PATH_PATTERN as TASK_ID_PATH_PATTERN
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -462,6 +464,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A task id in a path (taskcenter.urls.TaskIdConverter): GET /api/v1/runs/count/ is the count, not a run.
+    "PATH_CONVERTER_OVERRIDES": {
+        "taskid": {"type": "string", "pattern": TASK_ID_PATH_PATTERN, "description": TASK_ID_PATH_DESCRIPTION}
+    },
 }
 
 # --- HTTPS behind a proxy (docs/deploy.md, "Security settings") ---------------------------

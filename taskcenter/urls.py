@@ -6,6 +6,7 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 
 from django.urls import path, register_converter
 
+from taskcenter.task_id_path import RESERVED_SEGMENTS
 from taskcenter.urls_monitoring import page_urlpatterns
 from taskcenter.views import (
     audit,
@@ -33,7 +34,8 @@ class TaskIdConverter:
 
     Plain ids (UUIDs, and any id of letters, digits and ``_.:@-`` that starts with a
     letter or digit) appear as they are; any other id (``x/../y``, spaces, other
-    scripts) as ``~`` and the URL-safe base64 of its UTF-8 bytes.
+    scripts), and an id that names another page beside a run's (``count``, ``retry``...:
+    ``task_id_path.RESERVED_SEGMENTS``), as ``~`` and the URL-safe base64 of its UTF-8 bytes.
     """
 
     regex = r"[^/]+"
@@ -50,7 +52,7 @@ class TaskIdConverter:
 
     def to_url(self, value) -> str:
         value = str(value)
-        if self.PLAIN.match(value):
+        if self.PLAIN.match(value) and value not in RESERVED_SEGMENTS:
             return value
         return "~" + urlsafe_b64encode(value.encode("utf-8", "surrogatepass")).decode().rstrip("=")
 

@@ -14,7 +14,8 @@ from taskcenter.selectors.runs import RunFilters, runs_page
 
 pytestmark = pytest.mark.django_db
 
-ODD_IDS = ["x/../y", "a b c", "ünïcødé-日本", "~tilde", "..", "a%2Fb?c=d#e"]
+# The last four name other pages beside a run's (``runs/retry/``, ``runs/count/``...).
+ODD_IDS = ["x/../y", "a b c", "ünïcødé-日本", "~tilde", "..", "a%2Fb?c=d#e", "retry", "count", "saved", "progress"]
 
 
 def make_run(task_id: str, **fields) -> Run:
@@ -148,6 +149,46 @@ def test_any_task_id_links_to_its_own_run_page(staff_client, task_id):
     assert page.context["run"].task_id == task_id
     for name in ("run_cancel", "run_retry"):
         assert staff_client.get(reverse(f"taskcenter:{name}", args=[task_id])).status_code < 500
+
+
+@pytest.mark.parametrize("task_id", ODD_IDS)
+def test_any_task_id_is_read_through_the_api_by_the_path_it_is_linked_at(viewer, task_id):
+    make_run(task_id, recorded_state="SUCCESS")
+    url = reverse("api:run", args=[task_id])
+    response = viewer.get(url)
+    assert response.status_code == 200, (url, response.content[:300])
+    assert response.json()["task_id"] == task_id
+    listed = viewer.get(reverse("api:runs")).json()["results"]
+    assert [run["task_id"] for run in listed] == [task_id]
+
+
+def test_every_literal_segment_beside_a_task_id_is_reserved():
+    """A page named like ``runs/count/`` next to ``runs/<task id>/``: a run with that id must be linked encoded."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    from taskcenter.task_id_path import RESERVED_SEGMENTS
+
+    routes = []
+
+    def walk(patterns, prefix=""):
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                walk(entry.url_patterns, prefix + str(entry.pattern))
+            elif isinstance(entry, URLPattern):
+                routes.append(prefix + str(entry.pattern))
+
+    walk(get_resolver().url_patterns)
+    beside = set()
+    for route in (r for r in routes if "<taskid:" in r):
+        parent, _, rest = route.partition("<taskid:")
+        following = rest.partition(">")[2]  # what comes after the id: "/", "/cancel/"...
+        for other in routes:
+            if other.startswith(parent) and "<" not in other[len(parent) :]:
+                segment = other[len(parent) :].split("/")[0]
+                if segment and other[len(parent) + len(segment) :] in ("/", following):
+                    beside.add(segment)
+    assert beside, routes
+    assert beside <= RESERVED_SEGMENTS, beside - RESERVED_SEGMENTS
 
 
 def test_an_encoded_path_that_is_not_valid_is_a_404(staff_client):
