@@ -15,8 +15,8 @@ from kombu import Exchange, Queue
 from config.env import env_bool, env_int, env_list, env_str, load_dotenv
 from taskcenter.log_format import LOG_FORMAT
 from taskcenter.priorities import REDIS_PRIORITY_STEPS, Priority
-from taskcenter.task_id_path import PATH_DESCRIPTION as TASK_ID_PATH_DESCRIPTION
 from taskcenter.task_id_path import PATH_PATTERN as TASK_ID_PATH_PATTERN
+from taskcenter.task_id_path import RESERVED_SEGMENTS as TASK_ID_RESERVED_SEGMENTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -466,7 +466,13 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # A task id in a path (taskcenter.urls.TaskIdConverter): GET /api/v1/runs/count/ is the count, not a run.
     "PATH_CONVERTER_OVERRIDES": {
-        "taskid": {"type": "string", "pattern": TASK_ID_PATH_PATTERN, "description": TASK_ID_PATH_DESCRIPTION}
+        "taskid": {
+            "type": "string",
+            "pattern": TASK_ID_PATH_PATTERN,
+            "description": "The run's task id. An id that is not plain (letters, digits and `_.:@-`, starting "
+            f"with a letter or digit) or that is one of {', '.join(sorted(TASK_ID_RESERVED_SEGMENTS))} is written "
+            "as `~` and the URL-safe base64 of its UTF-8 bytes, without padding.",
+        }
     },
 }
 

@@ -11,9 +11,3 @@ RESERVED_SEGMENTS = frozenset({"count", "progress", "retry", "saved"})
 
 #: The API schema's pattern of a task id in a path: one segment, none of the reserved ones.
 PATH_PATTERN = r"^(?!(" + "|".join(sorted(RESERVED_SEGMENTS)) + r")$)[^/]+$"
-
-PATH_DESCRIPTION = (
-    "The run's task id. An id that is not plain (letters, digits and `_.:@-`, starting with a letter "
-    "or digit) or that is one of " + ", ".join(sorted(RESERVED_SEGMENTS)) + " is written as `~` and the "
-    "URL-safe base64 of its UTF-8 bytes, without padding."
-)
